@@ -1,0 +1,88 @@
+//! The hold handshake between a lab and the harness, and the contract both sides share.
+//!
+//! In hold mode a lab prints exactly one JSON line per stage on stdout:
+//! `{"cilab":"hold","stage":"init-running","claims":{...}}` and then blocks until the
+//! harness writes `continue` on its stdin. End of file on stdin means the harness is gone:
+//! the lab tears down and exits. `claims` are what the lab believes (its PIDs, say); the
+//! harness shows them to a student but grades only on what it observes itself.
+
+use serde::{Deserialize, Serialize};
+
+/// The word the harness writes (one line) to let a held lab go on.
+pub const CONTINUE: &str = "continue";
+/// The value of the `cilab` key that marks a protocol line on a lab's stdout.
+pub const HOLD_TAG: &str = "hold";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HoldMessage {
+    pub cilab: String,
+    pub stage: String,
+    #[serde(default)]
+    pub claims: serde_json::Value,
+}
+
+impl HoldMessage {
+    pub fn new(stage: &str, claims: serde_json::Value) -> Self {
+        HoldMessage { cilab: HOLD_TAG.to_string(), stage: stage.to_string(), claims }
+    }
+
+    /// Parses one line of a lab's stdout; `None` if it is not a protocol line.
+    pub fn parse(line: &str) -> Option<Self> {
+        serde_json::from_str::<HoldMessage>(line.trim()).ok().filter(|m| m.cilab == HOLD_TAG)
+    }
+}
+
+/// The pid-ns lab: stages and the names its processes give themselves (comm), so the
+/// harness can tell them apart in /proc.
+pub mod pid_ns {
+    pub const UNSHARED: &str = "unshared";
+    pub const INIT_RUNNING: &str = "init-running";
+    pub const ORPHANED: &str = "orphaned";
+    pub const HANDLER_INSTALLED: &str = "handler-installed";
+    pub const INIT_GONE: &str = "init-gone";
+    pub const STAGES: [&str; 5] = [UNSHARED, INIT_RUNNING, ORPHANED, HANDLER_INSTALLED, INIT_GONE];
+
+    pub const INIT_COMM: &str = "pidns-init";
+    pub const SLEEPER_COMM: &str = "pidns-sleeper";
+    pub const ORPHAN_PARENT_COMM: &str = "pidns-parent";
+    pub const ORPHAN_COMM: &str = "pidns-orphan";
+    /// File in the workdir where the init's signal handler records `<signal> <si_pid>` lines.
+    pub const HANDLER_LOG: &str = "handler-si_pid.log";
+}
+
+/// The chroot-jail lab: where things are inside its workdir and the jail.
+pub mod chroot_jail {
+    pub const BINARY_ALONE: &str = "binary-alone";
+    pub const WITH_LIBRARIES: &str = "with-libraries";
+    pub const JAILED: &str = "jailed";
+    pub const PRIVATE_MOUNTS: &str = "private-mounts";
+    pub const STAGES: [&str; 4] = [BINARY_ALONE, WITH_LIBRARIES, JAILED, PRIVATE_MOUNTS];
+
+    /// The jail directory, relative to the workdir.
+    pub const JAIL_DIR: &str = "jail";
+    /// A host directory (relative to the workdir) bound read-only into the jail.
+    pub const HOST_DATA_DIR: &str = "host-data";
+    pub const HOST_NOTE: &str = "notes.txt";
+    /// Where the host data appears inside the jail.
+    pub const BIND_TARGET_IN_JAIL: &str = "/mnt/host-data";
+    /// The dynamically linked host program copied into the jail, and where it lands.
+    pub const DYNAMIC_PROGRAM: &str = "echo";
+    pub const DYNAMIC_PROGRAM_IN_JAIL: &str = "/usr/bin/echo";
+    pub const BUSYBOX_IN_JAIL: &str = "/bin/busybox";
+    pub const JAILED_COMM: &str = "jail-shell";
+    pub const PRIVATE_COMM: &str = "jail-private";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hold_line_round_trips_and_other_lines_are_not_protocol() {
+        let line = serde_json::to_string(&HoldMessage::new("x", serde_json::json!({"init": 5})))
+            .expect("serialise");
+        assert_eq!(HoldMessage::parse(&line).map(|m| m.stage), Some("x".to_string()));
+        assert_eq!(HoldMessage::parse("hello"), None);
+        assert_eq!(HoldMessage::parse(r#"{"cilab":"other","stage":"x"}"#), None);
+    }
+}

@@ -1,0 +1,60 @@
+//! The directory a lab works in: the harness's scratch dir when held, else a fresh one
+//! under /tmp that the lab removes when it ends (also on Ctrl-C, through `cleanup`).
+
+use std::path::{Path, PathBuf};
+
+use crate::{cleanup, LabArgs, LabError, Result};
+
+#[derive(Debug)]
+pub struct Workdir {
+    path: PathBuf,
+    /// The lab made it, so the lab removes it.
+    owned: bool,
+}
+
+impl Workdir {
+    pub fn open(args: &LabArgs, lab_name: &str) -> Result<Self> {
+        if let Some(path) = &args.workdir {
+            if !path.is_dir() {
+                return Err(LabError::Setup(format!("--workdir {} is not a directory", path.display())));
+            }
+            let path = path.canonicalize().map_err(LabError::io("resolve", path))?;
+            return Ok(Workdir { path, owned: false });
+        }
+        let path = std::env::temp_dir().join(format!("lab-{lab_name}-{}", std::process::id()));
+        std::fs::create_dir(&path).map_err(LabError::io("create directory", &path))?;
+        cleanup::track_dir(&path);
+        Ok(Workdir { path, owned: true })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Removes the directory if the lab made it.
+    pub fn finish(self) -> Result<()> {
+        if self.owned {
+            std::fs::remove_dir_all(&self.path).map_err(LabError::io("remove", &self.path))?;
+            cleanup::forget_dir(&self.path);
+        }
+        Ok(())
+    }
+}
+
+/// Labs make namespaces, mounts and chroots: they need root. Says how to get it.
+pub fn require_root(lab_binary: &str, because: &str) -> Result<()> {
+    if nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    Err(LabError::Setup(format!(
+        "{lab_binary} must run as root: it calls {because}. Run it as `sudo target/debug/{lab_binary}` \
+         on a machine you may break, ideally a VM (`vagrant up` or `cilab doctor` tell you more)."
+    )))
+}
+
+/// Reads the namespace link of a process, e.g. `pid:[4026531836]` for ("self", "pid").
+pub fn ns_link(pid: &str, kind: &str) -> String {
+    std::fs::read_link(format!("/proc/{pid}/ns/{kind}"))
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|e| format!("(unreadable: {e})"))
+}
