@@ -1,1 +1,18 @@
+//! cilab: runs container-internals labs, observes from outside what the kernel did,
+//! and grades it. See DESIGN.md in the shared folder and README.md for the tour.
 
+pub mod backend;
+pub mod catalog;
+pub mod cgroup;
+pub mod checks;
+pub mod doctor;
+pub mod error;
+pub mod labbuild;
+pub mod leaks;
+pub mod probe;
+pub mod registry;
+pub mod report;
+pub mod run;
+pub mod verdict;
+
+pub use error::{Error, Result};

@@ -1,0 +1,110 @@
+//! Where labs run. The local backend runs them on this machine; a VM backend (later) is
+//! only a transport that runs `cilab check --format json` in the guest and parses the
+//! same report back.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use crate::catalog::LabSpec;
+use crate::cgroup::CgroupSetup;
+use crate::error::{Error, Result};
+use crate::report::LabReport;
+use crate::run::{LabRun, RunOptions};
+use crate::verdict::{Grader, LAB_FINISHED, NOTHING_LEAKED};
+
+pub trait Backend {
+    fn name(&self) -> &'static str;
+    /// Runs one lab under the harness and grades it.
+    fn check(&self, lab: &LabSpec, options: &RunOptions) -> Result<LabReport>;
+}
+
+/// Runs labs on this machine, as root.
+#[derive(Debug)]
+pub struct Local {
+    setup: CgroupSetup,
+    binaries: PathBuf,
+}
+
+impl Local {
+    pub fn new(binaries: PathBuf) -> Result<Self> {
+        if !nix::unistd::geteuid().is_root() {
+            return Err(Error::NotRoot);
+        }
+        Ok(Local {
+            setup: CgroupSetup::detect()?,
+            binaries,
+        })
+    }
+}
+
+impl Backend for Local {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+
+    fn check(&self, lab: &LabSpec, options: &RunOptions) -> Result<LabReport> {
+        let started = Instant::now();
+        let mut grader = Grader::new(lab.verdicts);
+        let binary = self.binaries.join(lab.binary);
+        let mut run = LabRun::start(lab.name, &binary, &self.setup, options.clone(), lab.prepare)?;
+        let mut stopped = (lab.check)(&mut run, &mut grader)
+            .err()
+            .map(|e| e.to_string());
+        let exit = if stopped.is_none() {
+            match run.finish() {
+                Ok(status) => Some(status),
+                Err(error) => {
+                    stopped = Some(error.to_string());
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let finished = exit.is_some_and(|s| s.success());
+        let failed_somewhere = stopped.is_some() || !finished;
+        let narration_tail = if failed_somewhere {
+            run.narration_tail(15)
+        } else {
+            Vec::new()
+        };
+        let stage = run.stage().map(String::from);
+        let redactor = run.redactor().clone();
+        let teardown = run.teardown();
+        grader.judge(
+            LAB_FINISHED,
+            finished,
+            &[],
+            match (&stopped, exit) {
+                (Some(why), _) => why.clone(),
+                (None, Some(status)) => format!("the lab exited with {status}"),
+                (None, None) => "the lab did not exit".to_string(),
+            },
+        );
+        grader.judge(
+            NOTHING_LEAKED,
+            teardown.leaks.is_empty(),
+            &[],
+            teardown.leaks.join("; "),
+        );
+        let stopped = stopped.map(|why| match stage {
+            Some(stage) => format!("at stage `{stage}`: {why}"),
+            None => format!("before the first stage: {why}"),
+        });
+        let (verdicts, mut observations) = grader.finish(stopped.as_deref());
+        for value in observations.values_mut() {
+            redactor.value(value);
+        }
+        Ok(LabReport {
+            lab: lab.name.to_string(),
+            title: lab.title.to_string(),
+            backend: self.name().to_string(),
+            verdicts,
+            observations,
+            leaks: teardown.leaks,
+            stopped,
+            narration_tail,
+            duration_ms: started.elapsed().as_millis() as u64,
+        })
+    }
+}

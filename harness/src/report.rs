@@ -1,0 +1,135 @@
+//! Reports: our own JSON (the source of truth) and a terminal table made from it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::verdict::{Observations, Outcome, Verdict};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LabReport {
+    pub lab: String,
+    pub title: String,
+    pub backend: String,
+    pub verdicts: Vec<Verdict>,
+    /// Redacted facts the harness observed: what the snapshots record.
+    pub observations: Observations,
+    /// What the run left on the host (empty when clean).
+    pub leaks: Vec<String>,
+    /// Where and why the run stopped early, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
+    /// The lab's last narration lines, kept when something failed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub narration_tail: Vec<String>,
+    pub duration_ms: u64,
+}
+
+impl LabReport {
+    pub fn points(&self) -> (u32, u32) {
+        (
+            self.verdicts.iter().map(|v| v.points).sum(),
+            self.verdicts.iter().map(|v| v.max_points).sum(),
+        )
+    }
+
+    pub fn passed(&self) -> bool {
+        self.verdicts.iter().all(|v| v.outcome == Outcome::Pass)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub labs: usize,
+    pub verdicts: usize,
+    pub passed: usize,
+    pub failed: usize,
+    pub skipped: usize,
+    pub points: u32,
+    pub max_points: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    pub cilab_version: String,
+    pub labs: Vec<LabReport>,
+    pub summary: Summary,
+}
+
+impl Report {
+    pub fn new(labs: Vec<LabReport>) -> Self {
+        let mut summary = Summary {
+            labs: labs.len(),
+            ..Summary::default()
+        };
+        for verdict in labs.iter().flat_map(|l| &l.verdicts) {
+            summary.verdicts += 1;
+            summary.points += verdict.points;
+            summary.max_points += verdict.max_points;
+            match verdict.outcome {
+                Outcome::Pass => summary.passed += 1,
+                Outcome::Fail => summary.failed += 1,
+                Outcome::Skip => summary.skipped += 1,
+            }
+        }
+        Report {
+            cilab_version: env!("CARGO_PKG_VERSION").to_string(),
+            labs,
+            summary,
+        }
+    }
+
+    /// Every verdict of every lab passed (a skip is not a pass).
+    pub fn all_passed(&self) -> bool {
+        self.summary.failed == 0 && self.summary.skipped == 0 && self.summary.verdicts > 0
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    }
+
+    /// The terminal table: per lab, one line per verdict, then hints and leaks.
+    pub fn to_table(&self) -> String {
+        let mut out = String::new();
+        for lab in &self.labs {
+            let (points, max) = lab.points();
+            out.push_str(&format!(
+                "\n{}  {}  ({points}/{max} points, {} ms)\n",
+                lab.lab, lab.title, lab.duration_ms
+            ));
+            for verdict in &lab.verdicts {
+                let mark = match verdict.outcome {
+                    Outcome::Pass => "PASS",
+                    Outcome::Fail => "FAIL",
+                    Outcome::Skip => "SKIP",
+                };
+                out.push_str(&format!(
+                    "  {mark}  {}/{}  {}\n",
+                    verdict.points, verdict.max_points, verdict.claim
+                ));
+                if let Some(detail) = &verdict.detail {
+                    out.push_str(&format!("              saw:  {detail}\n"));
+                }
+                if let Some(hint) = &verdict.hint {
+                    out.push_str(&format!("              hint: {hint}\n"));
+                }
+            }
+            if let Some(stopped) = &lab.stopped {
+                out.push_str(&format!("  stopped: {stopped}\n"));
+            }
+            for leak in &lab.leaks {
+                out.push_str(&format!("  LEAK: {leak}\n"));
+            }
+            if !lab.narration_tail.is_empty() {
+                out.push_str("  the lab's last words:\n");
+                for line in &lab.narration_tail {
+                    out.push_str(&format!("    | {line}\n"));
+                }
+            }
+        }
+        let s = &self.summary;
+        out.push_str(&format!(
+            "\n{} lab(s): {} passed, {} failed, {} skipped; {}/{} points\n",
+            s.labs, s.passed, s.failed, s.skipped, s.points, s.max_points
+        ));
+        out
+    }
+}

@@ -1,0 +1,554 @@
+//! One run of a lab binary held by the harness: its own scratch dir and cgroup, the
+//! handshake at each stage, a timeout on every wait, and a teardown that is verified.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use labkit::protocol::{HoldMessage, CONTINUE};
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+use serde_json::Value;
+
+use crate::cgroup::{CgroupSetup, Limits, RunCgroup};
+use crate::error::{Error, Result};
+use crate::leaks::{self, Baseline};
+use crate::probe::procfs::{self, NsId};
+use crate::registry::{self, RunRecord};
+use crate::verdict::redact::{self, Redactor};
+
+/// Test hooks, reachable from `cilab check --fault` (hidden): they break a run on
+/// purpose so that the tests can prove teardown and `cilab doctor` work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// SIGKILL the lab when it holds at this stage.
+    KillLabAt(String),
+    /// Stop responding (sleep) when the lab holds at this stage, so that a test can
+    /// SIGKILL cilab itself mid-run.
+    HangAt(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// How long to wait for the lab to reach each hold point.
+    pub hold_timeout: Duration,
+    /// How long to wait for the lab to exit once released for the last time.
+    pub exit_timeout: Duration,
+    pub limits: Limits,
+    pub fault: Option<Fault>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            hold_timeout: Duration::from_secs(10),
+            exit_timeout: Duration::from_secs(10),
+            limits: Limits::default(),
+            fault: None,
+        }
+    }
+}
+
+/// What teardown found.
+#[derive(Debug, Clone)]
+pub struct Teardown {
+    pub exit: Option<ExitStatus>,
+    pub leaks: Vec<String>,
+}
+
+/// Runs in progress in this process, for the Ctrl-C handler.
+static ACTIVE: Mutex<Vec<RunRecord>> = Mutex::new(Vec::new());
+static RUN_COUNTER: AtomicU32 = AtomicU32::new(0);
+
+fn active() -> std::sync::MutexGuard<'static, Vec<RunRecord>> {
+    ACTIVE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Kills and removes every run in progress (called on SIGINT/SIGTERM). Returns their ids.
+pub fn abort_all() -> Vec<String> {
+    let records: Vec<RunRecord> = active().clone();
+    for record in &records {
+        abort(record);
+    }
+    records.into_iter().map(|r| r.id).collect()
+}
+
+/// Kills, removes and forgets one run.
+fn abort(record: &RunRecord) {
+    let _ = record.cgroup.kill_all(Duration::from_secs(5));
+    let _ = record.cgroup.remove();
+    let _ = std::fs::remove_dir_all(&record.scratch);
+    active().retain(|r| r.id != record.id);
+    record.delete();
+}
+
+fn new_record(lab: &str, id: &str) -> RunRecord {
+    let own_pid = std::process::id() as i32;
+    RunRecord {
+        id: id.to_string(),
+        lab: lab.to_string(),
+        owner_pid: own_pid,
+        owner_start_time: procfs::start_time(own_pid).unwrap_or_default(),
+        scratch: registry::scratch_root().join(id),
+        cgroup: RunCgroup {
+            dirs: Vec::new(),
+            limits_applied: Vec::new(),
+        },
+    }
+}
+
+pub struct LabRun {
+    lab: String,
+    record: RunRecord,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    protocol: Receiver<String>,
+    narration: Arc<Mutex<Vec<String>>>,
+    baseline: Baseline,
+    namespaces: BTreeSet<(&'static str, NsId)>,
+    redactor: Redactor,
+    claims: Vec<(String, Value)>,
+    stage: Option<String>,
+    options: RunOptions,
+    torn_down: bool,
+}
+
+impl LabRun {
+    /// Makes the scratch dir and cgroup, lets `prepare` plant files in the scratch dir,
+    /// and starts the lab binary in hold mode inside the cgroup.
+    pub fn start(
+        lab: &str,
+        binary: &Path,
+        setup: &CgroupSetup,
+        options: RunOptions,
+        prepare: fn(&Path) -> Result<()>,
+    ) -> Result<Self> {
+        if !binary.exists() {
+            return Err(Error::Lab {
+                lab: lab.to_string(),
+                message: format!(
+                    "{} does not exist: build it with `cargo build --workspace`",
+                    binary.display()
+                ),
+            });
+        }
+        let baseline = Baseline::take()?;
+        let id = format!(
+            "{lab}-{}-{}",
+            std::process::id(),
+            RUN_COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
+        // The record goes first, so that a `cilab doctor` running meanwhile knows that the
+        // scratch dir and cgroups named after this id belong to a live run.
+        let mut record = new_record(lab, &id);
+        record.save()?;
+        active().push(record.clone());
+        let made = std::fs::create_dir_all(&record.scratch)
+            .map_err(Error::io("create scratch directory", &record.scratch))
+            .and_then(|()| RunCgroup::create(setup, &id, &options.limits))
+            .and_then(|cgroup| {
+                record.cgroup = cgroup;
+                record.save()
+            })
+            .and_then(|()| prepare(&record.scratch));
+        if let Err(error) = made {
+            abort(&record);
+            return Err(error);
+        }
+        let child =
+            match spawn_in_cgroup(held_command(binary, &record.scratch), &record.cgroup, true) {
+                Ok(child) => child,
+                Err(error) => {
+                    abort(&record);
+                    return Err(error);
+                }
+            };
+        let mut redactor = Redactor::default();
+        redactor.path(&record.scratch, redact::SCRATCH);
+        redactor.number(child.id().into(), redact::HOST_PID);
+        let (mut child, protocol, narration) = attach_readers(child);
+        let stdin = child.stdin.take();
+        Ok(LabRun {
+            lab: lab.to_string(),
+            record,
+            child,
+            stdin,
+            protocol,
+            narration,
+            baseline,
+            namespaces: BTreeSet::new(),
+            redactor,
+            claims: Vec::new(),
+            stage: None,
+            options,
+            torn_down: false,
+        })
+    }
+
+    /// The lab process's PID on the host.
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn scratch(&self) -> &Path {
+        &self.record.scratch
+    }
+
+    pub fn id(&self) -> &str {
+        &self.record.id
+    }
+
+    /// The stage the lab holds at (or last held at).
+    pub fn stage(&self) -> Option<&str> {
+        self.stage.as_deref()
+    }
+
+    /// What the lab claimed at each stage (narration, never evidence).
+    pub fn claims(&self) -> &[(String, Value)] {
+        &self.claims
+    }
+
+    /// The last lines the lab wrote on stderr.
+    pub fn narration_tail(&self, lines: usize) -> Vec<String> {
+        let narration = self.narration.lock().unwrap_or_else(|p| p.into_inner());
+        narration
+            .iter()
+            .skip(narration.len().saturating_sub(lines))
+            .cloned()
+            .collect()
+    }
+
+    pub fn baseline(&self) -> &Baseline {
+        &self.baseline
+    }
+
+    /// A namespace the lab made: teardown checks that no process is left in it.
+    pub fn track_namespace(&mut self, kind: &'static str, ns: NsId) {
+        self.namespaces.insert((kind, ns));
+        self.redactor.number(ns, "[namespace]");
+    }
+
+    /// A host PID the checks looked at: it never appears raw in an observation.
+    pub fn track_pid(&mut self, pid: i32) {
+        if let Ok(pid) = u64::try_from(pid) {
+            self.redactor.number(pid, redact::HOST_PID);
+        }
+    }
+
+    pub fn redactor(&self) -> &Redactor {
+        &self.redactor
+    }
+
+    /// Waits until the lab holds at `stage`.
+    pub fn await_hold(&mut self, stage: &str) -> Result<()> {
+        let deadline = Instant::now() + self.options.hold_timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.protocol.recv_timeout(left) {
+                Ok(line) => {
+                    let Some(message) = HoldMessage::parse(&line) else {
+                        self.push_narration(line);
+                        continue;
+                    };
+                    self.stage = Some(message.stage.clone());
+                    self.claims.push((message.stage.clone(), message.claims));
+                    if message.stage != stage {
+                        return Err(self.failure(format!(
+                            "expected it to hold at `{stage}`, it held at `{}`",
+                            message.stage
+                        )));
+                    }
+                    self.apply_fault(stage)?;
+                    return Ok(());
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    return Err(self.failure(format!(
+                        "it did not reach `{stage}` within {:?}",
+                        self.options.hold_timeout
+                    )))
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    let status = self.child.try_wait().ok().flatten();
+                    return Err(self.failure(format!(
+                        "it exited ({}) before reaching `{stage}`",
+                        status
+                            .map(|s| s.to_string())
+                            .unwrap_or_else(|| "closed its stdout".into())
+                    )));
+                }
+            }
+        }
+    }
+
+    fn apply_fault(&mut self, stage: &str) -> Result<()> {
+        match &self.options.fault {
+            Some(Fault::KillLabAt(at)) if at == stage => {
+                let _ = nix::sys::signal::kill(Pid::from_raw(self.pid()), Signal::SIGKILL);
+                Err(self.failure(format!("fault injected: SIGKILL to the lab at `{stage}`")))
+            }
+            Some(Fault::HangAt(at)) if at == stage => {
+                eprintln!("cilab: fault injected: hanging at `{stage}` (kill me)");
+                loop {
+                    std::thread::sleep(Duration::from_secs(3600));
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Lets the held lab go on to its next stage.
+    pub fn release(&mut self) -> Result<()> {
+        let stage = self.stage.clone().unwrap_or_default();
+        let Some(stdin) = self.stdin.as_mut() else {
+            return Err(self.failure("its stdin is already closed".into()));
+        };
+        if let Err(e) = writeln!(stdin, "{CONTINUE}").and_then(|()| stdin.flush()) {
+            return Err(self.failure(format!("could not release it at `{stage}`: {e}")));
+        }
+        Ok(())
+    }
+
+    /// Closes the lab's stdin and waits for it to exit.
+    pub fn finish(&mut self) -> Result<ExitStatus> {
+        self.stdin = None;
+        let deadline = Instant::now() + self.options.exit_timeout;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return Ok(status),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
+                Ok(None) => {
+                    return Err(self.failure(format!(
+                        "it did not exit within {:?} of its last release",
+                        self.options.exit_timeout
+                    )))
+                }
+                Err(e) => return Err(Error::io("wait for", format!("lab {}", self.lab))(e)),
+            }
+        }
+    }
+
+    /// Kills whatever is left, removes the cgroup and scratch dir, and checks that the
+    /// host is as it was. Leaks are returned, never hidden.
+    pub fn teardown(mut self) -> Teardown {
+        self.torn_down = true;
+        self.stdin = None;
+        let mut leaks = Vec::new();
+        // A lab that exited normally must have taken its processes with it.
+        let exit = self.child.try_wait().ok().flatten();
+        if exit.is_some() {
+            for pid in self.record.cgroup.procs() {
+                leaks.push(format!(
+                    "process {pid} ({}) was still running after the lab exited",
+                    procfs::comm(pid).unwrap_or_default()
+                ));
+            }
+        }
+        if let Err(error) = self.record.cgroup.kill_all(Duration::from_secs(5)) {
+            leaks.push(format!("could not empty the run's cgroup: {error}"));
+        }
+        let exit = exit.or_else(|| self.child.wait().ok());
+        match self.record.cgroup.remove() {
+            Ok(nested) => leaks.extend(
+                nested
+                    .iter()
+                    .map(|d| format!("the lab left a cgroup behind: {}", d.display())),
+            ),
+            Err(error) => leaks.push(format!("could not remove the run's cgroup: {error}")),
+        }
+        if let Err(error) = std::fs::remove_dir_all(&self.record.scratch) {
+            leaks.push(format!(
+                "could not remove the scratch dir: {error} (is something mounted on it?)"
+            ));
+        }
+        leaks.extend(leaks::find_leaks(
+            &self.baseline,
+            &self.record.cgroup,
+            &self.namespaces,
+            &self.record.scratch,
+        ));
+        active().retain(|r| r.id != self.record.id);
+        self.record.delete();
+        leaks.dedup();
+        Teardown { exit, leaks }
+    }
+
+    fn push_narration(&self, line: String) {
+        self.narration
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(line);
+    }
+
+    fn failure(&self, message: String) -> Error {
+        Error::Lab {
+            lab: self.lab.clone(),
+            message,
+        }
+    }
+}
+
+impl Drop for LabRun {
+    fn drop(&mut self) {
+        if !self.torn_down {
+            // Only reached on a panic or an early return that skipped teardown: still clean.
+            let _ = self.record.cgroup.kill_all(Duration::from_secs(5));
+            let _ = self.child.wait();
+            abort(&self.record);
+        }
+    }
+}
+
+/// Starts `command` so that it is in the run's cgroup before its first instruction: the
+/// child writes "0" (itself) into each cgroup.procs between fork and exec, using
+/// descriptors the parent opened, so no allocation happens after fork. If cilab dies,
+/// even by SIGKILL, the kernel kills the lab (PR_SET_PDEATHSIG). With `own_group`, the lab
+/// gets its own process group, so Ctrl-C in the terminal reaches only cilab.
+fn spawn_in_cgroup(mut command: Command, cgroup: &RunCgroup, own_group: bool) -> Result<Child> {
+    let procs_files = cgroup.open_procs_files()?;
+    let raw_fds: Vec<i32> = procs_files.iter().map(|f| f.as_raw_fd()).collect();
+    // SAFETY: the closure only makes syscalls (write, setpgid, prctl) on data that was
+    // prepared before fork; it allocates nothing.
+    unsafe {
+        command.pre_exec(move || {
+            for fd in &raw_fds {
+                let fd = BorrowedFd::borrow_raw(*fd);
+                nix::unistd::write(fd, b"0").map_err(std::io::Error::from)?;
+            }
+            if own_group {
+                nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0))
+                    .map_err(std::io::Error::from)?;
+            }
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)?;
+            Ok(())
+        });
+    }
+    let program = command.get_program().to_owned();
+    let child = command.spawn().map_err(Error::io("start", program))?;
+    drop(procs_files);
+    Ok(child)
+}
+
+fn held_command(binary: &Path, scratch: &Path) -> Command {
+    let mut command = Command::new(binary);
+    command
+        .arg("--hold")
+        .arg("--workdir")
+        .arg(scratch)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// Set while a person runs a lab: Ctrl-C is then the lab's to handle (it cleans up and
+/// exits), and cilab tears down after it.
+pub static BY_HAND: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// `cilab run`: the lab binary on the terminal, narrating, in its own cgroup and scratch
+/// dir, so that whatever it leaves (even after Ctrl-C) is killed and removed after it.
+pub fn run_by_hand(
+    lab: &str,
+    binary: &Path,
+    setup: &CgroupSetup,
+    pause_each_step: bool,
+) -> Result<Teardown> {
+    BY_HAND.store(true, Ordering::SeqCst);
+    let baseline = Baseline::take()?;
+    let id = format!("{lab}-{}-by-hand", std::process::id());
+    let mut record = new_record(lab, &id);
+    record.save()?;
+    let made = std::fs::create_dir_all(&record.scratch)
+        .map_err(Error::io("create scratch directory", &record.scratch))
+        .and_then(|()| RunCgroup::create(setup, &id, &Limits::default()))
+        .and_then(|cgroup| {
+            record.cgroup = cgroup;
+            record.save()
+        });
+    if let Err(error) = made {
+        abort(&record);
+        return Err(error);
+    }
+    let mut command = Command::new(binary);
+    command.arg("--workdir").arg(&record.scratch);
+    if pause_each_step {
+        command.arg("--step");
+    }
+    let exit = spawn_in_cgroup(command, &record.cgroup, false)
+        .and_then(|mut child| child.wait().map_err(Error::io("wait for", binary)));
+    let mut leaks = Vec::new();
+    if exit.is_ok() {
+        for pid in record.cgroup.procs() {
+            leaks.push(format!(
+                "process {pid} ({}) outlived the lab",
+                procfs::comm(pid).unwrap_or_default()
+            ));
+        }
+    }
+    let _ = record.cgroup.kill_all(Duration::from_secs(5));
+    if let Ok(nested) = record.cgroup.remove() {
+        leaks.extend(
+            nested
+                .iter()
+                .map(|d| format!("the lab left a cgroup behind: {}", d.display())),
+        );
+    }
+    let _ = std::fs::remove_dir_all(&record.scratch);
+    leaks.extend(leaks::find_leaks(
+        &baseline,
+        &record.cgroup,
+        &BTreeSet::new(),
+        &record.scratch,
+    ));
+    record.delete();
+    Ok(Teardown {
+        exit: Some(exit?),
+        leaks,
+    })
+}
+
+type Readers = (Child, Receiver<String>, Arc<Mutex<Vec<String>>>);
+
+/// One thread per output stream: stdout lines go to a channel (protocol), stderr lines
+/// are kept as narration.
+fn attach_readers(mut child: Child) -> Readers {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    if let Some(stdout) = child.stdout.take() {
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout)
+                .lines()
+                .map_while(std::result::Result::ok)
+            {
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    let narration = Arc::new(Mutex::new(Vec::new()));
+    if let Some(stderr) = child.stderr.take() {
+        let narration = Arc::clone(&narration);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr)
+                .lines()
+                .map_while(std::result::Result::ok)
+            {
+                narration
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(line);
+            }
+        });
+    }
+    (child, receiver, narration)
+}
