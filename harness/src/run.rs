@@ -82,6 +82,35 @@ pub fn abort_all() -> Vec<String> {
     records.into_iter().map(|r| r.id).collect()
 }
 
+/// Makes cilab the reaper of its labs' orphans: a lab killed mid-run leaves children that
+/// the kernel kills (PR_SET_PDEATHSIG) and re-parents; without this they would wait as
+/// zombies for the host's init, which on some machines never reaps them.
+pub fn become_subreaper() -> Result<()> {
+    nix::sys::prctl::set_child_subreaper(true)
+        .map_err(Error::sys("prctl(PR_SET_CHILD_SUBREAPER)", "cilab"))
+}
+
+/// Reaps every child cilab still has once a run's cgroup is empty. These are the orphans
+/// of cilab's own labs, re-parented to it: nothing else makes cilab their parent. A
+/// killed process leaves the cgroup a moment before it becomes a zombie, hence the wait.
+fn reap_orphans() {
+    let own = std::process::id() as i32;
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let children = procfs::children(own);
+        if children.is_empty() || Instant::now() >= deadline {
+            return;
+        }
+        for pid in children {
+            let _ = nix::sys::wait::waitpid(
+                Pid::from_raw(pid),
+                Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+            );
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 /// Kills, removes and forgets one run.
 fn abort(record: &RunRecord) {
     let _ = record.cgroup.kill_all(Duration::from_secs(5));
@@ -141,6 +170,7 @@ impl LabRun {
                 ),
             });
         }
+        become_subreaper()?;
         let baseline = Baseline::take()?;
         let id = format!(
             "{lab}-{}-{}",
@@ -358,6 +388,7 @@ impl LabRun {
             leaks.push(format!("could not empty the run's cgroup: {error}"));
         }
         let exit = exit.or_else(|| self.child.wait().ok());
+        reap_orphans();
         match self.record.cgroup.remove() {
             Ok(nested) => leaks.extend(
                 nested
@@ -464,6 +495,7 @@ pub fn run_by_hand(
     pause_each_step: bool,
 ) -> Result<Teardown> {
     BY_HAND.store(true, Ordering::SeqCst);
+    become_subreaper()?;
     let baseline = Baseline::take()?;
     let id = format!("{lab}-{}-by-hand", std::process::id());
     let mut record = new_record(lab, &id);
@@ -496,6 +528,7 @@ pub fn run_by_hand(
         }
     }
     let _ = record.cgroup.kill_all(Duration::from_secs(5));
+    reap_orphans();
     if let Ok(nested) = record.cgroup.remove() {
         leaks.extend(
             nested

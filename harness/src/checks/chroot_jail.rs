@@ -120,7 +120,8 @@ pub fn check(run: &mut LabRun, grader: &mut Grader) -> Result<()> {
     grader.observe("alone.program_present_in_jail", present);
     grader.observe(
         "alone.program_has_interpreter",
-        interpreter.as_ref().map(|p| p.display().to_string()),
+        // The loader's path differs between architectures: only whether there is one.
+        interpreter.is_some(),
     );
     grader.observe(
         "alone.interpreter_present_in_jail",
@@ -204,7 +205,13 @@ pub fn check(run: &mut LabRun, grader: &mut Grader) -> Result<()> {
     let jail_listing = list(&jail)?;
     let host_listing = list(Path::new("/"))?;
     let jail_stat = std::fs::metadata(&jail).map_err(Error::io("stat", &jail))?;
-    grader.observe("jailed.slash_lists", &view.listing);
+    // lib, lib64, lib32...: where the loader lives depends on the architecture.
+    let portable: Vec<&String> = view
+        .listing
+        .iter()
+        .filter(|n| !n.starts_with("lib"))
+        .collect();
+    grader.observe("jailed.slash_lists_besides_lib_dirs", &portable);
     grader.observe("jailed.slash_equals_jail_dir", view.listing == jail_listing);
     grader.observe(
         "jailed.slash_equals_host_root",

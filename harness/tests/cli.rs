@@ -1,0 +1,90 @@
+//! The cilab command as a person meets it: help, list, errors that say what to do, and a
+//! lab walked through step by step.
+
+mod common;
+
+use predicates::prelude::*;
+
+#[test]
+fn help_names_every_command() {
+    let assert = common::cilab().arg("--help").assert().success();
+    let out = String::from_utf8_lossy(&assert.get_output().stdout).into_owned();
+    for command in ["list", "run", "check", "doctor"] {
+        assert!(out.contains(command), "--help lacks {command}:\n{out}");
+    }
+}
+
+#[test]
+fn list_shows_the_labs_in_course_order() {
+    let assert = common::cilab().arg("list").assert().success();
+    let out = String::from_utf8_lossy(&assert.get_output().stdout).into_owned();
+    let jail = out.find("chroot-jail").expect("chroot-jail listed");
+    let pid = out.find("pid-ns").expect("pid-ns listed");
+    assert!(jail < pid, "chroot-jail comes first:\n{out}");
+}
+
+#[test]
+fn check_without_labs_says_what_to_name() {
+    common::cilab()
+        .arg("check")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--all"));
+}
+
+#[test]
+fn an_unknown_lab_points_to_the_list() {
+    common::cilab()
+        .args(["check", "no-such-lab"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("cilab list"));
+}
+
+#[test]
+fn not_root_says_how_to_get_root() {
+    common::require_root(); // to become someone else
+                            // A copy nobody can read, since target/ may sit in a directory nobody may enter.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let copy = dir.path().join("cilab");
+    std::fs::copy(assert_cmd::cargo::cargo_bin("cilab"), &copy).expect("copy cilab");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    assert_cmd::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&copy)
+        .args(["check", "pid-ns", "--no-build"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("must run as root").and(predicate::str::contains("VM")));
+}
+
+#[test]
+fn run_step_walks_a_person_through_pid_ns_with_shell_equivalents() {
+    common::require_root();
+    let before = common::host_state();
+    // Enter for each of the six steps.
+    let assert = common::cilab()
+        .args(["run", "pid-ns", "--step"])
+        .write_stdin("\n\n\n\n\n\n")
+        .assert()
+        .success();
+    let out = String::from_utf8_lossy(&assert.get_output().stdout).into_owned();
+    for step in 1..=6 {
+        assert!(
+            out.contains(&format!("Step {step}/6")),
+            "no step {step}:\n{out}"
+        );
+    }
+    assert_eq!(
+        out.matches("[press Enter to run this step]").count(),
+        6,
+        "{out}"
+    );
+    for shell in ["unshare --pid --fork", "kill -TERM", "nsenter"] {
+        assert!(out.contains(shell), "no shell equivalent `{shell}`:\n{out}");
+    }
+    assert!(out.contains("inside:  getpid() = 1"), "{out}");
+    assert!(out.contains("Done:"), "{out}");
+    common::assert_host_unchanged(&before);
+}

@@ -1,0 +1,225 @@
+//! Shared by the integration tests: they drive the real `cilab` binary, as root, on the
+//! real kernel, and parse its JSON report.
+#![allow(dead_code)] // each test file uses a different part of this module
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use cilab::report::Report;
+use cilab::verdict::Outcome;
+
+/// The labs run for real: without root they cannot, and a test that silently skipped
+/// would count as a pass. So it fails, and says what to do.
+pub fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "cilab's integration tests run the labs on the real kernel and need root: run \
+         `cargo test` as root inside a VM (see README, 'Where to run the labs')"
+    );
+}
+
+pub fn cilab() -> assert_cmd::Command {
+    assert_cmd::Command::cargo_bin("cilab").expect("the cilab binary is built by cargo test")
+}
+
+/// `cilab check <args> --format json`: the exit code and the parsed report.
+pub fn check(args: &[&str]) -> (i32, Report) {
+    let output = cilab()
+        .arg("check")
+        .args(args)
+        .args(["--format", "json"])
+        .output()
+        .expect("run cilab");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let report: Report = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "cilab check {args:?} did not print a JSON report ({e}); exit {:?}\nstdout:\n{stdout}\nstderr:\n{}",
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    (output.status.code().unwrap_or(-1), report)
+}
+
+/// Fails with every failed verdict, its detail and hint, and any leak.
+pub fn assert_all_passed(report: &Report) {
+    let mut problems = Vec::new();
+    for lab in &report.labs {
+        for verdict in lab.verdicts.iter().filter(|v| v.outcome != Outcome::Pass) {
+            problems.push(format!(
+                "{} / {}: {:?} — {}\n    saw: {}\n    hint: {}",
+                lab.lab,
+                verdict.id,
+                verdict.outcome,
+                verdict.claim,
+                verdict.detail.as_deref().unwrap_or("-"),
+                verdict.hint.as_deref().unwrap_or("-")
+            ));
+        }
+        problems.extend(lab.leaks.iter().map(|l| format!("{}: leak: {l}", lab.lab)));
+        if !lab.narration_tail.is_empty() && !problems.is_empty() {
+            problems.push(format!(
+                "{} said last:\n    {}",
+                lab.lab,
+                lab.narration_tail.join("\n    ")
+            ));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "verdicts that did not pass:\n{}",
+        problems.join("\n")
+    );
+    assert!(report.all_passed(), "summary: {:?}", report.summary);
+}
+
+/// The host state that no run may change, seen by the test itself (not by cilab).
+#[derive(Debug, PartialEq, Eq)]
+pub struct HostState {
+    pub mounts: BTreeSet<String>,
+    pub cilab_cgroups: BTreeSet<PathBuf>,
+    pub lab_processes: BTreeSet<(i32, String)>,
+    pub scratch_dirs: BTreeSet<PathBuf>,
+    pub run_records: BTreeSet<PathBuf>,
+}
+
+/// Names the lab processes give themselves.
+const LAB_COMMS: [&str; 4] = ["lab-", "pidns-", "jail-", "chroot-"];
+
+pub fn host_state() -> HostState {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let mounts = mountinfo
+        .lines()
+        // Drop the mount and parent ids: what matters is what is mounted where.
+        .map(|l| l.splitn(3, ' ').nth(2).unwrap_or(l).to_string())
+        .collect();
+    let mut cilab_cgroups = BTreeSet::new();
+    for hierarchy in std::fs::read_dir("/sys/fs/cgroup")
+        .expect("cgroup root")
+        .flatten()
+    {
+        for candidate in [
+            hierarchy.path().join("cilab"),
+            PathBuf::from("/sys/fs/cgroup/cilab"),
+        ] {
+            if let Ok(entries) = std::fs::read_dir(&candidate) {
+                cilab_cgroups.insert(candidate.clone());
+                cilab_cgroups.extend(
+                    entries
+                        .flatten()
+                        .filter(|e| e.path().is_dir())
+                        .map(|e| e.path()),
+                );
+            }
+        }
+    }
+    let mut lab_processes = BTreeSet::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let comm = std::fs::read_to_string(entry.path().join("comm"))
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        if LAB_COMMS.iter().any(|prefix| comm.starts_with(prefix)) {
+            lab_processes.insert((pid, comm));
+        }
+    }
+    let list = |dir: &str| -> BTreeSet<PathBuf> {
+        std::fs::read_dir(dir)
+            .map(|e| e.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default()
+    };
+    HostState {
+        mounts,
+        cilab_cgroups,
+        lab_processes,
+        scratch_dirs: list("/var/lib/cilab/scratch"),
+        run_records: list("/var/lib/cilab/runs"),
+    }
+}
+
+/// Asserts that the host is as `before`, naming every difference.
+pub fn assert_host_unchanged(before: &HostState) {
+    let after = host_state();
+    let diff = |what: &str, a: &BTreeSet<String>, b: &BTreeSet<String>| -> Vec<String> {
+        let mut out: Vec<String> = b
+            .difference(a)
+            .map(|x| format!("{what} appeared: {x}"))
+            .collect();
+        out.extend(a.difference(b).map(|x| format!("{what} vanished: {x}")));
+        out
+    };
+    let strings = |set: &BTreeSet<PathBuf>| {
+        set.iter()
+            .map(|p| p.display().to_string())
+            .collect::<BTreeSet<_>>()
+    };
+    let mut problems = diff("mount", &before.mounts, &after.mounts);
+    problems.extend(diff(
+        "cilab cgroup",
+        &strings(&before.cilab_cgroups),
+        &strings(&after.cilab_cgroups),
+    ));
+    problems.extend(
+        after
+            .lab_processes
+            .difference(&before.lab_processes)
+            .map(|(pid, comm)| format!("lab process left: {pid} {comm}")),
+    );
+    problems.extend(diff(
+        "scratch dir",
+        &strings(&before.scratch_dirs),
+        &strings(&after.scratch_dirs),
+    ));
+    problems.extend(diff(
+        "run record",
+        &strings(&before.run_records),
+        &strings(&after.run_records),
+    ));
+    assert!(
+        problems.is_empty(),
+        "the host changed:\n{}",
+        problems.join("\n")
+    );
+}
+
+/// Makes the test process the reaper of the orphans of what it starts (PR_SET_CHILD_SUBREAPER),
+/// so that a cilab it kills does not leave zombies for the host's init to reap whenever it
+/// gets to it.
+pub fn adopt_orphans() {
+    nix::sys::prctl::set_child_subreaper(true).expect("prctl(PR_SET_CHILD_SUBREAPER)");
+}
+
+/// Reaps the test process's children that have exited (adopted orphans among them),
+/// waiting up to `timeout` for them to exit.
+pub fn reap_adopted(timeout: std::time::Duration) {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let own = std::process::id();
+        let children: Vec<i32> = std::fs::read_dir(format!("/proc/{own}/task"))
+            .map(|tasks| {
+                tasks
+                    .flatten()
+                    .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+                    .flat_map(|text| {
+                        text.split_whitespace()
+                            .filter_map(|p| p.parse().ok())
+                            .collect::<Vec<i32>>()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        if children.is_empty() || std::time::Instant::now() >= deadline {
+            return;
+        }
+        for pid in children {
+            let _ = nix::sys::wait::waitpid(
+                nix::unistd::Pid::from_raw(pid),
+                Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}

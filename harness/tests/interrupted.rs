@@ -1,0 +1,93 @@
+//! cilab itself SIGKILLed in the middle of a run: `cilab doctor` finds what it left and
+//! `cilab doctor --clean` removes it. (Alone in its file: doctor looks at the whole host.)
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+#[test]
+fn doctor_reports_and_cleans_what_a_killed_cilab_left() {
+    common::require_root();
+    let before = common::host_state();
+    let doctor = |args: &[&str]| -> serde_json::Value {
+        let output = common::cilab()
+            .arg("doctor")
+            .args(args)
+            .args(["--format", "json"])
+            .output()
+            .expect("doctor");
+        serde_json::from_slice(&output.stdout).expect("doctor prints JSON")
+    };
+    assert_eq!(
+        doctor(&[])["leftovers"],
+        serde_json::json!([]),
+        "the host must be clean before the test"
+    );
+
+    // The lab dies with cilab (PR_SET_PDEATHSIG); we started cilab, so we reap its orphans.
+    common::adopt_orphans();
+    let binary = assert_cmd::cargo::cargo_bin("cilab");
+    let mut cilab = Command::new(binary)
+        .args(["check", "pid-ns", "--fault", "hang-at:init-running"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start cilab");
+    // Wait until cilab says it is hanging with the lab held at init-running.
+    let stderr = cilab.stderr.take().expect("stderr");
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = sender.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let line = receiver.recv_timeout(deadline.saturating_duration_since(Instant::now()));
+        match line {
+            Ok(line) if line.contains("fault injected: hanging") => break,
+            Ok(_) => continue,
+            Err(e) => {
+                let _ = cilab.kill();
+                panic!("cilab never reached the hang point: {e}");
+            }
+        }
+    }
+    // The cilab we started, by its PID.
+    kill(Pid::from_raw(cilab.id() as i32), Signal::SIGKILL).expect("kill cilab");
+    cilab.wait().expect("reap cilab");
+    common::reap_adopted(Duration::from_secs(5));
+
+    let found = doctor(&[]);
+    let kinds: Vec<&str> = found["leftovers"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|l| l["kind"].as_str())
+        .collect();
+    assert!(
+        kinds.contains(&"run"),
+        "doctor names the run record: {found:#}"
+    );
+    assert!(
+        kinds.contains(&"cgroup"),
+        "doctor names the run's cgroups: {found:#}"
+    );
+    assert!(
+        kinds.contains(&"scratch"),
+        "doctor names the scratch dir: {found:#}"
+    );
+
+    let cleaned = doctor(&["--clean"]);
+    assert_eq!(
+        cleaned["leftovers"],
+        serde_json::json!([]),
+        "after --clean: {cleaned:#}"
+    );
+    common::assert_host_unchanged(&before);
+}

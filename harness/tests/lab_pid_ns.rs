@@ -1,0 +1,13 @@
+//! Lab pid-ns, graded by the real harness on the real kernel (needs root).
+
+mod common;
+
+#[test]
+fn pid_ns_every_verdict_passes() {
+    common::require_root();
+    let (code, report) = common::check(&["pid-ns"]);
+    common::assert_all_passed(&report);
+    assert_eq!(code, 0, "cilab check exits 0 when every verdict passed");
+    assert_eq!(report.labs.len(), 1);
+    insta::assert_yaml_snapshot!("pid_ns_observations", report.labs[0].observations);
+}
