@@ -30,10 +30,7 @@ impl Local {
         if !nix::unistd::geteuid().is_root() {
             return Err(Error::NotRoot);
         }
-        Ok(Local {
-            setup: CgroupSetup::detect()?,
-            binaries,
-        })
+        Ok(Local { setup: CgroupSetup::detect()?, binaries })
     }
 }
 
@@ -47,9 +44,7 @@ impl Backend for Local {
         let mut grader = Grader::new(lab.verdicts);
         let binary = self.binaries.join(lab.binary);
         let mut run = LabRun::start(lab.name, &binary, &self.setup, options.clone(), lab.prepare)?;
-        let mut stopped = (lab.check)(&mut run, &mut grader)
-            .err()
-            .map(|e| e.to_string());
+        let mut stopped = (lab.check)(&mut run, &mut grader).err().map(|e| e.to_string());
         let exit = if stopped.is_none() {
             match run.finish() {
                 Ok(status) => Some(status),
@@ -63,11 +58,7 @@ impl Backend for Local {
         };
         let finished = exit.is_some_and(|s| s.success());
         let failed_somewhere = stopped.is_some() || !finished;
-        let narration_tail = if failed_somewhere {
-            run.narration_tail(15)
-        } else {
-            Vec::new()
-        };
+        let narration_tail = if failed_somewhere { run.narration_tail(15) } else { Vec::new() };
         let stage = run.stage().map(String::from);
         let redactor = run.redactor().clone();
         let teardown = run.teardown();
@@ -81,12 +72,7 @@ impl Backend for Local {
                 (None, None) => "the lab did not exit".to_string(),
             },
         );
-        grader.judge(
-            NOTHING_LEAKED,
-            teardown.leaks.is_empty(),
-            &[],
-            teardown.leaks.join("; "),
-        );
+        grader.judge(NOTHING_LEAKED, teardown.leaks.is_empty(), &[], teardown.leaks.join("; "));
         let stopped = stopped.map(|why| match stage {
             Some(stage) => format!("at stage `{stage}`: {why}"),
             None => format!("before the first stage: {why}"),

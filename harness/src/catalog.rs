@@ -38,11 +38,7 @@ pub struct LabSpec {
 
 impl LabSpec {
     pub fn max_points(&self) -> u32 {
-        self.verdicts
-            .iter()
-            .chain(verdict::COMMON.iter())
-            .map(|v| v.points)
-            .sum()
+        self.verdicts.iter().chain(verdict::COMMON.iter()).map(|v| v.points).sum()
     }
 }
 
@@ -55,11 +51,7 @@ static LABS: [LabSpec; 2] = [
         package: "lab-chroot-jail",
         binary: "lab-chroot-jail",
         stages: &labkit::protocol::chroot_jail::STAGES,
-        needs: Needs {
-            root: true,
-            busybox: true,
-            cgroup_controllers: &[],
-        },
+        needs: Needs { root: true, busybox: true, cgroup_controllers: &[] },
         verdicts: &checks::chroot_jail::VERDICTS,
         prepare: checks::chroot_jail::prepare,
         check: checks::chroot_jail::check,
@@ -72,11 +64,7 @@ static LABS: [LabSpec; 2] = [
         package: "lab-pid-ns",
         binary: "lab-pid-ns",
         stages: &labkit::protocol::pid_ns::STAGES,
-        needs: Needs {
-            root: true,
-            busybox: false,
-            cgroup_controllers: &[],
-        },
+        needs: Needs { root: true, busybox: false, cgroup_controllers: &[] },
         verdicts: &checks::pid_ns::VERDICTS,
         prepare: checks::pid_ns::prepare,
         check: checks::pid_ns::check,
@@ -89,9 +77,7 @@ pub fn all() -> &'static [LabSpec] {
 }
 
 pub fn find(name: &str) -> Result<&'static LabSpec> {
-    LABS.iter()
-        .find(|l| l.name == name)
-        .ok_or_else(|| Error::UnknownLab(name.to_string()))
+    LABS.iter().find(|l| l.name == name).ok_or_else(|| Error::UnknownLab(name.to_string()))
 }
 
 #[cfg(test)]
@@ -103,12 +89,7 @@ mod tests {
         let orders: Vec<u32> = all().iter().map(|l| l.order).collect();
         assert!(orders.windows(2).all(|w| w[0] < w[1]), "{orders:?}");
         for lab in all() {
-            let mut ids: Vec<&str> = lab
-                .verdicts
-                .iter()
-                .chain(verdict::COMMON.iter())
-                .map(|v| v.id)
-                .collect();
+            let mut ids: Vec<&str> = lab.verdicts.iter().chain(verdict::COMMON.iter()).map(|v| v.id).collect();
             let count = ids.len();
             ids.sort_unstable();
             ids.dedup();

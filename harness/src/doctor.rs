@@ -61,16 +61,9 @@ impl DoctorReport {
             out.push_str(&format!("  note  {:<16} {run}\n", "active run"));
         }
         if self.leftovers.is_empty() {
-            out.push_str(&format!(
-                "  ok    {:<16} none from interrupted runs\n",
-                "leftovers"
-            ));
+            out.push_str(&format!("  ok    {:<16} none from interrupted runs\n", "leftovers"));
         } else {
-            out.push_str(&format!(
-                "  FAIL  {:<16} {} from interrupted runs:\n",
-                "leftovers",
-                self.leftovers.len()
-            ));
+            out.push_str(&format!("  FAIL  {:<16} {} from interrupted runs:\n", "leftovers", self.leftovers.len()));
             for leftover in &self.leftovers {
                 out.push_str(&format!(
                     "          {:<8} {}  ({})\n",
@@ -79,9 +72,7 @@ impl DoctorReport {
                     leftover.detail
                 ));
             }
-            out.push_str(
-                "        -> run `cilab doctor --clean` to kill their processes and remove them\n",
-            );
+            out.push_str("        -> run `cilab doctor --clean` to kill their processes and remove them\n");
         }
         out
     }
@@ -96,46 +87,24 @@ pub fn examine() -> DoctorReport {
         detail: if root { "running as root".into() } else { format!("running as uid {}", nix::unistd::geteuid()) },
         advice: Some("the labs need root: `sudo -E cargo run -p cilab -- ...`, ideally in a VM (`vagrant up`)".into()),
     });
-    let kernel = nix::sys::utsname::uname()
-        .map(|u| u.release().to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let kernel = nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
     let pidfd = PidFd::open(std::process::id() as i32).is_ok();
     findings.push(Finding {
         ok: pidfd,
         topic: "kernel".into(),
-        detail: format!(
-            "{kernel}{}",
-            if pidfd {
-                " (pidfd_open works)"
-            } else {
-                " (no pidfd_open: needs Linux 5.3+)"
-            }
-        ),
+        detail: format!("{kernel}{}", if pidfd { " (pidfd_open works)" } else { " (no pidfd_open: needs Linux 5.3+)" }),
         advice: Some("use a VM with a kernel 5.3 or newer".into()),
     });
     let setup = CgroupSetup::detect();
     findings.push(match &setup {
-        Ok(setup) => Finding {
-            ok: true,
-            topic: "cgroups".into(),
-            detail: describe_cgroups(setup),
-            advice: None,
-        },
-        Err(error) => Finding {
-            ok: false,
-            topic: "cgroups".into(),
-            detail: error.to_string(),
-            advice: None,
-        },
+        Ok(setup) => Finding { ok: true, topic: "cgroups".into(), detail: describe_cgroups(setup), advice: None },
+        Err(error) => Finding { ok: false, topic: "cgroups".into(), detail: error.to_string(), advice: None },
     });
     findings.push(user_namespaces());
     findings.push(match labkit::rootfs::find_static_busybox() {
-        Ok(path) => Finding {
-            ok: true,
-            topic: "busybox".into(),
-            detail: format!("{} (static)", path.display()),
-            advice: None,
-        },
+        Ok(path) => {
+            Finding { ok: true, topic: "busybox".into(), detail: format!("{} (static)", path.display()), advice: None }
+        }
         Err(error) => Finding {
             ok: false,
             topic: "busybox".into(),
@@ -143,17 +112,11 @@ pub fn examine() -> DoctorReport {
             advice: Some("apt-get install busybox-static".into()),
         },
     });
-    let swaps = std::fs::read_to_string("/proc/swaps")
-        .map(|t| t.lines().count().saturating_sub(1))
-        .unwrap_or(0);
+    let swaps = std::fs::read_to_string("/proc/swaps").map(|t| t.lines().count().saturating_sub(1)).unwrap_or(0);
     findings.push(Finding {
         ok: true,
         topic: "swap".into(),
-        detail: if swaps == 0 {
-            "off".into()
-        } else {
-            format!("{swaps} swap area(s): runs limit memory+swap")
-        },
+        detail: if swaps == 0 { "off".into() } else { format!("{swaps} swap area(s): runs limit memory+swap") },
         advice: None,
     });
     let evidence = disposable_evidence();
@@ -169,12 +132,7 @@ pub fn examine() -> DoctorReport {
         advice: None,
     });
     let (leftovers, active_runs) = find_leftovers(setup.as_ref().ok());
-    DoctorReport {
-        findings,
-        disposable,
-        leftovers,
-        active_runs,
-    }
+    DoctorReport { findings, disposable, leftovers, active_runs }
 }
 
 fn describe_cgroups(setup: &CgroupSetup) -> String {
@@ -199,11 +157,7 @@ fn describe_cgroups(setup: &CgroupSetup) -> String {
 }
 
 fn user_namespaces() -> Finding {
-    let read = |path: &str| {
-        std::fs::read_to_string(path)
-            .ok()
-            .map(|s| s.trim().to_string())
-    };
+    let read = |path: &str| std::fs::read_to_string(path).ok().map(|s| s.trim().to_string());
     let mut parts = Vec::new();
     let max = read("/proc/sys/user/max_user_namespaces");
     if let Some(max) = &max {
@@ -227,16 +181,12 @@ fn user_namespaces() -> Finding {
 /// Signs that this machine is a VM or container that may be broken and thrown away.
 pub fn disposable_evidence() -> Vec<String> {
     let mut evidence = Vec::new();
-    if std::fs::read_to_string("/proc/cpuinfo").is_ok_and(|c| {
-        c.lines()
-            .any(|l| l.starts_with("flags") && l.contains(" hypervisor"))
-    }) {
+    if std::fs::read_to_string("/proc/cpuinfo")
+        .is_ok_and(|c| c.lines().any(|l| l.starts_with("flags") && l.contains(" hypervisor")))
+    {
         evidence.push("cpu flag `hypervisor`".to_string());
     }
-    for file in [
-        "/sys/class/dmi/id/sys_vendor",
-        "/sys/class/dmi/id/product_name",
-    ] {
+    for file in ["/sys/class/dmi/id/sys_vendor", "/sys/class/dmi/id/product_name"] {
         if let Ok(vendor) = std::fs::read_to_string(file) {
             let vendor = vendor.trim();
             let known = [
@@ -290,11 +240,7 @@ fn find_leftovers(setup: Option<&CgroupSetup>) -> (Vec<Leftover>, Vec<String>) {
                     record.id, record.lab, record.owner_pid
                 ),
             }),
-            Err(error) => leftovers.push(Leftover {
-                kind: "run".into(),
-                path: registry::runs_dir(),
-                detail: error,
-            }),
+            Err(error) => leftovers.push(Leftover { kind: "run".into(), path: registry::runs_dir(), detail: error }),
         }
     }
     let is_live = |path: &Path| path.file_name().is_some_and(|name| live_ids.contains(name));
@@ -306,17 +252,11 @@ fn find_leftovers(setup: Option<&CgroupSetup>) -> (Vec<Leftover>, Vec<String>) {
         let detail = if procs.is_empty() {
             "empty".to_string()
         } else {
-            let names: Vec<String> = procs
-                .iter()
-                .map(|p| format!("{p} ({})", procfs::comm(*p).unwrap_or_default()))
-                .collect();
+            let names: Vec<String> =
+                procs.iter().map(|p| format!("{p} ({})", procfs::comm(*p).unwrap_or_default())).collect();
             format!("still holds processes {}", names.join(", "))
         };
-        leftovers.push(Leftover {
-            kind: "cgroup".into(),
-            path: dir.path,
-            detail,
-        });
+        leftovers.push(Leftover { kind: "cgroup".into(), path: dir.path, detail });
     }
     let scratch_root = registry::scratch_root();
     if let Ok(entries) = std::fs::read_dir(&scratch_root) {
@@ -331,22 +271,12 @@ fn find_leftovers(setup: Option<&CgroupSetup>) -> (Vec<Leftover>, Vec<String>) {
         }
     }
     if let Ok(mounts) = procfs::read_mountinfo("self") {
-        for mount in mounts
-            .iter()
-            .filter(|m| Path::new(&m.mount_point).starts_with(&scratch_root))
-        {
+        for mount in mounts.iter().filter(|m| Path::new(&m.mount_point).starts_with(&scratch_root)) {
             let path = PathBuf::from(&mount.mount_point);
-            let run_dir = path
-                .strip_prefix(&scratch_root)
-                .ok()
-                .and_then(|p| p.iter().next())
-                .map(|c| scratch_root.join(c));
+            let run_dir =
+                path.strip_prefix(&scratch_root).ok().and_then(|p| p.iter().next()).map(|c| scratch_root.join(c));
             if !run_dir.is_some_and(|d| is_live(&d)) {
-                leftovers.push(Leftover {
-                    kind: "mount".into(),
-                    path,
-                    detail: format!("{} mount", mount.fs_type),
-                });
+                leftovers.push(Leftover { kind: "mount".into(), path, detail: format!("{} mount", mount.fs_type) });
             }
         }
     }
@@ -358,11 +288,8 @@ fn cgroup_run_dirs(setup: Option<&CgroupSetup>) -> Vec<GroupDir> {
     let Some(setup) = setup else {
         return Vec::new();
     };
-    let mut hierarchies: Vec<(PathBuf, Version, Option<String>)> = setup
-        .v1
-        .iter()
-        .map(|(c, p)| (p.clone(), Version::V1, Some(c.clone())))
-        .collect();
+    let mut hierarchies: Vec<(PathBuf, Version, Option<String>)> =
+        setup.v1.iter().map(|(c, p)| (p.clone(), Version::V1, Some(c.clone()))).collect();
     if let Some(v2) = &setup.v2 {
         hierarchies.push((v2.path.clone(), Version::V2, None));
     }
@@ -371,10 +298,7 @@ fn cgroup_run_dirs(setup: Option<&CgroupSetup>) -> Vec<GroupDir> {
         let Ok(entries) = std::fs::read_dir(mount.join(PARENT_DIR)) else {
             continue;
         };
-        for entry in entries
-            .flatten()
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        {
+        for entry in entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())) {
             seen.entry(entry.path()).or_insert(GroupDir {
                 path: entry.path(),
                 version,
@@ -402,25 +326,14 @@ pub fn clean(report: &DoctorReport) -> Vec<String> {
         }
     }
     let setup = CgroupSetup::detect().ok();
-    let dirs: Vec<GroupDir> = cgroup_run_dirs(setup.as_ref())
-        .into_iter()
-        .filter(|d| cgroup_dirs.contains(&d.path))
-        .collect();
+    let dirs: Vec<GroupDir> =
+        cgroup_run_dirs(setup.as_ref()).into_iter().filter(|d| cgroup_dirs.contains(&d.path)).collect();
     if !dirs.is_empty() {
-        let group = RunCgroup {
-            dirs,
-            limits_applied: Vec::new(),
-        };
-        match group
-            .kill_all(Duration::from_secs(5))
-            .and_then(|()| group.remove().map(drop))
-        {
-            Ok(()) => done.extend(
-                group
-                    .dirs
-                    .iter()
-                    .map(|d| format!("killed what was in and removed {}", d.path.display())),
-            ),
+        let group = RunCgroup { dirs, limits_applied: Vec::new() };
+        match group.kill_all(Duration::from_secs(5)).and_then(|()| group.remove().map(drop)) {
+            Ok(()) => {
+                done.extend(group.dirs.iter().map(|d| format!("killed what was in and removed {}", d.path.display())))
+            }
             Err(error) => done.push(format!("could not clean cgroups: {error}")),
         }
     }
@@ -451,16 +364,11 @@ mod tests {
             owner_pid: std::process::id() as i32,
             owner_start_time: u64::MAX, // not this process's start time: a reused PID
             scratch: PathBuf::from("/nonexistent"),
-            cgroup: RunCgroup {
-                dirs: Vec::new(),
-                limits_applied: Vec::new(),
-            },
+            cgroup: RunCgroup { dirs: Vec::new(), limits_applied: Vec::new() },
         };
         assert!(!record.owner_alive());
-        let alive = RunRecord {
-            owner_start_time: procfs::start_time(std::process::id() as i32).expect("own stat"),
-            ..record
-        };
+        let alive =
+            RunRecord { owner_start_time: procfs::start_time(std::process::id() as i32).expect("own stat"), ..record };
         assert!(alive.owner_alive());
     }
 }

@@ -39,34 +39,17 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    pub fn sys(
-        syscall: &'static str,
-        target: impl std::fmt::Display,
-    ) -> impl FnOnce(nix::Error) -> Self {
+    pub fn sys(syscall: &'static str, target: impl std::fmt::Display) -> impl FnOnce(nix::Error) -> Self {
         let target = target.to_string();
-        move |source| Error::Sys {
-            syscall,
-            target,
-            source,
-        }
+        move |source| Error::Sys { syscall, target, source }
     }
 
-    pub fn io(
-        action: &'static str,
-        path: impl Into<PathBuf>,
-    ) -> impl FnOnce(std::io::Error) -> Self {
+    pub fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.into();
-        move |source| Error::Io {
-            action,
-            path,
-            source,
-        }
+        move |source| Error::Io { action, path, source }
     }
 
     pub fn parse(what: impl Into<String>, detail: impl Into<String>) -> Self {
-        Error::Parse {
-            what: what.into(),
-            detail: detail.into(),
-        }
+        Error::Parse { what: what.into(), detail: detail.into() }
     }
 }

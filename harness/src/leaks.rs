@@ -16,9 +16,7 @@ pub struct Baseline {
 
 impl Baseline {
     pub fn take() -> Result<Self> {
-        Ok(Baseline {
-            mounts: mount_identities()?,
-        })
+        Ok(Baseline { mounts: mount_identities()? })
     }
 
     /// Mounts added to and removed from the harness's (the host's) mount table since.
@@ -31,10 +29,7 @@ impl Baseline {
 }
 
 fn mount_identities() -> Result<BTreeSet<String>> {
-    Ok(procfs::read_mountinfo("self")?
-        .iter()
-        .map(procfs::Mount::identity)
-        .collect())
+    Ok(procfs::read_mountinfo("self")?.iter().map(procfs::Mount::identity).collect())
 }
 
 /// Everything a finished run left on the host, in words for the report.
@@ -47,16 +42,8 @@ pub fn find_leaks(
     let mut leaks = Vec::new();
     match baseline.mount_changes() {
         Ok((added, removed)) => {
-            leaks.extend(
-                added
-                    .into_iter()
-                    .map(|m| format!("mount left on the host: {m}")),
-            );
-            leaks.extend(
-                removed
-                    .into_iter()
-                    .map(|m| format!("host mount removed: {m}")),
-            );
+            leaks.extend(added.into_iter().map(|m| format!("mount left on the host: {m}")));
+            leaks.extend(removed.into_iter().map(|m| format!("host mount removed: {m}")));
         }
         Err(error) => leaks.push(format!("could not re-read the mount table: {error}")),
     }
@@ -64,10 +51,7 @@ pub fn find_leaks(
         leaks.push(format!("cgroup still exists: {}", dir.path.display()));
     }
     for pid in cgroup.procs() {
-        leaks.push(format!(
-            "process {pid} ({}) still in the run's cgroup",
-            procfs::comm(pid).unwrap_or_default()
-        ));
+        leaks.push(format!("process {pid} ({}) still in the run's cgroup", procfs::comm(pid).unwrap_or_default()));
     }
     for (kind, ns) in namespaces {
         for pid in procfs::processes_in_namespace(kind, *ns, &[]) {
@@ -78,10 +62,7 @@ pub fn find_leaks(
         }
     }
     if scratch.exists() {
-        leaks.push(format!(
-            "scratch directory still exists: {}",
-            scratch.display()
-        ));
+        leaks.push(format!("scratch directory still exists: {}", scratch.display()));
     }
     leaks
 }

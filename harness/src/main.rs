@@ -105,39 +105,26 @@ fn main() -> ExitCode {
 fn install_interrupt_handler() -> Result<()> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
-    std::thread::Builder::new()
-        .name("cilab-interrupt".into())
-        .spawn(move || {
-            for signal in signals.forever() {
-                if run::BY_HAND.load(std::sync::atomic::Ordering::SeqCst) {
-                    continue;
-                }
-                let aborted = run::abort_all();
-                eprintln!(
-                    "\ncilab: interrupted (signal {signal}); killed and removed runs: {aborted:?}"
-                );
-                std::process::exit(130);
+    std::thread::Builder::new().name("cilab-interrupt".into()).spawn(move || {
+        for signal in signals.forever() {
+            if run::BY_HAND.load(std::sync::atomic::Ordering::SeqCst) {
+                continue;
             }
-        })?;
+            let aborted = run::abort_all();
+            eprintln!("\ncilab: interrupted (signal {signal}); killed and removed runs: {aborted:?}");
+            std::process::exit(130);
+        }
+    })?;
     Ok(())
 }
 
 fn dispatch(command: Command) -> Result<ExitCode> {
     match command {
         Command::List => list(),
-        Command::Run {
-            lab,
-            step,
-            no_build,
-        } => run_by_hand(&lab, step, no_build),
-        Command::Check {
-            labs,
-            all,
-            format,
-            repeat,
-            no_build,
-            fault,
-        } => check(&labs, all, format, repeat, no_build, fault),
+        Command::Run { lab, step, no_build } => run_by_hand(&lab, step, no_build),
+        Command::Check { labs, all, format, repeat, no_build, fault } => {
+            check(&labs, all, format, repeat, no_build, fault)
+        }
         Command::Doctor { clean, format } => doctor_command(clean, format),
     }
 }
@@ -147,12 +134,7 @@ fn list() -> Result<ExitCode> {
     println!("{:<3} {:<13} {:<36} last result", "#", "lab", "title");
     for lab in catalog::all() {
         let last = match results.get(lab.name) {
-            Some(r) => format!(
-                "{} {}/{}",
-                if r.passed { "passed" } else { "failed" },
-                r.points,
-                r.max_points
-            ),
+            Some(r) => format!("{} {}/{}", if r.passed { "passed" } else { "failed" }, r.points, r.max_points),
             None => "not checked yet".to_string(),
         };
         println!("{:<3} {:<13} {:<36} {last}", lab.order, lab.name, lab.title);
@@ -177,11 +159,7 @@ fn run_by_hand(name: &str, step: bool, no_build: bool) -> Result<ExitCode> {
     if success {
         println!("\nNext: `cilab check {}` grades it from outside.", lab.name);
     }
-    Ok(if success && teardown.leaks.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(if success && teardown.leaks.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 fn check(
@@ -197,40 +175,24 @@ fn check(
     } else if names.is_empty() {
         bail!("name the labs to check, or --all (`cilab list` shows them)");
     } else {
-        names
-            .iter()
-            .map(|n| catalog::find(n))
-            .collect::<Result<_, _>>()?
+        names.iter().map(|n| catalog::find(n)).collect::<Result<_, _>>()?
     };
     if !nix::unistd::geteuid().is_root() {
         return Err(cilab::Error::NotRoot.into());
     }
     let binaries = labbuild::ensure_built(&labs, no_build)?;
     let backend = Local::new(binaries)?;
-    let options = RunOptions {
-        fault,
-        ..RunOptions::default()
-    };
+    let options = RunOptions { fault, ..RunOptions::default() };
     let mut reports = Vec::new();
     for lab in &labs {
         for _ in 0..repeat.max(1) {
-            let report = backend
-                .check(lab, &options)
-                .with_context(|| format!("checking lab {}", lab.name))?;
+            let report = backend.check(lab, &options).with_context(|| format!("checking lab {}", lab.name))?;
             let (points, max_points) = report.points();
-            let when = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
-            if let Err(error) = registry::save_result(
-                lab.name,
-                LastResult {
-                    passed: report.passed(),
-                    points,
-                    max_points,
-                    when,
-                },
-            ) {
+            let when =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            if let Err(error) =
+                registry::save_result(lab.name, LastResult { passed: report.passed(), points, max_points, when })
+            {
                 eprintln!("cilab: warning: could not save the result: {error}");
             }
             reports.push(report);
@@ -241,11 +203,7 @@ fn check(
         Format::Table => print!("{}", report.to_table()),
         Format::Json => println!("{}", report.to_json()),
     }
-    Ok(if report.all_passed() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(if report.all_passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 fn doctor_command(clean: bool, format: Format) -> Result<ExitCode> {
@@ -260,9 +218,5 @@ fn doctor_command(clean: bool, format: Format) -> Result<ExitCode> {
         Format::Table => print!("{}", report.to_table()),
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
     }
-    Ok(if report.healthy() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(if report.healthy() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

@@ -46,8 +46,7 @@ impl RunRecord {
     pub fn save(&self) -> Result<()> {
         let dir = runs_dir();
         std::fs::create_dir_all(&dir).map_err(Error::io("create directory", &dir))?;
-        let text = serde_json::to_string_pretty(self)
-            .map_err(|e| Error::parse("run record", e.to_string()))?;
+        let text = serde_json::to_string_pretty(self).map_err(|e| Error::parse("run record", e.to_string()))?;
         let path = self.path();
         std::fs::write(&path, text).map_err(Error::io("write", path))
     }
@@ -74,9 +73,7 @@ pub fn all_records() -> Vec<std::result::Result<RunRecord, String>> {
             let path = e.path();
             std::fs::read_to_string(&path)
                 .map_err(|err| format!("{}: {err}", path.display()))
-                .and_then(|text| {
-                    serde_json::from_str(&text).map_err(|err| format!("{}: {err}", path.display()))
-                })
+                .and_then(|text| serde_json::from_str(&text).map_err(|err| format!("{}: {err}", path.display())))
         })
         .collect()
 }
@@ -92,10 +89,7 @@ pub struct LastResult {
 }
 
 pub fn load_results() -> std::collections::BTreeMap<String, LastResult> {
-    std::fs::read_to_string(results_file())
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_default()
+    std::fs::read_to_string(results_file()).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default()
 }
 
 pub fn save_result(lab: &str, result: LastResult) -> Result<()> {
@@ -105,7 +99,6 @@ pub fn save_result(lab: &str, result: LastResult) -> Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(Error::io("create directory", dir))?;
     }
-    let text =
-        serde_json::to_string_pretty(&all).map_err(|e| Error::parse("results", e.to_string()))?;
+    let text = serde_json::to_string_pretty(&all).map_err(|e| Error::parse("results", e.to_string()))?;
     std::fs::write(&path, text).map_err(Error::io("write", path))
 }

@@ -25,10 +25,7 @@ pub struct LabReport {
 
 impl LabReport {
     pub fn points(&self) -> (u32, u32) {
-        (
-            self.verdicts.iter().map(|v| v.points).sum(),
-            self.verdicts.iter().map(|v| v.max_points).sum(),
-        )
+        (self.verdicts.iter().map(|v| v.points).sum(), self.verdicts.iter().map(|v| v.max_points).sum())
     }
 
     pub fn passed(&self) -> bool {
@@ -56,10 +53,7 @@ pub struct Report {
 
 impl Report {
     pub fn new(labs: Vec<LabReport>) -> Self {
-        let mut summary = Summary {
-            labs: labs.len(),
-            ..Summary::default()
-        };
+        let mut summary = Summary { labs: labs.len(), ..Summary::default() };
         for verdict in labs.iter().flat_map(|l| &l.verdicts) {
             summary.verdicts += 1;
             summary.points += verdict.points;
@@ -70,11 +64,7 @@ impl Report {
                 Outcome::Skip => summary.skipped += 1,
             }
         }
-        Report {
-            cilab_version: env!("CARGO_PKG_VERSION").to_string(),
-            labs,
-            summary,
-        }
+        Report { cilab_version: env!("CARGO_PKG_VERSION").to_string(), labs, summary }
     }
 
     /// Every verdict of every lab passed (a skip is not a pass).
@@ -91,20 +81,14 @@ impl Report {
         let mut out = String::new();
         for lab in &self.labs {
             let (points, max) = lab.points();
-            out.push_str(&format!(
-                "\n{}  {}  ({points}/{max} points, {} ms)\n",
-                lab.lab, lab.title, lab.duration_ms
-            ));
+            out.push_str(&format!("\n{}  {}  ({points}/{max} points, {} ms)\n", lab.lab, lab.title, lab.duration_ms));
             for verdict in &lab.verdicts {
                 let mark = match verdict.outcome {
                     Outcome::Pass => "PASS",
                     Outcome::Fail => "FAIL",
                     Outcome::Skip => "SKIP",
                 };
-                out.push_str(&format!(
-                    "  {mark}  {}/{}  {}\n",
-                    verdict.points, verdict.max_points, verdict.claim
-                ));
+                out.push_str(&format!("  {mark}  {}/{}  {}\n", verdict.points, verdict.max_points, verdict.claim));
                 if let Some(detail) = &verdict.detail {
                     out.push_str(&format!("              saw:  {detail}\n"));
                 }

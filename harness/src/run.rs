@@ -68,9 +68,7 @@ static ACTIVE: Mutex<Vec<RunRecord>> = Mutex::new(Vec::new());
 static RUN_COUNTER: AtomicU32 = AtomicU32::new(0);
 
 fn active() -> std::sync::MutexGuard<'static, Vec<RunRecord>> {
-    ACTIVE
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    ACTIVE.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Kills and removes every run in progress (called on SIGINT/SIGTERM). Returns their ids.
@@ -86,8 +84,7 @@ pub fn abort_all() -> Vec<String> {
 /// the kernel kills (PR_SET_PDEATHSIG) and re-parents; without this they would wait as
 /// zombies for the host's init, which on some machines never reaps them.
 pub fn become_subreaper() -> Result<()> {
-    nix::sys::prctl::set_child_subreaper(true)
-        .map_err(Error::sys("prctl(PR_SET_CHILD_SUBREAPER)", "cilab"))
+    nix::sys::prctl::set_child_subreaper(true).map_err(Error::sys("prctl(PR_SET_CHILD_SUBREAPER)", "cilab"))
 }
 
 /// Reaps every child cilab still has once a run's cgroup is empty. These are the orphans
@@ -102,10 +99,7 @@ fn reap_orphans() {
             return;
         }
         for pid in children {
-            let _ = nix::sys::wait::waitpid(
-                Pid::from_raw(pid),
-                Some(nix::sys::wait::WaitPidFlag::WNOHANG),
-            );
+            let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), Some(nix::sys::wait::WaitPidFlag::WNOHANG));
         }
         std::thread::sleep(Duration::from_millis(2));
     }
@@ -120,18 +114,40 @@ fn abort(record: &RunRecord) {
     record.delete();
 }
 
-fn new_record(lab: &str, id: &str) -> RunRecord {
+/// Makes a run's scratch dir and cgroup. The record is saved first, so that a `cilab
+/// doctor` running meanwhile knows that what is named after this id belongs to a live
+/// run; it is registered for the Ctrl-C handler again once it knows its cgroup.
+fn open_run(lab: &str, id: &str, setup: &CgroupSetup, limits: &Limits) -> Result<RunRecord> {
     let own_pid = std::process::id() as i32;
-    RunRecord {
+    let mut record = RunRecord {
         id: id.to_string(),
         lab: lab.to_string(),
         owner_pid: own_pid,
         owner_start_time: procfs::start_time(own_pid).unwrap_or_default(),
         scratch: registry::scratch_root().join(id),
-        cgroup: RunCgroup {
-            dirs: Vec::new(),
-            limits_applied: Vec::new(),
-        },
+        cgroup: RunCgroup { dirs: Vec::new(), limits_applied: Vec::new() },
+    };
+    record.save()?;
+    active().push(record.clone());
+    let made = std::fs::create_dir_all(&record.scratch)
+        .map_err(Error::io("create scratch directory", &record.scratch))
+        .and_then(|()| RunCgroup::create(setup, id, limits));
+    match made {
+        Ok(cgroup) => {
+            record.cgroup = cgroup;
+            for registered in active().iter_mut().filter(|r| r.id == record.id) {
+                registered.cgroup = record.cgroup.clone();
+            }
+            if let Err(error) = record.save() {
+                abort(&record);
+                return Err(error);
+            }
+            Ok(record)
+        }
+        Err(error) => {
+            abort(&record);
+            Err(error)
+        }
     }
 }
 
@@ -164,44 +180,24 @@ impl LabRun {
         if !binary.exists() {
             return Err(Error::Lab {
                 lab: lab.to_string(),
-                message: format!(
-                    "{} does not exist: build it with `cargo build --workspace`",
-                    binary.display()
-                ),
+                message: format!("{} does not exist: build it with `cargo build --workspace`", binary.display()),
             });
         }
         become_subreaper()?;
         let baseline = Baseline::take()?;
-        let id = format!(
-            "{lab}-{}-{}",
-            std::process::id(),
-            RUN_COUNTER.fetch_add(1, Ordering::SeqCst)
-        );
-        // The record goes first, so that a `cilab doctor` running meanwhile knows that the
-        // scratch dir and cgroups named after this id belong to a live run.
-        let mut record = new_record(lab, &id);
-        record.save()?;
-        active().push(record.clone());
-        let made = std::fs::create_dir_all(&record.scratch)
-            .map_err(Error::io("create scratch directory", &record.scratch))
-            .and_then(|()| RunCgroup::create(setup, &id, &options.limits))
-            .and_then(|cgroup| {
-                record.cgroup = cgroup;
-                record.save()
-            })
-            .and_then(|()| prepare(&record.scratch));
-        if let Err(error) = made {
+        let id = format!("{lab}-{}-{}", std::process::id(), RUN_COUNTER.fetch_add(1, Ordering::SeqCst));
+        let record = open_run(lab, &id, setup, &options.limits)?;
+        if let Err(error) = prepare(&record.scratch) {
             abort(&record);
             return Err(error);
         }
-        let child =
-            match spawn_in_cgroup(held_command(binary, &record.scratch), &record.cgroup, true) {
-                Ok(child) => child,
-                Err(error) => {
-                    abort(&record);
-                    return Err(error);
-                }
-            };
+        let child = match spawn_in_cgroup(held_command(binary, &record.scratch), &record.cgroup, true) {
+            Ok(child) => child,
+            Err(error) => {
+                abort(&record);
+                return Err(error);
+            }
+        };
         let mut redactor = Redactor::default();
         redactor.path(&record.scratch, redact::SCRATCH);
         redactor.number(child.id().into(), redact::HOST_PID);
@@ -250,11 +246,7 @@ impl LabRun {
     /// The last lines the lab wrote on stderr.
     pub fn narration_tail(&self, lines: usize) -> Vec<String> {
         let narration = self.narration.lock().unwrap_or_else(|p| p.into_inner());
-        narration
-            .iter()
-            .skip(narration.len().saturating_sub(lines))
-            .cloned()
-            .collect()
+        narration.iter().skip(narration.len().saturating_sub(lines)).cloned().collect()
     }
 
     pub fn baseline(&self) -> &Baseline {
@@ -292,27 +284,23 @@ impl LabRun {
                     self.stage = Some(message.stage.clone());
                     self.claims.push((message.stage.clone(), message.claims));
                     if message.stage != stage {
-                        return Err(self.failure(format!(
-                            "expected it to hold at `{stage}`, it held at `{}`",
-                            message.stage
-                        )));
+                        return Err(
+                            self.failure(format!("expected it to hold at `{stage}`, it held at `{}`", message.stage))
+                        );
                     }
                     self.apply_fault(stage)?;
                     return Ok(());
                 }
                 Err(RecvTimeoutError::Timeout) => {
-                    return Err(self.failure(format!(
-                        "it did not reach `{stage}` within {:?}",
-                        self.options.hold_timeout
-                    )))
+                    return Err(
+                        self.failure(format!("it did not reach `{stage}` within {:?}", self.options.hold_timeout))
+                    )
                 }
                 Err(RecvTimeoutError::Disconnected) => {
                     let status = self.child.try_wait().ok().flatten();
                     return Err(self.failure(format!(
                         "it exited ({}) before reaching `{stage}`",
-                        status
-                            .map(|s| s.to_string())
-                            .unwrap_or_else(|| "closed its stdout".into())
+                        status.map(|s| s.to_string()).unwrap_or_else(|| "closed its stdout".into())
                     )));
                 }
             }
@@ -354,9 +342,7 @@ impl LabRun {
         loop {
             match self.child.try_wait() {
                 Ok(Some(status)) => return Ok(status),
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(5))
-                }
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
                 Ok(None) => {
                     return Err(self.failure(format!(
                         "it did not exit within {:?} of its last release",
@@ -390,24 +376,13 @@ impl LabRun {
         let exit = exit.or_else(|| self.child.wait().ok());
         reap_orphans();
         match self.record.cgroup.remove() {
-            Ok(nested) => leaks.extend(
-                nested
-                    .iter()
-                    .map(|d| format!("the lab left a cgroup behind: {}", d.display())),
-            ),
+            Ok(nested) => leaks.extend(nested.iter().map(|d| format!("the lab left a cgroup behind: {}", d.display()))),
             Err(error) => leaks.push(format!("could not remove the run's cgroup: {error}")),
         }
         if let Err(error) = std::fs::remove_dir_all(&self.record.scratch) {
-            leaks.push(format!(
-                "could not remove the scratch dir: {error} (is something mounted on it?)"
-            ));
+            leaks.push(format!("could not remove the scratch dir: {error} (is something mounted on it?)"));
         }
-        leaks.extend(leaks::find_leaks(
-            &self.baseline,
-            &self.record.cgroup,
-            &self.namespaces,
-            &self.record.scratch,
-        ));
+        leaks.extend(leaks::find_leaks(&self.baseline, &self.record.cgroup, &self.namespaces, &self.record.scratch));
         active().retain(|r| r.id != self.record.id);
         self.record.delete();
         leaks.dedup();
@@ -415,17 +390,11 @@ impl LabRun {
     }
 
     fn push_narration(&self, line: String) {
-        self.narration
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(line);
+        self.narration.lock().unwrap_or_else(|p| p.into_inner()).push(line);
     }
 
     fn failure(&self, message: String) -> Error {
-        Error::Lab {
-            lab: self.lab.clone(),
-            message,
-        }
+        Error::Lab { lab: self.lab.clone(), message }
     }
 }
 
@@ -457,8 +426,7 @@ fn spawn_in_cgroup(mut command: Command, cgroup: &RunCgroup, own_group: bool) ->
                 nix::unistd::write(fd, b"0").map_err(std::io::Error::from)?;
             }
             if own_group {
-                nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0))
-                    .map_err(std::io::Error::from)?;
+                nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0)).map_err(std::io::Error::from)?;
             }
             nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)?;
             Ok(())
@@ -488,29 +456,12 @@ pub static BY_HAND: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBoo
 
 /// `cilab run`: the lab binary on the terminal, narrating, in its own cgroup and scratch
 /// dir, so that whatever it leaves (even after Ctrl-C) is killed and removed after it.
-pub fn run_by_hand(
-    lab: &str,
-    binary: &Path,
-    setup: &CgroupSetup,
-    pause_each_step: bool,
-) -> Result<Teardown> {
+pub fn run_by_hand(lab: &str, binary: &Path, setup: &CgroupSetup, pause_each_step: bool) -> Result<Teardown> {
     BY_HAND.store(true, Ordering::SeqCst);
     become_subreaper()?;
     let baseline = Baseline::take()?;
     let id = format!("{lab}-{}-by-hand", std::process::id());
-    let mut record = new_record(lab, &id);
-    record.save()?;
-    let made = std::fs::create_dir_all(&record.scratch)
-        .map_err(Error::io("create scratch directory", &record.scratch))
-        .and_then(|()| RunCgroup::create(setup, &id, &Limits::default()))
-        .and_then(|cgroup| {
-            record.cgroup = cgroup;
-            record.save()
-        });
-    if let Err(error) = made {
-        abort(&record);
-        return Err(error);
-    }
+    let record = open_run(lab, &id, setup, &Limits::default())?;
     let mut command = Command::new(binary);
     command.arg("--workdir").arg(&record.scratch);
     if pause_each_step {
@@ -521,33 +472,18 @@ pub fn run_by_hand(
     let mut leaks = Vec::new();
     if exit.is_ok() {
         for pid in record.cgroup.procs() {
-            leaks.push(format!(
-                "process {pid} ({}) outlived the lab",
-                procfs::comm(pid).unwrap_or_default()
-            ));
+            leaks.push(format!("process {pid} ({}) outlived the lab", procfs::comm(pid).unwrap_or_default()));
         }
     }
     let _ = record.cgroup.kill_all(Duration::from_secs(5));
     reap_orphans();
     if let Ok(nested) = record.cgroup.remove() {
-        leaks.extend(
-            nested
-                .iter()
-                .map(|d| format!("the lab left a cgroup behind: {}", d.display())),
-        );
+        leaks.extend(nested.iter().map(|d| format!("the lab left a cgroup behind: {}", d.display())));
     }
     let _ = std::fs::remove_dir_all(&record.scratch);
-    leaks.extend(leaks::find_leaks(
-        &baseline,
-        &record.cgroup,
-        &BTreeSet::new(),
-        &record.scratch,
-    ));
+    leaks.extend(leaks::find_leaks(&baseline, &record.cgroup, &BTreeSet::new(), &record.scratch));
     record.delete();
-    Ok(Teardown {
-        exit: Some(exit?),
-        leaks,
-    })
+    Ok(Teardown { exit: Some(exit?), leaks })
 }
 
 type Readers = (Child, Receiver<String>, Arc<Mutex<Vec<String>>>);
@@ -558,10 +494,7 @@ fn attach_readers(mut child: Child) -> Readers {
     let (sender, receiver) = std::sync::mpsc::channel();
     if let Some(stdout) = child.stdout.take() {
         std::thread::spawn(move || {
-            for line in BufReader::new(stdout)
-                .lines()
-                .map_while(std::result::Result::ok)
-            {
+            for line in BufReader::new(stdout).lines().map_while(std::result::Result::ok) {
                 if sender.send(line).is_err() {
                     break;
                 }
@@ -572,14 +505,8 @@ fn attach_readers(mut child: Child) -> Readers {
     if let Some(stderr) = child.stderr.take() {
         let narration = Arc::clone(&narration);
         std::thread::spawn(move || {
-            for line in BufReader::new(stderr)
-                .lines()
-                .map_while(std::result::Result::ok)
-            {
-                narration
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(line);
+            for line in BufReader::new(stderr).lines().map_while(std::result::Result::ok) {
+                narration.lock().unwrap_or_else(|p| p.into_inner()).push(line);
             }
         });
     }

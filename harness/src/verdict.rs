@@ -72,18 +72,13 @@ pub struct Grader {
 impl Grader {
     pub fn new(lab_specs: &[VerdictSpec]) -> Self {
         let specs = lab_specs.iter().chain(COMMON.iter()).copied().collect();
-        Grader {
-            specs,
-            observations: Observations::new(),
-            verdicts: BTreeMap::new(),
-        }
+        Grader { specs, observations: Observations::new(), verdicts: BTreeMap::new() }
     }
 
     /// Records a fact. `value` must already be redacted (see `redact`); the run also
     /// sweeps every observation for raw PIDs, inodes and paths before it is reported.
     pub fn observe(&mut self, key: &str, value: impl Serialize) {
-        let value = serde_json::to_value(value)
-            .unwrap_or_else(|e| Value::String(format!("(unserialisable: {e})")));
+        let value = serde_json::to_value(value).unwrap_or_else(|e| Value::String(format!("(unserialisable: {e})")));
         self.observations.insert(key.to_string(), value);
     }
 
@@ -111,18 +106,10 @@ impl Grader {
             id: spec.id.to_string(),
             claim: spec.claim.to_string(),
             outcome,
-            points: if outcome == Outcome::Pass {
-                spec.points
-            } else {
-                0
-            },
+            points: if outcome == Outcome::Pass { spec.points } else { 0 },
             max_points: spec.points,
             rests_on: rests_on.iter().map(|s| s.to_string()).collect(),
-            detail: if outcome == Outcome::Pass {
-                None
-            } else {
-                detail
-            },
+            detail: if outcome == Outcome::Pass { None } else { detail },
             hint: (outcome == Outcome::Fail).then(|| spec.hint.to_string()),
         };
         self.verdicts.insert(spec.id, verdict);
@@ -145,10 +132,7 @@ impl Grader {
                 self.decide(spec.id, Outcome::Fail, &[], Some(reason.clone()));
             }
         }
-        let verdicts = specs
-            .iter()
-            .filter_map(|s| self.verdicts.remove(s.id))
-            .collect();
+        let verdicts = specs.iter().filter_map(|s| self.verdicts.remove(s.id)).collect();
         (verdicts, self.observations)
     }
 }
@@ -193,11 +177,7 @@ pub mod redact {
         pub fn value(&self, value: &mut Value) {
             match value {
                 Value::Number(n) => {
-                    if let Some((_, word)) = self
-                        .numbers
-                        .iter()
-                        .find(|(raw, _)| n.as_u64() == Some(*raw))
-                    {
+                    if let Some((_, word)) = self.numbers.iter().find(|(raw, _)| n.as_u64() == Some(*raw)) {
                         *value = Value::String(word.to_string());
                     }
                 }
@@ -233,8 +213,7 @@ pub mod redact {
         while let Some(at) = rest.find(&needle) {
             let before = rest[..at].chars().last();
             let after = rest[at + needle.len()..].chars().next();
-            let whole = !before.is_some_and(|c| c.is_ascii_digit())
-                && !after.is_some_and(|c| c.is_ascii_digit());
+            let whole = !before.is_some_and(|c| c.is_ascii_digit()) && !after.is_some_and(|c| c.is_ascii_digit());
             out.push_str(&rest[..at]);
             out.push_str(if whole { word } else { &needle });
             rest = &rest[at + needle.len()..];
@@ -251,18 +230,8 @@ mod tests {
     use serde_json::json;
 
     const SPECS: [VerdictSpec; 2] = [
-        VerdictSpec {
-            id: "a",
-            claim: "A holds",
-            points: 2,
-            hint: "look at A",
-        },
-        VerdictSpec {
-            id: "b",
-            claim: "B holds",
-            points: 1,
-            hint: "look at B",
-        },
+        VerdictSpec { id: "a", claim: "A holds", points: 2, hint: "look at A" },
+        VerdictSpec { id: "b", claim: "B holds", points: 1, hint: "look at B" },
     ];
 
     #[test]
@@ -276,10 +245,7 @@ mod tests {
         assert_eq!(verdicts[0].hint, None);
         assert_eq!(verdicts[1].outcome, Outcome::Fail);
         assert_eq!(verdicts[1].points, 0);
-        assert_eq!(
-            verdicts[1].detail.as_deref(),
-            Some("not reached: the lab died at stage s")
-        );
+        assert_eq!(verdicts[1].detail.as_deref(), Some("not reached: the lab died at stage s"));
         assert_eq!(verdicts[1].hint.as_deref(), Some("look at B"));
     }
 
@@ -298,10 +264,7 @@ mod tests {
         let mut redactor = Redactor::default();
         redactor.number(4347, HOST_PID);
         redactor.number(4026532178, "[namespace]");
-        redactor.path(
-            std::path::Path::new("/var/lib/cilab/scratch/pid-ns-1"),
-            SCRATCH,
-        );
+        redactor.path(std::path::Path::new("/var/lib/cilab/scratch/pid-ns-1"), SCRATCH);
         let mut value = json!({
             "nspid": [4347, 1],
             "ns": 4026532178u64,

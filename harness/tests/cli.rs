@@ -25,20 +25,12 @@ fn list_shows_the_labs_in_course_order() {
 
 #[test]
 fn check_without_labs_says_what_to_name() {
-    common::cilab()
-        .arg("check")
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("--all"));
+    common::cilab().arg("check").assert().code(2).stderr(predicate::str::contains("--all"));
 }
 
 #[test]
 fn an_unknown_lab_points_to_the_list() {
-    common::cilab()
-        .args(["check", "no-such-lab"])
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("cilab list"));
+    common::cilab().args(["check", "no-such-lab"]).assert().code(2).stderr(predicate::str::contains("cilab list"));
 }
 
 #[test]
@@ -64,23 +56,12 @@ fn run_step_walks_a_person_through_pid_ns_with_shell_equivalents() {
     common::require_root();
     let before = common::host_state();
     // Enter for each of the six steps.
-    let assert = common::cilab()
-        .args(["run", "pid-ns", "--step"])
-        .write_stdin("\n\n\n\n\n\n")
-        .assert()
-        .success();
+    let assert = common::cilab().args(["run", "pid-ns", "--step"]).write_stdin("\n\n\n\n\n\n").assert().success();
     let out = String::from_utf8_lossy(&assert.get_output().stdout).into_owned();
     for step in 1..=6 {
-        assert!(
-            out.contains(&format!("Step {step}/6")),
-            "no step {step}:\n{out}"
-        );
+        assert!(out.contains(&format!("Step {step}/6")), "no step {step}:\n{out}");
     }
-    assert_eq!(
-        out.matches("[press Enter to run this step]").count(),
-        6,
-        "{out}"
-    );
+    assert_eq!(out.matches("[press Enter to run this step]").count(), 6, "{out}");
     for shell in ["unshare --pid --fork", "kill -TERM", "nsenter"] {
         assert!(out.contains(shell), "no shell equivalent `{shell}`:\n{out}");
     }

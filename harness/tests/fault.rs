@@ -29,20 +29,10 @@ fn sigkill_at_a_hold_point_leaves_nothing(#[case] lab: &str, #[case] stage: &str
     let (code, report) = common::check(&[lab, "--fault", &fault]);
     assert_eq!(code, 1, "a failed run exits 1");
     let lab_report = &report.labs[0];
-    let verdict = |id: &str| {
-        lab_report
-            .verdicts
-            .iter()
-            .find(|v| v.id == id)
-            .expect("verdict")
-            .clone()
-    };
+    let verdict = |id: &str| lab_report.verdicts.iter().find(|v| v.id == id).expect("verdict").clone();
     assert_eq!(verdict("lab-finished").outcome, Outcome::Fail);
     let stopped = lab_report.stopped.as_deref().unwrap_or_default();
-    assert!(
-        stopped.contains(stage) && stopped.contains("fault injected"),
-        "stopped: {stopped}"
-    );
+    assert!(stopped.contains(stage) && stopped.contains("fault injected"), "stopped: {stopped}");
     assert_eq!(lab_report.leaks, Vec::<String>::new());
     assert_eq!(verdict("nothing-leaked").outcome, Outcome::Pass);
     common::assert_host_unchanged(&before);

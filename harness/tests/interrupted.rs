@@ -15,19 +15,10 @@ fn doctor_reports_and_cleans_what_a_killed_cilab_left() {
     common::require_root();
     let before = common::host_state();
     let doctor = |args: &[&str]| -> serde_json::Value {
-        let output = common::cilab()
-            .arg("doctor")
-            .args(args)
-            .args(["--format", "json"])
-            .output()
-            .expect("doctor");
+        let output = common::cilab().arg("doctor").args(args).args(["--format", "json"]).output().expect("doctor");
         serde_json::from_slice(&output.stdout).expect("doctor prints JSON")
     };
-    assert_eq!(
-        doctor(&[])["leftovers"],
-        serde_json::json!([]),
-        "the host must be clean before the test"
-    );
+    assert_eq!(doctor(&[])["leftovers"], serde_json::json!([]), "the host must be clean before the test");
 
     // The lab dies with cilab (PR_SET_PDEATHSIG); we started cilab, so we reap its orphans.
     common::adopt_orphans();
@@ -64,30 +55,13 @@ fn doctor_reports_and_cleans_what_a_killed_cilab_left() {
     common::reap_adopted(Duration::from_secs(5));
 
     let found = doctor(&[]);
-    let kinds: Vec<&str> = found["leftovers"]
-        .as_array()
-        .expect("list")
-        .iter()
-        .filter_map(|l| l["kind"].as_str())
-        .collect();
-    assert!(
-        kinds.contains(&"run"),
-        "doctor names the run record: {found:#}"
-    );
-    assert!(
-        kinds.contains(&"cgroup"),
-        "doctor names the run's cgroups: {found:#}"
-    );
-    assert!(
-        kinds.contains(&"scratch"),
-        "doctor names the scratch dir: {found:#}"
-    );
+    let kinds: Vec<&str> =
+        found["leftovers"].as_array().expect("list").iter().filter_map(|l| l["kind"].as_str()).collect();
+    assert!(kinds.contains(&"run"), "doctor names the run record: {found:#}");
+    assert!(kinds.contains(&"cgroup"), "doctor names the run's cgroups: {found:#}");
+    assert!(kinds.contains(&"scratch"), "doctor names the scratch dir: {found:#}");
 
     let cleaned = doctor(&["--clean"]);
-    assert_eq!(
-        cleaned["leftovers"],
-        serde_json::json!([]),
-        "after --clean: {cleaned:#}"
-    );
+    assert_eq!(cleaned["leftovers"], serde_json::json!([]), "after --clean: {cleaned:#}");
     common::assert_host_unchanged(&before);
 }

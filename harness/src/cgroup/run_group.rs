@@ -26,10 +26,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         // Generous for a lab (a handful of processes), tight enough for a fork bomb.
-        Limits {
-            pids_max: 256,
-            memory_max_bytes: 512 * 1024 * 1024,
-        }
+        Limits { pids_max: 256, memory_max_bytes: 512 * 1024 * 1024 }
     }
 }
 
@@ -60,19 +57,14 @@ const V1_CONTROLLERS_USED: [&str; 3] = ["pids", "memory", "freezer"];
 impl RunCgroup {
     /// Creates `<hierarchy>/cilab/<run_id>` in each useful hierarchy and writes the limits.
     pub fn create(setup: &CgroupSetup, run_id: &str, limits: &Limits) -> Result<Self> {
-        let mut group = RunCgroup {
-            dirs: Vec::new(),
-            limits_applied: Vec::new(),
-        };
+        let mut group = RunCgroup { dirs: Vec::new(), limits_applied: Vec::new() };
         let result = group.populate(setup, run_id, limits);
         if let Err(error) = result {
             let _ = group.remove();
             return Err(error);
         }
         if group.dirs.is_empty() {
-            return Err(Error::Cgroup(
-                "no usable cgroup hierarchy (no v2 mount, no v1 pids/memory)".into(),
-            ));
+            return Err(Error::Cgroup("no usable cgroup hierarchy (no v2 mount, no v1 pids/memory)".into()));
         }
         Ok(group)
     }
@@ -81,10 +73,8 @@ impl RunCgroup {
         if let Some(v2) = &setup.v2 {
             let parent = v2.path.join(PARENT_DIR);
             make_dir(&parent)?;
-            let wanted: Vec<&str> = ["pids", "memory"]
-                .into_iter()
-                .filter(|c| v2.controllers.iter().any(|have| have == c))
-                .collect();
+            let wanted: Vec<&str> =
+                ["pids", "memory"].into_iter().filter(|c| v2.controllers.iter().any(|have| have == c)).collect();
             let enable: String = wanted.iter().map(|c| format!("+{c} ")).collect();
             // Controllers must be enabled in every ancestor's subtree_control to reach us.
             let enabled = !wanted.is_empty()
@@ -92,19 +82,10 @@ impl RunCgroup {
                 && write_file(&parent.join("cgroup.subtree_control"), enable.trim()).is_ok();
             let dir = parent.join(run_id);
             make_dir(&dir)?;
-            self.dirs.push(GroupDir {
-                path: dir.clone(),
-                version: Version::V2,
-                controller: None,
-            });
+            self.dirs.push(GroupDir { path: dir.clone(), version: Version::V2, controller: None });
             if enabled {
                 self.apply(&dir, "pids.max", &limits.pids_max.to_string(), "v2");
-                self.apply(
-                    &dir,
-                    "memory.max",
-                    &limits.memory_max_bytes.to_string(),
-                    "v2",
-                );
+                self.apply(&dir, "memory.max", &limits.memory_max_bytes.to_string(), "v2");
                 // Swap would let an out-of-memory test pass by paging instead of failing.
                 self.apply(&dir, "memory.swap.max", "0", "v2");
             }
@@ -120,11 +101,7 @@ impl RunCgroup {
             make_dir(&parent)?;
             let dir = parent.join(run_id);
             make_dir(&dir)?;
-            self.dirs.push(GroupDir {
-                path: dir.clone(),
-                version: Version::V1,
-                controller: Some(controller.into()),
-            });
+            self.dirs.push(GroupDir { path: dir.clone(), version: Version::V1, controller: Some(controller.into()) });
             match controller {
                 "pids" => self.apply(&dir, "pids.max", &limits.pids_max.to_string(), "v1"),
                 "memory" => {
@@ -142,8 +119,7 @@ impl RunCgroup {
     fn apply(&mut self, dir: &Path, file: &str, value: &str, version: &str) {
         let path = dir.join(file);
         if path.exists() && write_file(&path, value).is_ok() {
-            self.limits_applied
-                .push(format!("{file}={value} ({version})"));
+            self.limits_applied.push(format!("{file}={value} ({version})"));
         }
     }
 
@@ -154,10 +130,7 @@ impl RunCgroup {
             .iter()
             .map(|d| {
                 let path = d.path.join("cgroup.procs");
-                std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(&path)
-                    .map_err(Error::io("open", path))
+                std::fs::OpenOptions::new().write(true).open(&path).map_err(Error::io("open", path))
             })
             .collect()
     }
@@ -171,25 +144,15 @@ impl RunCgroup {
     /// ours by construction: only the lab started in this cgroup, and its descendants.
     pub fn kill_all(&self, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
-        let kill_file = self
-            .dirs
-            .iter()
-            .find(|d| d.version == Version::V2)
-            .map(|d| d.path.join("cgroup.kill"));
-        let freezer = self
-            .dirs
-            .iter()
-            .find(|d| d.controller.as_deref() == Some("freezer"))
-            .map(|d| d.path.clone());
+        let kill_file = self.dirs.iter().find(|d| d.version == Version::V2).map(|d| d.path.join("cgroup.kill"));
+        let freezer = self.dirs.iter().find(|d| d.controller.as_deref() == Some("freezer")).map(|d| d.path.clone());
         loop {
             let procs = self.procs();
             if procs.is_empty() {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                return Err(Error::Cgroup(format!(
-                    "processes {procs:?} survived SIGKILL for {timeout:?}"
-                )));
+                return Err(Error::Cgroup(format!("processes {procs:?} survived SIGKILL for {timeout:?}")));
             }
             match &kill_file {
                 Some(file) if file.exists() => {
@@ -249,21 +212,13 @@ fn make_dir(path: &Path) -> Result<()> {
 }
 
 fn write_file(path: &Path, value: &str) -> Result<()> {
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .open(path)
-        .map_err(Error::io("open", path))?;
-    file.write_all(value.as_bytes())
-        .map_err(Error::io("write", path))
+    let mut file = std::fs::OpenOptions::new().write(true).open(path).map_err(Error::io("open", path))?;
+    file.write_all(value.as_bytes()).map_err(Error::io("write", path))
 }
 
 pub fn read_procs(dir: &Path) -> BTreeSet<i32> {
     std::fs::read_to_string(dir.join("cgroup.procs"))
-        .map(|text| {
-            text.split_whitespace()
-                .filter_map(|p| p.parse().ok())
-                .collect()
-        })
+        .map(|text| text.split_whitespace().filter_map(|p| p.parse().ok()).collect())
         .unwrap_or_default()
 }
 

@@ -45,15 +45,12 @@ pub struct CgroupSetup {
 impl CgroupSetup {
     /// Reads this machine's setup.
     pub fn detect() -> Result<Self> {
-        let magic = nix::sys::statfs::statfs(CGROUP_ROOT)
-            .map_err(Error::sys("statfs", CGROUP_ROOT))?
-            .filesystem_type()
-            .0 as i64;
-        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
-            .map_err(Error::io("read", "/proc/self/mountinfo"))?;
-        Self::from_parts(magic, &mountinfo, |mount| {
-            std::fs::read_to_string(mount.join("cgroup.controllers")).ok()
-        })
+        let magic =
+            nix::sys::statfs::statfs(CGROUP_ROOT).map_err(Error::sys("statfs", CGROUP_ROOT))?.filesystem_type().0
+                as i64;
+        let mountinfo =
+            std::fs::read_to_string("/proc/self/mountinfo").map_err(Error::io("read", "/proc/self/mountinfo"))?;
+        Self::from_parts(magic, &mountinfo, |mount| std::fs::read_to_string(mount.join("cgroup.controllers")).ok())
     }
 
     /// The detection itself, on given data: `read_controllers` returns the text of a v2
@@ -71,8 +68,7 @@ impl CgroupSetup {
                 "cgroup" => {
                     for option in mount.super_options.split(',') {
                         if is_v1_controller(option) {
-                            v1.entry(option.to_string())
-                                .or_insert_with(|| PathBuf::from(&mount.mount_point));
+                            v1.entry(option.to_string()).or_insert_with(|| PathBuf::from(&mount.mount_point));
                         }
                     }
                 }
@@ -81,11 +77,8 @@ impl CgroupSetup {
             }
         }
         let v2 = v2_path.map(|path| {
-            let controllers = read_controllers(&path)
-                .unwrap_or_default()
-                .split_whitespace()
-                .map(String::from)
-                .collect();
+            let controllers =
+                read_controllers(&path).unwrap_or_default().split_whitespace().map(String::from).collect();
             V2Mount { path, controllers }
         });
         let layout = if root_magic == CGROUP2_SUPER_MAGIC {
@@ -116,9 +109,7 @@ impl CgroupSetup {
     }
 
     pub fn v2_has(&self, controller: &str) -> bool {
-        self.v2
-            .as_ref()
-            .is_some_and(|v2| v2.controllers.iter().any(|c| c == controller))
+        self.v2.as_ref().is_some_and(|v2| v2.controllers.iter().any(|c| c == controller))
     }
 }
 
@@ -184,18 +175,10 @@ mod tests {
         #[case] v1: &[&str],
         #[case] v2_path: Option<&str>,
     ) {
-        let setup = CgroupSetup::from_parts(magic, mountinfo, |_| Some(v2_controllers.to_string()))
-            .expect("detects");
+        let setup = CgroupSetup::from_parts(magic, mountinfo, |_| Some(v2_controllers.to_string())).expect("detects");
         assert_eq!(setup.layout, layout);
         assert_eq!(setup.v1.keys().map(String::as_str).collect::<Vec<_>>(), v1);
-        assert_eq!(
-            setup
-                .v2
-                .as_ref()
-                .map(|v2| v2.path.to_string_lossy().into_owned())
-                .as_deref(),
-            v2_path
-        );
+        assert_eq!(setup.v2.as_ref().map(|v2| v2.path.to_string_lossy().into_owned()).as_deref(), v2_path);
         assert_eq!(setup.v2_has("memory"), layout == CgroupLayout::V2);
     }
 
@@ -207,12 +190,8 @@ mod tests {
 
     #[test]
     fn nothing_mounted_says_what_to_do() {
-        let error = CgroupSetup::from_parts(
-            TMPFS_MAGIC,
-            "27 1 254:0 / / rw - ext4 /dev/vda rw\n",
-            |_| None,
-        )
-        .expect_err("no cgroups");
+        let error = CgroupSetup::from_parts(TMPFS_MAGIC, "27 1 254:0 / / rw - ext4 /dev/vda rw\n", |_| None)
+            .expect_err("no cgroups");
         assert!(error.to_string().contains("mount -t cgroup2"), "{error}");
     }
 }

@@ -110,11 +110,7 @@ pub fn check(run: &mut LabRun, grader: &mut Grader) -> Result<()> {
     // ── binary-alone ──────────────────────────────────────────────────────────
     run.await_hold(BINARY_ALONE)?;
     let present = program.is_file();
-    let interpreter = if present {
-        labkit::elf::interpreter(&program).ok().flatten()
-    } else {
-        None
-    };
+    let interpreter = if present { labkit::elf::interpreter(&program).ok().flatten() } else { None };
     let interpreter_in_jail = |jail: &Path| interpreter.as_ref().map(|i| in_jail(jail, i).exists());
     let alone = exec_in_jail(&jail, DYNAMIC_PROGRAM_IN_JAIL)?;
     grader.observe("alone.program_present_in_jail", present);
@@ -123,10 +119,7 @@ pub fn check(run: &mut LabRun, grader: &mut Grader) -> Result<()> {
         // The loader's path differs between architectures: only whether there is one.
         interpreter.is_some(),
     );
-    grader.observe(
-        "alone.interpreter_present_in_jail",
-        interpreter_in_jail(&jail),
-    );
+    grader.observe("alone.interpreter_present_in_jail", interpreter_in_jail(&jail));
     grader.observe("alone.exec", describe(&alone));
     grader.judge(
         "lonely-binary-enoent",
@@ -144,8 +137,7 @@ pub fn check(run: &mut LabRun, grader: &mut Grader) -> Result<()> {
     );
 
     let busybox = jail.join(BUSYBOX_IN_JAIL.trim_start_matches('/'));
-    let busybox_static =
-        busybox.is_file() && labkit::elf::interpreter(&busybox).is_ok_and(|i| i.is_none());
+    let busybox_static = busybox.is_file() && labkit::elf::interpreter(&busybox).is_ok_and(|i| i.is_none());
     let busybox_run = exec_in_jail(&jail, BUSYBOX_IN_JAIL)?;
     let jail_has_no_loader = interpreter_in_jail(&jail) == Some(false);
     grader.observe("alone.busybox_is_static", busybox_static);
@@ -153,25 +145,15 @@ pub fn check(run: &mut LabRun, grader: &mut Grader) -> Result<()> {
     grader.judge(
         "static-busybox-runs",
         busybox_static && printed_probe_word(&busybox_run) && jail_has_no_loader,
-        &[
-            "alone.busybox_is_static",
-            "alone.busybox_exec",
-            "alone.interpreter_present_in_jail",
-        ],
-        format!(
-            "busybox static: {busybox_static}; exec: {}",
-            describe(&busybox_run)
-        ),
+        &["alone.busybox_is_static", "alone.busybox_exec", "alone.interpreter_present_in_jail"],
+        format!("busybox static: {busybox_static}; exec: {}", describe(&busybox_run)),
     );
     run.release()?;
 
     // ── with-libraries ────────────────────────────────────────────────────────
     run.await_hold(WITH_LIBRARIES)?;
     let with_libraries = exec_in_jail(&jail, DYNAMIC_PROGRAM_IN_JAIL)?;
-    grader.observe(
-        "libraries.interpreter_present_in_jail",
-        interpreter_in_jail(&jail),
-    );
+    grader.observe("libraries.interpreter_present_in_jail", interpreter_in_jail(&jail));
     grader.observe("libraries.exec", describe(&with_libraries));
     grader.judge(
         "runs-with-loader",
@@ -186,49 +168,23 @@ pub fn check(run: &mut LabRun, grader: &mut Grader) -> Result<()> {
     let jailed = find_child(run, JAILED_COMM)?;
     let canonical_jail = jail.canonicalize().map_err(Error::io("resolve", &jail))?;
     let root = procfs::root_link(jailed)?;
-    grader.observe(
-        "jailed.root_link",
-        if root == canonical_jail {
-            "the jail directory"
-        } else {
-            "elsewhere"
-        },
-    );
-    grader.judge(
-        "root-is-jail",
-        root == canonical_jail,
-        &["jailed.root_link"],
-        format!("root -> {}", root.display()),
-    );
+    grader.observe("jailed.root_link", if root == canonical_jail { "the jail directory" } else { "elsewhere" });
+    grader.judge("root-is-jail", root == canonical_jail, &["jailed.root_link"], format!("root -> {}", root.display()));
 
     let view = look_from_root_of(jailed)?;
     let jail_listing = list(&jail)?;
     let host_listing = list(Path::new("/"))?;
     let jail_stat = std::fs::metadata(&jail).map_err(Error::io("stat", &jail))?;
     // lib, lib64, lib32...: where the loader lives depends on the architecture.
-    let portable: Vec<&String> = view
-        .listing
-        .iter()
-        .filter(|n| !n.starts_with("lib"))
-        .collect();
+    let portable: Vec<&String> = view.listing.iter().filter(|n| !n.starts_with("lib")).collect();
     grader.observe("jailed.slash_lists_besides_lib_dirs", &portable);
     grader.observe("jailed.slash_equals_jail_dir", view.listing == jail_listing);
-    grader.observe(
-        "jailed.slash_equals_host_root",
-        view.listing == host_listing,
-    );
-    grader.observe(
-        "jailed.dotdot_at_top_is_jail_top",
-        view.dotdot == Some((jail_stat.dev(), jail_stat.ino())),
-    );
+    grader.observe("jailed.slash_equals_host_root", view.listing == host_listing);
+    grader.observe("jailed.dotdot_at_top_is_jail_top", view.dotdot == Some((jail_stat.dev(), jail_stat.ino())));
     grader.judge(
         "slash-is-jail",
         !view.listing.is_empty() && view.listing == jail_listing && view.listing != host_listing,
-        &[
-            "jailed.slash_lists",
-            "jailed.slash_equals_jail_dir",
-            "jailed.slash_equals_host_root",
-        ],
+        &["jailed.slash_lists", "jailed.slash_equals_jail_dir", "jailed.slash_equals_host_root"],
         format!("/ inside lists {:?}", view.listing),
     );
     grader.judge(
@@ -257,12 +213,7 @@ pub fn check(run: &mut LabRun, grader: &mut Grader) -> Result<()> {
 
     let as_nobody = chroot_as_nobody(&jail)?;
     grader.observe("nonroot.chroot", &as_nobody);
-    grader.judge(
-        "nonroot-eperm",
-        as_nobody == "EPERM",
-        &["nonroot.chroot"],
-        as_nobody.clone(),
-    );
+    grader.judge("nonroot-eperm", as_nobody == "EPERM", &["nonroot.chroot"], as_nobody.clone());
     run.release()?;
 
     // ── private-mounts ────────────────────────────────────────────────────────
@@ -273,18 +224,12 @@ pub fn check(run: &mut LabRun, grader: &mut Grader) -> Result<()> {
     if let Some(ns) = private_mnt.filter(|ns| Some(*ns) != host_mnt) {
         run.track_namespace("mnt", ns);
     }
-    let proc_inside =
-        procfs::pid_entries(Path::new(&format!("/proc/{private}/root/proc"))).unwrap_or_default();
+    let proc_inside = procfs::pid_entries(Path::new(&format!("/proc/{private}/root/proc"))).unwrap_or_default();
     let shows_harness = proc_inside.contains(&own);
     let shows_host_init = proc_inside.contains(&1);
     let their_mounts = procfs::read_mountinfo(&private.to_string())?;
-    let proc_mounted = their_mounts
-        .iter()
-        .any(|m| m.fs_type == "proc" && m.mount_point == "/proc");
-    grader.observe(
-        "private.mnt_ns_vs_host",
-        same_or_differs(&private_mnt, &host_mnt),
-    );
+    let proc_mounted = their_mounts.iter().any(|m| m.fs_type == "proc" && m.mount_point == "/proc");
+    grader.observe("private.mnt_ns_vs_host", same_or_differs(&private_mnt, &host_mnt));
     grader.observe("private.proc_mounted_at_jail_proc", proc_mounted);
     grader.observe("private.proc_inside_shows_the_harness", shows_harness);
     grader.observe("private.proc_inside_shows_host_pid_1", shows_host_init);
@@ -296,10 +241,7 @@ pub fn check(run: &mut LabRun, grader: &mut Grader) -> Result<()> {
             "private.proc_inside_shows_the_harness",
             "private.proc_inside_shows_host_pid_1",
         ],
-        format!(
-            "proc inside lists {} PIDs; harness among them: {shows_harness}",
-            proc_inside.len()
-        ),
+        format!("proc inside lists {} PIDs; harness among them: {shows_harness}", proc_inside.len()),
     );
 
     let (added, removed) = run.baseline().mount_changes()?;
@@ -308,25 +250,14 @@ pub fn check(run: &mut LabRun, grader: &mut Grader) -> Result<()> {
     grader.judge(
         "host-mounts-untouched",
         private_mnt != host_mnt && added.is_empty() && removed.is_empty(),
-        &[
-            "private.mnt_ns_vs_host",
-            "private.host_mounts_added",
-            "private.host_mounts_removed",
-        ],
+        &["private.mnt_ns_vs_host", "private.host_mounts_added", "private.host_mounts_removed"],
         format!("host mounts added {added:?}, removed {removed:?}"),
     );
 
-    let bind = their_mounts
-        .iter()
-        .find(|m| m.mount_point == BIND_TARGET_IN_JAIL);
+    let bind = their_mounts.iter().find(|m| m.mount_point == BIND_TARGET_IN_JAIL);
     let bind_read_only = bind.is_some_and(procfs::Mount::is_read_only);
     let through = PathBuf::from(format!("/proc/{private}/root{BIND_TARGET_IN_JAIL}"));
-    let append = write_attempt(|| {
-        std::fs::OpenOptions::new()
-            .append(true)
-            .open(through.join(HOST_NOTE))
-            .map(drop)
-    });
+    let append = write_attempt(|| std::fs::OpenOptions::new().append(true).open(through.join(HOST_NOTE)).map(drop));
     let create = write_attempt(|| std::fs::write(through.join("new-file"), "x"));
     let host_note = run.scratch().join(HOST_DATA_DIR).join(HOST_NOTE);
     let note_unchanged = std::fs::read_to_string(&host_note).is_ok_and(|t| t == PLANTED_NOTE);
@@ -355,10 +286,8 @@ fn in_jail(jail: &Path, absolute: &Path) -> PathBuf {
 }
 
 fn find_child(run: &mut LabRun, comm: &str) -> Result<i32> {
-    let found: Vec<i32> = procfs::children(run.pid())
-        .into_iter()
-        .filter(|pid| procfs::comm(*pid).as_deref() == Some(comm))
-        .collect();
+    let found: Vec<i32> =
+        procfs::children(run.pid()).into_iter().filter(|pid| procfs::comm(*pid).as_deref() == Some(comm)).collect();
     match found.as_slice() {
         [pid] => {
             run.track_pid(*pid);
@@ -374,10 +303,7 @@ fn find_child(run: &mut LabRun, comm: &str) -> Result<i32> {
 /// chroot(jail) and exec `program` as `echo PROBE_WORD`, in a forked child.
 fn exec_in_jail(jail: &Path, program: &str) -> Result<ProbeOutcome> {
     let path = CString::new(program).map_err(|_| Error::parse("program path", program))?;
-    let argv = [
-        c"echo".to_owned(),
-        CString::new(PROBE_WORD).map_err(|_| Error::parse("word", PROBE_WORD))?,
-    ];
+    let argv = [c"echo".to_owned(), CString::new(PROBE_WORD).map_err(|_| Error::parse("word", PROBE_WORD))?];
     forked::probe("exec in the jail", PROBE_TIMEOUT, |out| {
         chroot(jail)?;
         chdir("/")?;
@@ -427,10 +353,7 @@ fn look_from_root_of(pid: i32) -> Result<RootView> {
         forked::say(out, &format!("dotdot {} {}", here.st_dev, here.st_ino));
         Ok(())
     })?;
-    let mut view = RootView {
-        listing: Vec::new(),
-        dotdot: None,
-    };
+    let mut view = RootView { listing: Vec::new(), dotdot: None };
     for line in outcome.output.lines() {
         if let Some(names) = line.strip_prefix("ls ") {
             view.listing = names.split_whitespace().map(String::from).collect();
@@ -445,16 +368,8 @@ fn look_from_root_of(pid: i32) -> Result<RootView> {
 fn chroot_as_nobody(jail: &Path) -> Result<String> {
     let outcome = forked::probe("chroot as nobody", PROBE_TIMEOUT, |_| {
         nix::unistd::setgroups(&[])?;
-        nix::unistd::setresgid(
-            Gid::from_raw(NOBODY),
-            Gid::from_raw(NOBODY),
-            Gid::from_raw(NOBODY),
-        )?;
-        nix::unistd::setresuid(
-            Uid::from_raw(NOBODY),
-            Uid::from_raw(NOBODY),
-            Uid::from_raw(NOBODY),
-        )?;
+        nix::unistd::setresgid(Gid::from_raw(NOBODY), Gid::from_raw(NOBODY), Gid::from_raw(NOBODY))?;
+        nix::unistd::setresuid(Uid::from_raw(NOBODY), Uid::from_raw(NOBODY), Uid::from_raw(NOBODY))?;
         chroot(jail)
     })?;
     Ok(match outcome.status {
@@ -467,19 +382,13 @@ fn chroot_as_nobody(jail: &Path) -> Result<String> {
 fn write_attempt(attempt: impl FnOnce() -> std::io::Result<()>) -> String {
     match attempt() {
         Ok(()) => "the write went through".to_string(),
-        Err(e) => e
-            .raw_os_error()
-            .map(|code| format!("{:?}", Errno::from_raw(code)))
-            .unwrap_or_else(|| e.to_string()),
+        Err(e) => e.raw_os_error().map(|code| format!("{:?}", Errno::from_raw(code))).unwrap_or_else(|| e.to_string()),
     }
 }
 
 fn list(dir: &Path) -> Result<Vec<String>> {
     let entries = std::fs::read_dir(dir).map_err(Error::io("list", dir))?;
-    let mut names: Vec<String> = entries
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
+    let mut names: Vec<String> = entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
     names.sort();
     Ok(names)
 }

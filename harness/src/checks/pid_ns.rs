@@ -105,10 +105,7 @@ pub fn check(run: &mut LabRun, grader: &mut Grader) -> Result<()> {
     run.await_hold(UNSHARED)?;
     let lab_ns_after_unshare = procfs::ns_id(lab, "pid")?;
     let pid_for_children_before_init = procfs::ns_id(lab, "pid_for_children")?;
-    grader.observe(
-        "unshared.lab_pid_ns_vs_host",
-        same_or_differs(&lab_ns_after_unshare, &Some(host_pid_ns)),
-    );
+    grader.observe("unshared.lab_pid_ns_vs_host", same_or_differs(&lab_ns_after_unshare, &Some(host_pid_ns)));
     grader.observe(
         "unshared.pid_for_children_before_first_fork",
         match pid_for_children_before_init {
@@ -126,18 +123,9 @@ pub fn check(run: &mut LabRun, grader: &mut Grader) -> Result<()> {
     run.track_namespace("pid", init_ns);
     let lab_pid_ns = procfs::ns_id(lab, "pid")?;
     let lab_for_children = procfs::ns_id(lab, "pid_for_children")?;
-    grader.observe(
-        "init.lab_pid_ns_vs_host",
-        same_or_differs(&lab_pid_ns, &Some(host_pid_ns)),
-    );
-    grader.observe(
-        "init.lab_pid_for_children_vs_init_ns",
-        same_or_differs(&lab_for_children, &Some(init_ns)),
-    );
-    grader.observe(
-        "init.init_pid_ns_vs_host",
-        same_or_differs(&init_ns, &host_pid_ns),
-    );
+    grader.observe("init.lab_pid_ns_vs_host", same_or_differs(&lab_pid_ns, &Some(host_pid_ns)));
+    grader.observe("init.lab_pid_for_children_vs_init_ns", same_or_differs(&lab_for_children, &Some(init_ns)));
+    grader.observe("init.init_pid_ns_vs_host", same_or_differs(&init_ns, &host_pid_ns));
     grader.judge(
         "caller-stays",
         lab_pid_ns == Some(host_pid_ns) && lab_for_children == Some(init_ns) && init_ns != host_pid_ns,
@@ -149,22 +137,13 @@ pub fn check(run: &mut LabRun, grader: &mut Grader) -> Result<()> {
         .nspid
         .iter()
         .enumerate()
-        .map(|(level, pid)| {
-            if level == 0 {
-                json!(HOST_PID)
-            } else {
-                json!(pid)
-            }
-        })
+        .map(|(level, pid)| if level == 0 { json!(HOST_PID) } else { json!(pid) })
         .collect();
     grader.observe("init.nspid", &nspid_shape);
     grader.observe("init.parent_is_lab", init_status.ppid == lab);
     grader.judge(
         "init-is-pid-1",
-        init_status.nspid.len() == 2
-            && init_status.inner_pid() == Some(1)
-            && init_status.nspid[0] == init
-            && init != 1,
+        init_status.nspid.len() == 2 && init_status.inner_pid() == Some(1) && init_status.nspid[0] == init && init != 1,
         &["init.nspid", "init.parent_is_lab"],
         format!("NSpid of the init: {:?}", init_status.nspid),
     );
@@ -174,12 +153,7 @@ pub fn check(run: &mut LabRun, grader: &mut Grader) -> Result<()> {
     for pid in members.keys() {
         run.track_pid(*pid);
     }
-    let by_comm = |name: &str| {
-        members
-            .iter()
-            .find(|(_, s)| s.name == name)
-            .map(|(pid, s)| (*pid, s.clone()))
-    };
+    let by_comm = |name: &str| members.iter().find(|(_, s)| s.name == name).map(|(pid, s)| (*pid, s.clone()));
     let inner_pids: Vec<i32> = members.values().filter_map(ProcStatus::inner_pid).collect();
     let mut member_names: Vec<String> = members.values().map(|s| s.name.clone()).collect();
     member_names.sort();
@@ -191,25 +165,13 @@ pub fn check(run: &mut LabRun, grader: &mut Grader) -> Result<()> {
     let inside_sorted: Vec<i32> = proc_seen_inside.iter().copied().collect();
     let mut expected = inner_pids.clone();
     expected.sort_unstable();
-    grader.observe(
-        "init.mnt_ns_vs_host",
-        same_or_differs(&init_mnt_ns, &Some(host_mnt_ns)),
-    );
+    grader.observe("init.mnt_ns_vs_host", same_or_differs(&init_mnt_ns, &Some(host_mnt_ns)));
     grader.observe("init.proc_inside_lists", &inside_sorted);
-    grader.observe(
-        "init.proc_inside_equals_namespace_members",
-        inside_sorted == expected,
-    );
+    grader.observe("init.proc_inside_equals_namespace_members", inside_sorted == expected);
     grader.judge(
         "private-proc",
-        init_mnt_ns != Some(host_mnt_ns)
-            && inside_sorted == expected
-            && inside_sorted.first() == Some(&1),
-        &[
-            "init.mnt_ns_vs_host",
-            "init.proc_inside_lists",
-            "init.proc_inside_equals_namespace_members",
-        ],
+        init_mnt_ns != Some(host_mnt_ns) && inside_sorted == expected && inside_sorted.first() == Some(&1),
+        &["init.mnt_ns_vs_host", "init.proc_inside_lists", "init.proc_inside_equals_namespace_members"],
         format!("/proc inside lists {inside_sorted:?}; the namespace holds {expected:?}"),
     );
 
@@ -221,11 +183,7 @@ pub fn check(run: &mut LabRun, grader: &mut Grader) -> Result<()> {
     grader.judge(
         "host-untouched",
         added.is_empty() && removed.is_empty() && host_proc_sees_init,
-        &[
-            "init.host_mounts_added",
-            "init.host_mounts_removed",
-            "init.host_proc_still_shows_host_view",
-        ],
+        &["init.host_mounts_added", "init.host_mounts_removed", "init.host_proc_still_shows_host_view"],
         format!("host mounts added {added:?}, removed {removed:?}"),
     );
 
@@ -240,43 +198,25 @@ pub fn check(run: &mut LabRun, grader: &mut Grader) -> Result<()> {
 
     // Signals without a handler.
     let init_fd = PidFd::open(init)?;
-    let member_fds: Vec<PidFd> = members
-        .keys()
-        .filter(|p| **p != init)
-        .filter_map(|p| PidFd::open(*p).ok())
-        .collect();
+    let member_fds: Vec<PidFd> = members.keys().filter(|p| **p != init).filter_map(|p| PidFd::open(*p).ok()).collect();
     let catches_before = init_status.catches(libc::SIGTERM) || init_status.catches(libc::SIGINT);
     let ignores_before = init_status.ignores(libc::SIGTERM) || init_status.ignores(libc::SIGINT);
     init_fd.send(Signal::SIGTERM)?;
     init_fd.send(Signal::SIGINT)?;
     let died = init_fd.wait_exit(SIGNAL_SETTLE);
-    grader.observe(
-        "no_handler.init_catches_or_ignores_term_int",
-        catches_before || ignores_before,
-    );
-    grader.observe(
-        "no_handler.init_after_sigterm_sigint",
-        if died { "dead" } else { "alive" },
-    );
+    grader.observe("no_handler.init_catches_or_ignores_term_int", catches_before || ignores_before);
+    grader.observe("no_handler.init_after_sigterm_sigint", if died { "dead" } else { "alive" });
     grader.judge(
         "signals-ignored",
         !died && !catches_before && !ignores_before,
-        &[
-            "no_handler.init_catches_or_ignores_term_int",
-            "no_handler.init_after_sigterm_sigint",
-        ],
-        format!(
-            "init died: {died}; SigCgt {:#x}, SigIgn {:#x}",
-            init_status.sig_cgt, init_status.sig_ign
-        ),
+        &["no_handler.init_catches_or_ignores_term_int", "no_handler.init_after_sigterm_sigint"],
+        format!("init died: {died}; SigCgt {:#x}, SigIgn {:#x}", init_status.sig_cgt, init_status.sig_ign),
     );
     run.release()?;
 
     // ── orphaned ──────────────────────────────────────────────────────────────
     run.await_hold(ORPHANED)?;
-    let orphan_after = orphan_before
-        .as_ref()
-        .and_then(|(pid, _)| procfs::read_status(*pid).ok());
+    let orphan_after = orphan_before.as_ref().and_then(|(pid, _)| procfs::read_status(*pid).ok());
     let parent_gone = orphan_parent.as_ref().is_some_and(|(pid, _)| !alive(*pid));
     let reparented = orphan_after.as_ref().is_some_and(|s| s.ppid == init);
     grader.observe("orphaned.parent_gone", parent_gone);
@@ -284,11 +224,7 @@ pub fn check(run: &mut LabRun, grader: &mut Grader) -> Result<()> {
     grader.judge(
         "orphan-reparented",
         parent_before && parent_gone && reparented,
-        &[
-            "init.orphan_parent_is_pidns_parent",
-            "orphaned.parent_gone",
-            "orphaned.orphan_ppid_is_init",
-        ],
+        &["init.orphan_parent_is_pidns_parent", "orphaned.parent_gone", "orphaned.orphan_ppid_is_init"],
         format!(
             "orphan {:?} had parent {:?}; now PPid {:?}, init {init}",
             orphan_before.as_ref().map(|o| o.0),
@@ -307,10 +243,7 @@ pub fn check(run: &mut LabRun, grader: &mut Grader) -> Result<()> {
     for (signal, name) in [(Signal::SIGTERM, "SIGTERM"), (Signal::SIGINT, "SIGINT")] {
         init_fd.send(signal)?;
         let line = wait_for_log_line(&log, name, Duration::from_secs(2));
-        si_pids.insert(
-            name,
-            line.and_then(|l| l.split_whitespace().nth(1).map(String::from)),
-        );
+        si_pids.insert(name, line.and_then(|l| l.split_whitespace().nth(1).map(String::from)));
     }
     let alive_after = !init_fd.has_exited();
     let all_zero = si_pids.values().all(|v| v.as_deref() == Some("0"));
@@ -318,10 +251,7 @@ pub fn check(run: &mut LabRun, grader: &mut Grader) -> Result<()> {
         "handler.init_catches_term_int",
         with_handler.catches(libc::SIGTERM) && with_handler.catches(libc::SIGINT),
     );
-    grader.observe(
-        "handler.log_empty_before_harness_signals",
-        log_before.is_empty(),
-    );
+    grader.observe("handler.log_empty_before_harness_signals", log_before.is_empty());
     grader.observe("handler.si_pid_seen", &si_pids);
     grader.observe("handler.init_alive_after", alive_after);
     grader.judge(
@@ -331,20 +261,13 @@ pub fn check(run: &mut LabRun, grader: &mut Grader) -> Result<()> {
             && log_before.is_empty()
             && all_zero
             && alive_after,
-        &[
-            "handler.init_catches_term_int",
-            "handler.log_empty_before_harness_signals",
-            "handler.si_pid_seen",
-        ],
-        format!(
-            "handler log: {:?}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        ),
+        &["handler.init_catches_term_int", "handler.log_empty_before_harness_signals", "handler.si_pid_seen"],
+        format!("handler log: {:?}", std::fs::read_to_string(&log).unwrap_or_default()),
     );
 
     // From inside the namespace, try to signal a host process (this probe itself).
-    let ns_file = File::open(format!("/proc/{init}/ns/pid"))
-        .map_err(Error::io("open", format!("/proc/{init}/ns/pid")))?;
+    let ns_file =
+        File::open(format!("/proc/{init}/ns/pid")).map_err(Error::io("open", format!("/proc/{init}/ns/pid")))?;
     let signal_host = signal_host_from_inside(&ns_file)?;
     grader.observe("inside.kill_host_pid", &signal_host);
     grader.judge(
@@ -358,9 +281,7 @@ pub fn check(run: &mut LabRun, grader: &mut Grader) -> Result<()> {
     let alive_before_kill = member_fds.iter().filter(|fd| !fd.has_exited()).count();
     init_fd.send(Signal::SIGKILL)?;
     let init_died = init_fd.wait_exit(Duration::from_secs(2));
-    let members_died = member_fds
-        .iter()
-        .all(|fd| fd.wait_exit(Duration::from_secs(2)));
+    let members_died = member_fds.iter().all(|fd| fd.wait_exit(Duration::from_secs(2)));
     let survivors: Vec<i32> = procfs::processes_in_namespace("pid", init_ns, &[init])
         .into_iter()
         .filter(|pid| procfs::read_status(*pid).is_ok_and(|s| s.state != 'Z'))
@@ -372,12 +293,7 @@ pub fn check(run: &mut LabRun, grader: &mut Grader) -> Result<()> {
     grader.judge(
         "sigkill-kills-all",
         init_died && members_died && alive_before_kill > 0 && survivors.is_empty(),
-        &[
-            "sigkill.init_died",
-            "sigkill.other_members_alive_before",
-            "sigkill.other_members_died",
-            "sigkill.survivors",
-        ],
+        &["sigkill.init_died", "sigkill.other_members_alive_before", "sigkill.other_members_died", "sigkill.survivors"],
         format!("init died {init_died}; members died {members_died}; survivors {survivors:?}"),
     );
     run.release()?;
@@ -412,10 +328,8 @@ fn alive(pid: i32) -> bool {
 /// The lab's child named pidns-init: found by the harness, not taken from the lab's claims.
 fn find_init(run: &mut LabRun) -> Result<i32> {
     let lab = run.pid();
-    let candidates: Vec<i32> = procfs::children(lab)
-        .into_iter()
-        .filter(|pid| procfs::comm(*pid).as_deref() == Some(INIT_COMM))
-        .collect();
+    let candidates: Vec<i32> =
+        procfs::children(lab).into_iter().filter(|pid| procfs::comm(*pid).as_deref() == Some(INIT_COMM)).collect();
     match candidates.as_slice() {
         [init] => {
             run.track_pid(*init);
@@ -423,14 +337,11 @@ fn find_init(run: &mut LabRun) -> Result<i32> {
         }
         [] => Err(Error::Lab {
             lab: "pid-ns".into(),
-            message: format!(
-                "no child of the lab is named `{INIT_COMM}`: did the fork after unshare happen?"
-            ),
+            message: format!("no child of the lab is named `{INIT_COMM}`: did the fork after unshare happen?"),
         }),
-        many => Err(Error::Lab {
-            lab: "pid-ns".into(),
-            message: format!("several children named `{INIT_COMM}`: {many:?}"),
-        }),
+        many => {
+            Err(Error::Lab { lab: "pid-ns".into(), message: format!("several children named `{INIT_COMM}`: {many:?}") })
+        }
     }
 }
 
@@ -485,16 +396,9 @@ fn signal_host_from_inside(ns: &File) -> Result<String> {
         }
     })?;
     Ok(match outcome.status {
-        Ok(()) if outcome.output.trim() == "ESRCH" => {
-            "ESRCH, the host process was not touched".to_string()
-        }
-        Ok(()) => format!(
-            "{}, the host process was not touched",
-            outcome.output.trim()
-        ),
-        Err(ProbeFailure::Signaled(Signal::SIGTERM)) => {
-            "the host process was killed from inside".to_string()
-        }
+        Ok(()) if outcome.output.trim() == "ESRCH" => "ESRCH, the host process was not touched".to_string(),
+        Ok(()) => format!("{}, the host process was not touched", outcome.output.trim()),
+        Err(ProbeFailure::Signaled(Signal::SIGTERM)) => "the host process was killed from inside".to_string(),
         Err(failure) => format!("probe failed: {failure:?}"),
     })
 }

@@ -39,11 +39,7 @@ pub enum ProbeFailure {
 
 /// Runs `body` in a forked child. `body` gets the write end of the result pipe, which it
 /// may also make its stdout before an exec.
-pub fn probe(
-    what: &str,
-    timeout: Duration,
-    body: impl FnOnce(&mut File) -> nix::Result<()>,
-) -> Result<ProbeOutcome> {
+pub fn probe(what: &str, timeout: Duration, body: impl FnOnce(&mut File) -> nix::Result<()>) -> Result<ProbeOutcome> {
     let (read_end, write_end) = nix::unistd::pipe().map_err(Error::sys("pipe", what))?;
     // SAFETY: the child makes syscalls, writes to the pipe, and leaves with _exit; glibc's
     // malloc stays usable after fork for the little it allocates.

@@ -37,19 +37,10 @@ impl PidFd {
     pub fn send(&self, signal: Signal) -> Result<()> {
         // SAFETY: a valid pidfd, a signal number, no siginfo, no flags.
         let rc = unsafe {
-            libc::syscall(
-                libc::SYS_pidfd_send_signal,
-                self.fd.as_raw_fd(),
-                signal as i32,
-                std::ptr::null::<()>(),
-                0,
-            )
+            libc::syscall(libc::SYS_pidfd_send_signal, self.fd.as_raw_fd(), signal as i32, std::ptr::null::<()>(), 0)
         };
         if rc < 0 {
-            return Err(Error::sys(
-                "pidfd_send_signal",
-                format!("{} {}", self.pid, signal.as_str()),
-            )(Errno::last()));
+            return Err(Error::sys("pidfd_send_signal", format!("{} {}", self.pid, signal.as_str()))(Errno::last()));
         }
         Ok(())
     }

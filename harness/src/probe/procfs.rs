@@ -40,12 +40,8 @@ impl ProcStatus {
 
 pub fn parse_status(text: &str) -> Result<ProcStatus> {
     let mut status = ProcStatus::default();
-    let bad = |field: &str, value: &str| {
-        Error::parse("/proc/<pid>/status", format!("{field}: {value:?}"))
-    };
-    let hex = |field: &str, value: &str| {
-        u64::from_str_radix(value.trim(), 16).map_err(|_| bad(field, value))
-    };
+    let bad = |field: &str, value: &str| Error::parse("/proc/<pid>/status", format!("{field}: {value:?}"));
+    let hex = |field: &str, value: &str| u64::from_str_radix(value.trim(), 16).map_err(|_| bad(field, value));
     for line in text.lines() {
         let Some((key, value)) = line.split_once(':') else {
             continue;
@@ -63,10 +59,7 @@ pub fn parse_status(text: &str) -> Result<ProcStatus> {
                     .map_err(|_| bad(key, value))?
             }
             "Uid" => {
-                let ids: Vec<u32> = value
-                    .split_whitespace()
-                    .filter_map(|v| v.parse().ok())
-                    .collect();
+                let ids: Vec<u32> = value.split_whitespace().filter_map(|v| v.parse().ok()).collect();
                 status.uid = ids.try_into().map_err(|_| bad(key, value))?;
             }
             "CapEff" => status.cap_eff = hex(key, value)?,
@@ -91,17 +84,14 @@ pub fn read_status(pid: i32) -> Result<ProcStatus> {
 pub type NsId = u64;
 
 /// The namespace kinds a process has links for (pid_for_children aside).
-pub const NAMESPACE_KINDS: [&str; 8] =
-    ["cgroup", "ipc", "mnt", "net", "pid", "time", "user", "uts"];
+pub const NAMESPACE_KINDS: [&str; 8] = ["cgroup", "ipc", "mnt", "net", "pid", "time", "user", "uts"];
 
 pub fn parse_ns_link(link: &str) -> Result<NsId> {
     let inside = link
         .split_once(":[")
         .and_then(|(_, rest)| rest.strip_suffix(']'))
         .ok_or_else(|| Error::parse("namespace link", link))?;
-    inside
-        .parse()
-        .map_err(|_| Error::parse("namespace link", link))
+    inside.parse().map_err(|_| Error::parse("namespace link", link))
 }
 
 /// The namespace of `kind` that `pid` is in; `None` if the link does not exist
@@ -121,9 +111,7 @@ pub fn root_link(pid: i32) -> Result<PathBuf> {
 }
 
 pub fn comm(pid: i32) -> Option<String> {
-    std::fs::read_to_string(format!("/proc/{pid}/comm"))
-        .ok()
-        .map(|s| s.trim_end().to_string())
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).ok().map(|s| s.trim_end().to_string())
 }
 
 /// The PIDs of `pid`'s children (all threads), from /proc/<pid>/task/*/children.
@@ -134,11 +122,7 @@ pub fn children(pid: i32) -> Vec<i32> {
     let mut kids: Vec<i32> = tasks
         .flatten()
         .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
-        .flat_map(|text| {
-            text.split_whitespace()
-                .filter_map(|p| p.parse().ok())
-                .collect::<Vec<_>>()
-        })
+        .flat_map(|text| text.split_whitespace().filter_map(|p| p.parse().ok()).collect::<Vec<_>>())
         .collect();
     kids.sort_unstable();
     kids
@@ -147,10 +131,7 @@ pub fn children(pid: i32) -> Vec<i32> {
 /// Numeric entries of a proc-like directory: the PIDs it lists.
 pub fn pid_entries(dir: &Path) -> Result<BTreeSet<i32>> {
     let entries = std::fs::read_dir(dir).map_err(Error::io("list", dir))?;
-    Ok(entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse().ok())
-        .collect())
+    Ok(entries.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect())
 }
 
 /// Every process the harness's /proc shows.
@@ -187,18 +168,12 @@ impl Mount {
 
     /// What identifies a mount across two readings (ids are reused, so they are left out).
     pub fn identity(&self) -> String {
-        format!(
-            "{} on {} type {} ({}) root {}",
-            self.source, self.mount_point, self.fs_type, self.options, self.root
-        )
+        format!("{} on {} type {} ({}) root {}", self.source, self.mount_point, self.fs_type, self.options, self.root)
     }
 }
 
 pub fn parse_mountinfo(text: &str) -> Result<Vec<Mount>> {
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(parse_mount_line)
-        .collect()
+    text.lines().filter(|l| !l.trim().is_empty()).map(parse_mount_line).collect()
 }
 
 fn parse_mount_line(line: &str) -> Result<Mount> {
@@ -227,14 +202,8 @@ fn unescape(field: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'\\'
-            && i + 3 < bytes.len()
-            && bytes[i + 1..i + 4]
-                .iter()
-                .all(|b| (b'0'..=b'7').contains(b))
-        {
-            let value =
-                (bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0');
+        if bytes[i] == b'\\' && i + 3 < bytes.len() && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b)) {
+            let value = (bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0');
             out.push(value);
             i += 4;
         } else {
@@ -264,8 +233,7 @@ pub fn start_time(pid: i32) -> Option<u64> {
 mod tests {
     use super::*;
 
-    const INIT_STATUS: &str =
-        "Name:\tpidns-init\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t4347\n\
+    const INIT_STATUS: &str = "Name:\tpidns-init\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t4347\n\
         Ngid:\t0\nPid:\t4347\nPPid:\t4345\nTracerPid:\t0\nUid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\n\
         NStgid:\t4347\t1\nNSpid:\t4347\t1\nNSpgid:\t4345\t0\nNSsid:\t100\t0\n\
         SigQ:\t0/95000\nSigPnd:\t0000000000000000\nShdPnd:\t0000000000000000\n\
@@ -294,10 +262,7 @@ mod tests {
 
     #[test]
     fn namespace_links() {
-        assert_eq!(
-            parse_ns_link("pid:[4026531836]").expect("parses"),
-            4026531836
-        );
+        assert_eq!(parse_ns_link("pid:[4026531836]").expect("parses"), 4026531836);
         assert!(parse_ns_link("pid:4026531836").is_err());
     }
 

@@ -24,12 +24,7 @@ pub fn cilab() -> assert_cmd::Command {
 
 /// `cilab check <args> --format json`: the exit code and the parsed report.
 pub fn check(args: &[&str]) -> (i32, Report) {
-    let output = cilab()
-        .arg("check")
-        .args(args)
-        .args(["--format", "json"])
-        .output()
-        .expect("run cilab");
+    let output = cilab().arg("check").args(args).args(["--format", "json"]).output().expect("run cilab");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let report: Report = serde_json::from_str(&stdout).unwrap_or_else(|e| {
         panic!(
@@ -58,18 +53,10 @@ pub fn assert_all_passed(report: &Report) {
         }
         problems.extend(lab.leaks.iter().map(|l| format!("{}: leak: {l}", lab.lab)));
         if !lab.narration_tail.is_empty() && !problems.is_empty() {
-            problems.push(format!(
-                "{} said last:\n    {}",
-                lab.lab,
-                lab.narration_tail.join("\n    ")
-            ));
+            problems.push(format!("{} said last:\n    {}", lab.lab, lab.narration_tail.join("\n    ")));
         }
     }
-    assert!(
-        problems.is_empty(),
-        "verdicts that did not pass:\n{}",
-        problems.join("\n")
-    );
+    assert!(problems.is_empty(), "verdicts that did not pass:\n{}", problems.join("\n"));
     assert!(report.all_passed(), "summary: {:?}", report.summary);
 }
 
@@ -94,22 +81,11 @@ pub fn host_state() -> HostState {
         .map(|l| l.splitn(3, ' ').nth(2).unwrap_or(l).to_string())
         .collect();
     let mut cilab_cgroups = BTreeSet::new();
-    for hierarchy in std::fs::read_dir("/sys/fs/cgroup")
-        .expect("cgroup root")
-        .flatten()
-    {
-        for candidate in [
-            hierarchy.path().join("cilab"),
-            PathBuf::from("/sys/fs/cgroup/cilab"),
-        ] {
+    for hierarchy in std::fs::read_dir("/sys/fs/cgroup").expect("cgroup root").flatten() {
+        for candidate in [hierarchy.path().join("cilab"), PathBuf::from("/sys/fs/cgroup/cilab")] {
             if let Ok(entries) = std::fs::read_dir(&candidate) {
                 cilab_cgroups.insert(candidate.clone());
-                cilab_cgroups.extend(
-                    entries
-                        .flatten()
-                        .filter(|e| e.path().is_dir())
-                        .map(|e| e.path()),
-                );
+                cilab_cgroups.extend(entries.flatten().filter(|e| e.path().is_dir()).map(|e| e.path()));
             }
         }
     }
@@ -118,18 +94,13 @@ pub fn host_state() -> HostState {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
             continue;
         };
-        let comm = std::fs::read_to_string(entry.path().join("comm"))
-            .unwrap_or_default()
-            .trim()
-            .to_string();
+        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default().trim().to_string();
         if LAB_COMMS.iter().any(|prefix| comm.starts_with(prefix)) {
             lab_processes.insert((pid, comm));
         }
     }
     let list = |dir: &str| -> BTreeSet<PathBuf> {
-        std::fs::read_dir(dir)
-            .map(|e| e.flatten().map(|e| e.path()).collect())
-            .unwrap_or_default()
+        std::fs::read_dir(dir).map(|e| e.flatten().map(|e| e.path()).collect()).unwrap_or_default()
     };
     HostState {
         mounts,
@@ -144,45 +115,22 @@ pub fn host_state() -> HostState {
 pub fn assert_host_unchanged(before: &HostState) {
     let after = host_state();
     let diff = |what: &str, a: &BTreeSet<String>, b: &BTreeSet<String>| -> Vec<String> {
-        let mut out: Vec<String> = b
-            .difference(a)
-            .map(|x| format!("{what} appeared: {x}"))
-            .collect();
+        let mut out: Vec<String> = b.difference(a).map(|x| format!("{what} appeared: {x}")).collect();
         out.extend(a.difference(b).map(|x| format!("{what} vanished: {x}")));
         out
     };
-    let strings = |set: &BTreeSet<PathBuf>| {
-        set.iter()
-            .map(|p| p.display().to_string())
-            .collect::<BTreeSet<_>>()
-    };
+    let strings = |set: &BTreeSet<PathBuf>| set.iter().map(|p| p.display().to_string()).collect::<BTreeSet<_>>();
     let mut problems = diff("mount", &before.mounts, &after.mounts);
-    problems.extend(diff(
-        "cilab cgroup",
-        &strings(&before.cilab_cgroups),
-        &strings(&after.cilab_cgroups),
-    ));
+    problems.extend(diff("cilab cgroup", &strings(&before.cilab_cgroups), &strings(&after.cilab_cgroups)));
     problems.extend(
         after
             .lab_processes
             .difference(&before.lab_processes)
             .map(|(pid, comm)| format!("lab process left: {pid} {comm}")),
     );
-    problems.extend(diff(
-        "scratch dir",
-        &strings(&before.scratch_dirs),
-        &strings(&after.scratch_dirs),
-    ));
-    problems.extend(diff(
-        "run record",
-        &strings(&before.run_records),
-        &strings(&after.run_records),
-    ));
-    assert!(
-        problems.is_empty(),
-        "the host changed:\n{}",
-        problems.join("\n")
-    );
+    problems.extend(diff("scratch dir", &strings(&before.scratch_dirs), &strings(&after.scratch_dirs)));
+    problems.extend(diff("run record", &strings(&before.run_records), &strings(&after.run_records)));
+    assert!(problems.is_empty(), "the host changed:\n{}", problems.join("\n"));
 }
 
 /// Makes the test process the reaper of the orphans of what it starts (PR_SET_CHILD_SUBREAPER),
@@ -203,11 +151,7 @@ pub fn reap_adopted(timeout: std::time::Duration) {
                 tasks
                     .flatten()
                     .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
-                    .flat_map(|text| {
-                        text.split_whitespace()
-                            .filter_map(|p| p.parse().ok())
-                            .collect::<Vec<i32>>()
-                    })
+                    .flat_map(|text| text.split_whitespace().filter_map(|p| p.parse().ok()).collect::<Vec<i32>>())
                     .collect()
             })
             .unwrap_or_default();
@@ -215,10 +159,8 @@ pub fn reap_adopted(timeout: std::time::Duration) {
             return;
         }
         for pid in children {
-            let _ = nix::sys::wait::waitpid(
-                nix::unistd::Pid::from_raw(pid),
-                Some(nix::sys::wait::WaitPidFlag::WNOHANG),
-            );
+            let _ =
+                nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), Some(nix::sys::wait::WaitPidFlag::WNOHANG));
         }
         std::thread::sleep(std::time::Duration::from_millis(5));
     }

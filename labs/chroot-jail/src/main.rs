@@ -33,9 +33,7 @@ struct Cli {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let outcome = cleanup::install()
-        .map_err(anyhow::Error::from)
-        .and_then(|()| run(&cli.lab));
+    let outcome = cleanup::install().map_err(anyhow::Error::from).and_then(|()| run(&cli.lab));
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
@@ -51,27 +49,17 @@ const NOBODY: u32 = 65534;
 
 fn run(args: &LabArgs) -> Result<()> {
     labkit::require_root("lab-chroot-jail", "chroot(2) and mount(2)")?;
-    let mut lab = Lab::new(
-        args,
-        "Lab chroot-jail: a directory the kernel treats as /",
-        5,
-    );
+    let mut lab = Lab::new(args, "Lab chroot-jail: a directory the kernel treats as /", 5);
     let workdir = labkit::Workdir::open(args, "chroot-jail")?;
     let busybox = rootfs::find_static_busybox()?;
     let program = which::which(DYNAMIC_PROGRAM)
         .with_context(|| format!("`{DYNAMIC_PROGRAM}` is not on PATH (package coreutils)"))?;
     let loader = elf::interpreter(&program)?.with_context(|| {
-        format!(
-            "{} is statically linked here; this lab needs a dynamically linked one",
-            program.display()
-        )
+        format!("{} is statically linked here; this lab needs a dynamically linked one", program.display())
     })?;
     let jail = workdir.path().join(JAIL_DIR);
     if jail.exists() {
-        anyhow::bail!(
-            "{} already exists (left by an earlier run?): remove it and run again",
-            jail.display()
-        );
+        anyhow::bail!("{} already exists (left by an earlier run?): remove it and run again", jail.display());
     }
     std::fs::create_dir(&jail).map_err(LabError::io("create directory", &jail))?;
     cleanup::track_dir(&jail);
@@ -92,19 +80,13 @@ fn run(args: &LabArgs) -> Result<()> {
         program.display()
     ));
     let alone = exec_in_jail(lab.mode(), &jail, DYNAMIC_PROGRAM_IN_JAIL)?;
-    lab.saw(&format!(
-        "inside the jail, execve(\"{DYNAMIC_PROGRAM_IN_JAIL}\") -> {}",
-        describe_exec(alone)
-    ));
+    lab.saw(&format!("inside the jail, execve(\"{DYNAMIC_PROGRAM_IN_JAIL}\") -> {}", describe_exec(alone)));
     lab.why(&format!(
         "the file is there, but it names an interpreter, {} (its PT_INTERP header), and that path does not exist inside the jail: the kernel reports ENOENT.",
         loader.display()
     ));
     let static_busybox = exec_in_jail(lab.mode(), &jail, BUSYBOX_IN_JAIL)?;
-    lab.saw(&format!(
-        "the static {BUSYBOX_IN_JAIL} needs no interpreter -> {}",
-        describe_exec(static_busybox)
-    ));
+    lab.saw(&format!("the static {BUSYBOX_IN_JAIL} needs no interpreter -> {}", describe_exec(static_busybox)));
     lab.hold(BINARY_ALONE, json!({ "jail": jail }))?;
 
     // ── Step 2 ───────────────────────────────────────────────────────────────
@@ -125,10 +107,7 @@ fn run(args: &LabArgs) -> Result<()> {
     }
     // STUDENT: end copy-libraries
     let with_libraries = exec_in_jail(lab.mode(), &jail, DYNAMIC_PROGRAM_IN_JAIL)?;
-    lab.saw(&format!(
-        "execve(\"{DYNAMIC_PROGRAM_IN_JAIL}\") inside the jail -> {}",
-        describe_exec(with_libraries)
-    ));
+    lab.saw(&format!("execve(\"{DYNAMIC_PROGRAM_IN_JAIL}\") inside the jail -> {}", describe_exec(with_libraries)));
     lab.hold(WITH_LIBRARIES, json!({ "jail": jail }))?;
 
     // ── Step 3 ───────────────────────────────────────────────────────────────
@@ -139,15 +118,10 @@ fn run(args: &LabArgs) -> Result<()> {
     );
     let link = child::Link::new()?;
     let jail_for_child = jail.clone();
-    let jailed = child::spawn(JAILED_COMM, move || {
-        exit_code(jailed_shell(voice, &jail_for_child, link.child_side()))
-    })?;
+    let jailed = child::spawn(JAILED_COMM, move || exit_code(jailed_shell(voice, &jail_for_child, link.child_side())))?;
     let mut jailed_end = link.lab_side();
     jailed_end.wait_ready("entering the jail")?;
-    lab.saw(&format!(
-        "on the host, readlink /proc/{jailed}/root -> {}",
-        read_root(jailed)
-    ));
+    lab.saw(&format!("on the host, readlink /proc/{jailed}/root -> {}", read_root(jailed)));
     lab.saw(&format!(
         "its mount namespace {} is mine too ({}): chroot made no namespace",
         ns_link(&jailed.to_string(), "mnt"),
@@ -166,8 +140,7 @@ fn run(args: &LabArgs) -> Result<()> {
     let host_data = workdir.path().join(HOST_DATA_DIR);
     if !host_data.join(HOST_NOTE).exists() {
         // By hand there is no harness to plant it, so the lab does.
-        std::fs::create_dir_all(&host_data)
-            .map_err(LabError::io("create directory", &host_data))?;
+        std::fs::create_dir_all(&host_data).map_err(LabError::io("create directory", &host_data))?;
         let note = host_data.join(HOST_NOTE);
         std::fs::write(&note, "written on the host\n").map_err(LabError::io("write", &note))?;
         cleanup::track_dir(&host_data);
@@ -175,12 +148,7 @@ fn run(args: &LabArgs) -> Result<()> {
     let link = child::Link::new()?;
     let (jail_for_child, data_for_child) = (jail.clone(), host_data.clone());
     let private = child::spawn(PRIVATE_COMM, move || {
-        exit_code(private_jail(
-            voice,
-            &jail_for_child,
-            &data_for_child,
-            link.child_side(),
-        ))
+        exit_code(private_jail(voice, &jail_for_child, &data_for_child, link.child_side()))
     })?;
     let mut private_end = link.lab_side();
     private_end.wait_ready("mounting in its private namespace")?;
@@ -201,22 +169,11 @@ fn run(args: &LabArgs) -> Result<()> {
     );
     let as_nobody = run_in_child("chroot-nobody", || {
         nix::unistd::setgroups(&[])?;
-        nix::unistd::setresgid(
-            Gid::from_raw(NOBODY),
-            Gid::from_raw(NOBODY),
-            Gid::from_raw(NOBODY),
-        )?;
-        nix::unistd::setresuid(
-            Uid::from_raw(NOBODY),
-            Uid::from_raw(NOBODY),
-            Uid::from_raw(NOBODY),
-        )?;
+        nix::unistd::setresgid(Gid::from_raw(NOBODY), Gid::from_raw(NOBODY), Gid::from_raw(NOBODY))?;
+        nix::unistd::setresuid(Uid::from_raw(NOBODY), Uid::from_raw(NOBODY), Uid::from_raw(NOBODY))?;
         chroot(&jail)
     })?;
-    lab.saw(&format!(
-        "chroot as uid {NOBODY} -> {}",
-        describe_exec(as_nobody)
-    ));
+    lab.saw(&format!("chroot as uid {NOBODY} -> {}", describe_exec(as_nobody)));
     lab.why("chroot needs CAP_SYS_CHROOT: an ordinary user could otherwise plant a fake /etc/passwd and run a set-user-ID program in it.");
 
     std::fs::remove_dir_all(&jail).map_err(LabError::io("remove", &jail))?;
@@ -270,12 +227,7 @@ fn jailed_shell(voice: Voice, jail: &Path, mut link: child::ChildEnd) -> Result<
     for _ in 0..2 {
         chdir("..").map_err(LabError::sys("chdir", ".."))?;
     }
-    voice.inside(&format!(
-        "cd ..; cd ..; pwd -> {}",
-        getcwd()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default()
-    ));
+    voice.inside(&format!("cd ..; cd ..; pwd -> {}", getcwd().map(|p| p.display().to_string()).unwrap_or_default()));
     let hostname = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
     voice.inside(&format!("cat /etc/hostname -> {}", hostname.trim()));
     link.ready();
@@ -284,23 +236,12 @@ fn jailed_shell(voice: Voice, jail: &Path, mut link: child::ChildEnd) -> Result<
 }
 
 /// Step 4's child: a private mount namespace, proc and a read-only bind in the jail.
-fn private_jail(
-    voice: Voice,
-    jail: &Path,
-    host_data: &Path,
-    mut link: child::ChildEnd,
-) -> Result<()> {
+fn private_jail(voice: Voice, jail: &Path, host_data: &Path, mut link: child::ChildEnd) -> Result<()> {
     // STUDENT: begin private-mounts
     // Hint: unshare first, make "/" private recursively, and only then mount anything.
     unshare(CloneFlags::CLONE_NEWNS).map_err(LabError::sys("unshare", "CLONE_NEWNS"))?;
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .map_err(LabError::sys("mount(MS_REC|MS_PRIVATE)", "/"))?;
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+        .map_err(LabError::sys("mount(MS_REC|MS_PRIVATE)", "/"))?;
     let proc_dir = jail.join("proc");
     mount(
         Some("proc"),
@@ -312,14 +253,8 @@ fn private_jail(
     .map_err(LabError::sys("mount(\"proc\")", proc_dir.display()))?;
     let target = jail.join(BIND_TARGET_IN_JAIL.trim_start_matches('/'));
     std::fs::create_dir_all(&target).map_err(LabError::io("create directory", &target))?;
-    mount(
-        Some(host_data),
-        &target,
-        None::<&str>,
-        MsFlags::MS_BIND,
-        None::<&str>,
-    )
-    .map_err(LabError::sys("mount(MS_BIND)", target.display()))?;
+    mount(Some(host_data), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        .map_err(LabError::sys("mount(MS_BIND)", target.display()))?;
     // A bind mount ignores MS_RDONLY when it is made: read-only takes a remount.
     mount(
         None::<&str>,
@@ -328,22 +263,13 @@ fn private_jail(
         MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
         None::<&str>,
     )
-    .map_err(LabError::sys(
-        "mount(MS_BIND|MS_REMOUNT|MS_RDONLY)",
-        target.display(),
-    ))?;
+    .map_err(LabError::sys("mount(MS_BIND|MS_REMOUNT|MS_RDONLY)", target.display()))?;
     chroot(jail).map_err(LabError::sys("chroot", jail.display()))?;
     chdir("/").map_err(LabError::sys("chdir", "/"))?;
     // STUDENT: end private-mounts
-    let pids = list(Path::new("/proc"))
-        .into_iter()
-        .filter(|n| n.parse::<u32>().is_ok())
-        .count();
+    let pids = list(Path::new("/proc")).into_iter().filter(|n| n.parse::<u32>().is_ok()).count();
     let first = std::fs::read_to_string("/proc/1/comm").unwrap_or_default();
-    voice.inside(&format!(
-        "/proc lists {pids} processes; PID 1 is `{}`: the host's",
-        first.trim()
-    ));
+    voice.inside(&format!("/proc lists {pids} processes; PID 1 is `{}`: the host's", first.trim()));
     let note = Path::new(BIND_TARGET_IN_JAIL).join(HOST_NOTE);
     let write = std::fs::OpenOptions::new().append(true).open(&note);
     voice.inside(&format!(
@@ -361,17 +287,11 @@ fn private_jail(
 
 /// The libraries `program` needs, with the loader first, from `ldd`.
 fn libraries_of(program: &Path, loader: &Path) -> Result<Vec<PathBuf>> {
-    let output = duct::cmd!("ldd", program)
-        .stderr_to_stdout()
-        .read()
-        .context("running ldd (package libc-bin)")?;
+    let output = duct::cmd!("ldd", program).stderr_to_stdout().read().context("running ldd (package libc-bin)")?;
     let mut libraries = vec![loader.to_path_buf()];
     for line in output.lines() {
         // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)" or "/lib64/ld-linux-x86-64.so.2 (0x...)"
-        let path = line
-            .split("=>")
-            .last()
-            .and_then(|rest| rest.split_whitespace().next());
+        let path = line.split("=>").last().and_then(|rest| rest.split_whitespace().next());
         if let Some(path) = path.filter(|p| p.starts_with('/')) {
             let path = PathBuf::from(path);
             if !libraries.contains(&path) {
@@ -406,19 +326,12 @@ fn describe_exec(outcome: Result<(), Errno>) -> String {
 }
 
 fn read_root(pid: Pid) -> String {
-    std::fs::read_link(format!("/proc/{pid}/root"))
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|e| e.to_string())
+    std::fs::read_link(format!("/proc/{pid}/root")).map(|p| p.display().to_string()).unwrap_or_else(|e| e.to_string())
 }
 
 fn list(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
+        .map(|entries| entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
         .unwrap_or_default();
     names.sort();
     names

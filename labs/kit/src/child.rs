@@ -55,8 +55,7 @@ pub fn spawn_with(name: &str, die_with_parent: bool, body: impl FnOnce() -> i32)
 
 /// Sets this process's comm (at most 15 bytes are kept by the kernel).
 pub fn set_name(name: &str) -> Result<()> {
-    let c_name = std::ffi::CString::new(name)
-        .map_err(|_| LabError::Setup(format!("bad process name {name:?}")))?;
+    let c_name = std::ffi::CString::new(name).map_err(|_| LabError::Setup(format!("bad process name {name:?}")))?;
     prctl::set_name(&c_name).map_err(LabError::sys("prctl(PR_SET_NAME)", name))
 }
 
@@ -79,10 +78,8 @@ pub struct Link {
 
 impl Link {
     pub fn new() -> Result<Self> {
-        let (lab_ready, child_ready) =
-            nix::unistd::pipe().map_err(LabError::sys("pipe", "child ready"))?;
-        let (child_commands, lab_commands) =
-            nix::unistd::pipe().map_err(LabError::sys("pipe", "lab commands"))?;
+        let (lab_ready, child_ready) = nix::unistd::pipe().map_err(LabError::sys("pipe", "child ready"))?;
+        let (child_commands, lab_commands) = nix::unistd::pipe().map_err(LabError::sys("pipe", "lab commands"))?;
         // The numbers travel into the forked child, which owns its copies; each side
         // closes the other side's ends in `lab_side` / `child_side`.
         Ok(Link {
@@ -98,12 +95,7 @@ impl Link {
         let _ = nix::unistd::close(self.child_ready);
         let _ = nix::unistd::close(self.child_commands);
         // SAFETY: these descriptors came from pipe() in `new` and nothing else owns them here.
-        unsafe {
-            LabEnd {
-                ready: File::from_raw_fd(self.lab_ready),
-                commands: File::from_raw_fd(self.lab_commands),
-            }
-        }
+        unsafe { LabEnd { ready: File::from_raw_fd(self.lab_ready), commands: File::from_raw_fd(self.lab_commands) } }
     }
 
     /// Call first thing in the child.
@@ -112,10 +104,7 @@ impl Link {
         let _ = nix::unistd::close(self.lab_commands);
         // SAFETY: as above, in the child's copy of the descriptor table.
         unsafe {
-            ChildEnd {
-                ready: File::from_raw_fd(self.child_ready),
-                commands: File::from_raw_fd(self.child_commands),
-            }
+            ChildEnd { ready: File::from_raw_fd(self.child_ready), commands: File::from_raw_fd(self.child_commands) }
         }
     }
 }
@@ -133,19 +122,14 @@ impl LabEnd {
         match self.ready.read(&mut byte) {
             Ok(1) => Ok(()),
             Ok(_) => Err(LabError::Setup(format!("the child died while {doing}"))),
-            Err(e) => Err(LabError::Setup(format!(
-                "waiting for the child while {doing}: {e}"
-            ))),
+            Err(e) => Err(LabError::Setup(format!("waiting for the child while {doing}: {e}"))),
         }
     }
 
     pub fn send(&mut self, command: u8) -> Result<()> {
-        self.commands.write_all(&[command]).map_err(|e| {
-            LabError::Setup(format!(
-                "sending command {:?} to the child: {e}",
-                command as char
-            ))
-        })
+        self.commands
+            .write_all(&[command])
+            .map_err(|e| LabError::Setup(format!("sending command {:?} to the child: {e}", command as char)))
     }
 
     /// Closes the command pipe: the child's `next_command` returns `None`.

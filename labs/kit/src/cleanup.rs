@@ -18,16 +18,11 @@ struct Registry {
     dirs: Vec<PathBuf>,
 }
 
-static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
-    children: Vec::new(),
-    dirs: Vec::new(),
-});
+static REGISTRY: Mutex<Registry> = Mutex::new(Registry { children: Vec::new(), dirs: Vec::new() });
 
 fn with_registry<T>(f: impl FnOnce(&mut Registry) -> T) -> T {
     // A panic while holding the lock must not stop the cleanup: use the data anyway.
-    let mut guard = REGISTRY
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut guard = REGISTRY.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     f(&mut guard)
 }
 
@@ -75,8 +70,7 @@ pub fn forget_all() {
 
 /// Kills every tracked child (SIGKILL, by PID, then reaps it) and removes tracked dirs.
 pub fn run_all() {
-    let (children, dirs) =
-        with_registry(|r| (std::mem::take(&mut r.children), std::mem::take(&mut r.dirs)));
+    let (children, dirs) = with_registry(|r| (std::mem::take(&mut r.children), std::mem::take(&mut r.dirs)));
     for pid in children {
         if kill(pid, Signal::SIGKILL).is_ok() {
             let _ = waitpid(pid, None);

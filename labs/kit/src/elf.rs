@@ -22,23 +22,10 @@ pub fn interpreter_of(bytes: &[u8]) -> std::result::Result<Option<PathBuf>, Stri
     if bytes[4] != 2 || bytes[5] != 1 {
         return Err("only 64-bit little-endian ELF files are supported".into());
     }
-    let u16_at = |at: usize| {
-        bytes
-            .get(at..at + 2)
-            .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)
-    };
-    let u32_at = |at: usize| {
-        bytes
-            .get(at..at + 4)
-            .and_then(|b| b.try_into().ok())
-            .map(u32::from_le_bytes)
-    };
-    let u64_at = |at: usize| {
-        bytes
-            .get(at..at + 8)
-            .and_then(|b| b.try_into().ok())
-            .map(|b| u64::from_le_bytes(b) as usize)
-    };
+    let u16_at = |at: usize| bytes.get(at..at + 2).map(|b| u16::from_le_bytes([b[0], b[1]]) as usize);
+    let u32_at = |at: usize| bytes.get(at..at + 4).and_then(|b| b.try_into().ok()).map(u32::from_le_bytes);
+    let u64_at =
+        |at: usize| bytes.get(at..at + 8).and_then(|b| b.try_into().ok()).map(|b| u64::from_le_bytes(b) as usize);
     let truncated = || "truncated ELF header".to_string();
     let table = u64_at(0x20).ok_or_else(truncated)?;
     let entry_size = u16_at(0x36).ok_or_else(truncated)?;
@@ -52,9 +39,7 @@ pub fn interpreter_of(bytes: &[u8]) -> std::result::Result<Option<PathBuf>, Stri
         let size = u64_at(header + 32).ok_or_else(truncated)?;
         let raw = bytes.get(offset..offset + size).ok_or_else(truncated)?;
         let path = raw.split(|b| *b == 0).next().unwrap_or_default();
-        return Ok(Some(PathBuf::from(
-            String::from_utf8_lossy(path).into_owned(),
-        )));
+        return Ok(Some(PathBuf::from(String::from_utf8_lossy(path).into_owned())));
     }
     Ok(None)
 }
@@ -73,9 +58,6 @@ mod tests {
         // /bin/sh exists on every machine these tests run on, and Debian's is dynamic.
         let loader = interpreter(Path::new("/bin/sh")).expect("readable ELF");
         let loader = loader.expect("/bin/sh is dynamically linked here");
-        assert!(
-            loader.to_string_lossy().contains("ld-"),
-            "unexpected loader {loader:?}"
-        );
+        assert!(loader.to_string_lossy().contains("ld-"), "unexpected loader {loader:?}");
     }
 }

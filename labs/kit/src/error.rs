@@ -32,25 +32,14 @@ pub type Result<T, E = LabError> = std::result::Result<T, E>;
 
 impl LabError {
     /// `map_err` helper: `.map_err(LabError::sys("chroot", jail))`.
-    pub fn sys(
-        syscall: &'static str,
-        target: impl std::fmt::Display,
-    ) -> impl FnOnce(nix::Error) -> Self {
+    pub fn sys(syscall: &'static str, target: impl std::fmt::Display) -> impl FnOnce(nix::Error) -> Self {
         let target = target.to_string();
-        move |source| LabError::Sys {
-            syscall,
-            target,
-            source,
-        }
+        move |source| LabError::Sys { syscall, target, source }
     }
 
     /// `map_err` helper for std::io errors on a path.
     pub fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.to_path_buf();
-        move |source| LabError::Io {
-            action,
-            path,
-            source,
-        }
+        move |source| LabError::Io { action, path, source }
     }
 }

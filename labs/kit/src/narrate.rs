@@ -37,18 +37,8 @@ pub struct Lab {
 
 impl Lab {
     pub fn new(args: &LabArgs, title: &str, total_steps: usize) -> Self {
-        let mode = if args.hold {
-            Mode::Held
-        } else {
-            Mode::ByHand {
-                pause_each_step: args.step,
-            }
-        };
-        let lab = Lab {
-            mode,
-            total_steps,
-            current_step: 0,
-        };
+        let mode = if args.hold { Mode::Held } else { Mode::ByHand { pause_each_step: args.step } };
+        let lab = Lab { mode, total_steps, current_step: 0 };
         lab.line(&format!("== {title} =="));
         lab
     }
@@ -76,16 +66,10 @@ impl Lab {
     pub fn step(&mut self, title: &str, syscall: &str, shell: &str) {
         self.current_step += 1;
         self.line("");
-        self.line(&format!(
-            "-- Step {}/{}: {title}",
-            self.current_step, self.total_steps
-        ));
+        self.line(&format!("-- Step {}/{}: {title}", self.current_step, self.total_steps));
         self.line(&format!("   syscall: {syscall}"));
         self.line(&format!("   shell:   {shell}"));
-        if let Mode::ByHand {
-            pause_each_step: true,
-        } = self.mode
-        {
+        if let Mode::ByHand { pause_each_step: true } = self.mode {
             print!("   [press Enter to run this step] ");
             let _ = std::io::stdout().flush();
             let mut buf = String::new();
@@ -121,27 +105,22 @@ impl Lab {
             return Ok(());
         }
         let message = HoldMessage::new(stage, claims);
-        let line =
-            serde_json::to_string(&message).map_err(|e| LabError::Handshake(e.to_string()))?;
+        let line = serde_json::to_string(&message).map_err(|e| LabError::Handshake(e.to_string()))?;
         let mut stdout = std::io::stdout().lock();
         writeln!(stdout, "{line}")
             .and_then(|_| stdout.flush())
             .map_err(|e| LabError::Handshake(format!("writing the hold line for {stage}: {e}")))?;
         drop(stdout);
         let mut reply = String::new();
-        let read = std::io::stdin().lock().read_line(&mut reply).map_err(|e| {
-            LabError::Handshake(format!("reading the harness's reply at {stage}: {e}"))
-        })?;
+        let read = std::io::stdin()
+            .lock()
+            .read_line(&mut reply)
+            .map_err(|e| LabError::Handshake(format!("reading the harness's reply at {stage}: {e}")))?;
         if read == 0 {
-            return Err(LabError::Handshake(format!(
-                "the harness went away while the lab held at {stage}"
-            )));
+            return Err(LabError::Handshake(format!("the harness went away while the lab held at {stage}")));
         }
         if reply.trim() != CONTINUE {
-            return Err(LabError::Handshake(format!(
-                "expected `{CONTINUE}` at {stage}, got {:?}",
-                reply.trim()
-            )));
+            return Err(LabError::Handshake(format!("expected `{CONTINUE}` at {stage}, got {:?}", reply.trim())));
         }
         Ok(())
     }

@@ -23,18 +23,12 @@ pub struct HoldMessage {
 
 impl HoldMessage {
     pub fn new(stage: &str, claims: serde_json::Value) -> Self {
-        HoldMessage {
-            cilab: HOLD_TAG.to_string(),
-            stage: stage.to_string(),
-            claims,
-        }
+        HoldMessage { cilab: HOLD_TAG.to_string(), stage: stage.to_string(), claims }
     }
 
     /// Parses one line of a lab's stdout; `None` if it is not a protocol line.
     pub fn parse(line: &str) -> Option<Self> {
-        serde_json::from_str::<HoldMessage>(line.trim())
-            .ok()
-            .filter(|m| m.cilab == HOLD_TAG)
+        serde_json::from_str::<HoldMessage>(line.trim()).ok().filter(|m| m.cilab == HOLD_TAG)
     }
 }
 
@@ -46,13 +40,7 @@ pub mod pid_ns {
     pub const ORPHANED: &str = "orphaned";
     pub const HANDLER_INSTALLED: &str = "handler-installed";
     pub const INIT_GONE: &str = "init-gone";
-    pub const STAGES: [&str; 5] = [
-        UNSHARED,
-        INIT_RUNNING,
-        ORPHANED,
-        HANDLER_INSTALLED,
-        INIT_GONE,
-    ];
+    pub const STAGES: [&str; 5] = [UNSHARED, INIT_RUNNING, ORPHANED, HANDLER_INSTALLED, INIT_GONE];
 
     pub const INIT_COMM: &str = "pidns-init";
     pub const SLEEPER_COMM: &str = "pidns-sleeper";
@@ -91,12 +79,8 @@ mod tests {
 
     #[test]
     fn hold_line_round_trips_and_other_lines_are_not_protocol() {
-        let line = serde_json::to_string(&HoldMessage::new("x", serde_json::json!({"init": 5})))
-            .expect("serialise");
-        assert_eq!(
-            HoldMessage::parse(&line).map(|m| m.stage),
-            Some("x".to_string())
-        );
+        let line = serde_json::to_string(&HoldMessage::new("x", serde_json::json!({"init": 5}))).expect("serialise");
+        assert_eq!(HoldMessage::parse(&line).map(|m| m.stage), Some("x".to_string()));
         assert_eq!(HoldMessage::parse("hello"), None);
         assert_eq!(HoldMessage::parse(r#"{"cilab":"other","stage":"x"}"#), None);
     }

@@ -7,22 +7,10 @@ use crate::{elf, LabError, Result};
 
 const APPLETS: &str = include_str!("../../../fixtures/rootfs/applets.txt");
 const SKELETON: [(&str, &str); 4] = [
-    (
-        "etc/hostname",
-        include_str!("../../../fixtures/rootfs/etc/hostname"),
-    ),
-    (
-        "etc/motd",
-        include_str!("../../../fixtures/rootfs/etc/motd"),
-    ),
-    (
-        "etc/passwd",
-        include_str!("../../../fixtures/rootfs/etc/passwd"),
-    ),
-    (
-        "etc/group",
-        include_str!("../../../fixtures/rootfs/etc/group"),
-    ),
+    ("etc/hostname", include_str!("../../../fixtures/rootfs/etc/hostname")),
+    ("etc/motd", include_str!("../../../fixtures/rootfs/etc/motd")),
+    ("etc/passwd", include_str!("../../../fixtures/rootfs/etc/passwd")),
+    ("etc/group", include_str!("../../../fixtures/rootfs/etc/group")),
 ];
 /// Directories every rootfs gets (mount points included, so that labs can mount on them).
 const DIRECTORIES: [&str; 8] = ["bin", "etc", "proc", "tmp", "mnt", "usr/bin", "dev", "root"];
@@ -31,8 +19,7 @@ const DIRECTORIES: [&str; 8] = ["bin", "etc", "proc", "tmp", "mnt", "usr/bin", "
 pub fn find_static_busybox() -> Result<PathBuf> {
     let install = "install it with `apt-get install busybox-static` (Debian, Ubuntu) or your \
                    distribution's static busybox package";
-    let path = which::which("busybox")
-        .map_err(|_| LabError::Setup(format!("busybox is not on PATH: {install}")))?;
+    let path = which::which("busybox").map_err(|_| LabError::Setup(format!("busybox is not on PATH: {install}")))?;
     if elf::interpreter(&path)?.is_some() {
         return Err(LabError::Setup(format!(
             "{} is dynamically linked, so it would not run alone in a jail: {install}",
@@ -44,10 +31,7 @@ pub fn find_static_busybox() -> Result<PathBuf> {
 
 /// The busybox applets a rootfs links into /bin.
 pub fn applets() -> impl Iterator<Item = &'static str> {
-    APPLETS
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    APPLETS.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#'))
 }
 
 /// Builds the rootfs in `root` (created if missing): directories, busybox at /bin/busybox,
@@ -89,8 +73,6 @@ mod tests {
     fn applet_list_has_a_shell_and_no_comments() {
         let applets: Vec<_> = applets().collect();
         assert!(applets.contains(&"sh"));
-        assert!(applets
-            .iter()
-            .all(|a| !a.starts_with('#') && !a.contains(' ')));
+        assert!(applets.iter().all(|a| !a.starts_with('#') && !a.contains(' ')));
     }
 }

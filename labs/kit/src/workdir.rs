@@ -16,10 +16,7 @@ impl Workdir {
     pub fn open(args: &LabArgs, lab_name: &str) -> Result<Self> {
         if let Some(path) = &args.workdir {
             if !path.is_dir() {
-                return Err(LabError::Setup(format!(
-                    "--workdir {} is not a directory",
-                    path.display()
-                )));
+                return Err(LabError::Setup(format!("--workdir {} is not a directory", path.display())));
             }
             let path = path.canonicalize().map_err(LabError::io("resolve", path))?;
             return Ok(Workdir { path, owned: false });

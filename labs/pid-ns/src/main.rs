@@ -38,9 +38,7 @@ struct Cli {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let outcome = cleanup::install()
-        .map_err(anyhow::Error::from)
-        .and_then(|()| run(&cli.lab));
+    let outcome = cleanup::install().map_err(anyhow::Error::from).and_then(|()| run(&cli.lab));
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
@@ -76,10 +74,7 @@ fn run(args: &LabArgs) -> Result<()> {
         "my PID is still {me}; /proc/self/ns/pid is {} (before: {pid_ns_before})",
         ns_link("self", "pid")
     ));
-    lab.saw(&format!(
-        "/proc/self/ns/pid_for_children: {}",
-        ns_link("self", "pid_for_children")
-    ));
+    lab.saw(&format!("/proc/self/ns/pid_for_children: {}", ns_link("self", "pid_for_children")));
     lab.why("pid_for_children cannot be opened yet (ENOENT): the new namespace has no init until the first fork.");
     lab.why("unshare(CLONE_NEWPID) never moves the caller: a process's PID cannot change. Only the children it forks from now on are born in the new namespace.");
     lab.hold(UNSHARED, json!({ "lab": me.as_raw() }))?;
@@ -95,29 +90,19 @@ fn run(args: &LabArgs) -> Result<()> {
     let handler_log = workdir.path().join(HANDLER_LOG);
     // STUDENT: begin fork-init
     // Hint: labkit::child::spawn forks; the child runs `namespace_init`, which is PID 1.
-    let init = child::spawn(INIT_COMM, move || {
-        match namespace_init(voice, me, link.child_side(), &handler_log) {
-            Ok(()) => 0,
-            Err(error) => {
-                voice.inside(&format!("init failed: {error:#}"));
-                1
-            }
+    let init = child::spawn(INIT_COMM, move || match namespace_init(voice, me, link.child_side(), &handler_log) {
+        Ok(()) => 0,
+        Err(error) => {
+            voice.inside(&format!("init failed: {error:#}"));
+            1
         }
     })?;
     // STUDENT: end fork-init
     let mut init_link = link.lab_side();
     init_link.wait_ready("setting up its mounts and children")?;
-    lab.saw(&format!(
-        "fork() returned {init} here on the host; inside, the same process calls itself 1"
-    ));
-    lab.saw(&format!(
-        "/proc/{init}/status says {}",
-        status_line(init, "NSpid").unwrap_or_default()
-    ));
-    lab.hold(
-        INIT_RUNNING,
-        json!({ "lab": me.as_raw(), "init": init.as_raw() }),
-    )?;
+    lab.saw(&format!("fork() returned {init} here on the host; inside, the same process calls itself 1"));
+    lab.saw(&format!("/proc/{init}/status says {}", status_line(init, "NSpid").unwrap_or_default()));
+    lab.hold(INIT_RUNNING, json!({ "lab": me.as_raw(), "init": init.as_raw() }))?;
 
     // ── Step 3 ───────────────────────────────────────────────────────────────
     lab.step(
@@ -127,17 +112,11 @@ fn run(args: &LabArgs) -> Result<()> {
     );
     if lab.plays_host() {
         for signal in [Signal::SIGTERM, Signal::SIGINT] {
-            lab.as_host(&format!(
-                "kill -{} {init}",
-                signal.as_str().trim_start_matches("SIG")
-            ));
+            lab.as_host(&format!("kill -{} {init}", signal.as_str().trim_start_matches("SIG")));
             kill(init, signal).map_err(LabError::sys("kill", init))?;
         }
         std::thread::sleep(Duration::from_millis(200));
-        lab.saw(&format!(
-            "the init is still there: {}",
-            status_line(init, "State").unwrap_or_default()
-        ));
+        lab.saw(&format!("the init is still there: {}", status_line(init, "State").unwrap_or_default()));
     }
     lab.why("the kernel drops signals to a namespace init for which it has no handler (SIGKILL and SIGSTOP from an ancestor namespace excepted): PID 1 must not die by accident.");
 
@@ -162,18 +141,12 @@ fn run(args: &LabArgs) -> Result<()> {
     lab.hold(HANDLER_INSTALLED, json!({ "init": init.as_raw() }))?;
     if lab.plays_host() {
         for signal in [Signal::SIGTERM, Signal::SIGINT] {
-            lab.as_host(&format!(
-                "kill -{} {init}",
-                signal.as_str().trim_start_matches("SIG")
-            ));
+            lab.as_host(&format!("kill -{} {init}", signal.as_str().trim_start_matches("SIG")));
             kill(init, signal).map_err(LabError::sys("kill", init))?;
             std::thread::sleep(Duration::from_millis(200));
         }
         let log = std::fs::read_to_string(workdir.path().join(HANDLER_LOG)).unwrap_or_default();
-        lab.saw(&format!(
-            "the handler wrote: {}",
-            log.trim().replace('\n', "; ")
-        ));
+        lab.saw(&format!("the handler wrote: {}", log.trim().replace('\n', "; ")));
         lab.why("a signal from an ancestor namespace carries si_pid 0: the sender has no PID the init could name.");
         lab.as_host(&format!("kill -KILL {init}"));
         kill(init, Signal::SIGKILL).map_err(LabError::sys("kill", init))?;
@@ -186,9 +159,7 @@ fn run(args: &LabArgs) -> Result<()> {
     lab.step(
         "Kill the init: the whole namespace dies, and nobody can enter it again",
         "kill(init, SIGKILL); waitpid(init); fork()",
-        &format!(
-            "kill -KILL {init}; nsenter --target {me} --pid=/proc/{me}/ns/pid_for_children true"
-        ),
+        &format!("kill -KILL {init}; nsenter --target {me} --pid=/proc/{me}/ns/pid_for_children true"),
     );
     let status = waitpid(init, None).map_err(LabError::sys("waitpid", init))?;
     cleanup::forget_child(init);
@@ -198,10 +169,7 @@ fn run(args: &LabArgs) -> Result<()> {
     // Hint: fork() again. The namespace has no init any more: expect ENOMEM.
     // SAFETY: the child exits at once.
     match unsafe { fork() } {
-        Err(errno) => lab.saw(&format!(
-            "fork() into the dead namespace failed: {errno:?} ({})",
-            errno.desc()
-        )),
+        Err(errno) => lab.saw(&format!("fork() into the dead namespace failed: {errno:?} ({})", errno.desc())),
         Ok(ForkResult::Child) => child::exit_now(0),
         Ok(ForkResult::Parent { child }) => {
             let _ = waitpid(child, None);
@@ -209,9 +177,7 @@ fn run(args: &LabArgs) -> Result<()> {
         }
     }
     // STUDENT: end fork-into-dead-namespace
-    lab.why(
-        "a PID namespace whose init has exited accepts no new process: fork fails with ENOMEM.",
-    );
+    lab.why("a PID namespace whose init has exited accepts no new process: fork fails with ENOMEM.");
     lab.hold(INIT_GONE, json!({ "lab": me.as_raw() }))?;
 
     workdir.finish()?;
@@ -225,11 +191,7 @@ fn run(args: &LabArgs) -> Result<()> {
 static SIGTERM_SI_PID: AtomicI32 = AtomicI32::new(-1);
 static SIGINT_SI_PID: AtomicI32 = AtomicI32::new(-1);
 
-extern "C" fn record_sender(
-    signal: libc::c_int,
-    info: *mut libc::siginfo_t,
-    _context: *mut libc::c_void,
-) {
+extern "C" fn record_sender(signal: libc::c_int, info: *mut libc::siginfo_t, _context: *mut libc::c_void) {
     // SAFETY: the kernel passes a valid siginfo_t to an SA_SIGINFO handler.
     let sender = unsafe { (*info).si_pid() };
     match signal {
@@ -239,26 +201,15 @@ extern "C" fn record_sender(
     }
 }
 
-fn namespace_init(
-    voice: Voice,
-    lab_host_pid: Pid,
-    mut link: child::ChildEnd,
-    handler_log: &Path,
-) -> Result<()> {
+fn namespace_init(voice: Voice, lab_host_pid: Pid, mut link: child::ChildEnd, handler_log: &Path) -> Result<()> {
     voice.inside(&format!("getpid() = {}", getpid()));
 
     // STUDENT: begin private-proc
     // Hint: a new mount namespace, made private so nothing propagates to the host, then
     // a fresh proc filesystem on /proc: it shows the PID namespace of the mounting process.
     unshare(CloneFlags::CLONE_NEWNS).map_err(LabError::sys("unshare", "CLONE_NEWNS"))?;
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .map_err(LabError::sys("mount(MS_REC|MS_PRIVATE)", "/"))?;
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+        .map_err(LabError::sys("mount(MS_REC|MS_PRIVATE)", "/"))?;
     mount(
         Some("proc"),
         "/proc",
@@ -271,9 +222,9 @@ fn namespace_init(
 
     // The lab's host PID means nothing here: there is no such process in this namespace.
     match kill(lab_host_pid, None) {
-        Err(Errno::ESRCH) => voice.inside(&format!(
-            "kill -0 {lab_host_pid} (the lab's host PID): ESRCH, no such process here"
-        )),
+        Err(Errno::ESRCH) => {
+            voice.inside(&format!("kill -0 {lab_host_pid} (the lab's host PID): ESRCH, no such process here"))
+        }
         other => voice.inside(&format!("kill -0 {lab_host_pid}: {other:?}")),
     }
 
@@ -290,20 +241,15 @@ fn namespace_init(
         }
     })?;
     std::thread::sleep(Duration::from_millis(20)); // let the orphan be born before we report
-    voice.inside(&format!(
-        "ls /proc: {:?}",
-        numeric_entries(Path::new("/proc"))
-    ));
+    voice.inside(&format!("ls /proc: {:?}", numeric_entries(Path::new("/proc"))));
     link.ready();
 
     let mut logged = [false, false];
     loop {
         reap_children();
         log_handled_signals(voice, handler_log, &mut logged)?;
-        let mut poll_fds = [nix::poll::PollFd::new(
-            std::os::fd::AsFd::as_fd(&link.commands),
-            nix::poll::PollFlags::POLLIN,
-        )];
+        let mut poll_fds =
+            [nix::poll::PollFd::new(std::os::fd::AsFd::as_fd(&link.commands), nix::poll::PollFlags::POLLIN)];
         match nix::poll::poll(&mut poll_fds, nix::poll::PollTimeout::from(50u16)) {
             Ok(0) | Err(Errno::EINTR) => continue,
             Ok(_) => {}
@@ -314,23 +260,15 @@ fn namespace_init(
         };
         match command {
             MAKE_ORPHAN => {
-                kill(orphan_parent, Signal::SIGTERM)
-                    .map_err(LabError::sys("kill", orphan_parent))?;
+                kill(orphan_parent, Signal::SIGTERM).map_err(LabError::sys("kill", orphan_parent))?;
                 let _ = waitpid(orphan_parent, None);
-                voice.inside(&format!(
-                    "pidns-parent (PID {orphan_parent}) is gone; its child is now mine"
-                ));
+                voice.inside(&format!("pidns-parent (PID {orphan_parent}) is gone; its child is now mine"));
             }
             INSTALL_HANDLERS => {
-                let action = SigAction::new(
-                    SigHandler::SigAction(record_sender),
-                    SaFlags::SA_SIGINFO,
-                    SigSet::empty(),
-                );
+                let action = SigAction::new(SigHandler::SigAction(record_sender), SaFlags::SA_SIGINFO, SigSet::empty());
                 for signal in [Signal::SIGTERM, Signal::SIGINT] {
                     // SAFETY: the handler only stores into atomics, which is async-signal-safe.
-                    unsafe { sigaction(signal, &action) }
-                        .map_err(LabError::sys("sigaction", signal))?;
+                    unsafe { sigaction(signal, &action) }.map_err(LabError::sys("sigaction", signal))?;
                 }
                 voice.inside("handlers installed for SIGTERM and SIGINT");
             }
@@ -341,21 +279,15 @@ fn namespace_init(
 }
 
 fn log_handled_signals(voice: Voice, log: &Path, logged: &mut [bool; 2]) -> Result<()> {
-    for (index, (name, slot)) in [("SIGTERM", &SIGTERM_SI_PID), ("SIGINT", &SIGINT_SI_PID)]
-        .into_iter()
-        .enumerate()
-    {
+    for (index, (name, slot)) in [("SIGTERM", &SIGTERM_SI_PID), ("SIGINT", &SIGINT_SI_PID)].into_iter().enumerate() {
         let sender = slot.load(Ordering::SeqCst);
         if sender < 0 || logged[index] {
             continue;
         }
         logged[index] = true;
         voice.inside(&format!("handler ran: {name} with si_pid {sender}"));
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .map_err(LabError::io("open", log))?;
+        let mut file =
+            std::fs::OpenOptions::new().create(true).append(true).open(log).map_err(LabError::io("open", log))?;
         writeln!(file, "{name} {sender}").map_err(LabError::io("write", log))?;
     }
     Ok(())
@@ -372,12 +304,7 @@ fn reap_children() {
 
 fn numeric_entries(dir: &Path) -> Vec<u32> {
     let mut pids: Vec<u32> = std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .flatten()
-                .filter_map(|e| e.file_name().to_str()?.parse().ok())
-                .collect()
-        })
+        .map(|entries| entries.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect())
         .unwrap_or_default();
     pids.sort_unstable();
     pids
