@@ -254,9 +254,13 @@ impl LabRun {
     }
 
     /// A namespace the lab made: teardown checks that no process is left in it.
+    /// The harness's own namespaces are the host's, never the lab's: they are not tracked.
     pub fn track_namespace(&mut self, kind: &'static str, ns: NsId) {
-        self.namespaces.insert((kind, ns));
         self.redactor.number(ns, "[namespace]");
+        let own = procfs::ns_id(std::process::id() as i32, kind).ok().flatten();
+        if own != Some(ns) {
+            self.namespaces.insert((kind, ns));
+        }
     }
 
     /// A host PID the checks looked at: it never appears raw in an observation.

@@ -219,12 +219,20 @@ pub fn check(run: &mut LabRun, grader: &mut Grader) -> Result<()> {
     let orphan_after = orphan_before.as_ref().and_then(|(pid, _)| procfs::read_status(*pid).ok());
     let parent_gone = orphan_parent.as_ref().is_some_and(|(pid, _)| !alive(*pid));
     let reparented = orphan_after.as_ref().is_some_and(|s| s.ppid == init);
+    // A zombie also shows its new parent: the orphan must be alive to count.
+    let orphan_alive = orphan_before.as_ref().is_some_and(|(pid, _)| alive(*pid));
     grader.observe("orphaned.parent_gone", parent_gone);
+    grader.observe("orphaned.orphan_alive", orphan_alive);
     grader.observe("orphaned.orphan_ppid_is_init", reparented);
     grader.judge(
         "orphan-reparented",
-        parent_before && parent_gone && reparented,
-        &["init.orphan_parent_is_pidns_parent", "orphaned.parent_gone", "orphaned.orphan_ppid_is_init"],
+        parent_before && parent_gone && orphan_alive && reparented,
+        &[
+            "init.orphan_parent_is_pidns_parent",
+            "orphaned.parent_gone",
+            "orphaned.orphan_alive",
+            "orphaned.orphan_ppid_is_init",
+        ],
         format!(
             "orphan {:?} had parent {:?}; now PPid {:?}, init {init}",
             orphan_before.as_ref().map(|o| o.0),
