@@ -19,6 +19,13 @@ def edit(path, old, new):
 M = [
  ("pid-ns", "labs/pid-ns/src/main.rs", "unshare without CLONE_NEWPID",
   '''unshare(CloneFlags::CLONE_NEWPID)''', '''unshare(CloneFlags::empty())'''),
+ ("pid-ns", "labs/pid-ns/src/main.rs", "a mount made in the host's mount namespace",
+  '''    voice.inside(&format!("getpid() = {}", getpid()));
+''', '''    voice.inside(&format!("getpid() = {}", getpid()));
+    if let Some(workdir) = handler_log.parent() {
+        mount(Some("tmpfs"), workdir, Some("tmpfs"), MsFlags::empty(), None::<&str>).map_err(LabError::sys("mount", "tmpfs"))?;
+    }
+'''),
  ("pid-ns", "labs/pid-ns/src/main.rs", "no fresh proc in the init",
   '''    mount(
         Some("proc"),

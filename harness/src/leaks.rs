@@ -66,3 +66,20 @@ pub fn find_leaks(
     }
     leaks
 }
+
+/// Detaches (MNT_DETACH) host mounts at or below the run's scratch dir, so that it can be
+/// removed. They are the run's by their place; each is returned as a leak.
+pub fn detach_mounts_under(scratch: &Path) -> Vec<String> {
+    let Ok(mounts) = procfs::read_mountinfo("self") else { return Vec::new() };
+    let mut under: Vec<&procfs::Mount> =
+        mounts.iter().filter(|m| Path::new(&m.mount_point).starts_with(scratch)).collect();
+    // Deepest first, so that nested mounts go before the ones they sit on.
+    under.sort_by_key(|m| std::cmp::Reverse(m.mount_point.len()));
+    under
+        .into_iter()
+        .map(|mount| {
+            let result = nix::mount::umount2(mount.mount_point.as_str(), nix::mount::MntFlags::MNT_DETACH);
+            format!("mount left on the host in the scratch dir: {} (detached: {result:?})", mount.identity())
+        })
+        .collect()
+}

@@ -383,6 +383,7 @@ impl LabRun {
             Ok(nested) => leaks.extend(nested.iter().map(|d| format!("the lab left a cgroup behind: {}", d.display()))),
             Err(error) => leaks.push(format!("could not remove the run's cgroup: {error}")),
         }
+        leaks.extend(leaks::detach_mounts_under(&self.record.scratch));
         if let Err(error) = std::fs::remove_dir_all(&self.record.scratch) {
             leaks.push(format!("could not remove the scratch dir: {error} (is something mounted on it?)"));
         }
@@ -484,6 +485,7 @@ pub fn run_by_hand(lab: &str, binary: &Path, setup: &CgroupSetup, pause_each_ste
     if let Ok(nested) = record.cgroup.remove() {
         leaks.extend(nested.iter().map(|d| format!("the lab left a cgroup behind: {}", d.display())));
     }
+    leaks.extend(leaks::detach_mounts_under(&record.scratch));
     let _ = std::fs::remove_dir_all(&record.scratch);
     leaks.extend(leaks::find_leaks(&baseline, &record.cgroup, &BTreeSet::new(), &record.scratch));
     record.delete();
