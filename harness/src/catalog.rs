@@ -97,4 +97,19 @@ mod tests {
         }
         assert!(find("no-such-lab").is_err());
     }
+
+    /// The lab sheet and the checks say the same thing: every verdict, with its id and
+    /// its exact sentence, is listed on the sheet under "What the checks verify".
+    #[test]
+    fn every_verdict_is_on_its_lab_sheet_word_for_word() {
+        let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        for lab in all() {
+            let sheet_path = workspace.join("labs").join(lab.name).join("README.md");
+            let sheet = std::fs::read_to_string(&sheet_path).expect("every lab has a sheet");
+            for verdict in lab.verdicts.iter().chain(verdict::COMMON.iter()) {
+                let line = format!("- `{}` — {}", verdict.id, verdict.claim);
+                assert!(sheet.contains(&line), "{} lacks the line:\n{line}", sheet_path.display());
+            }
+        }
+    }
 }
