@@ -85,7 +85,7 @@ pub fn examine() -> DoctorReport {
         ok: root,
         topic: "root".into(),
         detail: if root { "running as root".into() } else { format!("running as uid {}", nix::unistd::geteuid()) },
-        advice: Some("the labs need root: `sudo -E cargo run -p cilab -- ...`, ideally in a VM (`vagrant up`)".into()),
+        advice: Some("the labs need root: `sudo -E cargo run -p cilab -- ...`, ideally in a VM you may break".into()),
     });
     let kernel = nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
     let pidfd = PidFd::open(std::process::id() as i32).is_ok();

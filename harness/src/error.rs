@@ -19,9 +19,9 @@ pub enum Error {
         source: std::io::Error,
     },
     #[error(
-        "cilab must run as root to make namespaces, mounts and cgroups. Run it with sudo \
-         (`sudo -E cargo run -p cilab -- ...`) on a machine you may break, or in a VM: \
-         `vagrant up` or `multipass launch` (see README)"
+        "cilab must run as root to make namespaces, mounts and cgroups. Run it as root \
+         (`sudo -E env PATH=\"$PATH\" cargo run -p cilab -- ...`) on a machine you may break: \
+         a VM (README: Requirements)"
     )]
     NotRoot,
     #[error("unknown lab `{0}`: `cilab list` shows the labs")]

@@ -33,15 +33,7 @@ struct Cli {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let outcome = cleanup::install().map_err(anyhow::Error::from).and_then(|()| run(&cli.lab));
-    match outcome {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("lab-chroot-jail: error: {error:#}");
-            cleanup::run_all();
-            std::process::ExitCode::FAILURE
-        }
-    }
+    labkit::main("lab-chroot-jail", || run(&cli.lab))
 }
 
 /// The uid and gid of `nobody`: a user with no capabilities.

@@ -23,3 +23,23 @@ pub mod workdir;
 pub use error::{LabError, Result};
 pub use narrate::{Lab, LabArgs, Mode, Voice};
 pub use workdir::{ns_link, require_root, Workdir};
+
+/// The whole `main` of a lab: installs the signal cleanup, runs `lab`, and on an error
+/// prints it (with its causes) and cleans up what the lab had started.
+pub fn main<E: std::fmt::Display>(
+    binary: &str,
+    lab: impl FnOnce() -> std::result::Result<(), E>,
+) -> std::process::ExitCode {
+    let outcome = match cleanup::install() {
+        Ok(()) => lab().map_err(|error| format!("{error:#}")),
+        Err(error) => Err(error.to_string()),
+    };
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("{binary}: error: {error}");
+            cleanup::run_all();
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -48,7 +48,7 @@ pub fn require_root(lab_binary: &str, because: &str) -> Result<()> {
     }
     Err(LabError::Setup(format!(
         "{lab_binary} must run as root: it calls {because}. Run it as `sudo target/debug/{lab_binary}` \
-         on a machine you may break, ideally a VM (`vagrant up` or `cilab doctor` tell you more)."
+         on a machine you may break, ideally a VM (README: Requirements)."
     )))
 }
 

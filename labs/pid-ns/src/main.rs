@@ -38,15 +38,7 @@ struct Cli {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let outcome = cleanup::install().map_err(anyhow::Error::from).and_then(|()| run(&cli.lab));
-    match outcome {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("lab-pid-ns: error: {error:#}");
-            cleanup::run_all();
-            std::process::ExitCode::FAILURE
-        }
-    }
+    labkit::main("lab-pid-ns", || run(&cli.lab))
 }
 
 /// Commands the lab sends to its namespace init, one byte each.
