@@ -8,7 +8,7 @@ use std::time::Instant;
 use crate::catalog::LabSpec;
 use crate::cgroup::CgroupSetup;
 use crate::error::{Error, Result};
-use crate::report::LabReport;
+use crate::report::{LabReport, StageClaims};
 use crate::run::{LabRun, RunOptions};
 use crate::verdict::{Grader, LAB_FINISHED, NOTHING_LEAKED};
 
@@ -42,6 +42,9 @@ impl Backend for Local {
     fn check(&self, lab: &LabSpec, options: &RunOptions) -> Result<LabReport> {
         let started = Instant::now();
         let mut grader = Grader::new(lab.verdicts);
+        if let Err(missing) = self.preflight(lab) {
+            return Ok(skipped(lab, self.name(), grader, &missing));
+        }
         let binary = self.binaries.join(lab.binary);
         let mut run = LabRun::start(lab.name, &binary, &self.setup, options.clone(), lab.prepare)?;
         let mut stopped = (lab.check)(&mut run, &mut grader).err().map(|e| e.to_string());
@@ -61,6 +64,14 @@ impl Backend for Local {
         let narration_tail = if failed_somewhere { run.narration_tail(15) } else { Vec::new() };
         let stage = run.stage().map(String::from);
         let redactor = run.redactor().clone();
+        let mut lab_claims: Vec<StageClaims> = run
+            .claims()
+            .iter()
+            .map(|(stage, claims)| StageClaims { stage: stage.clone(), claims: claims.clone() })
+            .collect();
+        for claim in &mut lab_claims {
+            redactor.value(&mut claim.claims);
+        }
         let teardown = run.teardown();
         grader.judge(
             LAB_FINISHED,
@@ -90,7 +101,43 @@ impl Backend for Local {
             leaks: teardown.leaks,
             stopped,
             narration_tail,
+            lab_claims,
             duration_ms: started.elapsed().as_millis() as u64,
         })
+    }
+}
+
+impl Local {
+    /// What the lab needs that this machine lacks, in words that say what to do.
+    fn preflight(&self, lab: &LabSpec) -> std::result::Result<(), String> {
+        if lab.needs.busybox {
+            labkit::rootfs::find_static_busybox().map_err(|e| e.to_string())?;
+        }
+        for controller in lab.needs.cgroup_controllers {
+            if !self.setup.v1.contains_key(*controller) && !self.setup.v2_has(controller) {
+                return Err(format!("this machine offers no `{controller}` cgroup controller (see `cilab doctor`)"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A lab that cannot run here: every verdict is a SKIP that says why (never a pass).
+fn skipped(lab: &LabSpec, backend: &str, mut grader: Grader, why: &str) -> LabReport {
+    for spec in lab.verdicts.iter().chain(crate::verdict::COMMON.iter()) {
+        grader.skip(spec.id, format!("not run: {why}"));
+    }
+    let (verdicts, observations) = grader.finish(None);
+    LabReport {
+        lab: lab.name.to_string(),
+        title: lab.title.to_string(),
+        backend: backend.to_string(),
+        verdicts,
+        observations,
+        leaks: Vec::new(),
+        stopped: Some(format!("not run: {why}")),
+        narration_tail: Vec::new(),
+        lab_claims: Vec::new(),
+        duration_ms: 0,
     }
 }

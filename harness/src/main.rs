@@ -134,8 +134,8 @@ fn list() -> Result<ExitCode> {
     println!("{:<3} {:<13} {:<36} last result", "#", "lab", "title");
     for lab in catalog::all() {
         let last = match results.get(lab.name) {
-            Some(r) => format!("{} {}/{}", if r.passed { "passed" } else { "failed" }, r.points, r.max_points),
-            None => "not checked yet".to_string(),
+            Some(r) => format!("{} {}/{}", r.result, r.points, r.max_points),
+            None => format!("not checked yet ({} points)", lab.max_points()),
         };
         println!("{:<3} {:<13} {:<36} {last}", lab.order, lab.name, lab.title);
         println!("    {}", lab.summary);
@@ -177,8 +177,13 @@ fn check(
     } else {
         names.iter().map(|n| catalog::find(n)).collect::<Result<_, _>>()?
     };
-    if !nix::unistd::geteuid().is_root() {
+    if labs.iter().any(|l| l.needs.root) && !nix::unistd::geteuid().is_root() {
         return Err(cilab::Error::NotRoot.into());
+    }
+    if let Some(Fault::KillLabAt(stage) | Fault::HangAt(stage)) = &fault {
+        if let Some(lab) = labs.iter().find(|l| !l.stages.contains(&stage.as_str())) {
+            bail!("--fault names stage `{stage}`, which lab {} does not have: {}", lab.name, lab.stages.join(", "));
+        }
     }
     let binaries = labbuild::ensure_built(&labs, no_build)?;
     let backend = Local::new(binaries)?;
@@ -190,9 +195,10 @@ fn check(
             let (points, max_points) = report.points();
             let when =
                 std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-            if let Err(error) =
-                registry::save_result(lab.name, LastResult { passed: report.passed(), points, max_points, when })
-            {
+            if let Err(error) = registry::save_result(
+                lab.name,
+                LastResult { result: report.result_word().to_string(), points, max_points, when },
+            ) {
                 eprintln!("cilab: warning: could not save the result: {error}");
             }
             reports.push(report);

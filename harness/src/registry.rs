@@ -81,7 +81,8 @@ pub fn all_records() -> Vec<std::result::Result<RunRecord, String>> {
 /// The last graded result of a lab, for `cilab list`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LastResult {
-    pub passed: bool,
+    /// "passed", "failed" or "skipped".
+    pub result: String,
     pub points: u32,
     pub max_points: u32,
     /// Seconds since the Unix epoch.

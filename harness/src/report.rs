@@ -20,7 +20,17 @@ pub struct LabReport {
     /// The lab's last narration lines, kept when something failed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub narration_tail: Vec<String>,
+    /// What the lab said about itself at each stage (redacted): shown beside the
+    /// observations, never graded.
+    #[serde(default)]
+    pub lab_claims: Vec<StageClaims>,
     pub duration_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StageClaims {
+    pub stage: String,
+    pub claims: serde_json::Value,
 }
 
 impl LabReport {
@@ -28,8 +38,16 @@ impl LabReport {
         (self.verdicts.iter().map(|v| v.points).sum(), self.verdicts.iter().map(|v| v.max_points).sum())
     }
 
-    pub fn passed(&self) -> bool {
-        self.verdicts.iter().all(|v| v.outcome == Outcome::Pass)
+    /// One word for the whole lab: "passed" (every verdict), "failed" (any failed),
+    /// or "skipped" (none failed, some could not be checked).
+    pub fn result_word(&self) -> &'static str {
+        if self.verdicts.iter().any(|v| v.outcome == Outcome::Fail) {
+            "failed"
+        } else if self.verdicts.iter().any(|v| v.outcome == Outcome::Skip) {
+            "skipped"
+        } else {
+            "passed"
+        }
     }
 }
 
@@ -82,6 +100,8 @@ impl Report {
         for lab in &self.labs {
             let (points, max) = lab.points();
             out.push_str(&format!("\n{}  {}  ({points}/{max} points, {} ms)\n", lab.lab, lab.title, lab.duration_ms));
+            // A reason shared by several verdicts (a run that stopped early) is said once.
+            let mut previous_detail = None;
             for verdict in &lab.verdicts {
                 let mark = match verdict.outcome {
                     Outcome::Pass => "PASS",
@@ -89,9 +109,10 @@ impl Report {
                     Outcome::Skip => "SKIP",
                 };
                 out.push_str(&format!("  {mark}  {}/{}  {}\n", verdict.points, verdict.max_points, verdict.claim));
-                if let Some(detail) = &verdict.detail {
+                if let Some(detail) = verdict.detail.as_ref().filter(|d| previous_detail != Some(*d)) {
                     out.push_str(&format!("              saw:  {detail}\n"));
                 }
+                previous_detail = verdict.detail.as_ref();
                 if let Some(hint) = &verdict.hint {
                     out.push_str(&format!("              hint: {hint}\n"));
                 }

@@ -229,10 +229,6 @@ impl LabRun {
         &self.record.scratch
     }
 
-    pub fn id(&self) -> &str {
-        &self.record.id
-    }
-
     /// The stage the lab holds at (or last held at).
     pub fn stage(&self) -> Option<&str> {
         self.stage.as_deref()

@@ -82,10 +82,6 @@ impl Grader {
         self.observations.insert(key.to_string(), value);
     }
 
-    pub fn observation(&self, key: &str) -> Option<&Value> {
-        self.observations.get(key)
-    }
-
     /// Decides a verdict. `detail` says what was seen when it failed.
     pub fn judge(&mut self, id: &str, passed: bool, rests_on: &[&str], detail: impl Into<String>) {
         let outcome = if passed { Outcome::Pass } else { Outcome::Fail };
@@ -113,10 +109,6 @@ impl Grader {
             hint: (outcome == Outcome::Fail).then(|| spec.hint.to_string()),
         };
         self.verdicts.insert(spec.id, verdict);
-    }
-
-    pub fn is_decided(&self, id: &str) -> bool {
-        self.verdicts.contains_key(id)
     }
 
     /// Every declared verdict, in declaration order; the ones never decided failed

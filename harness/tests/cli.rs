@@ -69,3 +69,25 @@ fn run_step_walks_a_person_through_pid_ns_with_shell_equivalents() {
     assert!(out.contains("Done:"), "{out}");
     common::assert_host_unchanged(&before);
 }
+
+#[test]
+fn a_lab_whose_needs_are_missing_is_skipped_loudly_and_never_passes() {
+    common::require_root();
+    // Build first, with the normal PATH; then hide busybox by giving cilab a PATH without it.
+    let cargo = std::env::var("CARGO").expect("cargo test sets CARGO");
+    let built = std::process::Command::new(&cargo).args(["build", "-q", "-p", "lab-chroot-jail"]).status();
+    assert!(built.expect("run cargo").success());
+    let no_busybox = tempfile::tempdir().expect("tempdir");
+    let output = common::cilab()
+        .args(["check", "chroot-jail", "--no-build", "--format", "json"])
+        .env("PATH", no_busybox.path())
+        .output()
+        .expect("run cilab");
+    assert_eq!(output.status.code(), Some(1), "a skipped lab is not a success");
+    let report: cilab::report::Report = serde_json::from_slice(&output.stdout).expect("JSON report");
+    let lab = &report.labs[0];
+    assert!(lab.verdicts.iter().all(|v| v.outcome == cilab::verdict::Outcome::Skip && v.points == 0));
+    assert!(lab.stopped.as_deref().is_some_and(|s| s.contains("busybox-static")), "{:?}", lab.stopped);
+    assert_eq!(lab.result_word(), "skipped");
+    assert!(!report.all_passed());
+}

@@ -197,10 +197,6 @@ impl RunCgroup {
         }
         Ok(left_by_lab)
     }
-
-    pub fn exists(&self) -> bool {
-        self.dirs.iter().any(|d| d.path.exists())
-    }
 }
 
 fn make_dir(path: &Path) -> Result<()> {

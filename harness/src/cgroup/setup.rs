@@ -99,15 +99,6 @@ impl CgroupSetup {
         Ok(CgroupSetup { layout, v1, v2 })
     }
 
-    /// Every controller available, with where it lives: "memory (v1)", "pids (v2)".
-    pub fn controllers(&self) -> Vec<String> {
-        let mut all: Vec<String> = self.v1.keys().map(|c| format!("{c} (v1)")).collect();
-        if let Some(v2) = &self.v2 {
-            all.extend(v2.controllers.iter().map(|c| format!("{c} (v2)")));
-        }
-        all
-    }
-
     pub fn v2_has(&self, controller: &str) -> bool {
         self.v2.as_ref().is_some_and(|v2| v2.controllers.iter().any(|c| c == controller))
     }
