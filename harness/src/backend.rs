@@ -63,6 +63,7 @@ impl Backend for Local {
         let failed_somewhere = stopped.is_some() || !finished;
         let narration_tail = if failed_somewhere { run.narration_tail(15) } else { Vec::new() };
         let stage = run.stage().map(String::from);
+        let cgroup_limits = run.cgroup_limits().to_vec();
         let redactor = run.redactor().clone();
         let mut lab_claims: Vec<StageClaims> = run
             .claims()
@@ -102,6 +103,7 @@ impl Backend for Local {
             stopped,
             narration_tail,
             lab_claims,
+            cgroup_limits,
             duration_ms: started.elapsed().as_millis() as u64,
         })
     }
@@ -138,6 +140,7 @@ fn skipped(lab: &LabSpec, backend: &str, mut grader: Grader, why: &str) -> LabRe
         stopped: Some(format!("not run: {why}")),
         narration_tail: Vec::new(),
         lab_claims: Vec::new(),
+        cgroup_limits: Vec::new(),
         duration_ms: 0,
     }
 }

@@ -24,6 +24,9 @@ pub struct LabReport {
     /// observations, never graded.
     #[serde(default)]
     pub lab_claims: Vec<StageClaims>,
+    /// The bounds the run's cgroup put on the lab's process tree, e.g. "pids.max=256 (v1)".
+    #[serde(default)]
+    pub cgroup_limits: Vec<String>,
     pub duration_ms: u64,
 }
 

@@ -229,6 +229,10 @@ impl LabRun {
         &self.record.scratch
     }
 
+    pub fn cgroup_limits(&self) -> &[String] {
+        &self.record.cgroup.limits_applied
+    }
+
     /// The stage the lab holds at (or last held at).
     pub fn stage(&self) -> Option<&str> {
         self.stage.as_deref()

@@ -9,5 +9,7 @@ fn chroot_jail_every_verdict_passes() {
     common::assert_all_passed(&report);
     assert_eq!(code, 0, "cilab check exits 0 when every verdict passed");
     assert_eq!(report.labs.len(), 1);
+    let limits = &report.labs[0].cgroup_limits;
+    assert!(limits.iter().any(|l| l.starts_with("pids.max=")), "the run's cgroup bounds the lab: {limits:?}");
     insta::assert_yaml_snapshot!("chroot_jail_observations", report.labs[0].observations);
 }
