@@ -192,14 +192,9 @@ fn check(
     for lab in &labs {
         for _ in 0..repeat.max(1) {
             let report = backend.check(lab, &options).with_context(|| format!("checking lab {}", lab.name))?;
-            let (points, max_points) = report.points();
-            let when =
-                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-            if let Err(error) = registry::save_result(
-                lab.name,
-                LastResult { result: report.result_word().to_string(), points, max_points, when },
-            ) {
-                eprintln!("cilab: warning: could not save the result: {error}");
+            // A run broken on purpose (cilab's own tests) is not the student's result.
+            if options.fault.is_none() {
+                save_last_result(lab.name, &report);
             }
             reports.push(report);
         }
@@ -210,6 +205,15 @@ fn check(
         Format::Json => println!("{}", report.to_json()),
     }
     Ok(if report.all_passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn save_last_result(lab: &str, report: &cilab::report::LabReport) {
+    let (points, max_points) = report.points();
+    let when = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let result = LastResult { result: report.result_word().to_string(), points, max_points, when };
+    if let Err(error) = registry::save_result(lab, result) {
+        eprintln!("cilab: warning: could not save the result: {error}");
+    }
 }
 
 fn doctor_command(clean: bool, format: Format) -> Result<ExitCode> {

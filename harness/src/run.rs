@@ -395,7 +395,7 @@ impl LabRun {
     }
 
     fn push_narration(&self, line: String) {
-        self.narration.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+        keep_line(&self.narration, line);
     }
 
     fn failure(&self, message: String) -> Error {
@@ -492,6 +492,17 @@ pub fn run_by_hand(lab: &str, binary: &Path, setup: &CgroupSetup, pause_each_ste
     Ok(Teardown { exit: Some(exit?), leaks })
 }
 
+/// The narration a run keeps: the last lines only, whatever a lab prints.
+const NARRATION_LINES_KEPT: usize = 200;
+
+fn keep_line(narration: &Mutex<Vec<String>>, line: String) {
+    let mut lines = narration.lock().unwrap_or_else(|p| p.into_inner());
+    if lines.len() >= NARRATION_LINES_KEPT {
+        lines.remove(0);
+    }
+    lines.push(line);
+}
+
 type Readers = (Child, Receiver<String>, Arc<Mutex<Vec<String>>>);
 
 /// One thread per output stream: stdout lines go to a channel (protocol), stderr lines
@@ -512,7 +523,7 @@ fn attach_readers(mut child: Child) -> Readers {
         let narration = Arc::clone(&narration);
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(std::result::Result::ok) {
-                narration.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+                keep_line(&narration, line);
             }
         });
     }
