@@ -105,13 +105,46 @@ fn reap_orphans() {
     }
 }
 
-/// Kills, removes and forgets one run.
+/// Kills, removes and forgets one run, quietly (Ctrl-C, a run that could not start).
 fn abort(record: &RunRecord) {
-    let _ = record.cgroup.kill_all(Duration::from_secs(5));
-    let _ = record.cgroup.remove();
-    let _ = std::fs::remove_dir_all(&record.scratch);
+    let _ = dismantle(record);
+}
+
+/// Ends a run on the host: kills what is left in its cgroup, reaps the orphans, removes
+/// the cgroup (and any a lab nested in it) and the scratch dir (detaching mounts left in
+/// it), and forgets the record. Returns what it had to clean, as leaks.
+fn dismantle(record: &RunRecord) -> Vec<String> {
+    let mut leaks = Vec::new();
+    if let Err(error) = record.cgroup.kill_all(Duration::from_secs(5)) {
+        leaks.push(format!("could not empty the run's cgroup: {error}"));
+    }
+    reap_orphans();
+    match record.cgroup.remove() {
+        Ok(nested) => leaks.extend(nested.iter().map(|d| format!("the lab left a cgroup behind: {}", d.display()))),
+        Err(error) => leaks.push(format!("could not remove the run's cgroup: {error}")),
+    }
+    leaks.extend(leaks::detach_mounts_under(&record.scratch));
+    match std::fs::remove_dir_all(&record.scratch) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+            leaks.push(format!("could not remove the scratch dir: {error}"))
+        }
+        _ => {}
+    }
     active().retain(|r| r.id != record.id);
     record.delete();
+    leaks
+}
+
+/// Processes still in the run's cgroup after the lab exited: they outlived it.
+fn outlived(record: &RunRecord) -> Vec<String> {
+    record
+        .cgroup
+        .procs()
+        .into_iter()
+        .map(|pid| {
+            format!("process {pid} ({}) was still running after the lab exited", procfs::comm(pid).unwrap_or_default())
+        })
+        .collect()
 }
 
 /// Makes a run's scratch dir and cgroup. The record is saved first, so that a `cilab
@@ -363,33 +396,16 @@ impl LabRun {
     pub fn teardown(mut self) -> Teardown {
         self.torn_down = true;
         self.stdin = None;
-        let mut leaks = Vec::new();
-        // A lab that exited normally must have taken its processes with it.
-        let exit = self.child.try_wait().ok().flatten();
-        if exit.is_some() {
-            for pid in self.record.cgroup.procs() {
-                leaks.push(format!(
-                    "process {pid} ({}) was still running after the lab exited",
-                    procfs::comm(pid).unwrap_or_default()
-                ));
-            }
+        // A lab that exited by itself must have taken its processes with it.
+        let exited = self.child.try_wait().ok().flatten();
+        let mut leaks = if exited.is_some() { outlived(&self.record) } else { Vec::new() };
+        if exited.is_none() {
+            let _ = self.record.cgroup.kill_all(Duration::from_secs(5));
         }
-        if let Err(error) = self.record.cgroup.kill_all(Duration::from_secs(5)) {
-            leaks.push(format!("could not empty the run's cgroup: {error}"));
-        }
-        let exit = exit.or_else(|| self.child.wait().ok());
-        reap_orphans();
-        match self.record.cgroup.remove() {
-            Ok(nested) => leaks.extend(nested.iter().map(|d| format!("the lab left a cgroup behind: {}", d.display()))),
-            Err(error) => leaks.push(format!("could not remove the run's cgroup: {error}")),
-        }
-        leaks.extend(leaks::detach_mounts_under(&self.record.scratch));
-        if let Err(error) = std::fs::remove_dir_all(&self.record.scratch) {
-            leaks.push(format!("could not remove the scratch dir: {error} (is something mounted on it?)"));
-        }
+        // std reaps the lab itself, before `dismantle` reaps everything else.
+        let exit = exited.or_else(|| self.child.wait().ok());
+        leaks.extend(dismantle(&self.record));
         leaks.extend(leaks::find_leaks(&self.baseline, &self.record.cgroup, &self.namespaces, &self.record.scratch));
-        active().retain(|r| r.id != self.record.id);
-        self.record.delete();
         leaks.dedup();
         Teardown { exit, leaks }
     }
@@ -474,21 +490,9 @@ pub fn run_by_hand(lab: &str, binary: &Path, setup: &CgroupSetup, pause_each_ste
     }
     let exit = spawn_in_cgroup(command, &record.cgroup, false)
         .and_then(|mut child| child.wait().map_err(Error::io("wait for", binary)));
-    let mut leaks = Vec::new();
-    if exit.is_ok() {
-        for pid in record.cgroup.procs() {
-            leaks.push(format!("process {pid} ({}) outlived the lab", procfs::comm(pid).unwrap_or_default()));
-        }
-    }
-    let _ = record.cgroup.kill_all(Duration::from_secs(5));
-    reap_orphans();
-    if let Ok(nested) = record.cgroup.remove() {
-        leaks.extend(nested.iter().map(|d| format!("the lab left a cgroup behind: {}", d.display())));
-    }
-    leaks.extend(leaks::detach_mounts_under(&record.scratch));
-    let _ = std::fs::remove_dir_all(&record.scratch);
+    let mut leaks = if exit.is_ok() { outlived(&record) } else { Vec::new() };
+    leaks.extend(dismantle(&record));
     leaks.extend(leaks::find_leaks(&baseline, &record.cgroup, &BTreeSet::new(), &record.scratch));
-    record.delete();
     Ok(Teardown { exit: Some(exit?), leaks })
 }
 
