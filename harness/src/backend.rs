@@ -60,8 +60,6 @@ impl Backend for Local {
             None
         };
         let finished = exit.is_some_and(|s| s.success());
-        let failed_somewhere = stopped.is_some() || !finished;
-        let narration_tail = if failed_somewhere { run.narration_tail(15) } else { Vec::new() };
         let stage = run.stage().map(String::from);
         let cgroup_limits = run.cgroup_limits().to_vec();
         let redactor = run.redactor().clone();
@@ -74,6 +72,8 @@ impl Backend for Local {
             redactor.value(&mut claim.claims);
         }
         let teardown = run.teardown();
+        let failed_somewhere = stopped.is_some() || !finished;
+        let narration_tail = if failed_somewhere { teardown.narration_tail.clone() } else { Vec::new() };
         grader.judge(
             LAB_FINISHED,
             finished,

@@ -61,6 +61,8 @@ impl Default for RunOptions {
 pub struct Teardown {
     pub exit: Option<ExitStatus>,
     pub leaks: Vec<String>,
+    /// The lab's last lines on stderr, all of them read.
+    pub narration_tail: Vec<String>,
 }
 
 /// Runs in progress in this process, for the Ctrl-C handler.
@@ -191,6 +193,8 @@ pub struct LabRun {
     stdin: Option<ChildStdin>,
     protocol: Receiver<String>,
     narration: Arc<Mutex<Vec<String>>>,
+    /// Joined at teardown, so that the lab's last words (an error as it exits) are kept.
+    stderr_reader: Option<std::thread::JoinHandle<()>>,
     baseline: Baseline,
     namespaces: BTreeSet<(&'static str, NsId)>,
     redactor: Redactor,
@@ -234,7 +238,7 @@ impl LabRun {
         let mut redactor = Redactor::default();
         redactor.path(&record.scratch, redact::SCRATCH);
         redactor.number(child.id().into(), redact::HOST_PID);
-        let (mut child, protocol, narration) = attach_readers(child);
+        let (mut child, protocol, narration, stderr_reader) = attach_readers(child);
         let stdin = child.stdin.take();
         Ok(LabRun {
             lab: lab.to_string(),
@@ -243,6 +247,7 @@ impl LabRun {
             stdin,
             protocol,
             narration,
+            stderr_reader,
             baseline,
             namespaces: BTreeSet::new(),
             redactor,
@@ -276,8 +281,8 @@ impl LabRun {
         &self.claims
     }
 
-    /// The last lines the lab wrote on stderr.
-    pub fn narration_tail(&self, lines: usize) -> Vec<String> {
+    /// The last lines the lab wrote on stderr (so far).
+    fn narration_tail(&self, lines: usize) -> Vec<String> {
         let narration = self.narration.lock().unwrap_or_else(|p| p.into_inner());
         narration.iter().skip(narration.len().saturating_sub(lines)).cloned().collect()
     }
@@ -407,7 +412,11 @@ impl LabRun {
         leaks.extend(dismantle(&self.record));
         leaks.extend(leaks::find_leaks(&self.baseline, &self.record.cgroup, &self.namespaces, &self.record.scratch));
         leaks.dedup();
-        Teardown { exit, leaks }
+        // Every process holding the lab's stderr is gone now: the reader meets its end.
+        if let Some(reader) = self.stderr_reader.take() {
+            let _ = reader.join();
+        }
+        Teardown { exit, leaks, narration_tail: self.narration_tail(NARRATION_TAIL) }
     }
 
     fn push_narration(&self, line: String) {
@@ -493,11 +502,13 @@ pub fn run_by_hand(lab: &str, binary: &Path, setup: &CgroupSetup, pause_each_ste
     let mut leaks = if exit.is_ok() { outlived(&record) } else { Vec::new() };
     leaks.extend(dismantle(&record));
     leaks.extend(leaks::find_leaks(&baseline, &record.cgroup, &BTreeSet::new(), &record.scratch));
-    Ok(Teardown { exit: Some(exit?), leaks })
+    Ok(Teardown { exit: Some(exit?), leaks, narration_tail: Vec::new() })
 }
 
 /// The narration a run keeps: the last lines only, whatever a lab prints.
 const NARRATION_LINES_KEPT: usize = 200;
+/// How many of those a report shows when a run failed.
+const NARRATION_TAIL: usize = 15;
 
 fn keep_line(narration: &Mutex<Vec<String>>, line: String) {
     let mut lines = narration.lock().unwrap_or_else(|p| p.into_inner());
@@ -507,7 +518,7 @@ fn keep_line(narration: &Mutex<Vec<String>>, line: String) {
     lines.push(line);
 }
 
-type Readers = (Child, Receiver<String>, Arc<Mutex<Vec<String>>>);
+type Readers = (Child, Receiver<String>, Arc<Mutex<Vec<String>>>, Option<std::thread::JoinHandle<()>>);
 
 /// One thread per output stream: stdout lines go to a channel (protocol), stderr lines
 /// are kept as narration.
@@ -523,13 +534,13 @@ fn attach_readers(mut child: Child) -> Readers {
         });
     }
     let narration = Arc::new(Mutex::new(Vec::new()));
-    if let Some(stderr) = child.stderr.take() {
+    let stderr_reader = child.stderr.take().map(|stderr| {
         let narration = Arc::clone(&narration);
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(std::result::Result::ok) {
                 keep_line(&narration, line);
             }
-        });
-    }
-    (child, receiver, narration)
+        })
+    });
+    (child, receiver, narration, stderr_reader)
 }
