@@ -21,16 +21,25 @@ pub fn spawn(name: &str, body: impl FnOnce() -> i32) -> Result<Pid> {
 
 /// Like [`spawn`]; with `die_with_parent` false the child survives its parent's death
 /// (an orphan that the kernel re-parents, which is what some labs want to show).
+///
+/// Returns once the child has named itself: whoever looks at /proc after this (the
+/// harness, say) finds it under its name, not its parent's.
 pub fn spawn_with(name: &str, die_with_parent: bool, body: impl FnOnce() -> i32) -> Result<Pid> {
     let parent = nix::unistd::getpid();
+    let (named_rx, named_tx) = nix::unistd::pipe().map_err(LabError::sys("pipe", name))?;
     // SAFETY: the child only makes syscalls and runs `body`, which the labs keep to
     // syscalls and simple allocation (glibc's malloc is safe after fork).
     match unsafe { fork() }.map_err(LabError::sys("fork", name))? {
         ForkResult::Parent { child } => {
             cleanup::track_child(child);
+            drop(named_tx);
+            // One byte once it is named; end of file if it died first. Either way, go on.
+            let mut named = File::from(named_rx);
+            let _ = named.read(&mut [0u8]);
             Ok(child)
         }
         ForkResult::Child => {
+            drop(named_rx);
             // What the parent tracked is the parent's to clean, never the child's.
             cleanup::forget_all();
             if die_with_parent {
@@ -43,6 +52,7 @@ pub fn spawn_with(name: &str, die_with_parent: bool, body: impl FnOnce() -> i32)
                 }
             }
             let _ = set_name(name);
+            let _ = File::from(named_tx).write_all(b"n");
             for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
                 // SAFETY: restoring the default disposition installs no Rust code as a handler.
                 let _ = unsafe { signal(sig, SigHandler::SigDfl) };

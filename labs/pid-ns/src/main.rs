@@ -223,16 +223,23 @@ fn namespace_init(voice: Voice, lab_host_pid: Pid, mut link: child::ChildEnd, ha
     child::spawn(SLEEPER_COMM, || loop {
         pause();
     })?;
-    let orphan_parent = child::spawn(ORPHAN_PARENT_COMM, || {
+    let parent_link = child::Link::new()?;
+    let orphan_parent = child::spawn(ORPHAN_PARENT_COMM, move || {
+        let mut to_init = parent_link.child_side();
         // The orphan must outlive its parent, so it does not ask to die with it.
-        let _ = child::spawn_with(ORPHAN_COMM, false, || loop {
+        if child::spawn_with(ORPHAN_COMM, false, || loop {
             pause();
-        });
+        })
+        .is_err()
+        {
+            return 1;
+        }
+        to_init.ready();
         loop {
             pause();
         }
     })?;
-    std::thread::sleep(Duration::from_millis(20)); // let the orphan be born before we report
+    parent_link.lab_side().wait_ready("forking the orphan-to-be")?;
     voice.inside(&format!("ls /proc: {:?}", numeric_entries(Path::new("/proc"))));
     link.ready();
 
