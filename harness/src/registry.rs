@@ -22,6 +22,17 @@ pub fn scratch_root() -> PathBuf {
     Path::new(STATE_DIR).join("scratch")
 }
 
+/// Creates the scratch dir of a run, and cilab's state dirs above it, with mode 0755
+/// whatever the umask: a check that drops to another user must be able to reach it.
+pub fn create_scratch_dir(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(path).map_err(Error::io("create scratch directory", path))?;
+    for dir in [Path::new(STATE_DIR), &scratch_root(), path] {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).map_err(Error::io("chmod 0755", dir))?;
+    }
+    Ok(())
+}
+
 pub fn results_file() -> PathBuf {
     Path::new(STATE_DIR).join("last-results.json")
 }

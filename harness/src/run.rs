@@ -164,9 +164,7 @@ fn open_run(lab: &str, id: &str, setup: &CgroupSetup, limits: &Limits) -> Result
     };
     record.save()?;
     active().push(record.clone());
-    let made = std::fs::create_dir_all(&record.scratch)
-        .map_err(Error::io("create scratch directory", &record.scratch))
-        .and_then(|()| RunCgroup::create(setup, id, limits));
+    let made = registry::create_scratch_dir(&record.scratch).and_then(|()| RunCgroup::create(setup, id, limits));
     match made {
         Ok(cgroup) => {
             record.cgroup = cgroup;

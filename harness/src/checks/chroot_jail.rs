@@ -85,7 +85,8 @@ pub const VERDICTS: [VerdictSpec; 11] = [
         id: "nonroot-eperm",
         claim: "chroot by a user without CAP_SYS_CHROOT fails with EPERM",
         points: 1,
-        hint: "this one is the kernel's: if it fails, the harness could not drop to uid 65534",
+        hint: "EACCES means uid 65534 cannot reach the jail (a directory on its path is not searchable: chmod 755); \
+               the capability is checked only after the path",
     },
 ];
 

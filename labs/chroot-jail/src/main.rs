@@ -53,7 +53,7 @@ fn run(args: &LabArgs) -> Result<()> {
     if jail.exists() {
         anyhow::bail!("{} already exists (left by an earlier run?): remove it and run again", jail.display());
     }
-    std::fs::create_dir(&jail).map_err(LabError::io("create directory", &jail))?;
+    labkit::create_searchable_dir(&jail)?;
     cleanup::track_dir(&jail);
     let voice = lab.voice();
 

@@ -22,7 +22,7 @@ pub mod workdir;
 
 pub use error::{LabError, Result};
 pub use narrate::{Lab, LabArgs, Mode, Voice};
-pub use workdir::{ns_link, require_root, Workdir};
+pub use workdir::{create_searchable_dir, ns_link, require_root, Workdir};
 
 /// The whole `main` of a lab: installs the signal cleanup, runs `lab`, and on an error
 /// prints it (with its causes) and cleans up what the lab had started.

@@ -22,7 +22,10 @@ impl Workdir {
             return Ok(Workdir { path, owned: false });
         }
         let path = std::env::temp_dir().join(format!("lab-{lab_name}-{}", std::process::id()));
-        std::fs::create_dir(&path).map_err(LabError::io("create directory", &path))?;
+        if path.exists() {
+            return Err(LabError::Setup(format!("{} already exists: remove it, or pass --workdir", path.display())));
+        }
+        create_searchable_dir(&path)?;
         cleanup::track_dir(&path);
         Ok(Workdir { path, owned: true })
     }
@@ -39,6 +42,18 @@ impl Workdir {
         }
         Ok(())
     }
+}
+
+/// Creates `path` (if missing) with mode 0755 whatever the umask: other users must be
+/// able to reach what is inside (a jail that uid 65534 is to try to chroot into, say).
+pub fn create_searchable_dir(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::create_dir(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(LabError::io("create directory", path)(e)),
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).map_err(LabError::io("chmod 0755", path))
 }
 
 /// Labs make namespaces, mounts and chroots: they need root. Says how to get it.
