@@ -20,7 +20,19 @@ use clap::{Parser, Subcommand, ValueEnum};
 /// under the harness, which holds it at each stage, looks at /proc, namespaces, mounts
 /// and cgroups from the host, and grades what it sees. The labs need root: use a VM.
 #[derive(Parser)]
-#[command(name = "cilab", version, propagate_version = true)]
+#[command(
+    name = "cilab",
+    version,
+    propagate_version = true,
+    after_help = "A first session (as root, in a VM):
+  cilab doctor                    is this machine ready, and did anything leak?
+  cilab list                      the labs, in course order
+  cilab run chroot-jail --step    walk through lab 1, Enter before each step
+  cilab check chroot-jail         grade it: what did the kernel really do?
+  cilab check --all --format json the whole course, for a grader
+
+Each lab has a sheet: labs/<name>/README.md."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -49,6 +61,7 @@ enum Command {
         /// Check every lab.
         #[arg(long, conflicts_with = "labs")]
         all: bool,
+        /// How to print the report: a table for people, JSON for tools.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
         /// Run each lab this many times in a row (a soak: every run must pass and leak nothing).
@@ -67,6 +80,7 @@ enum Command {
         /// Kill and remove what interrupted runs left behind.
         #[arg(long)]
         clean: bool,
+        /// How to print the report: a table for people, JSON for tools.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
