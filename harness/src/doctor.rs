@@ -112,6 +112,16 @@ pub fn examine() -> DoctorReport {
             advice: Some("apt-get install busybox-static".into()),
         },
     });
+    let ptrace_scope = std::fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope").map(|s| s.trim().to_string());
+    findings.push(Finding {
+        ok: ptrace_scope.as_deref().map_or(true, |s| s != "3"),
+        topic: "ptrace".into(),
+        detail: match &ptrace_scope {
+            Ok(scope) => format!("kernel.yama.ptrace_scope={scope}"),
+            Err(_) => "no Yama: allowed for root".into(),
+        },
+        advice: Some("ptrace_scope 3 forbids ptrace even to root; checks that read a siginfo are skipped".into()),
+    });
     let swaps = std::fs::read_to_string("/proc/swaps").map(|t| t.lines().count().saturating_sub(1)).unwrap_or(0);
     findings.push(Finding {
         ok: true,
