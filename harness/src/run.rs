@@ -137,8 +137,16 @@ fn dismantle(record: &RunRecord) -> Vec<String> {
     leaks
 }
 
-/// Processes still in the run's cgroup after the lab exited: they outlived it.
+/// How long the lab's children get to die with it (PR_SET_PDEATHSIG is not instant).
+const DYING_GRACE: Duration = Duration::from_millis(500);
+
+/// Processes still in the run's cgroup once the lab has exited and its children have had
+/// `DYING_GRACE` to follow it: they outlived it.
 fn outlived(record: &RunRecord) -> Vec<String> {
+    let deadline = Instant::now() + DYING_GRACE;
+    while !record.cgroup.procs().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     record
         .cgroup
         .procs()
