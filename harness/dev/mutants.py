@@ -1,5 +1,5 @@
 """Mutation check for cilab's verdicts: breaks a lab on purpose, one change at a time,
-runs `cilab check` on it, prints which verdicts failed, and restores the file with git.
+runs `cilab check` on it, prints which verdicts failed, and puts the file back as it was.
 A mutant that no verdict catches is a check that cannot fail: fix the check.
 
 Run from the workspace root, as root, after `cargo build --workspace`:
@@ -11,10 +11,12 @@ import json, subprocess, sys
 
 
 def edit(path, old, new):
+    """Applies one mutant; returns the file's text before, to put back afterwards."""
     text = open(path).read()
     if text.count(old) != 1:
         sys.exit(f"mutant does not apply to {path} (found {text.count(old)} times):\n{old}")
     open(path, "w").write(text.replace(old, new))
+    return text
 
 M = [
  ("pid-ns", "labs/pid-ns/src/main.rs", "unshare without CLONE_NEWPID",
@@ -65,7 +67,7 @@ M = [
 only = sys.argv[1:] 
 for lab, path, name, old, new in M:
     if only and name not in only: continue
-    edit(path, old, new)
+    original = edit(path, old, new)
     try:
         out = subprocess.run(["target/debug/cilab", "check", lab, "--format", "json"], capture_output=True, text=True)
         try:
@@ -76,5 +78,6 @@ for lab, path, name, old, new in M:
             failed, leaks = ["NO REPORT: " + out.stderr[-300:]], []
         print(f"{lab:12} {name:48} exit={out.returncode} failed={failed}" + (f" leaks={leaks}" if leaks else ""))
     finally:
-        subprocess.run(["git", "checkout", "--", path], check=True)
+        # The file as it was, uncommitted work included (git checkout would lose it).
+        open(path, "w").write(original)
 subprocess.run(["cargo", "build", "--quiet", "--workspace"], check=True)

@@ -328,10 +328,8 @@ pub fn clean(report: &DoctorReport) -> Vec<String> {
     for leftover in &report.leftovers {
         match leftover.kind.as_str() {
             "cgroup" => cgroup_dirs.push(leftover.path.clone()),
-            "mount" => {
-                let result = nix::mount::umount2(&leftover.path, nix::mount::MntFlags::MNT_DETACH);
-                done.push(format!("unmounted {}: {result:?}", leftover.path.display()));
-            }
+            // Deepest first: detaching a mount lazily takes the ones below it along.
+            "mount" => done.extend(crate::leaks::detach_mounts_under(&leftover.path)),
             _ => {}
         }
     }

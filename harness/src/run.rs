@@ -1,7 +1,7 @@
 //! One run of a lab binary held by the harness: its own scratch dir and cgroup, the
 //! handshake at each stage, a timeout on every wait, and a teardown that is verified.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::process::CommandExt;
@@ -193,12 +193,11 @@ fn open_run(lab: &str, id: &str, setup: &CgroupSetup, limits: &Limits) -> Result
 }
 
 pub struct LabRun {
-    lab: String,
     record: RunRecord,
     child: Child,
     stdin: Option<ChildStdin>,
     protocol: Receiver<String>,
-    narration: Arc<Mutex<Vec<String>>>,
+    narration: Arc<Mutex<VecDeque<String>>>,
     /// Joined at teardown, so that the lab's last words (an error as it exits) are kept.
     stderr_reader: Option<std::thread::JoinHandle<()>>,
     baseline: Baseline,
@@ -247,7 +246,6 @@ impl LabRun {
         let (mut child, protocol, narration, stderr_reader) = attach_readers(child);
         let stdin = child.stdin.take();
         Ok(LabRun {
-            lab: lab.to_string(),
             record,
             child,
             stdin,
@@ -397,7 +395,7 @@ impl LabRun {
                         self.options.exit_timeout
                     )))
                 }
-                Err(e) => return Err(Error::io("wait for", format!("lab {}", self.lab))(e)),
+                Err(e) => return Err(Error::io("wait for", format!("lab {}", self.record.lab))(e)),
             }
         }
     }
@@ -430,7 +428,7 @@ impl LabRun {
     }
 
     fn failure(&self, message: String) -> Error {
-        Error::Lab { lab: self.lab.clone(), message }
+        Error::Lab { lab: self.record.lab.clone(), message }
     }
 }
 
@@ -516,15 +514,15 @@ const NARRATION_LINES_KEPT: usize = 200;
 /// How many of those a report shows when a run failed.
 const NARRATION_TAIL: usize = 15;
 
-fn keep_line(narration: &Mutex<Vec<String>>, line: String) {
+fn keep_line(narration: &Mutex<VecDeque<String>>, line: String) {
     let mut lines = narration.lock().unwrap_or_else(|p| p.into_inner());
     if lines.len() >= NARRATION_LINES_KEPT {
-        lines.remove(0);
+        lines.pop_front();
     }
-    lines.push(line);
+    lines.push_back(line);
 }
 
-type Readers = (Child, Receiver<String>, Arc<Mutex<Vec<String>>>, Option<std::thread::JoinHandle<()>>);
+type Readers = (Child, Receiver<String>, Arc<Mutex<VecDeque<String>>>, Option<std::thread::JoinHandle<()>>);
 
 /// One thread per output stream: stdout lines go to a channel (protocol), stderr lines
 /// are kept as narration.
@@ -539,7 +537,7 @@ fn attach_readers(mut child: Child) -> Readers {
             }
         });
     }
-    let narration = Arc::new(Mutex::new(Vec::new()));
+    let narration = Arc::new(Mutex::new(VecDeque::new()));
     let stderr_reader = child.stderr.take().map(|stderr| {
         let narration = Arc::clone(&narration);
         std::thread::spawn(move || {

@@ -82,8 +82,13 @@ impl Grader {
         self.observations.insert(key.to_string(), value);
     }
 
-    /// Decides a verdict. `detail` says what was seen when it failed.
+    /// Decides a verdict. `detail` says what was seen when it failed. Every key in
+    /// `rests_on` must have been observed: a verdict never claims evidence it lacks.
     pub fn judge(&mut self, id: &str, passed: bool, rests_on: &[&str], detail: impl Into<String>) {
+        if let Some(missing) = rests_on.iter().find(|key| !self.observations.contains_key(**key)) {
+            // Like an undeclared verdict id: a bug in the check, caught by the lab's tests.
+            panic!("verdict `{id}` rests on `{missing}`, which was never observed");
+        }
         let outcome = if passed { Outcome::Pass } else { Outcome::Fail };
         self.decide(id, outcome, rests_on, Some(detail.into()));
     }
@@ -229,6 +234,7 @@ mod tests {
     #[test]
     fn undecided_verdicts_fail_with_the_reason_the_run_stopped() {
         let mut grader = Grader::new(&SPECS);
+        grader.observe("x", 1);
         grader.judge("a", true, &["x"], "unused");
         let (verdicts, _) = grader.finish(Some("the lab died at stage s"));
         assert_eq!(verdicts.len(), 2 + COMMON.len());
@@ -239,6 +245,14 @@ mod tests {
         assert_eq!(verdicts[1].points, 0);
         assert_eq!(verdicts[1].detail.as_deref(), Some("not reached: the lab died at stage s"));
         assert_eq!(verdicts[1].hint.as_deref(), Some("look at B"));
+    }
+
+    #[test]
+    #[should_panic(expected = "rests on `never.seen`")]
+    fn a_verdict_cannot_rest_on_an_observation_never_made() {
+        let mut grader = Grader::new(&SPECS);
+        grader.observe("x", true);
+        grader.judge("a", true, &["x", "never.seen"], "");
     }
 
     #[test]

@@ -23,14 +23,16 @@ fn doctor_reports_and_cleans_what_a_killed_cilab_left() {
     // The lab dies with cilab (PR_SET_PDEATHSIG); we started cilab, so we reap its orphans.
     common::adopt_orphans();
     let binary = assert_cmd::cargo::cargo_bin("cilab");
-    let mut cilab = Command::new(binary)
-        .args(["check", "pid-ns", "--fault", "hang-at:init-running"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start cilab");
+    let mut cilab = common::OwnedCilab(
+        Command::new(binary)
+            .args(["check", "pid-ns", "--fault", "hang-at:init-running"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start cilab"),
+    );
     // Wait until cilab says it is hanging with the lab held at init-running.
-    let stderr = cilab.stderr.take().expect("stderr");
+    let stderr = cilab.0.stderr.take().expect("stderr");
     let (sender, receiver) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -43,15 +45,12 @@ fn doctor_reports_and_cleans_what_a_killed_cilab_left() {
         match line {
             Ok(line) if line.contains("fault injected: hanging") => break,
             Ok(_) => continue,
-            Err(e) => {
-                let _ = cilab.kill();
-                panic!("cilab never reached the hang point: {e}");
-            }
+            Err(e) => panic!("cilab never reached the hang point: {e}"),
         }
     }
     // The cilab we started, by its PID.
-    kill(Pid::from_raw(cilab.id() as i32), Signal::SIGKILL).expect("kill cilab");
-    cilab.wait().expect("reap cilab");
+    kill(Pid::from_raw(cilab.0.id() as i32), Signal::SIGKILL).expect("kill cilab");
+    cilab.0.wait().expect("reap cilab");
     common::reap_adopted(Duration::from_secs(5));
 
     let found = doctor(&[]);

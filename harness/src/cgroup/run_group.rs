@@ -72,7 +72,9 @@ impl RunCgroup {
     fn populate(&mut self, setup: &CgroupSetup, run_id: &str, limits: &Limits) -> Result<()> {
         if let Some(v2) = &setup.v2 {
             let parent = v2.path.join(PARENT_DIR);
-            make_dir(&parent)?;
+            let dir = parent.join(run_id);
+            make_run_dir(&dir)?;
+            self.dirs.push(GroupDir { path: dir.clone(), version: Version::V2, controller: None });
             let wanted: Vec<&str> =
                 ["pids", "memory"].into_iter().filter(|c| v2.controllers.iter().any(|have| have == c)).collect();
             let enable: String = wanted.iter().map(|c| format!("+{c} ")).collect();
@@ -80,9 +82,6 @@ impl RunCgroup {
             let enabled = !wanted.is_empty()
                 && write_file(&v2.path.join("cgroup.subtree_control"), enable.trim()).is_ok()
                 && write_file(&parent.join("cgroup.subtree_control"), enable.trim()).is_ok();
-            let dir = parent.join(run_id);
-            make_dir(&dir)?;
-            self.dirs.push(GroupDir { path: dir.clone(), version: Version::V2, controller: None });
             if enabled {
                 self.apply(&dir, "pids.max", &limits.pids_max.to_string(), "v2");
                 self.apply(&dir, "memory.max", &limits.memory_max_bytes.to_string(), "v2");
@@ -97,10 +96,8 @@ impl RunCgroup {
             let Some(mount) = setup.v1.get(controller) else {
                 continue;
             };
-            let parent = mount.join(PARENT_DIR);
-            make_dir(&parent)?;
-            let dir = parent.join(run_id);
-            make_dir(&dir)?;
+            let dir = mount.join(PARENT_DIR).join(run_id);
+            make_run_dir(&dir)?;
             self.dirs.push(GroupDir { path: dir.clone(), version: Version::V1, controller: Some(controller.into()) });
             match controller {
                 "pids" => self.apply(&dir, "pids.max", &limits.pids_max.to_string(), "v1"),
@@ -199,12 +196,10 @@ impl RunCgroup {
     }
 }
 
-fn make_dir(path: &Path) -> Result<()> {
-    match std::fs::create_dir(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(Error::io("create cgroup", path)(e)),
-    }
+/// Creates a run's cgroup and the shared `cilab` parent in one go: another run's
+/// `remove` drops the parent when it is empty, and once our dir is in it, it is not.
+fn make_run_dir(path: &Path) -> Result<()> {
+    std::fs::create_dir_all(path).map_err(Error::io("create cgroup", path))
 }
 
 fn write_file(path: &Path, value: &str) -> Result<()> {

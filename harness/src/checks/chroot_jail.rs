@@ -185,7 +185,7 @@ pub fn check(run: &mut LabRun, grader: &mut Grader) -> Result<()> {
     grader.judge(
         "slash-is-jail",
         !view.listing.is_empty() && view.listing == jail_listing && view.listing != host_listing,
-        &["jailed.slash_lists", "jailed.slash_equals_jail_dir", "jailed.slash_equals_host_root"],
+        &["jailed.slash_lists_besides_lib_dirs", "jailed.slash_equals_jail_dir", "jailed.slash_equals_host_root"],
         format!("/ inside lists {:?}", view.listing),
     );
     grader.judge(

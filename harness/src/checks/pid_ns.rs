@@ -129,8 +129,16 @@ pub fn check(run: &mut LabRun, grader: &mut Grader) -> Result<()> {
     grader.observe("init.init_pid_ns_vs_host", same_or_differs(&init_ns, &host_pid_ns));
     grader.judge(
         "caller-stays",
-        lab_pid_ns == Some(host_pid_ns) && lab_for_children == Some(init_ns) && init_ns != host_pid_ns,
-        &["unshared.lab_pid_ns_vs_host", "init.lab_pid_ns_vs_host", "init.lab_pid_for_children_vs_init_ns"],
+        lab_ns_after_unshare == Some(host_pid_ns)
+            && lab_pid_ns == Some(host_pid_ns)
+            && lab_for_children == Some(init_ns)
+            && init_ns != host_pid_ns,
+        &[
+            "unshared.lab_pid_ns_vs_host",
+            "init.lab_pid_ns_vs_host",
+            "init.lab_pid_for_children_vs_init_ns",
+            "init.init_pid_ns_vs_host",
+        ],
         format!("lab ns/pid {lab_pid_ns:?}, lab pid_for_children {lab_for_children:?}, init ns/pid {init_ns}, host {host_pid_ns}"),
     );
 
@@ -141,11 +149,10 @@ pub fn check(run: &mut LabRun, grader: &mut Grader) -> Result<()> {
         .map(|(level, pid)| if level == 0 { json!(HOST_PID) } else { json!(pid) })
         .collect();
     grader.observe("init.nspid", &nspid_shape);
-    grader.observe("init.parent_is_lab", init_status.ppid == lab);
     grader.judge(
         "init-is-pid-1",
-        init_status.nspid.len() == 2 && init_status.inner_pid() == Some(1) && init_status.nspid[0] == init && init != 1,
-        &["init.nspid", "init.parent_is_lab"],
+        init_status.nspid.len() == 2 && init_status.inner_pid() == Some(1),
+        &["init.nspid"],
         format!("NSpid of the init: {:?}", init_status.nspid),
     );
 
@@ -287,6 +294,7 @@ pub fn check(run: &mut LabRun, grader: &mut Grader) -> Result<()> {
                 "handler.log_empty_before_harness_signals",
                 "handler.kernel_siginfo",
                 "handler.si_pid_logged_by_handler",
+                "handler.init_alive_after",
             ],
             format!("handler log: {:?}", std::fs::read_to_string(&log).unwrap_or_default()),
         );

@@ -165,3 +165,21 @@ pub fn reap_adopted(timeout: std::time::Duration) {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }
+
+/// A cilab the test started. Dropped, it ends that cilab (by its PID) if it still runs,
+/// reaps what it left, and, if the test is failing, has `cilab doctor --clean` remove the
+/// leftovers of the dead run, so that a test that fails halfway leaves nothing either.
+pub struct OwnedCilab(pub std::process::Child);
+
+impl Drop for OwnedCilab {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+        reap_adopted(std::time::Duration::from_secs(5));
+        if std::thread::panicking() {
+            let _ = cilab().args(["doctor", "--clean"]).output();
+        }
+    }
+}

@@ -168,9 +168,7 @@ fn run(args: &LabArgs) -> Result<()> {
     lab.saw(&format!("chroot as uid {NOBODY} -> {}", describe_exec(as_nobody)));
     lab.why("chroot needs CAP_SYS_CHROOT: an ordinary user could otherwise plant a fake /etc/passwd and run a set-user-ID program in it.");
 
-    std::fs::remove_dir_all(&jail).map_err(LabError::io("remove", &jail))?;
-    cleanup::forget_dir(&jail);
-    workdir.finish()?;
+    cleanup::remove_made_dirs()?;
     lab.done("Done: the jail is removed and nothing is left behind. Now answer the questions on the lab sheet.");
     Ok(())
 }

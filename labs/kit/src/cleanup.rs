@@ -56,8 +56,18 @@ pub fn track_dir(path: &Path) {
     with_registry(|r| r.dirs.push(path.to_path_buf()));
 }
 
-pub fn forget_dir(path: &Path) {
-    with_registry(|r| r.dirs.retain(|p| p != path));
+/// Removes every directory the lab made (newest first) and forgets them: how a lab that
+/// finished cleans up, by the same list Ctrl-C and errors use.
+pub fn remove_made_dirs() -> Result<()> {
+    let dirs = with_registry(|r| std::mem::take(&mut r.dirs));
+    for dir in dirs.iter().rev() {
+        match std::fs::remove_dir_all(dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(LabError::io("remove", dir)(e)),
+        }
+    }
+    Ok(())
 }
 
 /// Drops everything tracked without acting on it (a forked child starts with none).

@@ -1,5 +1,5 @@
 //! The directory a lab works in: the harness's scratch dir when held, else a fresh one
-//! under /tmp that the lab removes when it ends (also on Ctrl-C, through `cleanup`).
+//! under /tmp, tracked in `cleanup` so that the lab removes it when it ends.
 
 use std::path::{Path, PathBuf};
 
@@ -8,8 +8,6 @@ use crate::{cleanup, LabArgs, LabError, Result};
 #[derive(Debug)]
 pub struct Workdir {
     path: PathBuf,
-    /// The lab made it, so the lab removes it.
-    owned: bool,
 }
 
 impl Workdir {
@@ -19,7 +17,7 @@ impl Workdir {
                 return Err(LabError::Setup(format!("--workdir {} is not a directory", path.display())));
             }
             let path = path.canonicalize().map_err(LabError::io("resolve", path))?;
-            return Ok(Workdir { path, owned: false });
+            return Ok(Workdir { path });
         }
         let path = std::env::temp_dir().join(format!("lab-{lab_name}-{}", std::process::id()));
         if path.exists() {
@@ -27,20 +25,11 @@ impl Workdir {
         }
         create_searchable_dir(&path)?;
         cleanup::track_dir(&path);
-        Ok(Workdir { path, owned: true })
+        Ok(Workdir { path })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    /// Removes the directory if the lab made it.
-    pub fn finish(self) -> Result<()> {
-        if self.owned {
-            std::fs::remove_dir_all(&self.path).map_err(LabError::io("remove", &self.path))?;
-            cleanup::forget_dir(&self.path);
-        }
-        Ok(())
     }
 }
 

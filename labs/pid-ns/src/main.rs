@@ -172,7 +172,7 @@ fn run(args: &LabArgs) -> Result<()> {
     lab.why("a PID namespace whose init has exited accepts no new process: fork fails with ENOMEM.");
     lab.hold(INIT_GONE, json!({ "lab": me.as_raw() }))?;
 
-    workdir.finish()?;
+    cleanup::remove_made_dirs()?;
     lab.done("Done: the namespace is gone and nothing is left behind. Now answer the questions on the lab sheet.");
     Ok(())
 }
