@@ -1,16 +1,22 @@
 //! Where labs run. The local backend runs them on this machine; a VM backend (later) is
 //! only a transport that runs `cilab check --format json` in the guest and parses the
 //! same report back.
+//!
+//! One mechanism drives every lab: start it held, and at each stage the catalog declares,
+//! wait for the hold, let the lab's observer look from outside and record facts, release;
+//! then tear down, record the run's own facts, and decide every verdict on the facts.
 
 use std::path::PathBuf;
+use std::process::ExitStatus;
 use std::time::Instant;
 
 use crate::catalog::LabSpec;
 use crate::cgroup::CgroupSetup;
 use crate::error::{Error, Result};
+use crate::facts::Facts;
 use crate::report::{LabReport, StageClaims};
 use crate::run::{LabRun, RunOptions};
-use crate::verdict::{Grader, LAB_FINISHED, NOTHING_LEAKED};
+use crate::verdict::{decide_all, run_facts, Stop};
 
 pub trait Backend {
     fn name(&self) -> &'static str;
@@ -41,26 +47,34 @@ impl Backend for Local {
 
     fn check(&self, lab: &LabSpec, options: &RunOptions) -> Result<LabReport> {
         let started = Instant::now();
-        let mut grader = Grader::new(lab.verdicts);
-        if let Err(missing) = self.preflight(lab) {
-            return Ok(skipped(lab, self.name(), grader, &missing));
+        if let Err(missing) = preflight(lab, &self.setup) {
+            return Ok(skipped(lab, self.name(), &missing));
         }
         let binary = self.binaries.join(lab.binary);
         let mut run = LabRun::start(lab.name, &binary, &self.setup, options.clone(), lab.prepare)?;
-        let mut stopped = (lab.check)(&mut run, &mut grader).err().map(|e| e.to_string());
-        let exit = if stopped.is_none() {
+        let mut observer = (lab.observer)();
+        let mut facts = Facts::default();
+        let mut stop: Option<Stop> = None;
+        for stage in lab.stages {
+            let stage_went = run.await_hold(stage).and_then(|()| observer.observe(stage, &mut run, &mut facts));
+            if let Err(error) = stage_went.and_then(|()| run.release()) {
+                stop = Some(stop_at(Some(stage), &error, &run));
+                break;
+            }
+        }
+        facts.record(run_facts::ALL_STAGES_REACHED, stop.is_none());
+        let exit = if stop.is_none() {
             match run.finish() {
                 Ok(status) => Some(status),
                 Err(error) => {
-                    stopped = Some(error.to_string());
+                    stop = Some(stop_at(None, &error, &run));
                     None
                 }
             }
         } else {
             None
         };
-        let finished = exit.is_some_and(|s| s.success());
-        let stage = run.stage().map(String::from);
+        let panic = run.panic().cloned();
         let cgroup_limits = run.cgroup_limits().to_vec();
         let redactor = run.redactor().clone();
         let mut lab_claims: Vec<StageClaims> = run
@@ -72,24 +86,14 @@ impl Backend for Local {
             redactor.value(&mut claim.claims);
         }
         let teardown = run.teardown();
-        let failed_somewhere = stopped.is_some() || !finished;
-        let narration_tail = if failed_somewhere { teardown.narration_tail.clone() } else { Vec::new() };
-        grader.judge(
-            LAB_FINISHED,
-            finished,
-            &[],
-            match (&stopped, exit) {
-                (Some(why), _) => why.clone(),
-                (None, Some(status)) => format!("the lab exited with {status}"),
-                (None, None) => "the lab did not exit".to_string(),
-            },
-        );
-        grader.judge(NOTHING_LEAKED, teardown.leaks.is_empty(), &[], teardown.leaks.join("; "));
-        let stopped = stopped.map(|why| match stage {
-            Some(stage) => format!("at stage `{stage}`: {why}"),
-            None => format!("before the first stage: {why}"),
-        });
-        let (verdicts, mut observations) = grader.finish(stopped.as_deref());
+        let exit = exit.or(teardown.exit);
+        facts.record(run_facts::LAB_EXIT, describe_exit(exit));
+        let leaks: Vec<String> = teardown.leaks.iter().map(|l| redactor.text(l)).collect();
+        facts.record(run_facts::LEAKS, leaks.clone());
+        let failed_somewhere = stop.is_some() || !exit.is_some_and(|s| s.success());
+        let verdicts =
+            decide_all(lab.name, &lab.all_verdicts(), &facts, stop.as_ref(), lab.stages, &lab.region_hints());
+        let mut observations = facts.into_values();
         for value in observations.values_mut() {
             redactor.value(value);
         }
@@ -99,9 +103,11 @@ impl Backend for Local {
             backend: self.name().to_string(),
             verdicts,
             observations,
-            leaks: teardown.leaks,
-            stopped,
-            narration_tail,
+            leaks,
+            stopped: stop.as_ref().map(|s| redactor.text(&describe_stop(s))),
+            harness_failure: stop.as_ref().filter(|s| s.harness_failure).map(|s| s.why.clone()),
+            panic,
+            narration_tail: if failed_somewhere { teardown.narration_tail } else { Vec::new() },
             lab_claims,
             cgroup_limits,
             duration_ms: started.elapsed().as_millis() as u64,
@@ -109,35 +115,79 @@ impl Backend for Local {
     }
 }
 
-impl Local {
-    /// What the lab needs that this machine lacks, in words that say what to do.
-    fn preflight(&self, lab: &LabSpec) -> std::result::Result<(), String> {
-        if lab.needs.busybox {
-            labkit::rootfs::find_static_busybox().map_err(|e| e.to_string())?;
-        }
-        for controller in lab.needs.cgroup_controllers {
-            if !self.setup.v1.contains_key(*controller) && !self.setup.v2_has(controller) {
-                return Err(format!("this machine offers no `{controller}` cgroup controller (see `cilab doctor`)"));
-            }
-        }
-        Ok(())
+fn stop_at(stage: Option<&str>, error: &Error, run: &LabRun) -> Stop {
+    Stop {
+        stage: stage.map(String::from),
+        why: error.to_string(),
+        harness_failure: error.is_harness_failure(),
+        panic_region: run.panic().and_then(|p| p.region.clone()),
     }
 }
 
-/// A lab that cannot run here: every verdict is a SKIP that says why (never a pass).
-fn skipped(lab: &LabSpec, backend: &str, mut grader: Grader, why: &str) -> LabReport {
-    for spec in lab.verdicts.iter().chain(crate::verdict::COMMON.iter()) {
-        grader.skip(spec.id, format!("not run: {why}"));
+fn describe_stop(stop: &Stop) -> String {
+    let place = match &stop.stage {
+        Some(stage) => format!("at stage `{stage}`"),
+        None => "after the last stage".to_string(),
+    };
+    if stop.harness_failure {
+        format!("{place}, the harness failed (not the lab): {}", stop.why)
+    } else {
+        format!("{place}: {}", stop.why)
     }
-    let (verdicts, observations) = grader.finish(None);
+}
+
+fn describe_exit(exit: Option<ExitStatus>) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match exit {
+        Some(status) => match (status.code(), status.signal()) {
+            (Some(code), _) => format!("exit status {code}"),
+            (None, Some(signal)) => match nix::sys::signal::Signal::try_from(signal) {
+                Ok(signal) => format!("killed by {}", signal.as_str()),
+                Err(_) => format!("killed by signal {signal}"),
+            },
+            (None, None) => format!("{status}"),
+        },
+        None => "did not exit".to_string(),
+    }
+}
+
+/// What the lab needs that this machine lacks, in words that say what to do.
+pub fn preflight(lab: &LabSpec, setup: &CgroupSetup) -> std::result::Result<(), String> {
+    for tool in lab.needs.tools {
+        if tool.must_be_static && tool.program == "busybox" {
+            labkit::rootfs::find_static_busybox().map_err(|e| e.to_string())?;
+        } else if which::which(tool.program).is_err() {
+            return Err(format!(
+                "`{}` is not on PATH: install it with `apt-get install {}` (Debian, Ubuntu)",
+                tool.program, tool.package
+            ));
+        }
+    }
+    for controller in lab.needs.cgroup_controllers {
+        if !setup.v1.contains_key(*controller) && !setup.v2_has(controller) {
+            return Err(format!("this machine offers no `{controller}` cgroup controller (see `cilab doctor`)"));
+        }
+    }
+    Ok(())
+}
+
+/// A lab that cannot run here: every verdict is a SKIP that says why (never a pass).
+fn skipped(lab: &LabSpec, backend: &str, why: &str) -> LabReport {
+    let mut facts = Facts::default();
+    for spec in lab.all_verdicts() {
+        facts.skip(spec.id, format!("not run: {why}"));
+    }
+    let verdicts = decide_all(lab.name, &lab.all_verdicts(), &facts, None, lab.stages, &lab.region_hints());
     LabReport {
         lab: lab.name.to_string(),
         title: lab.title.to_string(),
         backend: backend.to_string(),
         verdicts,
-        observations,
+        observations: Default::default(),
         leaks: Vec::new(),
         stopped: Some(format!("not run: {why}")),
+        harness_failure: None,
+        panic: None,
         narration_tail: Vec::new(),
         lab_claims: Vec::new(),
         cgroup_limits: Vec::new(),

@@ -1,24 +1,42 @@
-//! The lab catalog: every lab in course order, what it needs, and how it is checked.
+//! The lab catalog: every lab in course order, declared in one place: its binary, its
+//! source (whose STUDENT regions carry the hints), the stages it holds at, what it needs
+//! from the machine, its verdicts, and the observer that looks at it from outside at each
+//! stage. Tests, the mistake corpus and the VM guest derive labs, stages, verdicts and
+//! packages from here.
 
 use std::path::Path;
 
+use crate::checks;
 use crate::error::{Error, Result};
+use crate::facts::Facts;
 use crate::run::LabRun;
-use crate::verdict::{Grader, VerdictSpec};
-use crate::{checks, verdict};
+use crate::verdict::{self, RegionHints, VerdictSpec};
+
+/// A program a lab runs or copies, and the Debian/Ubuntu package that has it.
+#[derive(Debug, Clone, Copy)]
+pub struct Tool {
+    pub program: &'static str,
+    pub package: &'static str,
+    /// It must be statically linked (a busybox that runs alone in a jail).
+    pub must_be_static: bool,
+}
 
 /// What a lab needs from the machine.
 #[derive(Debug, Clone, Copy)]
 pub struct Needs {
     pub root: bool,
-    pub busybox: bool,
+    pub tools: &'static [Tool],
     /// Controllers the lab itself uses (the run's own cgroup aside).
     pub cgroup_controllers: &'static [&'static str],
 }
 
-pub type CheckFn = fn(&mut LabRun, &mut Grader) -> Result<()>;
+/// Looks at a held lab from outside, stage by stage, and records what it saw. It may act
+/// as the host would (send signals, make syscalls in forked probes); it never decides a
+/// verdict: verdicts are decided afterwards on the facts alone.
+pub trait Observer {
+    fn observe(&mut self, stage: &str, run: &mut LabRun, facts: &mut Facts) -> Result<()>;
+}
 
-#[derive(Debug, Clone, Copy)]
 pub struct LabSpec {
     pub name: &'static str,
     pub order: u32,
@@ -28,19 +46,51 @@ pub struct LabSpec {
     /// The cargo package and binary.
     pub package: &'static str,
     pub binary: &'static str,
+    /// The lab's source (src/main.rs): its STUDENT regions and their hints.
+    pub source: &'static str,
     /// The stages the lab holds at, in order (from labkit's protocol).
     pub stages: &'static [&'static str],
     pub needs: Needs,
     pub verdicts: &'static [VerdictSpec],
+    /// Plants what the harness will look for, in the run's scratch dir, before the lab starts.
     pub prepare: fn(&Path) -> Result<()>,
-    pub check: CheckFn,
+    pub observer: fn() -> Box<dyn Observer>,
+}
+
+impl std::fmt::Debug for LabSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LabSpec").field("name", &self.name).finish_non_exhaustive()
+    }
 }
 
 impl LabSpec {
+    /// The lab's verdicts and the ones every lab gets, in report order.
+    pub fn all_verdicts(&self) -> Vec<VerdictSpec> {
+        self.verdicts.iter().chain(verdict::COMMON.iter()).copied().collect()
+    }
+
     pub fn max_points(&self) -> u32 {
-        self.verdicts.iter().chain(verdict::COMMON.iter()).map(|v| v.points).sum()
+        self.all_verdicts().iter().map(|v| v.points).sum()
+    }
+
+    /// The STUDENT regions of the lab's source.
+    pub fn regions(&self) -> Result<Vec<labkit::regions::Region>> {
+        labkit::regions::parse(self.source).map_err(|e| Error::parse(format!("labs/{}/src/main.rs", self.name), e))
+    }
+
+    pub fn region_hints(&self) -> RegionHints {
+        self.regions().unwrap_or_default().into_iter().map(|r| (r.name, r.hint)).collect()
+    }
+
+    /// The packages this lab needs installed, by name.
+    pub fn packages(&self) -> Vec<&'static str> {
+        self.needs.tools.iter().map(|t| t.package).collect()
     }
 }
+
+const BUSYBOX: Tool = Tool { program: "busybox", package: "busybox-static", must_be_static: true };
+const ECHO: Tool = Tool { program: "echo", package: "coreutils", must_be_static: false };
+const LDD: Tool = Tool { program: "ldd", package: "libc-bin", must_be_static: false };
 
 static LABS: [LabSpec; 2] = [
     LabSpec {
@@ -50,11 +100,12 @@ static LABS: [LabSpec; 2] = [
         summary: "build a busybox jail, chroot into it, and find what chroot does not isolate",
         package: "lab-chroot-jail",
         binary: "lab-chroot-jail",
+        source: include_str!("../../labs/chroot-jail/src/main.rs"),
         stages: &labkit::protocol::chroot_jail::STAGES,
-        needs: Needs { root: true, busybox: true, cgroup_controllers: &[] },
+        needs: Needs { root: true, tools: &[BUSYBOX, ECHO, LDD], cgroup_controllers: &[] },
         verdicts: &checks::chroot_jail::VERDICTS,
         prepare: checks::chroot_jail::prepare,
-        check: checks::chroot_jail::check,
+        observer: checks::chroot_jail::observer,
     },
     LabSpec {
         name: "pid-ns",
@@ -63,11 +114,12 @@ static LABS: [LabSpec; 2] = [
         summary: "unshare a PID namespace, fork its init, and watch signals, orphans and /proc",
         package: "lab-pid-ns",
         binary: "lab-pid-ns",
+        source: include_str!("../../labs/pid-ns/src/main.rs"),
         stages: &labkit::protocol::pid_ns::STAGES,
-        needs: Needs { root: true, busybox: false, cgroup_controllers: &[] },
+        needs: Needs { root: true, tools: &[], cgroup_controllers: &[] },
         verdicts: &checks::pid_ns::VERDICTS,
         prepare: checks::pid_ns::prepare,
-        check: checks::pid_ns::check,
+        observer: checks::pid_ns::observer,
     },
 ];
 
@@ -80,16 +132,28 @@ pub fn find(name: &str) -> Result<&'static LabSpec> {
     LABS.iter().find(|l| l.name == name).ok_or_else(|| Error::UnknownLab(name.to_string()))
 }
 
+/// Every package the labs need, once each, in course order.
+pub fn packages() -> Vec<&'static str> {
+    let mut packages: Vec<&'static str> = Vec::new();
+    for package in all().iter().flat_map(LabSpec::packages) {
+        if !packages.contains(&package) {
+            packages.push(package);
+        }
+    }
+    packages
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::verdict::Kind;
 
     #[test]
     fn labs_are_in_course_order_with_unique_names_and_verdict_ids() {
         let orders: Vec<u32> = all().iter().map(|l| l.order).collect();
         assert!(orders.windows(2).all(|w| w[0] < w[1]), "{orders:?}");
         for lab in all() {
-            let mut ids: Vec<&str> = lab.verdicts.iter().chain(verdict::COMMON.iter()).map(|v| v.id).collect();
+            let mut ids: Vec<&str> = lab.all_verdicts().iter().map(|v| v.id).collect();
             let count = ids.len();
             ids.sort_unstable();
             ids.dedup();
@@ -106,9 +170,55 @@ mod tests {
         for lab in all() {
             let sheet_path = workspace.join("labs").join(lab.name).join("README.md");
             let sheet = std::fs::read_to_string(&sheet_path).expect("every lab has a sheet");
-            for verdict in lab.verdicts.iter().chain(verdict::COMMON.iter()) {
+            for verdict in lab.all_verdicts() {
                 let line = format!("- `{}` — {}", verdict.id, verdict.claim);
                 assert!(sheet.contains(&line), "{} lacks the line:\n{line}", sheet_path.display());
+            }
+        }
+    }
+
+    /// Points are earned only where the student's code can fail the check: every graded
+    /// verdict of a lab names one of its STUDENT regions, every region is graded by some
+    /// verdict, and a verdict that names no region is a fact shown without points.
+    #[test]
+    fn graded_verdicts_and_student_regions_match() {
+        for lab in all() {
+            let regions = lab.regions().expect("the lab's regions parse");
+            assert!(!regions.is_empty(), "{} has no STUDENT region", lab.name);
+            for region in &regions {
+                assert!(!region.hint.is_empty(), "{} region {} has no hint", lab.name, region.name);
+                assert!(
+                    lab.verdicts.iter().any(|v| v.region == Some(region.name.as_str()) && v.points > 0),
+                    "{}: no graded verdict for STUDENT region `{}`",
+                    lab.name,
+                    region.name
+                );
+            }
+            for verdict in lab.verdicts {
+                match verdict.region {
+                    Some(name) => {
+                        assert!(
+                            regions.iter().any(|r| r.name == name),
+                            "{}: `{}` names region `{name}`",
+                            lab.name,
+                            verdict.id
+                        );
+                        assert_eq!(
+                            verdict.kind(),
+                            Kind::Graded,
+                            "{}: `{}` grades a region without points",
+                            lab.name,
+                            verdict.id
+                        );
+                    }
+                    None => assert_eq!(
+                        verdict.kind(),
+                        Kind::Fact,
+                        "{}: `{}` earns points for no region",
+                        lab.name,
+                        verdict.id
+                    ),
+                }
             }
         }
     }

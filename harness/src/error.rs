@@ -34,6 +34,10 @@ pub enum Error {
     Cgroup(String),
     #[error("cannot parse {what}: {detail}")]
     Parse { what: String, detail: String },
+    /// The harness itself could not do its part (a fork, a pipe, a thread: EAGAIN under a
+    /// tight pids limit, say). Never the student's fault, never graded as theirs.
+    #[error("the harness could not do its part: {0}")]
+    Harness(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -51,5 +55,32 @@ impl Error {
 
     pub fn parse(what: impl Into<String>, detail: impl Into<String>) -> Self {
         Error::Parse { what: what.into(), detail: detail.into() }
+    }
+
+    /// `map_err` helper for a syscall the harness makes for itself (fork, pipe): its
+    /// failure is the harness's.
+    pub fn harness(syscall: &'static str, what: impl std::fmt::Display) -> impl FnOnce(nix::Error) -> Self {
+        let what = what.to_string();
+        move |errno| Error::Harness(format!("{syscall} for {what} failed: {errno}"))
+    }
+
+    /// True when the harness, not the lab, failed: its own resources ran out, or it could
+    /// not set up. A lab that misbehaves (exits early, loses a process) is the lab's.
+    pub fn is_harness_failure(&self) -> bool {
+        use nix::errno::Errno;
+        const RESOURCES: [Errno; 5] = [Errno::EAGAIN, Errno::ENOMEM, Errno::EMFILE, Errno::ENFILE, Errno::ENOSPC];
+        match self {
+            Error::Harness(_) | Error::Cgroup(_) | Error::Build(_) | Error::NotRoot => true,
+            Error::Sys { .. } | Error::Io { .. } => self.errno().is_some_and(|e| RESOURCES.contains(&e)),
+            Error::UnknownLab(_) | Error::Lab { .. } | Error::Parse { .. } => false,
+        }
+    }
+
+    fn errno(&self) -> Option<nix::errno::Errno> {
+        match self {
+            Error::Sys { source, .. } => Some(*source),
+            Error::Io { source, .. } => source.raw_os_error().map(nix::errno::Errno::from_raw),
+            _ => None,
+        }
     }
 }

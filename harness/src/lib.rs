@@ -1,5 +1,5 @@
 //! cilab: runs container-internals labs, observes from outside what the kernel did,
-//! and grades it. See DESIGN.md in the shared folder and README.md for the tour.
+//! and grades it. README.md has the tour and the architecture.
 
 pub mod backend;
 pub mod catalog;
@@ -7,8 +7,10 @@ pub mod cgroup;
 pub mod checks;
 pub mod doctor;
 pub mod error;
+pub mod facts;
 pub mod labbuild;
 pub mod leaks;
+pub mod mountns;
 pub mod probe;
 pub mod registry;
 pub mod report;

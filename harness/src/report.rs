@@ -2,7 +2,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::verdict::{Observations, Outcome, Verdict};
+use crate::run::LabPanic;
+use crate::verdict::{Kind, Outcome, Verdict};
+
+/// The facts a run recorded, by key, redacted: what the snapshots record.
+pub type Observations = std::collections::BTreeMap<String, serde_json::Value>;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LabReport {
@@ -17,6 +21,12 @@ pub struct LabReport {
     /// Where and why the run stopped early, if it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped: Option<String>,
+    /// The harness itself failed (its verdicts not checked are SKIPs, and cilab exits 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub harness_failure: Option<String>,
+    /// The panic the lab reported, with the STUDENT region it happened in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub panic: Option<LabPanic>,
     /// The lab's last narration lines, kept when something failed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub narration_tail: Vec<String>,
@@ -93,6 +103,11 @@ impl Report {
         self.summary.failed == 0 && self.summary.skipped == 0 && self.summary.verdicts > 0
     }
 
+    /// The harness failed on some lab: not the student's result.
+    pub fn harness_failed(&self) -> bool {
+        self.labs.iter().any(|l| l.harness_failure.is_some())
+    }
+
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
     }
@@ -111,7 +126,11 @@ impl Report {
                     Outcome::Fail => "FAIL",
                     Outcome::Skip => "SKIP",
                 };
-                out.push_str(&format!("  {mark}  {}/{}  {}\n", verdict.points, verdict.max_points, verdict.claim));
+                let points = match verdict.kind {
+                    Kind::Graded => format!("{}/{}", verdict.points, verdict.max_points),
+                    Kind::Fact => "fact".to_string(),
+                };
+                out.push_str(&format!("  {mark}  {points:>4}  {}\n", verdict.claim));
                 if let Some(detail) = verdict.detail.as_ref().filter(|d| previous_detail != Some(*d)) {
                     out.push_str(&format!("              saw:  {detail}\n"));
                 }
@@ -119,6 +138,9 @@ impl Report {
                 if let Some(hint) = &verdict.hint {
                     out.push_str(&format!("              hint: {hint}\n"));
                 }
+            }
+            if let Some(panic) = &lab.panic {
+                out.push_str(&format!("  {}\n", panic.describe()));
             }
             if let Some(stopped) = &lab.stopped {
                 out.push_str(&format!("  stopped: {stopped}\n"));

@@ -1,9 +1,11 @@
 //! One run of a lab binary held by the harness: its own scratch dir and cgroup, the
 //! handshake at each stage, a timeout on every wait, and a teardown that is verified.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
+use std::ffi::CString;
 use std::io::{BufRead, BufReader, Write};
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
@@ -15,12 +17,15 @@ use std::time::{Duration, Instant};
 use labkit::protocol::{HoldMessage, CONTINUE};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::cgroup::{CgroupSetup, Limits, RunCgroup};
 use crate::error::{Error, Result};
-use crate::leaks::{self, Baseline};
-use crate::probe::procfs::{self, NsId};
+use crate::leaks;
+use crate::mountns::RunMountNs;
+use crate::probe::pidfd::PidFd;
+use crate::probe::procfs::{self, HeldNs, NsId};
 use crate::registry::{self, RunRecord};
 use crate::verdict::redact::{self, Redactor};
 
@@ -65,6 +70,37 @@ pub struct Teardown {
     pub narration_tail: Vec<String>,
 }
 
+/// A panic the lab reported (labkit's panic hook writes it on stdout when held): which
+/// STUDENT region it happened in picks the hint; it is narration, never evidence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabPanic {
+    pub message: String,
+    #[serde(default)]
+    pub location: Option<String>,
+    #[serde(default)]
+    pub region: Option<String>,
+}
+
+impl LabPanic {
+    /// Parses one line of a held lab's stdout; `None` if it is not a panic line.
+    fn parse(line: &str) -> Option<Self> {
+        let value: Value = serde_json::from_str(line.trim()).ok()?;
+        if value.get("cilab")?.as_str()? != "panic" {
+            return None;
+        }
+        serde_json::from_value(value).ok()
+    }
+
+    pub fn describe(&self) -> String {
+        let place = match (&self.region, &self.location) {
+            (Some(region), _) => format!(" in STUDENT region `{region}`"),
+            (None, Some(location)) => format!(" at {location}"),
+            (None, None) => String::new(),
+        };
+        format!("the lab panicked{place}: {}", self.message)
+    }
+}
+
 /// Runs in progress in this process, for the Ctrl-C handler.
 static ACTIVE: Mutex<Vec<RunRecord>> = Mutex::new(Vec::new());
 static RUN_COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -90,20 +126,16 @@ pub fn become_subreaper() -> Result<()> {
 }
 
 /// Reaps every child cilab still has once a run's cgroup is empty. These are the orphans
-/// of cilab's own labs, re-parented to it: nothing else makes cilab their parent. A
-/// killed process leaves the cgroup a moment before it becomes a zombie, hence the wait.
+/// of cilab's own labs, re-parented to it: nothing else makes cilab their parent. Each is
+/// waited for through its pidfd: a killed process leaves the cgroup a moment before it
+/// becomes a zombie.
 fn reap_orphans() {
     let own = std::process::id() as i32;
-    let deadline = Instant::now() + Duration::from_secs(2);
-    loop {
-        let children = procfs::children(own);
-        if children.is_empty() || Instant::now() >= deadline {
-            return;
+    for pid in procfs::children(own) {
+        if let Ok(fd) = PidFd::open(pid) {
+            fd.wait_exit(Duration::from_secs(2));
         }
-        for pid in children {
-            let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), Some(nix::sys::wait::WaitPidFlag::WNOHANG));
-        }
-        std::thread::sleep(Duration::from_millis(2));
+        let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), Some(nix::sys::wait::WaitPidFlag::WNOHANG));
     }
 }
 
@@ -137,24 +169,49 @@ fn dismantle(record: &RunRecord) -> Vec<String> {
     leaks
 }
 
-/// How long the lab's children get to die with it (PR_SET_PDEATHSIG is not instant).
-const DYING_GRACE: Duration = Duration::from_millis(500);
-
-/// Processes still in the run's cgroup once the lab has exited and its children have had
-/// `DYING_GRACE` to follow it: they outlived it.
+/// Processes still in the run's cgroup once the lab has exited and everything that was
+/// dying with it has died: they outlived it. A process is dying when SIGKILL is pending for
+/// it (PR_SET_PDEATHSIG queues it as its parent exits; a PID namespace's end does the same)
+/// or when one of its ancestors in the cgroup is dying; the harness waits on the pidfds of
+/// exactly those, and what is left alive and not dying is a leak.
 fn outlived(record: &RunRecord) -> Vec<String> {
-    let deadline = Instant::now() + DYING_GRACE;
-    while !record.cgroup.procs().is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(5));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let statuses: BTreeMap<i32, procfs::ProcStatus> = record
+            .cgroup
+            .procs()
+            .into_iter()
+            .filter_map(|pid| procfs::read_status(pid).ok().map(|s| (pid, s)))
+            .collect();
+        let live = |s: &procfs::ProcStatus| !matches!(s.state, 'Z' | 'X');
+        let dying_itself = |s: &procfs::ProcStatus| live(s) && s.pending(libc::SIGKILL);
+        let dying = |pid: i32| {
+            let mut at = pid;
+            // Walk up the parents inside the cgroup (bounded: PIDs can form no cycle).
+            for _ in 0..statuses.len() {
+                match statuses.get(&at) {
+                    Some(status) if dying_itself(status) => return true,
+                    Some(status) => at = status.ppid,
+                    None => return false,
+                }
+            }
+            false
+        };
+        let waiting: Vec<PidFd> = statuses
+            .iter()
+            .filter(|(pid, s)| live(s) && dying(**pid))
+            .filter_map(|(pid, _)| PidFd::open(*pid).ok())
+            .collect();
+        if waiting.is_empty() || Instant::now() >= deadline {
+            return statuses
+                .iter()
+                .filter(|(pid, s)| live(s) && (waiting.is_empty() || !dying(**pid)))
+                .map(|(pid, s)| format!("process {pid} ({}) was still running after the lab exited", s.name))
+                .collect();
+        }
+        // Wake when one of them exits, then look again: its death may start others'.
+        PidFd::wait_any(&waiting, deadline.saturating_duration_since(Instant::now()));
     }
-    record
-        .cgroup
-        .procs()
-        .into_iter()
-        .map(|pid| {
-            format!("process {pid} ({}) was still running after the lab exited", procfs::comm(pid).unwrap_or_default())
-        })
-        .collect()
 }
 
 /// Makes a run's scratch dir and cgroup. The record is saved first, so that a `cilab
@@ -195,23 +252,27 @@ fn open_run(lab: &str, id: &str, setup: &CgroupSetup, limits: &Limits) -> Result
 pub struct LabRun {
     record: RunRecord,
     child: Child,
+    lab_fd: Option<PidFd>,
     stdin: Option<ChildStdin>,
     protocol: Receiver<String>,
     narration: Arc<Mutex<VecDeque<String>>>,
     /// Joined at teardown, so that the lab's last words (an error as it exits) are kept.
     stderr_reader: Option<std::thread::JoinHandle<()>>,
-    baseline: Baseline,
-    namespaces: BTreeSet<(&'static str, NsId)>,
+    /// The lab's host: the run's own mount namespace (see `mountns`).
+    mount_ns: RunMountNs,
+    /// Namespaces the checks looked at, held open so that their identity stays theirs.
+    namespaces: Vec<HeldNs>,
     redactor: Redactor,
     claims: Vec<(String, Value)>,
     stage: Option<String>,
+    panic: Option<LabPanic>,
     options: RunOptions,
     torn_down: bool,
 }
 
 impl LabRun {
-    /// Makes the scratch dir and cgroup, lets `prepare` plant files in the scratch dir,
-    /// and starts the lab binary in hold mode inside the cgroup.
+    /// Makes the scratch dir, cgroup and mount namespace, lets `prepare` plant files in
+    /// the scratch dir, and starts the lab binary in hold mode inside all three.
     pub fn start(
         lab: &str,
         binary: &Path,
@@ -226,15 +287,14 @@ impl LabRun {
             });
         }
         become_subreaper()?;
-        let baseline = Baseline::take()?;
         let id = format!("{lab}-{}-{}", std::process::id(), RUN_COUNTER.fetch_add(1, Ordering::SeqCst));
         let record = open_run(lab, &id, setup, &options.limits)?;
-        if let Err(error) = prepare(&record.scratch) {
-            abort(&record);
-            return Err(error);
-        }
-        let child = match spawn_in_cgroup(held_command(binary, &record.scratch), &record.cgroup, true) {
-            Ok(child) => child,
+        let started = prepare(&record.scratch).and_then(|()| RunMountNs::create()).and_then(|mount_ns| {
+            let child = spawn_in_run(held_command(binary, &record.scratch), &record, &mount_ns, true)?;
+            Ok((mount_ns, child))
+        });
+        let (mount_ns, child) = match started {
+            Ok(started) => started,
             Err(error) => {
                 abort(&record);
                 return Err(error);
@@ -243,26 +303,42 @@ impl LabRun {
         let mut redactor = Redactor::default();
         redactor.path(&record.scratch, redact::SCRATCH);
         redactor.number(child.id().into(), redact::HOST_PID);
-        let (mut child, protocol, narration, stderr_reader) = attach_readers(child);
+        let lab_fd = PidFd::open(child.id() as i32).ok();
+        let (mut child, readers) = match attach_readers(child) {
+            Ok(attached) => attached,
+            Err((mut child, error)) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                abort(&record);
+                return Err(error);
+            }
+        };
         let stdin = child.stdin.take();
         Ok(LabRun {
             record,
             child,
+            lab_fd,
             stdin,
-            protocol,
-            narration,
-            stderr_reader,
-            baseline,
-            namespaces: BTreeSet::new(),
+            protocol: readers.protocol,
+            narration: readers.narration,
+            stderr_reader: readers.stderr_reader,
+            mount_ns,
+            namespaces: Vec::new(),
             redactor,
             claims: Vec::new(),
             stage: None,
+            panic: None,
             options,
             torn_down: false,
         })
     }
 
     /// The lab process's PID on the host.
+    /// The lab's name.
+    pub fn lab(&self) -> &str {
+        &self.record.lab
+    }
+
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
     }
@@ -291,18 +367,39 @@ impl LabRun {
         narration.iter().skip(narration.len().saturating_sub(lines)).cloned().collect()
     }
 
-    pub fn baseline(&self) -> &Baseline {
-        &self.baseline
+    /// The lab's host mount namespace: the run's own (see `mountns`).
+    pub fn mount_ns(&self) -> &RunMountNs {
+        &self.mount_ns
     }
 
-    /// A namespace the lab made: teardown checks that no process is left in it.
-    /// The harness's own namespaces are the host's, never the lab's: they are not tracked.
-    pub fn track_namespace(&mut self, kind: &'static str, ns: NsId) {
-        self.redactor.number(ns, "[namespace]");
-        let own = procfs::ns_id(std::process::id() as i32, kind).ok().flatten();
-        if own != Some(ns) {
-            self.namespaces.insert((kind, ns));
+    /// The namespace of `kind` that the lab runs in as its host: the run's mount
+    /// namespace for `mnt`, the harness's own for every other kind.
+    pub fn host_ns(&self, kind: &'static str) -> Result<NsId> {
+        if kind == "mnt" {
+            return Ok(self.mount_ns.id());
         }
+        procfs::ns_id(std::process::id() as i32, kind)?
+            .ok_or_else(|| Error::Harness(format!("the harness has no {kind} namespace link")))
+    }
+
+    /// The namespace of `kind` that `pid` is in, held open until the run ends so that its
+    /// identity cannot pass to another; `None` if the process or link is gone. A namespace
+    /// other than the host's is the lab's: teardown checks that no process is left in it.
+    pub fn namespace_of(&mut self, pid: i32, kind: &'static str) -> Result<Option<NsId>> {
+        let Some(held) = HeldNs::open(pid, kind)? else {
+            return Ok(None);
+        };
+        let id = held.id;
+        self.redactor.number(id.ino, "[namespace]");
+        if !self.namespaces.iter().any(|n| n.kind == kind && n.id == id) {
+            self.namespaces.push(held);
+        }
+        Ok(Some(id))
+    }
+
+    /// The panic the lab reported, if it did.
+    pub fn panic(&self) -> Option<&LabPanic> {
+        self.panic.as_ref()
     }
 
     /// A host PID the checks looked at: it never appears raw in an observation.
@@ -323,6 +420,10 @@ impl LabRun {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.protocol.recv_timeout(left) {
                 Ok(line) => {
+                    if let Some(panic) = LabPanic::parse(&line) {
+                        self.panic = Some(panic);
+                        continue;
+                    }
                     let Some(message) = HoldMessage::parse(&line) else {
                         self.push_narration(line);
                         continue;
@@ -343,6 +444,13 @@ impl LabRun {
                     )
                 }
                 Err(RecvTimeoutError::Disconnected) => {
+                    if let Some(panic) = &self.panic {
+                        return Err(self.failure(format!("{} (before reaching `{stage}`)", panic.describe())));
+                    }
+                    // Its stdout is closed; give the exit status a moment to be there.
+                    if let Some(fd) = &self.lab_fd {
+                        fd.wait_exit(Duration::from_secs(1));
+                    }
                     let status = self.child.try_wait().ok().flatten();
                     return Err(self.failure(format!(
                         "it exited ({}) before reaching `{stage}`",
@@ -381,27 +489,23 @@ impl LabRun {
         Ok(())
     }
 
-    /// Closes the lab's stdin and waits for it to exit.
+    /// Closes the lab's stdin and waits (on its pidfd) for it to exit.
     pub fn finish(&mut self) -> Result<ExitStatus> {
         self.stdin = None;
-        let deadline = Instant::now() + self.options.exit_timeout;
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => return Ok(status),
-                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
-                Ok(None) => {
-                    return Err(self.failure(format!(
-                        "it did not exit within {:?} of its last release",
-                        self.options.exit_timeout
-                    )))
-                }
-                Err(e) => return Err(Error::io("wait for", format!("lab {}", self.record.lab))(e)),
+        let exited = self.lab_fd.as_ref().is_none_or(|fd| fd.wait_exit(self.options.exit_timeout));
+        match self.child.try_wait() {
+            Ok(Some(status)) => Ok(status),
+            Ok(None) if !exited => {
+                Err(self.failure(format!("it did not exit within {:?} of its last release", self.options.exit_timeout)))
             }
+            Ok(None) => self.child.wait().map_err(Error::io("wait for", format!("lab {}", self.record.lab))),
+            Err(e) => Err(Error::io("wait for", format!("lab {}", self.record.lab))(e)),
         }
     }
 
-    /// Kills whatever is left, removes the cgroup and scratch dir, and checks that the
-    /// host is as it was. Leaks are returned, never hidden.
+    /// Kills whatever is left, checks what the run changed in the lab's host (its mount
+    /// namespace, by mount id), removes the cgroup and scratch dir, and checks that nothing
+    /// is left. Leaks are returned, never hidden.
     pub fn teardown(mut self) -> Teardown {
         self.torn_down = true;
         self.stdin = None;
@@ -413,8 +517,14 @@ impl LabRun {
         }
         // std reaps the lab itself, before `dismantle` reaps everything else.
         let exit = exited.or_else(|| self.child.wait().ok());
+        match self.mount_ns.changes() {
+            Ok(changes) => leaks
+                .extend(changes.describe().into_iter().map(|c| format!("the lab's host mount namespace changed: {c}"))),
+            Err(error) => leaks.push(format!("could not re-read the run's mount table: {error}")),
+        }
         leaks.extend(dismantle(&self.record));
-        leaks.extend(leaks::find_leaks(&self.baseline, &self.record.cgroup, &self.namespaces, &self.record.scratch));
+        leaks.extend(leaks::processes_left(&self.record.cgroup, &self.namespaces));
+        leaks.extend(leaks::files_left(&self.record.cgroup, &self.record.scratch));
         leaks.dedup();
         // Every process holding the lab's stderr is gone now: the reader meets its end.
         if let Some(reader) = self.stderr_reader.take() {
@@ -443,15 +553,19 @@ impl Drop for LabRun {
     }
 }
 
-/// Starts `command` so that it is in the run's cgroup before its first instruction: the
-/// child writes "0" (itself) into each cgroup.procs between fork and exec, using
-/// descriptors the parent opened, so no allocation happens after fork. If cilab dies,
-/// even by SIGKILL, the kernel kills the lab (PR_SET_PDEATHSIG). With `own_group`, the lab
-/// gets its own process group, so Ctrl-C in the terminal reaches only cilab.
-fn spawn_in_cgroup(mut command: Command, cgroup: &RunCgroup, own_group: bool) -> Result<Child> {
-    let procs_files = cgroup.open_procs_files()?;
+/// Starts `command` inside the run before its first instruction: between fork and exec
+/// the child writes "0" (itself) into each of the run's cgroup.procs, enters the run's
+/// mount namespace and changes into the scratch dir, using descriptors and a path the
+/// parent prepared, so no allocation happens after fork. If cilab dies, even by SIGKILL,
+/// the kernel kills the lab (PR_SET_PDEATHSIG). With `own_group`, the lab gets its own
+/// process group, so Ctrl-C in the terminal reaches only cilab.
+fn spawn_in_run(mut command: Command, record: &RunRecord, mount_ns: &RunMountNs, own_group: bool) -> Result<Child> {
+    let procs_files = record.cgroup.open_procs_files()?;
     let raw_fds: Vec<i32> = procs_files.iter().map(|f| f.as_raw_fd()).collect();
-    // SAFETY: the closure only makes syscalls (write, setpgid, prctl) on data that was
+    let ns_fd = mount_ns.file().as_fd().as_raw_fd();
+    let workdir = CString::new(record.scratch.as_os_str().as_bytes())
+        .map_err(|_| Error::parse("scratch path", record.scratch.display().to_string()))?;
+    // SAFETY: the closure only makes syscalls (write, setns, chdir, setpgid, prctl) on data
     // prepared before fork; it allocates nothing.
     unsafe {
         command.pre_exec(move || {
@@ -459,6 +573,9 @@ fn spawn_in_cgroup(mut command: Command, cgroup: &RunCgroup, own_group: bool) ->
                 let fd = BorrowedFd::borrow_raw(*fd);
                 nix::unistd::write(fd, b"0").map_err(std::io::Error::from)?;
             }
+            nix::sched::setns(BorrowedFd::borrow_raw(ns_fd), nix::sched::CloneFlags::CLONE_NEWNS)
+                .map_err(std::io::Error::from)?;
+            nix::unistd::chdir(workdir.as_c_str()).map_err(std::io::Error::from)?;
             if own_group {
                 nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0)).map_err(std::io::Error::from)?;
             }
@@ -467,7 +584,12 @@ fn spawn_in_cgroup(mut command: Command, cgroup: &RunCgroup, own_group: bool) ->
         });
     }
     let program = command.get_program().to_owned();
-    let child = command.spawn().map_err(Error::io("start", program))?;
+    let child = command.spawn().map_err(|e| match e.raw_os_error() {
+        Some(libc::EAGAIN | libc::ENOMEM) => {
+            Error::Harness(format!("could not start {}: {e}", Path::new(&program).display()))
+        }
+        _ => Error::io("start", program)(e),
+    })?;
     drop(procs_files);
     Ok(child)
 }
@@ -493,19 +615,32 @@ pub static BY_HAND: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBoo
 pub fn run_by_hand(lab: &str, binary: &Path, setup: &CgroupSetup, pause_each_step: bool) -> Result<Teardown> {
     BY_HAND.store(true, Ordering::SeqCst);
     become_subreaper()?;
-    let baseline = Baseline::take()?;
     let id = format!("{lab}-{}-by-hand", std::process::id());
     let record = open_run(lab, &id, setup, &Limits::default())?;
+    let mount_ns = match RunMountNs::create() {
+        Ok(ns) => ns,
+        Err(error) => {
+            abort(&record);
+            return Err(error);
+        }
+    };
     let mut command = Command::new(binary);
     command.arg("--workdir").arg(&record.scratch);
     if pause_each_step {
         command.arg("--step");
     }
-    let exit = spawn_in_cgroup(command, &record.cgroup, false)
+    let exit = spawn_in_run(command, &record, &mount_ns, false)
         .and_then(|mut child| child.wait().map_err(Error::io("wait for", binary)));
     let mut leaks = if exit.is_ok() { outlived(&record) } else { Vec::new() };
+    match mount_ns.changes() {
+        Ok(changes) => {
+            leaks.extend(changes.describe().into_iter().map(|c| format!("the lab's host mount namespace changed: {c}")))
+        }
+        Err(error) => leaks.push(format!("could not re-read the run's mount table: {error}")),
+    }
     leaks.extend(dismantle(&record));
-    leaks.extend(leaks::find_leaks(&baseline, &record.cgroup, &BTreeSet::new(), &record.scratch));
+    drop(mount_ns);
+    leaks.extend(leaks::files_left(&record.cgroup, &record.scratch));
     Ok(Teardown { exit: Some(exit?), leaks, narration_tail: Vec::new() })
 }
 
@@ -522,29 +657,43 @@ fn keep_line(narration: &Mutex<VecDeque<String>>, line: String) {
     lines.push_back(line);
 }
 
-type Readers = (Child, Receiver<String>, Arc<Mutex<VecDeque<String>>>, Option<std::thread::JoinHandle<()>>);
+struct Readers {
+    protocol: Receiver<String>,
+    narration: Arc<Mutex<VecDeque<String>>>,
+    stderr_reader: Option<std::thread::JoinHandle<()>>,
+}
 
 /// One thread per output stream: stdout lines go to a channel (protocol), stderr lines
-/// are kept as narration.
-fn attach_readers(mut child: Child) -> Readers {
+/// are kept as narration. A thread that cannot start (a tight pids limit) is the harness's
+/// failure, returned with the child so that the caller can end it.
+fn attach_readers(mut child: Child) -> std::result::Result<(Child, Readers), (Child, Error)> {
     let (sender, receiver) = std::sync::mpsc::channel();
-    if let Some(stdout) = child.stdout.take() {
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(std::result::Result::ok) {
-                if sender.send(line).is_err() {
-                    break;
+    let narration = Arc::new(Mutex::new(VecDeque::new()));
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    let spawned = std::thread::Builder::new()
+        .name("lab-stdout".into())
+        .spawn(move || {
+            if let Some(stdout) = stdout {
+                for line in BufReader::new(stdout).lines().map_while(std::result::Result::ok) {
+                    if sender.send(line).is_err() {
+                        break;
+                    }
                 }
             }
-        });
-    }
-    let narration = Arc::new(Mutex::new(VecDeque::new()));
-    let stderr_reader = child.stderr.take().map(|stderr| {
-        let narration = Arc::clone(&narration);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(std::result::Result::ok) {
-                keep_line(&narration, line);
-            }
         })
-    });
-    (child, receiver, narration, stderr_reader)
+        .and_then(|_| {
+            let narration = Arc::clone(&narration);
+            std::thread::Builder::new().name("lab-stderr".into()).spawn(move || {
+                if let Some(stderr) = stderr {
+                    for line in BufReader::new(stderr).lines().map_while(std::result::Result::ok) {
+                        keep_line(&narration, line);
+                    }
+                }
+            })
+        });
+    match spawned {
+        Ok(stderr_reader) => Ok((child, Readers { protocol: receiver, narration, stderr_reader: Some(stderr_reader) })),
+        Err(e) => Err((child, Error::Harness(format!("could not start a thread to read the lab's output: {e}")))),
+    }
 }

@@ -1,23 +1,51 @@
-//! Observations (stable, redacted facts the harness saw) and verdicts (named checks a
-//! student understands, with points, the observations they rest on and a hint).
+//! Verdicts: named checks a student understands, each decided on the typed facts the
+//! harness observed (see `facts`), with points (none for a fact the harness only
+//! demonstrates), the STUDENT region whose work it grades, the facts it rests on, and a
+//! hint when it fails.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
-/// A verdict as declared by a lab's checks, before the run.
+use crate::facts::{stage_of, Evidence, Fact, Facts};
+
+/// A verdict as a lab's checks declare it.
 #[derive(Debug, Clone, Copy)]
 pub struct VerdictSpec {
     pub id: &'static str,
     /// The sentence that is true when the check passes.
     pub claim: &'static str,
+    /// Zero for a fact the harness demonstrates itself: shown, never points earned.
     pub points: u32,
+    /// The STUDENT region whose work this verdict grades; `None` for facts and the run.
+    pub region: Option<&'static str>,
     /// Shown when the check fails: where to look, not the answer.
     pub hint: &'static str,
+    /// Decides on the facts: `None` when a fact it needs was never observed.
+    pub decide: fn(&Evidence) -> Option<bool>,
 }
 
-/// Verdicts every lab gets, judged by the run itself.
+impl VerdictSpec {
+    pub fn kind(&self) -> Kind {
+        if self.points == 0 {
+            Kind::Fact
+        } else {
+            Kind::Graded
+        }
+    }
+}
+
+/// Facts every run records about itself, and the verdicts every lab gets from them.
+pub mod run_facts {
+    use super::Fact;
+    /// Every stage the lab declares was reached and observed.
+    pub const ALL_STAGES_REACHED: Fact<bool> = Fact::new("run.all_stages_reached");
+    /// How the lab ended: "exit status 0", "killed by SIGKILL", "did not exit".
+    pub const LAB_EXIT: Fact<String> = Fact::new("run.lab_exit");
+    /// What the run left behind (empty when clean).
+    pub const LEAKS: Fact<Vec<String>> = Fact::new("run.leaks");
+}
+
 pub const LAB_FINISHED: &str = "lab-finished";
 pub const NOTHING_LEAKED: &str = "nothing-leaked";
 pub const COMMON: [VerdictSpec; 2] = [
@@ -25,13 +53,18 @@ pub const COMMON: [VerdictSpec; 2] = [
         id: LAB_FINISHED,
         claim: "the lab ran through every stage and exited with status 0",
         points: 1,
+        region: None,
         hint: "run the lab by hand (`cilab run <lab>`) and read its last lines: an error names the syscall that failed",
+        decide: |e| Some(e.get(run_facts::ALL_STAGES_REACHED)? && e.get(run_facts::LAB_EXIT)? == "exit status 0"),
     },
     VerdictSpec {
         id: NOTHING_LEAKED,
-        claim: "after the run, the host's mount table, cgroup tree and process list are as they were",
+        claim:
+            "after the run, the lab's host (the run's mount namespace), its cgroup and its processes are as they were",
         points: 2,
+        region: None,
         hint: "make the mount tree private before mounting, kill and reap every child, and remove what you created",
+        decide: |e| Some(e.get(run_facts::LEAKS)?.is_empty()),
     },
 ];
 
@@ -44,14 +77,32 @@ pub enum Outcome {
     Skip,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// Earns points: something the student writes can fail it.
+    #[default]
+    Graded,
+    /// The harness demonstrates it; shown without points.
+    Fact,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Verdict {
     pub id: String,
     pub claim: String,
     pub outcome: Outcome,
+    #[serde(default)]
+    pub kind: Kind,
     pub points: u32,
     pub max_points: u32,
-    /// Keys of the observations this verdict was decided on.
+    /// The stage the verdict's evidence comes from (or where the run stopped short of it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
+    /// The STUDENT region this verdict grades.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Keys of the facts this verdict was decided on.
     pub rests_on: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
@@ -59,78 +110,134 @@ pub struct Verdict {
     pub hint: Option<String>,
 }
 
-pub type Observations = BTreeMap<String, Value>;
-
-/// Collects observations and verdicts during one run.
-#[derive(Debug)]
-pub struct Grader {
-    specs: Vec<VerdictSpec>,
-    observations: Observations,
-    verdicts: BTreeMap<&'static str, Verdict>,
+/// Why a run ended before its last stage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stop {
+    /// The stage the harness was waiting for or observing.
+    pub stage: Option<String>,
+    pub why: String,
+    /// The harness failed, not the lab: what was not checked is a SKIP, not a FAIL.
+    pub harness_failure: bool,
+    /// The STUDENT region the lab panicked in, if it did.
+    pub panic_region: Option<String>,
 }
 
-impl Grader {
-    pub fn new(lab_specs: &[VerdictSpec]) -> Self {
-        let specs = lab_specs.iter().chain(COMMON.iter()).copied().collect();
-        Grader { specs, observations: Observations::new(), verdicts: BTreeMap::new() }
-    }
+/// What a lab's regions say, for hints: region name to its hint.
+pub type RegionHints = BTreeMap<String, String>;
 
-    /// Records a fact. `value` must already be redacted (see `redact`); the run also
-    /// sweeps every observation for raw PIDs, inodes and paths before it is reported.
-    pub fn observe(&mut self, key: &str, value: impl Serialize) {
-        let value = serde_json::to_value(value).unwrap_or_else(|e| Value::String(format!("(unserialisable: {e})")));
-        self.observations.insert(key.to_string(), value);
-    }
-
-    /// Decides a verdict. `detail` says what was seen when it failed. Every key in
-    /// `rests_on` must have been observed: a verdict never claims evidence it lacks.
-    pub fn judge(&mut self, id: &str, passed: bool, rests_on: &[&str], detail: impl Into<String>) {
-        if let Some(missing) = rests_on.iter().find(|key| !self.observations.contains_key(**key)) {
-            // Like an undeclared verdict id: a bug in the check, caught by the lab's tests.
-            panic!("verdict `{id}` rests on `{missing}`, which was never observed");
-        }
-        let outcome = if passed { Outcome::Pass } else { Outcome::Fail };
-        self.decide(id, outcome, rests_on, Some(detail.into()));
-    }
-
-    /// Marks a verdict as not checkable here, with the reason.
-    pub fn skip(&mut self, id: &str, why: impl Into<String>) {
-        self.decide(id, Outcome::Skip, &[], Some(why.into()));
-    }
-
-    fn decide(&mut self, id: &str, outcome: Outcome, rests_on: &[&str], detail: Option<String>) {
-        let Some(spec) = self.specs.iter().find(|s| s.id == id) else {
-            // A check naming a verdict it did not declare is a bug in the harness.
-            panic!("verdict `{id}` is not declared for this lab");
-        };
-        let verdict = Verdict {
-            id: spec.id.to_string(),
-            claim: spec.claim.to_string(),
-            outcome,
-            points: if outcome == Outcome::Pass { spec.points } else { 0 },
-            max_points: spec.points,
-            rests_on: rests_on.iter().map(|s| s.to_string()).collect(),
-            detail: if outcome == Outcome::Pass { None } else { detail },
-            hint: (outcome == Outcome::Fail).then(|| spec.hint.to_string()),
-        };
-        self.verdicts.insert(spec.id, verdict);
-    }
-
-    /// Every declared verdict, in declaration order; the ones never decided failed
-    /// because the run stopped before them (`stopped` says where and why).
-    pub fn finish(mut self, stopped: Option<&str>) -> (Vec<Verdict>, Observations) {
-        let reason = match stopped {
-            Some(why) => format!("not reached: {why}"),
-            None => "not reached: the check ended without deciding it".to_string(),
-        };
-        let specs = self.specs.clone();
-        for spec in &specs {
-            if !self.verdicts.contains_key(spec.id) {
-                self.decide(spec.id, Outcome::Fail, &[], Some(reason.clone()));
+/// Decides every verdict on the facts, in declaration order, then keeps hints only where
+/// they help: the first failure of each region at each stage (ten hints after a `todo!()`
+/// help nobody).
+pub fn decide_all(
+    lab: &str,
+    specs: &[VerdictSpec],
+    facts: &Facts,
+    stop: Option<&Stop>,
+    stages: &[&str],
+    regions: &RegionHints,
+) -> Vec<Verdict> {
+    let stage_index = |key: &str| {
+        let stage = stage_of(key);
+        stages.iter().position(|s| *s == stage).unwrap_or(stages.len())
+    };
+    let mut verdicts: Vec<Verdict> = specs
+        .iter()
+        .map(|spec| {
+            let mut verdict = Verdict {
+                id: spec.id.to_string(),
+                claim: spec.claim.to_string(),
+                outcome: Outcome::Fail,
+                kind: spec.kind(),
+                points: 0,
+                max_points: spec.points,
+                stage: None,
+                region: spec.region.map(String::from),
+                rests_on: Vec::new(),
+                detail: None,
+                hint: None,
+            };
+            if let Some(why) = facts.skipped(spec.id) {
+                verdict.outcome = Outcome::Skip;
+                verdict.detail = Some(why.to_string());
+                return verdict;
             }
+            let evidence = Evidence::new(facts);
+            let decision = (spec.decide)(&evidence);
+            let asked = evidence.asked();
+            verdict.stage = asked
+                .iter()
+                .max_by_key(|k| stage_index(k))
+                .map(|k| stage_of(k))
+                .filter(|s| *s != "run")
+                .map(String::from);
+            verdict.rests_on = asked.iter().map(|k| k.to_string()).collect();
+            match decision {
+                Some(true) => {
+                    verdict.outcome = Outcome::Pass;
+                    verdict.points = spec.points;
+                }
+                Some(false) => {
+                    let seen: Vec<String> =
+                        evidence.seen().into_iter().map(|(key, value)| format!("{key} = {value}")).collect();
+                    verdict.detail = Some(seen.join("; "));
+                    verdict.hint = Some(hint_text(lab, spec, regions));
+                }
+                None => {
+                    let missing = evidence.missing();
+                    verdict.stage = missing.first().map(|k| stage_of(k)).filter(|s| *s != "run").map(String::from);
+                    verdict.rests_on.retain(|k| !missing.contains(&k.as_str()));
+                    match stop {
+                        Some(stop) if stop.harness_failure => {
+                            verdict.outcome = Outcome::Skip;
+                            verdict.detail = Some(format!("not checked: {}", stop.why));
+                        }
+                        Some(stop) => {
+                            verdict.detail = Some(format!("not reached: {}", stop.why));
+                            verdict.hint = Some(hint_text(lab, spec, regions));
+                        }
+                        // Every stage ran and still a fact is missing: a bug in the checks.
+                        None => verdict.detail = Some(format!("never observed: {}", missing.join(", "))),
+                    }
+                }
+            }
+            verdict
+        })
+        .collect();
+    keep_first_hints(&mut verdicts, stop);
+    verdicts
+}
+
+fn hint_text(lab: &str, spec: &VerdictSpec, regions: &RegionHints) -> String {
+    match spec.region.and_then(|r| regions.get(r).map(|hint| (r, hint))) {
+        Some((region, region_hint)) => {
+            format!("{} (your code: STUDENT region `{region}` in labs/{lab}/src/main.rs: {region_hint})", spec.hint)
         }
-        let verdicts = specs.iter().filter_map(|s| self.verdicts.remove(s.id)).collect();
-        (verdicts, self.observations)
+        None => spec.hint.to_string(),
+    }
+}
+
+/// A hint stays on the first failed verdict of each region at each stage. When the run
+/// stopped early, the verdicts it never reached keep a hint only if they grade the region
+/// the lab panicked in, or, without a panic, the first of them.
+fn keep_first_hints(verdicts: &mut [Verdict], stop: Option<&Stop>) {
+    let mut hinted: BTreeSet<(Option<String>, Option<String>)> = BTreeSet::new();
+    let mut not_reached_hinted = false;
+    for verdict in verdicts.iter_mut().filter(|v| v.hint.is_some()) {
+        let not_reached = verdict.detail.as_deref().is_some_and(|d| d.starts_with("not reached"));
+        let keep = if not_reached {
+            match stop.and_then(|s| s.panic_region.as_deref()) {
+                Some(region) => {
+                    verdict.region.as_deref() == Some(region) && hinted.insert((None, verdict.region.clone()))
+                }
+                None => !std::mem::replace(&mut not_reached_hinted, true),
+            }
+        } else {
+            let region = verdict.region.clone().or_else(|| Some(verdict.id.clone()));
+            hinted.insert((verdict.stage.clone(), region))
+        };
+        if !keep {
+            verdict.hint = None;
+        }
     }
 }
 
@@ -142,15 +249,6 @@ pub mod redact {
 
     pub const HOST_PID: &str = "[host pid]";
     pub const SCRATCH: &str = "[scratch]";
-
-    /// "same" or "differs": a relation instead of two inode numbers.
-    pub fn same_or_differs<T: PartialEq>(a: &T, b: &T) -> &'static str {
-        if a == b {
-            "same"
-        } else {
-            "differs"
-        }
-    }
 
     /// Raw values a run saw (host PIDs, namespace inodes, the scratch path) and the
     /// words that replace them wherever they still appear in an observation.
@@ -226,43 +324,99 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    const SPECS: [VerdictSpec; 2] = [
-        VerdictSpec { id: "a", claim: "A holds", points: 2, hint: "look at A" },
-        VerdictSpec { id: "b", claim: "B holds", points: 1, hint: "look at B" },
+    const X: Fact<u32> = Fact::new("one.x");
+    const Y: Fact<bool> = Fact::new("two.y");
+
+    const SPECS: [VerdictSpec; 4] = [
+        VerdictSpec {
+            id: "a",
+            claim: "A holds",
+            points: 2,
+            region: Some("r1"),
+            hint: "look at A",
+            decide: |e| Some(e.get(X)? == 1),
+        },
+        VerdictSpec {
+            id: "b",
+            claim: "B holds",
+            points: 1,
+            region: Some("r1"),
+            hint: "look at B",
+            decide: |e| Some(e.get(X)? == 2),
+        },
+        VerdictSpec { id: "c", claim: "C holds", points: 0, region: None, hint: "look at C", decide: |e| e.get(Y) },
+        VerdictSpec {
+            id: "d",
+            claim: "D holds",
+            points: 1,
+            region: Some("r2"),
+            hint: "look at D",
+            decide: |e| Some(e.get(Y)? && e.get(X)? > 0),
+        },
     ];
 
+    fn regions() -> RegionHints {
+        [("r1".to_string(), "hint of r1".to_string()), ("r2".to_string(), "hint of r2".to_string())].into()
+    }
+
     #[test]
-    fn undecided_verdicts_fail_with_the_reason_the_run_stopped() {
-        let mut grader = Grader::new(&SPECS);
-        grader.observe("x", 1);
-        grader.judge("a", true, &["x"], "unused");
-        let (verdicts, _) = grader.finish(Some("the lab died at stage s"));
-        assert_eq!(verdicts.len(), 2 + COMMON.len());
-        assert_eq!(verdicts[0].outcome, Outcome::Pass);
+    fn verdicts_are_decided_on_facts_and_rest_on_what_they_read() {
+        let mut facts = Facts::default();
+        facts.record(X, 1);
+        facts.record(Y, true);
+        let verdicts = decide_all("lab", &SPECS, &facts, None, &["one", "two"], &regions());
+        let outcomes: Vec<Outcome> = verdicts.iter().map(|v| v.outcome).collect();
+        assert_eq!(outcomes, [Outcome::Pass, Outcome::Fail, Outcome::Pass, Outcome::Pass]);
         assert_eq!(verdicts[0].points, 2);
-        assert_eq!(verdicts[0].hint, None);
-        assert_eq!(verdicts[1].outcome, Outcome::Fail);
         assert_eq!(verdicts[1].points, 0);
-        assert_eq!(verdicts[1].detail.as_deref(), Some("not reached: the lab died at stage s"));
-        assert_eq!(verdicts[1].hint.as_deref(), Some("look at B"));
+        assert_eq!(verdicts[1].detail.as_deref(), Some("one.x = 1"));
+        assert_eq!(verdicts[3].rests_on, vec!["two.y", "one.x"]);
+        assert_eq!(verdicts[3].stage.as_deref(), Some("two"));
+        assert_eq!(verdicts[2].kind, Kind::Fact);
     }
 
     #[test]
-    #[should_panic(expected = "rests on `never.seen`")]
-    fn a_verdict_cannot_rest_on_an_observation_never_made() {
-        let mut grader = Grader::new(&SPECS);
-        grader.observe("x", true);
-        grader.judge("a", true, &["x", "never.seen"], "");
+    fn one_hint_per_region_and_stage_with_the_region_hint() {
+        let mut facts = Facts::default();
+        facts.record(X, 3);
+        facts.record(Y, false);
+        let verdicts = decide_all("lab", &SPECS, &facts, None, &["one", "two"], &regions());
+        assert!(verdicts.iter().all(|v| v.outcome == Outcome::Fail));
+        let hint = verdicts[0].hint.as_deref().expect("first failure of r1 keeps its hint");
+        assert!(hint.contains("look at A") && hint.contains("STUDENT region `r1` in labs/lab/src/main.rs: hint of r1"));
+        assert_eq!(verdicts[1].hint, None, "the second failure of r1 at the same stage has none");
+        assert!(verdicts[2].hint.is_some() && verdicts[3].hint.is_some());
     }
 
     #[test]
-    fn a_skip_is_not_a_pass_and_has_no_points() {
-        let mut grader = Grader::new(&SPECS);
-        grader.skip("b", "kernel too old");
-        let (verdicts, _) = grader.finish(None);
-        let b = verdicts.iter().find(|v| v.id == "b").expect("b");
-        assert_eq!((b.outcome, b.points), (Outcome::Skip, 0));
-        assert_eq!(b.detail.as_deref(), Some("kernel too old"));
+    fn a_run_that_stopped_hints_the_region_it_panicked_in() {
+        let facts = Facts::default();
+        let stop = Stop {
+            stage: Some("one".into()),
+            why: "the lab panicked".into(),
+            harness_failure: false,
+            panic_region: Some("r2".into()),
+        };
+        let verdicts = decide_all("lab", &SPECS, &facts, Some(&stop), &["one", "two"], &regions());
+        assert!(verdicts.iter().all(|v| v.outcome == Outcome::Fail));
+        assert_eq!(verdicts[0].detail.as_deref(), Some("not reached: the lab panicked"));
+        let hinted: Vec<&str> = verdicts.iter().filter(|v| v.hint.is_some()).map(|v| v.id.as_str()).collect();
+        assert_eq!(hinted, ["d"]);
+    }
+
+    #[test]
+    fn a_harness_failure_skips_what_it_could_not_check_and_gives_no_points() {
+        let mut facts = Facts::default();
+        facts.record(X, 1);
+        facts.skip("b", "kernel too old");
+        let stop =
+            Stop { stage: Some("two".into()), why: "fork: EAGAIN".into(), harness_failure: true, panic_region: None };
+        let verdicts = decide_all("lab", &SPECS, &facts, Some(&stop), &["one", "two"], &regions());
+        assert_eq!(verdicts[0].outcome, Outcome::Pass);
+        assert_eq!((verdicts[1].outcome, verdicts[1].points), (Outcome::Skip, 0));
+        assert_eq!(verdicts[1].detail.as_deref(), Some("kernel too old"));
+        assert_eq!(verdicts[3].outcome, Outcome::Skip);
+        assert_eq!(verdicts[3].detail.as_deref(), Some("not checked: fork: EAGAIN"));
     }
 
     #[test]
@@ -287,11 +441,5 @@ mod tests {
                 "count": 3,
             })
         );
-    }
-
-    #[test]
-    fn relations_instead_of_values() {
-        assert_eq!(same_or_differs(&1, &1), "same");
-        assert_eq!(same_or_differs(&1, &2), "differs");
     }
 }

@@ -1,92 +1,176 @@
 //! Checks for lab chroot-jail. The harness builds nothing: it looks at the jail the lab
-//! built in the scratch dir, execs programs in it itself (chroot in a forked child),
-//! enters the jailed process's root through /proc/<pid>/root, compares namespace links,
-//! and tries to write through the lab's read-only bind mount.
+//! built in the scratch dir, execs programs in it itself (chroot in a forked child, stopped
+//! right after execve to see which files the kernel mapped), reads the jailed process's
+//! root and working directory through /proc, compares namespaces, and tries to write
+//! through the lab's read-only bind mount to a file it planted.
 
 use std::collections::BTreeMap;
 use std::ffi::CString;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use labkit::protocol::chroot_jail::*;
 use nix::errno::Errno;
-use nix::unistd::{chdir, chroot, execv, getpid, Gid, Uid};
+use nix::fcntl::{AtFlags, OFlag};
+use nix::sys::ptrace;
+use nix::sys::stat::{fstatat, Mode};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{chdir, chroot, execv, fork, ForkResult, Gid, Uid};
 
+use super::{errno_name, file_id, find_child_named, list_dir, proc_fs_type};
+use crate::catalog::Observer;
 use crate::error::{Error, Result};
-use crate::probe::forked::{self, ProbeFailure, ProbeOutcome};
+use crate::facts::{Fact, Facts, Relation};
+use crate::probe::forked::{self, ProbeFailure};
 use crate::probe::procfs::{self, NAMESPACE_KINDS};
 use crate::run::LabRun;
-use crate::verdict::redact::same_or_differs;
-use crate::verdict::{Grader, VerdictSpec};
+use crate::verdict::VerdictSpec;
+
+// ── facts, by stage ──────────────────────────────────────────────────────────────
+const ALONE_PRESENT: Fact<bool> = Fact::new("binary-alone.program_present_in_jail");
+const ALONE_DYNAMIC: Fact<bool> = Fact::new("binary-alone.program_has_interpreter");
+const ALONE_LOADER_PRESENT: Fact<bool> = Fact::new("binary-alone.interpreter_present_in_jail");
+const ALONE_EXEC: Fact<String> = Fact::new("binary-alone.exec");
+const BUSYBOX_STATIC: Fact<bool> = Fact::new("binary-alone.busybox_is_static");
+const BUSYBOX_EXEC: Fact<String> = Fact::new("binary-alone.busybox_exec");
+
+const LIB_LOADER_PRESENT: Fact<bool> = Fact::new("with-libraries.interpreter_present_in_jail");
+const LIB_EXEC: Fact<String> = Fact::new("with-libraries.exec");
+const LIB_EXE_IS_PROGRAM: Fact<bool> = Fact::new("with-libraries.executed_file_is_the_dynamic_program");
+const LIB_LOADER_MAPPED: Fact<bool> = Fact::new("with-libraries.interpreter_mapped_after_exec");
+
+const ROOT: Fact<Relation> = Fact::new("jailed.root_vs_jail_dir");
+const CWD: Fact<Relation> = Fact::new("jailed.cwd_after_cd_dotdot_twice_vs_jail_dir");
+const SLASH_LISTS: Fact<Vec<String>> = Fact::new("jailed.slash_lists_besides_lib_dirs");
+const SLASH_IS_JAIL: Fact<bool> = Fact::new("jailed.slash_equals_jail_dir");
+const SLASH_IS_HOST: Fact<bool> = Fact::new("jailed.slash_equals_host_root");
+const NAMESPACES: Fact<BTreeMap<String, Relation>> = Fact::new("jailed.namespaces_vs_host");
+const NOBODY_CHROOT: Fact<String> = Fact::new("jailed.chroot_as_uid_65534");
+
+const PRIVATE_MNT_NS: Fact<Relation> = Fact::new("private-mounts.mnt_ns_vs_host");
+const PROC_FS: Fact<String> = Fact::new("private-mounts.jail_proc_fs_type");
+const PROC_SHOWS_HARNESS: Fact<bool> = Fact::new("private-mounts.jail_proc_shows_the_harness_in_its_pid_ns");
+const HOST_MOUNT_CHANGES: Fact<Vec<String>> = Fact::new("private-mounts.host_mount_changes");
+const BIND_READ_ONLY: Fact<bool> = Fact::new("private-mounts.bind_mount_read_only");
+const BIND_IS_HOST_DIR: Fact<bool> = Fact::new("private-mounts.bind_shows_the_planted_host_file");
+const APPEND: Fact<String> = Fact::new("private-mounts.append_to_note");
+const CREATE: Fact<String> = Fact::new("private-mounts.create_file");
+const HOST_NOTE_UNCHANGED: Fact<bool> = Fact::new("private-mounts.host_note_unchanged");
 
 pub const VERDICTS: [VerdictSpec; 11] = [
     VerdictSpec {
         id: "lonely-binary-enoent",
         claim: "a dynamically linked program copied alone into the jail is there, yet exec fails with ENOENT: its ELF interpreter is missing",
         points: 2,
-        hint: "copy only the program at first; ENOENT names the loader from its PT_INTERP header, not the program",
+        region: Some("copy-libraries"),
+        hint: "copy only the program at first (the libraries come in step 2): ENOENT names the loader from its PT_INTERP header, not the program",
+        decide: |e| {
+            Some(
+                e.get(ALONE_PRESENT)?
+                    && e.get(ALONE_DYNAMIC)?
+                    && !e.get(ALONE_LOADER_PRESENT)?
+                    && e.get(ALONE_EXEC)? == "ENOENT",
+            )
+        },
     },
     VerdictSpec {
         id: "runs-with-loader",
-        claim: "once its loader and libraries are copied into the jail, the same program runs there",
+        claim: "once its loader and libraries are copied into the jail, the same program runs there with that loader mapped",
         points: 2,
+        region: Some("copy-libraries"),
         hint: "copy the PT_INTERP loader and every library `ldd` lists, each to the same path inside the jail",
+        decide: |e| {
+            Some(
+                e.get(LIB_LOADER_PRESENT)?
+                    && e.get(LIB_EXEC)? == "runs"
+                    && e.get(LIB_EXE_IS_PROGRAM)?
+                    && e.get(LIB_LOADER_MAPPED)?,
+            )
+        },
     },
     VerdictSpec {
         id: "static-busybox-runs",
         claim: "a statically linked busybox runs in the jail with no libraries at all",
-        points: 1,
+        points: 0,
+        region: None,
         hint: "use the busybox from busybox-static: a dynamic busybox needs its loader too",
+        decide: |e| Some(e.get(BUSYBOX_STATIC)? && e.get(BUSYBOX_EXEC)? == "runs" && !e.get(ALONE_LOADER_PRESENT)?),
     },
     VerdictSpec {
         id: "root-is-jail",
-        claim: "on the host, /proc/<pid>/root of the jailed process points at the jail directory",
+        claim: "on the host, /proc/<pid>/root of the jailed process is the jail directory",
         points: 2,
-        hint: "chroot(jail) in the child that stays in the jail, then chdir(\"/\")",
+        region: Some("enter-jail"),
+        hint: "chroot(jail) in the process that stays in the jail: chdir alone changes only where relative paths start",
+        decide: |e| Some(e.get(ROOT)? == Relation::Same),
+    },
+    VerdictSpec {
+        id: "dotdot-stays",
+        claim: "inside, cd .. twice from / leaves the jailed process at the top of the jail",
+        points: 2,
+        region: Some("enter-jail"),
+        hint: "after chroot, chdir(\"/\"): a working directory left outside the new root lets `cd ..` walk out of the jail",
+        decide: |e| Some(e.get(CWD)? == Relation::Same),
     },
     VerdictSpec {
         id: "slash-is-jail",
         claim: "inside, / lists the jail, not the host's root",
-        points: 1,
-        hint: "the jailed process's / must be the jail directory",
-    },
-    VerdictSpec {
-        id: "dotdot-stays",
-        claim: "inside, cd .. at / stays at the top of the jail",
-        points: 1,
-        hint: "the kernel stops .. at a process's root: make sure the root really is the jail",
+        points: 0,
+        region: None,
+        hint: "the jailed process's / is its root directory: the jail",
+        decide: |e| Some(e.get(SLASH_IS_JAIL)? && !e.get(SLASH_IS_HOST)?),
     },
     VerdictSpec {
         id: "no-namespace",
         claim: "chroot changes no namespace: the jailed process shares every namespace with the host",
-        points: 2,
+        points: 0,
+        region: None,
         hint: "the plain jailed process must not unshare anything: chroot alone is the point of this step",
+        decide: |e| {
+            let namespaces = e.get(NAMESPACES)?;
+            Some(!namespaces.is_empty() && namespaces.values().all(|r| *r == Relation::Same))
+        },
     },
     VerdictSpec {
         id: "proc-shows-host",
         claim: "proc mounted inside the jail shows the host's processes: chroot does not isolate PIDs",
         points: 2,
-        hint: "mount proc on <jail>/proc from a process that is still in the host's PID namespace",
+        region: Some("private-mounts"),
+        hint: "mount a filesystem of type proc on <jail>/proc from a process still in the host's PID namespace",
+        decide: |e| Some(e.get(PROC_FS)? == "proc" && e.get(PROC_SHOWS_HARNESS)?),
     },
     VerdictSpec {
         id: "host-mounts-untouched",
-        claim: "the jail's mounts live in a private mount namespace: the host's mount table does not change",
+        claim: "the jail's mounts live in a private mount namespace: the lab's host (the run's mount namespace) does not change",
         points: 1,
-        hint: "unshare(CLONE_NEWNS) and mount --make-rprivate / before mounting anything",
+        region: Some("private-mounts"),
+        hint: "unshare(CLONE_NEWNS) and mount / MS_REC|MS_PRIVATE before mounting anything: the host's / is shared",
+        decide: |e| Some(e.get(PRIVATE_MNT_NS)? == Relation::Differs && e.get(HOST_MOUNT_CHANGES)?.is_empty()),
     },
     VerdictSpec {
         id: "ro-bind-erofs",
-        claim: "a read-only bind mount in the jail refuses writes with EROFS, and the file on the host is unchanged",
+        claim: "a read-only bind mount of the host's directory in the jail refuses writes with EROFS, and the file on the host is unchanged",
         points: 2,
+        region: Some("private-mounts"),
         hint: "bind-mount host-data, then remount it with MS_BIND|MS_REMOUNT|MS_RDONLY: MS_RDONLY on the first bind is ignored",
+        decide: |e| {
+            Some(
+                e.get(BIND_READ_ONLY)?
+                    && e.get(BIND_IS_HOST_DIR)?
+                    && e.get(APPEND)? == "EROFS"
+                    && e.get(CREATE)? == "EROFS"
+                    && e.get(HOST_NOTE_UNCHANGED)?,
+            )
+        },
     },
     VerdictSpec {
         id: "nonroot-eperm",
         claim: "chroot by a user without CAP_SYS_CHROOT fails with EPERM",
-        points: 1,
+        points: 0,
+        region: None,
         hint: "EACCES means uid 65534 cannot reach the jail (a directory on its path is not searchable: chmod 755); \
                the capability is checked only after the path",
+        decide: |e| Some(e.get(NOBODY_CHROOT)? == "EPERM"),
     },
 ];
 
@@ -104,266 +188,235 @@ pub fn prepare(scratch: &Path) -> Result<()> {
     std::fs::write(&note, PLANTED_NOTE).map_err(Error::io("write", note))
 }
 
-pub fn check(run: &mut LabRun, grader: &mut Grader) -> Result<()> {
-    let jail = run.scratch().join(JAIL_DIR);
-    let program = jail.join(DYNAMIC_PROGRAM_IN_JAIL.trim_start_matches('/'));
+pub fn observer() -> Box<dyn Observer> {
+    Box::new(ChrootJail)
+}
 
-    // ── binary-alone ──────────────────────────────────────────────────────────
-    run.await_hold(BINARY_ALONE)?;
-    let present = program.is_file();
-    let interpreter = if present { labkit::elf::interpreter(&program).ok().flatten() } else { None };
-    let interpreter_in_jail = |jail: &Path| interpreter.as_ref().map(|i| in_jail(jail, i).exists());
-    let alone = exec_in_jail(&jail, DYNAMIC_PROGRAM_IN_JAIL)?;
-    grader.observe("alone.program_present_in_jail", present);
-    grader.observe(
-        "alone.program_has_interpreter",
-        // The loader's path differs between architectures: only whether there is one.
-        interpreter.is_some(),
-    );
-    grader.observe("alone.interpreter_present_in_jail", interpreter_in_jail(&jail));
-    grader.observe("alone.exec", describe(&alone));
-    grader.judge(
-        "lonely-binary-enoent",
-        present
-            && interpreter.is_some()
-            && interpreter_in_jail(&jail) == Some(false)
-            && errno_of(&alone) == Some(Errno::ENOENT),
-        &[
-            "alone.program_present_in_jail",
-            "alone.program_has_interpreter",
-            "alone.interpreter_present_in_jail",
-            "alone.exec",
-        ],
-        format!("program present: {present}; exec: {}", describe(&alone)),
-    );
+struct ChrootJail;
 
-    let busybox = jail.join(BUSYBOX_IN_JAIL.trim_start_matches('/'));
-    let busybox_static = busybox.is_file() && labkit::elf::interpreter(&busybox).is_ok_and(|i| i.is_none());
-    let busybox_run = exec_in_jail(&jail, BUSYBOX_IN_JAIL)?;
-    let jail_has_no_loader = interpreter_in_jail(&jail) == Some(false);
-    grader.observe("alone.busybox_is_static", busybox_static);
-    grader.observe("alone.busybox_exec", describe(&busybox_run));
-    grader.judge(
-        "static-busybox-runs",
-        busybox_static && printed_probe_word(&busybox_run) && jail_has_no_loader,
-        &["alone.busybox_is_static", "alone.busybox_exec", "alone.interpreter_present_in_jail"],
-        format!("busybox static: {busybox_static}; exec: {}", describe(&busybox_run)),
-    );
-    run.release()?;
-
-    // ── with-libraries ────────────────────────────────────────────────────────
-    run.await_hold(WITH_LIBRARIES)?;
-    let with_libraries = exec_in_jail(&jail, DYNAMIC_PROGRAM_IN_JAIL)?;
-    grader.observe("libraries.interpreter_present_in_jail", interpreter_in_jail(&jail));
-    grader.observe("libraries.exec", describe(&with_libraries));
-    grader.judge(
-        "runs-with-loader",
-        interpreter_in_jail(&jail) == Some(true) && printed_probe_word(&with_libraries),
-        &["libraries.interpreter_present_in_jail", "libraries.exec"],
-        format!("exec: {}", describe(&with_libraries)),
-    );
-    run.release()?;
-
-    // ── jailed ────────────────────────────────────────────────────────────────
-    run.await_hold(JAILED)?;
-    let jailed = find_child(run, JAILED_COMM)?;
-    let canonical_jail = jail.canonicalize().map_err(Error::io("resolve", &jail))?;
-    let root = procfs::root_link(jailed)?;
-    grader.observe("jailed.root_link", if root == canonical_jail { "the jail directory" } else { "elsewhere" });
-    grader.judge("root-is-jail", root == canonical_jail, &["jailed.root_link"], format!("root -> {}", root.display()));
-
-    let view = look_from_root_of(jailed)?;
-    let jail_listing = list(&jail)?;
-    let host_listing = list(Path::new("/"))?;
-    let jail_stat = std::fs::metadata(&jail).map_err(Error::io("stat", &jail))?;
-    // lib, lib64, lib32...: where the loader lives depends on the architecture.
-    let portable: Vec<&String> = view.listing.iter().filter(|n| !n.starts_with("lib")).collect();
-    grader.observe("jailed.slash_lists_besides_lib_dirs", &portable);
-    grader.observe("jailed.slash_equals_jail_dir", view.listing == jail_listing);
-    grader.observe("jailed.slash_equals_host_root", view.listing == host_listing);
-    grader.observe("jailed.dotdot_at_top_is_jail_top", view.dotdot == Some((jail_stat.dev(), jail_stat.ino())));
-    grader.judge(
-        "slash-is-jail",
-        !view.listing.is_empty() && view.listing == jail_listing && view.listing != host_listing,
-        &["jailed.slash_lists_besides_lib_dirs", "jailed.slash_equals_jail_dir", "jailed.slash_equals_host_root"],
-        format!("/ inside lists {:?}", view.listing),
-    );
-    grader.judge(
-        "dotdot-stays",
-        view.dotdot == Some((jail_stat.dev(), jail_stat.ino())),
-        &["jailed.dotdot_at_top_is_jail_top"],
-        format!("cd ..; cd .. from / reached {:?}", view.dotdot),
-    );
-
-    let own = getpid().as_raw();
-    let mut namespaces = BTreeMap::new();
-    for kind in NAMESPACE_KINDS {
-        let theirs = procfs::ns_id(jailed, kind)?;
-        let ours = procfs::ns_id(own, kind)?;
-        if theirs.is_some() || ours.is_some() {
-            namespaces.insert(kind, same_or_differs(&theirs, &ours));
+impl Observer for ChrootJail {
+    fn observe(&mut self, stage: &str, run: &mut LabRun, facts: &mut Facts) -> Result<()> {
+        let jail = run.scratch().join(JAIL_DIR);
+        match stage {
+            BINARY_ALONE => binary_alone(&jail, facts),
+            WITH_LIBRARIES => with_libraries(&jail, facts),
+            JAILED => jailed(run, &jail, facts),
+            PRIVATE_MOUNTS => private_mounts(run, &jail, facts),
+            other => Err(Error::Harness(format!("chroot-jail has no stage `{other}`"))),
         }
     }
-    grader.observe("jailed.namespaces_vs_host", &namespaces);
-    grader.judge(
-        "no-namespace",
-        !namespaces.is_empty() && namespaces.values().all(|r| *r == "same"),
-        &["jailed.namespaces_vs_host"],
-        format!("{namespaces:?}"),
-    );
+}
 
-    let as_nobody = chroot_as_nobody(&jail)?;
-    grader.observe("nonroot.chroot", &as_nobody);
-    grader.judge("nonroot-eperm", as_nobody == "EPERM", &["nonroot.chroot"], as_nobody.clone());
-    run.release()?;
+fn in_jail(jail: &Path, absolute: &str) -> PathBuf {
+    jail.join(absolute.trim_start_matches('/'))
+}
 
-    // ── private-mounts ────────────────────────────────────────────────────────
-    run.await_hold(PRIVATE_MOUNTS)?;
-    let private = find_child(run, PRIVATE_COMM)?;
-    let private_mnt = procfs::ns_id(private, "mnt")?;
-    let host_mnt = procfs::ns_id(own, "mnt")?;
-    if let Some(ns) = private_mnt {
-        run.track_namespace("mnt", ns);
-    }
-    let proc_inside = procfs::pid_entries(Path::new(&format!("/proc/{private}/root/proc"))).unwrap_or_default();
-    let shows_harness = proc_inside.contains(&own);
-    let shows_host_init = proc_inside.contains(&1);
-    let their_mounts = procfs::read_mountinfo(&private.to_string())?;
-    let proc_mounted = their_mounts.iter().any(|m| m.fs_type == "proc" && m.mount_point == "/proc");
-    grader.observe("private.mnt_ns_vs_host", same_or_differs(&private_mnt, &host_mnt));
-    grader.observe("private.proc_mounted_at_jail_proc", proc_mounted);
-    grader.observe("private.proc_inside_shows_the_harness", shows_harness);
-    grader.observe("private.proc_inside_shows_host_pid_1", shows_host_init);
-    grader.judge(
-        "proc-shows-host",
-        proc_mounted && shows_harness && shows_host_init,
-        &[
-            "private.proc_mounted_at_jail_proc",
-            "private.proc_inside_shows_the_harness",
-            "private.proc_inside_shows_host_pid_1",
-        ],
-        format!("proc inside lists {} PIDs; harness among them: {shows_harness}", proc_inside.len()),
-    );
+/// The program's PT_INTERP, if it is a dynamically linked ELF file.
+fn interpreter_of(program: &Path) -> Option<PathBuf> {
+    labkit::elf::interpreter(program).ok().flatten()
+}
 
-    let (added, removed) = run.baseline().mount_changes()?;
-    grader.observe("private.host_mounts_added", added.len());
-    grader.observe("private.host_mounts_removed", removed.len());
-    grader.judge(
-        "host-mounts-untouched",
-        private_mnt != host_mnt && added.is_empty() && removed.is_empty(),
-        &["private.mnt_ns_vs_host", "private.host_mounts_added", "private.host_mounts_removed"],
-        format!("host mounts added {added:?}, removed {removed:?}"),
-    );
-
-    let bind = their_mounts.iter().find(|m| m.mount_point == BIND_TARGET_IN_JAIL);
-    let bind_read_only = bind.is_some_and(procfs::Mount::is_read_only);
-    let through = PathBuf::from(format!("/proc/{private}/root{BIND_TARGET_IN_JAIL}"));
-    let append = write_attempt(|| std::fs::OpenOptions::new().append(true).open(through.join(HOST_NOTE)).map(drop));
-    let create = write_attempt(|| std::fs::write(through.join("new-file"), "x"));
-    let host_note = run.scratch().join(HOST_DATA_DIR).join(HOST_NOTE);
-    let note_unchanged = std::fs::read_to_string(&host_note).is_ok_and(|t| t == PLANTED_NOTE);
-    let no_new_file = !run.scratch().join(HOST_DATA_DIR).join("new-file").exists();
-    grader.observe("private.bind_mount_read_only", bind_read_only);
-    grader.observe("private.append_to_note", &append);
-    grader.observe("private.create_file", &create);
-    grader.observe("private.host_note_unchanged", note_unchanged && no_new_file);
-    grader.judge(
-        "ro-bind-erofs",
-        bind_read_only && append == "EROFS" && create == "EROFS" && note_unchanged && no_new_file,
-        &[
-            "private.bind_mount_read_only",
-            "private.append_to_note",
-            "private.create_file",
-            "private.host_note_unchanged",
-        ],
-        format!("append: {append}; create: {create}; note unchanged: {note_unchanged}"),
-    );
-    run.release()?;
+fn binary_alone(jail: &Path, facts: &mut Facts) -> Result<()> {
+    let program = in_jail(jail, DYNAMIC_PROGRAM_IN_JAIL);
+    let interpreter = interpreter_of(&program);
+    facts.record(ALONE_PRESENT, program.is_file());
+    facts.record(ALONE_DYNAMIC, interpreter.is_some());
+    facts.record(ALONE_LOADER_PRESENT, loader_present(jail, interpreter.as_deref()));
+    facts.record(ALONE_EXEC, exec_in_jail(jail, DYNAMIC_PROGRAM_IN_JAIL)?.result);
+    let busybox = in_jail(jail, BUSYBOX_IN_JAIL);
+    facts.record(BUSYBOX_STATIC, busybox.is_file() && labkit::elf::interpreter(&busybox).is_ok_and(|i| i.is_none()));
+    facts.record(BUSYBOX_EXEC, exec_in_jail(jail, BUSYBOX_IN_JAIL)?.result);
     Ok(())
 }
 
-fn in_jail(jail: &Path, absolute: &Path) -> PathBuf {
-    jail.join(absolute.strip_prefix("/").unwrap_or(absolute))
+/// Whether the interpreter's path exists inside the jail (a dangling link does not count).
+fn loader_present(jail: &Path, interpreter: Option<&Path>) -> bool {
+    interpreter.is_some_and(|i| in_jail(jail, &i.to_string_lossy()).exists())
 }
 
-fn find_child(run: &mut LabRun, comm: &str) -> Result<i32> {
-    let found: Vec<i32> =
-        procfs::children(run.pid()).into_iter().filter(|pid| procfs::comm(*pid).as_deref() == Some(comm)).collect();
-    match found.as_slice() {
-        [pid] => {
-            run.track_pid(*pid);
-            Ok(*pid)
+fn with_libraries(jail: &Path, facts: &mut Facts) -> Result<()> {
+    let program = in_jail(jail, DYNAMIC_PROGRAM_IN_JAIL);
+    facts.record(LIB_LOADER_PRESENT, loader_present(jail, interpreter_of(&program).as_deref()));
+    let exec = exec_in_jail(jail, DYNAMIC_PROGRAM_IN_JAIL)?;
+    facts.record(LIB_EXEC, exec.result);
+    facts.record(LIB_EXE_IS_PROGRAM, exec.exe_is_program_and_dynamic);
+    facts.record(LIB_LOADER_MAPPED, exec.interpreter_mapped);
+    Ok(())
+}
+
+fn jailed(run: &mut LabRun, jail: &Path, facts: &mut Facts) -> Result<()> {
+    let jailed = find_child_named(run, JAILED_COMM)?;
+    let jail_id = file_id(jail);
+    // stat follows /proc/<pid>/root and cwd to the directories themselves.
+    facts.record(ROOT, Relation::of(&file_id(Path::new(&format!("/proc/{jailed}/root"))), &jail_id));
+    facts.record(CWD, Relation::of(&file_id(Path::new(&format!("/proc/{jailed}/cwd"))), &jail_id));
+    let inside = list_dir(Path::new(&format!("/proc/{jailed}/root")))?;
+    // lib, lib64, lib32...: where the loader lives depends on the architecture.
+    facts.record(SLASH_LISTS, inside.iter().filter(|n| !n.starts_with("lib")).cloned().collect::<Vec<_>>());
+    facts.record(SLASH_IS_JAIL, !inside.is_empty() && inside == list_dir(jail)?);
+    facts.record(SLASH_IS_HOST, inside == list_dir(Path::new("/"))?);
+    let mut namespaces = BTreeMap::new();
+    for kind in NAMESPACE_KINDS {
+        let theirs = run.namespace_of(jailed, kind)?;
+        let host = run.host_ns(kind).ok();
+        if theirs.is_some() || host.is_some() {
+            namespaces.insert(kind.to_string(), Relation::of(&theirs, &host));
         }
-        _ => Err(Error::Lab {
-            lab: "chroot-jail".into(),
-            message: format!("expected one child of the lab named `{comm}`, found {found:?}"),
-        }),
     }
+    facts.record(NAMESPACES, namespaces);
+    facts.record(NOBODY_CHROOT, chroot_as_nobody(jail)?);
+    Ok(())
 }
 
-/// chroot(jail) and exec `program` as `echo PROBE_WORD`, in a forked child.
-fn exec_in_jail(jail: &Path, program: &str) -> Result<ProbeOutcome> {
+fn private_mounts(run: &mut LabRun, jail: &Path, facts: &mut Facts) -> Result<()> {
+    let private = find_child_named(run, PRIVATE_COMM)?;
+    let host_mnt = run.host_ns("mnt")?;
+    facts.record(PRIVATE_MNT_NS, Relation::of(&run.namespace_of(private, "mnt")?, &Some(host_mnt)));
+    let root = PathBuf::from(format!("/proc/{private}/root"));
+    facts.record(PROC_FS, proc_fs_type(&root.join("proc")));
+    // The harness's own entry in that proc, in the harness's PID namespace: host PIDs.
+    let own = std::process::id();
+    let own_pid_ns = run.host_ns("pid")?;
+    let theirs = nix::sys::stat::stat(&root.join(format!("proc/{own}/ns/pid"))).ok();
+    facts.record(
+        PROC_SHOWS_HARNESS,
+        theirs.is_some_and(|st| (st.st_dev, st.st_ino) == (own_pid_ns.dev, own_pid_ns.ino)),
+    );
+    facts.record(HOST_MOUNT_CHANGES, run.mount_ns().changes()?.describe());
+
+    let mounts = procfs::read_mountinfo(&private.to_string())?;
+    let bind = mounts.iter().rev().find(|m| m.mount_point == BIND_TARGET_IN_JAIL);
+    facts.record(BIND_READ_ONLY, bind.is_some_and(procfs::Mount::is_read_only));
+    let host_note = run.scratch().join(HOST_DATA_DIR).join(HOST_NOTE);
+    let through = PathBuf::from(format!("/proc/{private}/root{BIND_TARGET_IN_JAIL}"));
+    facts.record(
+        BIND_IS_HOST_DIR,
+        file_id(&host_note).is_some() && file_id(&through.join(HOST_NOTE)) == file_id(&host_note),
+    );
+    facts.record(
+        APPEND,
+        write_attempt(|| std::fs::OpenOptions::new().append(true).open(through.join(HOST_NOTE)).map(drop)),
+    );
+    facts.record(CREATE, write_attempt(|| std::fs::write(through.join("new-file"), "x")));
+    let note_unchanged = std::fs::read_to_string(&host_note).is_ok_and(|t| t == PLANTED_NOTE);
+    let no_new_file = !run.scratch().join(HOST_DATA_DIR).join("new-file").exists();
+    facts.record(HOST_NOTE_UNCHANGED, note_unchanged && no_new_file);
+    let _ = jail;
+    Ok(())
+}
+
+/// What the harness saw when it ran a program in the jail itself.
+struct Exec {
+    /// "runs" (printed the probe word, exit 0), an errno name, or what else happened.
+    result: String,
+    /// The file the kernel executed is the jail's program itself (not a link to another
+    /// program) and it names an interpreter.
+    exe_is_program_and_dynamic: bool,
+    /// The file named by the program's PT_INTERP, resolved inside the jail, is mapped in
+    /// the process right after execve: the kernel really loaded that loader.
+    interpreter_mapped: bool,
+}
+
+/// A forked probe chroots into the jail and forks a child that asks to be traced and execs
+/// `program` as `echo PROBE_WORD`. A successful execve stops the child (SIGTRAP) before its
+/// first instruction: the probe reads /proc/<child>/exe and maps, then lets it run.
+fn exec_in_jail(jail: &Path, program: &str) -> Result<Exec> {
     let path = CString::new(program).map_err(|_| Error::parse("program path", program))?;
     let argv = [c"echo".to_owned(), CString::new(PROBE_WORD).map_err(|_| Error::parse("word", PROBE_WORD))?];
-    forked::probe("exec in the jail", PROBE_TIMEOUT, |out| {
+    let outcome = forked::probe("exec in the jail", PROBE_TIMEOUT, |out| {
+        // The host's /proc, opened before the chroot: inside the jail there is none.
+        let proc_dir =
+            nix::fcntl::open("/proc", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())?;
         chroot(jail)?;
         chdir("/")?;
-        forked::pipe_as_stdout(out)?;
-        execv(&path, &argv).map(drop)
+        // SAFETY: the child makes syscalls and execs or _exits.
+        match unsafe { fork() }? {
+            ForkResult::Child => {
+                let code = ptrace::traceme()
+                    .and_then(|()| forked::pipe_as_stdout(out))
+                    .and_then(|()| execv(&path, &argv).map(drop))
+                    .err()
+                    .map_or(0, |errno| errno as i32);
+                // SAFETY: _exit has no preconditions (nix 0.29 has no wrapper).
+                unsafe { libc::_exit(code) }
+            }
+            ForkResult::Parent { child } => {
+                let mut status = waitpid(child, None)?;
+                // A successful execve stops the traced child; a failed one lets it exit.
+                if let WaitStatus::Stopped(_, nix::sys::signal::Signal::SIGTRAP) = status {
+                    let exe = fstatat(Some(proc_dir), format!("{child}/exe").as_str(), AtFlags::empty()).ok();
+                    let program_file = nix::sys::stat::lstat(path.as_c_str()).ok();
+                    let is_program = exe.zip(program_file).is_some_and(|(e, p)| {
+                        (e.st_dev, e.st_ino) == (p.st_dev, p.st_ino) && p.st_mode & libc::S_IFMT == libc::S_IFREG
+                    });
+                    let interpreter = labkit::elf::interpreter(Path::new(program)).ok().flatten();
+                    let mapped = interpreter.and_then(|i| nix::sys::stat::stat(&i).ok()).is_some_and(|st| {
+                        maps_contain(&read_at(proc_dir, &format!("{child}/maps")), st.st_dev, st.st_ino)
+                    });
+                    forked::say(out, &format!("exe-is-program {}", is_program && interpreter_named(program)));
+                    forked::say(out, &format!("interpreter-mapped {mapped}"));
+                    ptrace::detach(child, None)?;
+                    status = waitpid(child, None)?;
+                }
+                match status {
+                    WaitStatus::Exited(_, 0) => Ok(()),
+                    WaitStatus::Exited(_, code) => Err(Errno::from_raw(code)),
+                    _ => Err(Errno::EINTR),
+                }
+            }
+        }
+    })?;
+    let said = |key: &str| outcome.output.lines().any(|l| l == format!("{key} true"));
+    let printed: Vec<&str> = outcome
+        .output
+        .lines()
+        .filter(|l| !l.starts_with("exe-is-program") && !l.starts_with("interpreter-mapped"))
+        .collect();
+    let result = match outcome.status {
+        Ok(()) if printed == [PROBE_WORD] => "runs".to_string(),
+        Ok(()) => format!("runs, printed {:?}", printed.join(" ")),
+        Err(ProbeFailure::Errno(errno)) => errno_name(errno),
+        Err(ProbeFailure::Signaled(signal)) => format!("killed by {}", signal.as_str()),
+    };
+    Ok(Exec {
+        result,
+        exe_is_program_and_dynamic: said("exe-is-program"),
+        interpreter_mapped: said("interpreter-mapped"),
     })
 }
 
-fn errno_of(outcome: &ProbeOutcome) -> Option<Errno> {
-    match outcome.status {
-        Err(ProbeFailure::Errno(errno)) => Some(errno),
-        _ => None,
-    }
+/// In the probe (chrooted): the program at this path names an interpreter.
+fn interpreter_named(program: &str) -> bool {
+    labkit::elf::interpreter(Path::new(program)).is_ok_and(|i| i.is_some())
 }
 
-fn printed_probe_word(outcome: &ProbeOutcome) -> bool {
-    outcome.status.is_ok() && outcome.output.trim() == PROBE_WORD
+/// A file's text, by a path relative to an open directory (empty if unreadable).
+fn read_at(dir: std::os::fd::RawFd, path: &str) -> String {
+    use std::io::Read;
+    use std::os::fd::FromRawFd;
+    let Ok(fd) = nix::fcntl::openat(Some(dir), path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()) else {
+        return String::new();
+    };
+    // SAFETY: openat just returned this descriptor; the File owns it from here.
+    let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
+    let mut text = String::new();
+    let _ = file.read_to_string(&mut text);
+    text
 }
 
-fn describe(outcome: &ProbeOutcome) -> String {
-    match outcome.status {
-        Ok(()) if outcome.output.trim() == PROBE_WORD => "runs".to_string(),
-        Ok(()) => format!("runs, printed {:?}", outcome.output.trim()),
-        Err(ProbeFailure::Errno(errno)) => format!("{errno:?}"),
-        Err(ProbeFailure::Signaled(signal)) => format!("killed by {}", signal.as_str()),
-    }
-}
-
-struct RootView {
-    listing: Vec<String>,
-    /// (device, inode) of where `cd ..` twice from / ends.
-    dotdot: Option<(u64, u64)>,
-}
-
-/// Enters the jailed process's root (like `nsenter --root`) in a forked child, lists /,
-/// and walks .. twice.
-fn look_from_root_of(pid: i32) -> Result<RootView> {
-    let root = PathBuf::from(format!("/proc/{pid}/root"));
-    let outcome = forked::probe("look around the jail", PROBE_TIMEOUT, |out| {
-        chroot(&root)?;
-        chdir("/")?;
-        let names = list(Path::new("/")).map_err(|_| Errno::EIO)?;
-        forked::say(out, &format!("ls {}", names.join(" ")));
-        chdir("..")?;
-        chdir("..")?;
-        let here = nix::sys::stat::stat(".")?;
-        forked::say(out, &format!("dotdot {} {}", here.st_dev, here.st_ino));
-        Ok(())
-    })?;
-    let mut view = RootView { listing: Vec::new(), dotdot: None };
-    for line in outcome.output.lines() {
-        if let Some(names) = line.strip_prefix("ls ") {
-            view.listing = names.split_whitespace().map(String::from).collect();
-        } else if let Some(ids) = line.strip_prefix("dotdot ") {
-            let mut numbers = ids.split_whitespace().filter_map(|n| n.parse::<u64>().ok());
-            view.dotdot = numbers.next().zip(numbers.next());
-        }
-    }
-    Ok(view)
+/// A /proc/<pid>/maps text lists a mapping of the file with this device and inode.
+fn maps_contain(maps: &str, dev: u64, ino: u64) -> bool {
+    let (major, minor) = (libc::major(dev), libc::minor(dev));
+    maps.lines().any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (Some(device), Some(inode)) = (fields.get(3), fields.get(4)) else {
+            return false;
+        };
+        let same_device = device.split_once(':').is_some_and(|(ma, mi)| {
+            u32::from_str_radix(ma, 16).ok() == Some(major) && u32::from_str_radix(mi, 16).ok() == Some(minor)
+        });
+        same_device && inode.parse::<u64>().ok() == Some(ino)
+    })
 }
 
 fn chroot_as_nobody(jail: &Path) -> Result<String> {
@@ -375,7 +428,7 @@ fn chroot_as_nobody(jail: &Path) -> Result<String> {
     })?;
     Ok(match outcome.status {
         Ok(()) => "chroot succeeded".to_string(),
-        Err(ProbeFailure::Errno(errno)) => format!("{errno:?}"),
+        Err(ProbeFailure::Errno(errno)) => errno_name(errno),
         Err(ProbeFailure::Signaled(signal)) => format!("probe killed by {}", signal.as_str()),
     })
 }
@@ -383,13 +436,6 @@ fn chroot_as_nobody(jail: &Path) -> Result<String> {
 fn write_attempt(attempt: impl FnOnce() -> std::io::Result<()>) -> String {
     match attempt() {
         Ok(()) => "the write went through".to_string(),
-        Err(e) => e.raw_os_error().map(|code| format!("{:?}", Errno::from_raw(code))).unwrap_or_else(|| e.to_string()),
+        Err(e) => e.raw_os_error().map(|code| errno_name(Errno::from_raw(code))).unwrap_or_else(|| e.to_string()),
     }
-}
-
-fn list(dir: &Path) -> Result<Vec<String>> {
-    let entries = std::fs::read_dir(dir).map_err(Error::io("list", dir))?;
-    let mut names: Vec<String> = entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
-    names.sort();
-    Ok(names)
 }

@@ -1,5 +1,69 @@
-//! One module per lab: its verdicts, what it plants before the run, and the check that
-//! drives the held lab from stage to stage and observes the kernel from outside.
+//! One module per lab: its facts, its verdicts (each decided on facts alone), what it
+//! plants before the run, and the observer that looks at the held lab from outside at each
+//! stage. Helpers shared by the labs' observers live here.
 
 pub mod chroot_jail;
 pub mod pid_ns;
+
+use std::path::Path;
+
+use nix::errno::Errno;
+
+use crate::error::{Error, Result};
+use crate::probe::procfs;
+use crate::run::LabRun;
+
+/// "ENOENT", never the number nor a sentence.
+pub fn errno_name(errno: Errno) -> String {
+    format!("{errno:?}")
+}
+
+/// The one child of the lab named `comm`, found by the harness (not taken from the lab's
+/// claims), its host PID redacted from then on.
+pub fn find_child_named(run: &mut LabRun, comm: &str) -> Result<i32> {
+    let found: Vec<i32> =
+        procfs::children(run.pid()).into_iter().filter(|pid| procfs::comm(*pid).as_deref() == Some(comm)).collect();
+    match found.as_slice() {
+        [pid] => {
+            run.track_pid(*pid);
+            Ok(*pid)
+        }
+        [] => Err(Error::Lab {
+            lab: run.lab().to_string(),
+            message: format!("no child of the lab is named `{comm}` at this stage (did it fork, and did it die?)"),
+        }),
+        many => Err(Error::Lab {
+            lab: run.lab().to_string(),
+            message: format!("{} children of the lab are named `{comm}`; expected one", many.len()),
+        }),
+    }
+}
+
+/// The filesystem type at `path` by its statfs magic: "proc", "tmpfs", ... or the number.
+pub fn proc_fs_type(path: &Path) -> String {
+    const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+    const TMPFS_MAGIC: i64 = 0x0102_1994;
+    const SYSFS_MAGIC: i64 = 0x6265_6572;
+    match nix::sys::statfs::statfs(path) {
+        Ok(fs) => match fs.filesystem_type().0 {
+            PROC_SUPER_MAGIC => "proc".to_string(),
+            TMPFS_MAGIC => "tmpfs".to_string(),
+            SYSFS_MAGIC => "sysfs".to_string(),
+            other => format!("{other:#x}"),
+        },
+        Err(errno) => errno_name(errno),
+    }
+}
+
+/// (device, inode) of what `path` names, following symlinks; `None` if it does not exist.
+pub fn file_id(path: &Path) -> Option<(u64, u64)> {
+    nix::sys::stat::stat(path).ok().map(|st| (st.st_dev, st.st_ino))
+}
+
+/// The names in a directory, sorted.
+pub fn list_dir(dir: &Path) -> Result<Vec<String>> {
+    let entries = std::fs::read_dir(dir).map_err(Error::io("list", dir))?;
+    let mut names: Vec<String> = entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    Ok(names)
+}

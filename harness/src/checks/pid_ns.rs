@@ -1,13 +1,14 @@
 //! Checks for lab pid-ns. Everything here is read from the host: /proc/<pid>/status and
-//! ns links, a proc mount seen through /proc/<init>/root, signals the harness sends with
-//! pidfds, and syscalls it makes itself from inside the namespace (setns in a forked
-//! child). The lab's own narration decides nothing.
+//! ns links, the proc filesystem the init sees through /proc/<init>/root, the run's mount
+//! table, signals the harness sends with pidfds, the kernel's siginfo at the signal-delivery
+//! stop (ptrace), and syscalls the harness makes itself from inside the namespace (setns in
+//! a forked child). The lab's own narration and its handler's log decide nothing.
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::os::fd::AsFd;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use labkit::protocol::pid_ns::*;
 use nix::errno::Errno;
@@ -15,369 +16,430 @@ use nix::sched::{setns, CloneFlags};
 use nix::sys::ptrace;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::{fork, getpid, ForkResult};
-use serde_json::json;
+use nix::unistd::{fork, getpid, ForkResult, Pid};
+use serde::{Deserialize, Serialize};
 
+use super::{errno_name, find_child_named, proc_fs_type};
+use crate::catalog::Observer;
 use crate::error::{Error, Result};
-use crate::probe::forked::{self, ProbeFailure};
+use crate::facts::{Fact, Facts, Relation};
+use crate::probe::forked;
 use crate::probe::pidfd::PidFd;
 use crate::probe::procfs::{self, NsId, ProcStatus};
 use crate::run::LabRun;
-use crate::verdict::redact::{same_or_differs, HOST_PID};
-use crate::verdict::{Grader, VerdictSpec};
+use crate::verdict::VerdictSpec;
+
+/// The lab's `pid_for_children` right after the unshare, before any fork.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ForChildren {
+    /// ENOENT: a new namespace that has no init yet.
+    NoInitYet,
+    /// The host's PID namespace: no new namespace was asked for.
+    Host,
+    /// Another namespace that already has processes.
+    Other,
+}
+
+/// What an init had done about SIGTERM and SIGINT before the harness sent them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Disposition {
+    /// No handler, not ignored, not blocked: whatever happens is the kernel's doing.
+    Default,
+    Caught,
+    Ignored,
+    Blocked,
+}
+
+/// What became of a signal right after the harness sent it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AfterSignal {
+    /// Neither pending nor fatal: the kernel dropped it at send time.
+    Dropped,
+    /// Queued and waiting (blocked, or not yet delivered).
+    Pending,
+    /// A fatal default action: SIGKILL is queued for the whole process.
+    Dying,
+    Dead,
+}
+
+// ── facts, by stage ──────────────────────────────────────────────────────────────
+const LAB_PID_NS_AT_UNSHARE: Fact<Relation> = Fact::new("unshared.lab_pid_ns_vs_host");
+const FOR_CHILDREN_AT_UNSHARE: Fact<ForChildren> = Fact::new("unshared.pid_for_children_before_first_fork");
+
+const LAB_PID_NS: Fact<Relation> = Fact::new("init-running.lab_pid_ns_vs_host");
+const LAB_FOR_CHILDREN_VS_INIT: Fact<Relation> = Fact::new("init-running.lab_pid_for_children_vs_init_ns");
+const INIT_PID_NS: Fact<Relation> = Fact::new("init-running.init_pid_ns_vs_host");
+const INIT_NSPID_LEVELS: Fact<usize> = Fact::new("init-running.init_nspid_levels");
+const INIT_PID_INSIDE: Fact<i32> = Fact::new("init-running.init_pid_inside");
+const MEMBERS: Fact<Vec<String>> = Fact::new("init-running.members");
+const INIT_MNT_NS: Fact<Relation> = Fact::new("init-running.init_mnt_ns_vs_host");
+const PROC_FS_TYPE: Fact<String> = Fact::new("init-running.proc_inside_fs_type");
+const PROC_PID_NS: Fact<Option<Relation>> = Fact::new("init-running.proc_inside_pid_ns_vs_init");
+const PROC_LISTS: Fact<Vec<i32>> = Fact::new("init-running.proc_inside_lists");
+const PROC_LISTS_MEMBERS: Fact<bool> = Fact::new("init-running.proc_inside_equals_namespace_members");
+const HOST_MOUNT_CHANGES: Fact<Vec<String>> = Fact::new("init-running.host_mount_changes");
+const ORPHAN_PARENT_BEFORE: Fact<bool> = Fact::new("init-running.orphan_parent_is_pidns_parent");
+const DISPOSITION_BEFORE: Fact<Disposition> = Fact::new("init-running.init_term_int_disposition");
+const AFTER_TERM_INT: Fact<AfterSignal> = Fact::new("init-running.sigterm_sigint_without_handler");
+
+const PARENT_GONE: Fact<bool> = Fact::new("orphaned.parent_gone");
+const ORPHAN_ALIVE: Fact<bool> = Fact::new("orphaned.orphan_alive");
+const ORPHAN_PPID_IS_INIT: Fact<bool> = Fact::new("orphaned.orphan_ppid_is_init");
+
+const CATCHES_TERM_INT: Fact<bool> = Fact::new("handler-installed.init_catches_term_int");
+const KERNEL_SIGINFO: Fact<BTreeMap<String, String>> = Fact::new("handler-installed.kernel_siginfo");
+const HANDLER_RETURNED: Fact<BTreeMap<String, String>> = Fact::new("handler-installed.handler_run");
+const ALIVE_AFTER_HANDLERS: Fact<bool> = Fact::new("handler-installed.init_alive_after");
+const KILL_HOST_FROM_INSIDE: Fact<String> = Fact::new("handler-installed.kill_host_pid_from_inside");
+const KILLED_INIT_DIED: Fact<bool> = Fact::new("handler-installed.sigkill_init_died");
+const MEMBERS_ALIVE_BEFORE_KILL: Fact<usize> = Fact::new("handler-installed.sigkill_other_members_alive_before");
+const MEMBERS_DIED: Fact<bool> = Fact::new("handler-installed.sigkill_other_members_died");
+const SURVIVORS: Fact<usize> = Fact::new("handler-installed.sigkill_survivors");
+
+const FORK_INTO_DEAD_NS: Fact<String> = Fact::new("init-gone.fork_into_namespace");
 
 pub const VERDICTS: [VerdictSpec; 10] = [
     VerdictSpec {
         id: "caller-stays",
         claim: "after unshare(CLONE_NEWPID) the lab itself stays in the host's PID namespace; only its children enter the new one",
         points: 2,
+        region: Some("unshare-pid"),
         hint: "compare /proc/<lab>/ns/pid with /proc/<lab>/ns/pid_for_children after the unshare: which one changed?",
+        decide: |e| {
+            Some(
+                e.get(LAB_PID_NS_AT_UNSHARE)? == Relation::Same
+                    && e.get(FOR_CHILDREN_AT_UNSHARE)? == ForChildren::NoInitYet
+                    && e.get(LAB_PID_NS)? == Relation::Same
+                    && e.get(LAB_FOR_CHILDREN_VS_INIT)? == Relation::Same
+                    && e.get(INIT_PID_NS)? == Relation::Differs,
+            )
+        },
     },
     VerdictSpec {
         id: "init-is-pid-1",
         claim: "the namespace's first process is PID 1 inside and another PID on the host (NSpid has both)",
         points: 2,
+        region: Some("fork-init"),
         hint: "fork after unshare(CLONE_NEWPID); the child, not the caller, is PID 1 (grep NSpid /proc/<pid>/status)",
+        decide: |e| Some(e.get(INIT_NSPID_LEVELS)? == 2 && e.get(INIT_PID_INSIDE)? == 1),
     },
     VerdictSpec {
         id: "private-proc",
-        claim: "a /proc mounted in the init's own mount namespace lists only the namespace's processes",
+        claim: "a proc filesystem mounted in the init's own mount namespace lists only the namespace's processes",
         points: 2,
-        hint: "unshare(CLONE_NEWNS) in the init, make / private, then mount -t proc proc /proc there",
+        region: Some("private-proc"),
+        hint: "the init needs its own mount namespace and a fresh mount of type proc on /proc, made from inside the new PID namespace",
+        decide: |e| {
+            Some(
+                e.get(INIT_MNT_NS)? == Relation::Differs
+                    && e.get(PROC_FS_TYPE)? == "proc"
+                    && e.get(PROC_PID_NS)? == Some(Relation::Same)
+                    && e.get(PROC_LISTS_MEMBERS)?,
+            )
+        },
     },
     VerdictSpec {
         id: "host-untouched",
-        claim: "the host's /proc and mount table are untouched while the lab runs",
+        claim: "the lab's host (the run's mount namespace) keeps its /proc and every mount while the lab runs",
         points: 1,
-        hint: "a mount made before the mount namespace is private propagates to the host: mount --make-rprivate / first",
+        region: Some("private-proc"),
+        hint: "a mount made outside a mount namespace of your own, or before / is made MS_REC|MS_PRIVATE there, lands on the host",
+        decide: |e| Some(e.get(HOST_MOUNT_CHANGES)?.is_empty()),
     },
     VerdictSpec {
         id: "signals-ignored",
-        claim: "SIGTERM and SIGINT sent from the host to the namespace init without a handler are ignored",
+        claim: "SIGTERM and SIGINT sent from the host to the namespace init without a handler are dropped by the kernel",
         points: 2,
-        hint: "the init must not install handlers or ignore these signals itself: SigCgt and SigIgn in its status say what it did",
+        region: Some("install-handlers"),
+        hint: "until the harness has sent these, the init must neither catch, ignore nor block them: SigCgt, SigIgn and SigBlk in its status say what it did",
+        decide: |e| Some(e.get(DISPOSITION_BEFORE)? == Disposition::Default && e.get(AFTER_TERM_INT)? == AfterSignal::Dropped),
     },
     VerdictSpec {
         id: "handler-gets-signal",
-        claim: "with handlers installed, SIGTERM and SIGINT from the host are delivered and the handler sees si_pid 0",
+        claim: "with handlers installed, SIGTERM and SIGINT from the host reach the init's handlers, which return, and the kernel's siginfo carries si_pid 0",
         points: 2,
-        hint: "install the handlers with SA_SIGINFO and log info->si_pid; a sender outside the namespace has no PID inside it",
+        region: Some("install-handlers"),
+        hint: "install a handler for both signals with sigaction(SA_SIGINFO); it must return (not exit): a sender outside the namespace has no PID inside it",
+        decide: |e| {
+            let both = |m: BTreeMap<String, String>, want: &str| m.len() == 2 && m.values().all(|v| v == want);
+            Some(
+                e.get(CATCHES_TERM_INT)?
+                    && both(e.get(KERNEL_SIGINFO)?, "si_pid 0")
+                    && both(e.get(HANDLER_RETURNED)?, "returned")
+                    && e.get(ALIVE_AFTER_HANDLERS)?,
+            )
+        },
     },
     VerdictSpec {
         id: "orphan-reparented",
         claim: "an orphan inside the namespace is re-parented to the namespace init",
         points: 2,
-        hint: "the orphan's PPid (host view) must change from its parent's PID to the init's; do not make anyone a subreaper",
+        region: Some("make-orphan"),
+        hint: "the orphan must be a child of pidns-parent that survives its parent's death (no PR_SET_PDEATHSIG); then its PPid becomes the init's",
+        decide: |e| {
+            Some(
+                e.get(ORPHAN_PARENT_BEFORE)?
+                    && e.get(PARENT_GONE)?
+                    && e.get(ORPHAN_ALIVE)?
+                    && e.get(ORPHAN_PPID_IS_INIT)?,
+            )
+        },
     },
     VerdictSpec {
         id: "cannot-signal-host",
         claim: "a process inside the namespace cannot signal a host process it cannot see (ESRCH)",
-        points: 1,
+        points: 0,
+        region: None,
         hint: "kill(2) looks the PID up in the caller's namespace; a host PID has no meaning inside",
+        decide: |e| Some(e.get(KILL_HOST_FROM_INSIDE)? == "ESRCH"),
     },
     VerdictSpec {
         id: "sigkill-kills-all",
         claim: "SIGKILL from the host kills the init, and every other process in the namespace dies with it",
-        points: 2,
-        hint: "the namespace must still hold its other processes when the init is killed; look at who is in it",
+        points: 0,
+        region: None,
+        hint: "the namespace must still hold its other processes when the init is killed",
+        decide: |e| {
+            Some(
+                e.get(KILLED_INIT_DIED)?
+                    && e.get(MEMBERS_ALIVE_BEFORE_KILL)? > 0
+                    && e.get(MEMBERS_DIED)?
+                    && e.get(SURVIVORS)? == 0,
+            )
+        },
     },
     VerdictSpec {
         id: "no-fork-after-init",
         claim: "once the init is gone, fork into the namespace fails with ENOMEM",
-        points: 1,
-        hint: "keep the lab process alive after the init died: its pid_for_children still names the dead namespace",
+        points: 0,
+        region: None,
+        hint: "the lab must stay alive after its init died: its pid_for_children still names the dead namespace",
+        decide: |e| Some(e.get(FORK_INTO_DEAD_NS)? == "ENOMEM"),
     },
 ];
 
-/// How long the harness waits to see whether a signal had an effect.
-const SIGNAL_SETTLE: Duration = Duration::from_millis(150);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub fn prepare(_scratch: &Path) -> Result<()> {
     Ok(())
 }
 
-pub fn check(run: &mut LabRun, grader: &mut Grader) -> Result<()> {
-    let host_pid_ns = own_ns("pid")?;
-    let host_mnt_ns = own_ns("mnt")?;
+pub fn observer() -> Box<dyn Observer> {
+    Box::new(PidNs::default())
+}
+
+/// What the observer carries from one stage to the next.
+#[derive(Default)]
+struct PidNs {
+    init: Option<Init>,
+}
+
+struct Init {
+    pid: i32,
+    fd: PidFd,
+    ns: NsId,
+    /// The init's PID namespace, open: the probes setns into it, even once it is dead.
+    ns_file: File,
+    /// The other members when the init was found, by pidfd.
+    members: Vec<PidFd>,
+    orphan: Option<i32>,
+    orphan_parent: Option<i32>,
+}
+
+impl Observer for PidNs {
+    fn observe(&mut self, stage: &str, run: &mut LabRun, facts: &mut Facts) -> Result<()> {
+        match stage {
+            UNSHARED => unshared(run, facts),
+            INIT_RUNNING => {
+                self.init = Some(init_running(run, facts)?);
+                Ok(())
+            }
+            ORPHANED => orphaned(self.init()?, facts),
+            HANDLER_INSTALLED => handler_installed(self.init()?, facts),
+            INIT_GONE => {
+                let outcome = fork_into(&self.init()?.ns_file)?;
+                facts.record(FORK_INTO_DEAD_NS, outcome);
+                Ok(())
+            }
+            other => Err(Error::Harness(format!("pid-ns has no stage `{other}`"))),
+        }
+    }
+}
+
+impl PidNs {
+    fn init(&self) -> Result<&Init> {
+        self.init.as_ref().ok_or_else(|| Error::Harness("the init was not found at an earlier stage".into()))
+    }
+}
+
+fn unshared(run: &mut LabRun, facts: &mut Facts) -> Result<()> {
+    let host = run.host_ns("pid")?;
     let lab = run.pid();
+    let lab_ns = run.namespace_of(lab, "pid")?;
+    facts.record(LAB_PID_NS_AT_UNSHARE, Relation::of(&lab_ns, &Some(host)));
+    let for_children = match run.namespace_of(lab, "pid_for_children")? {
+        None => ForChildren::NoInitYet,
+        Some(ns) if ns == host => ForChildren::Host,
+        Some(_) => ForChildren::Other,
+    };
+    facts.record(FOR_CHILDREN_AT_UNSHARE, for_children);
+    Ok(())
+}
 
-    // ── unshared: the caller stays ─────────────────────────────────────────────
-    run.await_hold(UNSHARED)?;
-    let lab_ns_after_unshare = procfs::ns_id(lab, "pid")?;
-    let pid_for_children_before_init = procfs::ns_id(lab, "pid_for_children")?;
-    grader.observe("unshared.lab_pid_ns_vs_host", same_or_differs(&lab_ns_after_unshare, &Some(host_pid_ns)));
-    grader.observe(
-        "unshared.pid_for_children_before_first_fork",
-        match pid_for_children_before_init {
-            None => "absent (ENOENT: the namespace has no init yet)".to_string(),
-            Some(ns) => format!("{} from host", same_or_differs(&ns, &host_pid_ns)),
-        },
-    );
-    run.release()?;
-
-    // ── init-running ──────────────────────────────────────────────────────────
-    run.await_hold(INIT_RUNNING)?;
-    let init = find_init(run)?;
-    let init_status = procfs::read_status(init)?;
-    let init_ns = procfs::ns_id(init, "pid")?.ok_or_else(|| gone("the init"))?;
-    run.track_namespace("pid", init_ns);
-    let lab_pid_ns = procfs::ns_id(lab, "pid")?;
-    let lab_for_children = procfs::ns_id(lab, "pid_for_children")?;
-    grader.observe("init.lab_pid_ns_vs_host", same_or_differs(&lab_pid_ns, &Some(host_pid_ns)));
-    grader.observe("init.lab_pid_for_children_vs_init_ns", same_or_differs(&lab_for_children, &Some(init_ns)));
-    grader.observe("init.init_pid_ns_vs_host", same_or_differs(&init_ns, &host_pid_ns));
-    grader.judge(
-        "caller-stays",
-        lab_ns_after_unshare == Some(host_pid_ns)
-            && lab_pid_ns == Some(host_pid_ns)
-            && lab_for_children == Some(init_ns)
-            && init_ns != host_pid_ns,
-        &[
-            "unshared.lab_pid_ns_vs_host",
-            "init.lab_pid_ns_vs_host",
-            "init.lab_pid_for_children_vs_init_ns",
-            "init.init_pid_ns_vs_host",
-        ],
-        format!("lab ns/pid {lab_pid_ns:?}, lab pid_for_children {lab_for_children:?}, init ns/pid {init_ns}, host {host_pid_ns}"),
-    );
-
-    let nspid_shape: Vec<serde_json::Value> = init_status
-        .nspid
-        .iter()
-        .enumerate()
-        .map(|(level, pid)| if level == 0 { json!(HOST_PID) } else { json!(pid) })
-        .collect();
-    grader.observe("init.nspid", &nspid_shape);
-    grader.judge(
-        "init-is-pid-1",
-        init_status.nspid.len() == 2 && init_status.inner_pid() == Some(1),
-        &["init.nspid"],
-        format!("NSpid of the init: {:?}", init_status.nspid),
-    );
+fn init_running(run: &mut LabRun, facts: &mut Facts) -> Result<Init> {
+    let host_pid = run.host_ns("pid")?;
+    let host_mnt = run.host_ns("mnt")?;
+    let lab = run.pid();
+    let init = find_child_named(run, INIT_COMM)?;
+    let status = procfs::read_status(init)?;
+    let fd = PidFd::open(init)?;
+    let ns = run.namespace_of(init, "pid")?.ok_or_else(|| gone("the init"))?;
+    let ns_file =
+        File::open(format!("/proc/{init}/ns/pid")).map_err(Error::io("open", format!("/proc/{init}/ns/pid")))?;
+    facts.record(LAB_PID_NS, Relation::of(&run.namespace_of(lab, "pid")?, &Some(host_pid)));
+    facts.record(LAB_FOR_CHILDREN_VS_INIT, Relation::of(&run.namespace_of(lab, "pid_for_children")?, &Some(ns)));
+    facts.record(INIT_PID_NS, Relation::of(&ns, &host_pid));
+    facts.record(INIT_NSPID_LEVELS, status.nspid.len());
+    facts.record(INIT_PID_INSIDE, status.inner_pid().unwrap_or_default());
 
     // The namespace's members, found by their ns link, named by their comm.
-    let members = members_of(init_ns);
+    let members = members_of(ns);
     for pid in members.keys() {
         run.track_pid(*pid);
     }
     let by_comm = |name: &str| members.iter().find(|(_, s)| s.name == name).map(|(pid, s)| (*pid, s.clone()));
-    let inner_pids: Vec<i32> = members.values().filter_map(ProcStatus::inner_pid).collect();
-    let mut member_names: Vec<String> = members.values().map(|s| s.name.clone()).collect();
-    member_names.sort();
-    grader.observe("init.members", member_names);
+    let mut names: Vec<String> = members.values().map(|s| s.name.clone()).collect();
+    names.sort();
+    facts.record(MEMBERS, names);
 
-    // /proc as the init sees it, through its root: its own mount namespace's proc.
-    let init_mnt_ns = procfs::ns_id(init, "mnt")?;
-    let proc_seen_inside = procfs::pid_entries(Path::new(&format!("/proc/{init}/root/proc")))?;
-    let inside_sorted: Vec<i32> = proc_seen_inside.iter().copied().collect();
-    let mut expected = inner_pids.clone();
-    expected.sort_unstable();
-    grader.observe("init.mnt_ns_vs_host", same_or_differs(&init_mnt_ns, &Some(host_mnt_ns)));
-    grader.observe("init.proc_inside_lists", &inside_sorted);
-    grader.observe("init.proc_inside_equals_namespace_members", inside_sorted == expected);
-    grader.judge(
-        "private-proc",
-        init_mnt_ns != Some(host_mnt_ns) && inside_sorted == expected && inside_sorted.first() == Some(&1),
-        &["init.mnt_ns_vs_host", "init.proc_inside_lists", "init.proc_inside_equals_namespace_members"],
-        format!("/proc inside lists {inside_sorted:?}; the namespace holds {expected:?}"),
-    );
-
-    let (added, removed) = run.baseline().mount_changes()?;
-    let host_proc_sees_init = Path::new(&format!("/proc/{init}")).exists();
-    grader.observe("init.host_mounts_added", added.len());
-    grader.observe("init.host_mounts_removed", removed.len());
-    grader.observe("init.host_proc_still_shows_host_view", host_proc_sees_init);
-    grader.judge(
-        "host-untouched",
-        added.is_empty() && removed.is_empty() && host_proc_sees_init,
-        &["init.host_mounts_added", "init.host_mounts_removed", "init.host_proc_still_shows_host_view"],
-        format!("host mounts added {added:?}, removed {removed:?}"),
-    );
+    // /proc as the init sees it, through its root: which filesystem, which PID namespace
+    // (stat of proc's own ns link follows it to the nsfs inode; a fake symlink leads nowhere)
+    // and what it lists.
+    facts.record(INIT_MNT_NS, Relation::of(&run.namespace_of(init, "mnt")?, &Some(host_mnt)));
+    let proc_inside = format!("/proc/{init}/root/proc");
+    facts.record(PROC_FS_TYPE, proc_fs_type(Path::new(&proc_inside)));
+    let proc_pid_ns = nix::sys::stat::stat(format!("{proc_inside}/1/ns/pid").as_str())
+        .ok()
+        .map(|st| Relation::of(&NsId { dev: st.st_dev, ino: st.st_ino }, &ns));
+    facts.record(PROC_PID_NS, proc_pid_ns);
+    let listed: Vec<i32> = procfs::pid_entries(Path::new(&proc_inside)).unwrap_or_default().into_iter().collect();
+    let mut inner: Vec<i32> = members.values().filter_map(ProcStatus::inner_pid).collect();
+    inner.sort_unstable();
+    facts.record(PROC_LISTS_MEMBERS, listed == inner);
+    facts.record(PROC_LISTS, listed);
+    facts.record(HOST_MOUNT_CHANGES, run.mount_ns().changes()?.describe());
 
     // The orphan-to-be: still a child of its parent.
-    let orphan_before = by_comm(ORPHAN_COMM);
+    let orphan = by_comm(ORPHAN_COMM);
     let orphan_parent = by_comm(ORPHAN_PARENT_COMM);
-    let parent_before = match (&orphan_before, &orphan_parent) {
+    let parent_before = match (&orphan, &orphan_parent) {
         (Some((_, orphan)), Some((parent, _))) => orphan.ppid == *parent,
         _ => false,
     };
-    grader.observe("init.orphan_parent_is_pidns_parent", parent_before);
+    facts.record(ORPHAN_PARENT_BEFORE, parent_before);
 
-    // Signals without a handler.
-    let init_fd = PidFd::open(init)?;
-    let member_fds: Vec<PidFd> = members.keys().filter(|p| **p != init).filter_map(|p| PidFd::open(*p).ok()).collect();
-    let catches_before = init_status.catches(libc::SIGTERM) || init_status.catches(libc::SIGINT);
-    let ignores_before = init_status.ignores(libc::SIGTERM) || init_status.ignores(libc::SIGINT);
-    init_fd.send(Signal::SIGTERM)?;
-    init_fd.send(Signal::SIGINT)?;
-    let died = init_fd.wait_exit(SIGNAL_SETTLE);
-    grader.observe("no_handler.init_catches_or_ignores_term_int", catches_before || ignores_before);
-    grader.observe("no_handler.init_after_sigterm_sigint", if died { "dead" } else { "alive" });
-    grader.judge(
-        "signals-ignored",
-        !died && !catches_before && !ignores_before,
-        &["no_handler.init_catches_or_ignores_term_int", "no_handler.init_after_sigterm_sigint"],
-        format!("init died: {died}; SigCgt {:#x}, SigIgn {:#x}", init_status.sig_cgt, init_status.sig_ign),
-    );
-    run.release()?;
-
-    // ── orphaned ──────────────────────────────────────────────────────────────
-    run.await_hold(ORPHANED)?;
-    let orphan_after = orphan_before.as_ref().and_then(|(pid, _)| procfs::read_status(*pid).ok());
-    let parent_gone = orphan_parent.as_ref().is_some_and(|(pid, _)| !alive(*pid));
-    let reparented = orphan_after.as_ref().is_some_and(|s| s.ppid == init);
-    // A zombie also shows its new parent: the orphan must be alive to count.
-    let orphan_alive = orphan_before.as_ref().is_some_and(|(pid, _)| alive(*pid));
-    grader.observe("orphaned.parent_gone", parent_gone);
-    grader.observe("orphaned.orphan_alive", orphan_alive);
-    grader.observe("orphaned.orphan_ppid_is_init", reparented);
-    grader.judge(
-        "orphan-reparented",
-        parent_before && parent_gone && orphan_alive && reparented,
-        &[
-            "init.orphan_parent_is_pidns_parent",
-            "orphaned.parent_gone",
-            "orphaned.orphan_alive",
-            "orphaned.orphan_ppid_is_init",
-        ],
-        format!(
-            "orphan {:?} had parent {:?}; now PPid {:?}, init {init}",
-            orphan_before.as_ref().map(|o| o.0),
-            orphan_parent.as_ref().map(|p| p.0),
-            orphan_after.as_ref().map(|s| s.ppid)
-        ),
-    );
-    run.release()?;
-
-    // ── handler-installed ─────────────────────────────────────────────────────
-    run.await_hold(HANDLER_INSTALLED)?;
-    let with_handler = procfs::read_status(init)?;
-    let log = run.scratch().join(HANDLER_LOG);
-    let log_before = std::fs::read_to_string(&log).unwrap_or_default();
-    // The kernel's siginfo (read by the harness at the signal-delivery stop) and what the
-    // handler wrote down: the first is the evidence, the second shows the handler ran.
-    let mut kernel_si_pids = BTreeMap::new();
-    let mut logged_si_pids = BTreeMap::new();
-    for (signal, name) in [(Signal::SIGTERM, "SIGTERM"), (Signal::SIGINT, "SIGINT")] {
-        kernel_si_pids.insert(name, signal_and_read_siginfo(init, signal)?);
-        let line = wait_for_log_line(&log, name, Duration::from_secs(2));
-        logged_si_pids.insert(name, line.and_then(|l| l.split_whitespace().nth(1).map(String::from)));
-    }
-    let alive_after = !init_fd.has_exited();
-    let all_zero =
-        kernel_si_pids.values().all(|v| v == "si_pid 0") && logged_si_pids.values().all(|v| v.as_deref() == Some("0"));
-    grader.observe(
-        "handler.init_catches_term_int",
-        with_handler.catches(libc::SIGTERM) && with_handler.catches(libc::SIGINT),
-    );
-    grader.observe("handler.log_empty_before_harness_signals", log_before.is_empty());
-    grader.observe("handler.kernel_siginfo", &kernel_si_pids);
-    grader.observe("handler.si_pid_logged_by_handler", &logged_si_pids);
-    grader.observe("handler.init_alive_after", alive_after);
-    if ptrace_disabled() {
-        grader.skip(
-            "handler-gets-signal",
-            "ptrace is disabled on this machine (kernel.yama.ptrace_scope=3), so the harness cannot read \
-             the siginfo the kernel hands the handler; run the labs in a VM with ptrace_scope 0, 1 or 2",
-        );
-    } else {
-        grader.judge(
-            "handler-gets-signal",
-            with_handler.catches(libc::SIGTERM)
-                && with_handler.catches(libc::SIGINT)
-                && log_before.is_empty()
-                && all_zero
-                && alive_after,
-            &[
-                "handler.init_catches_term_int",
-                "handler.log_empty_before_harness_signals",
-                "handler.kernel_siginfo",
-                "handler.si_pid_logged_by_handler",
-                "handler.init_alive_after",
-            ],
-            format!("handler log: {:?}", std::fs::read_to_string(&log).unwrap_or_default()),
-        );
-    }
-
-    // From inside the namespace, try to signal a host process (this probe itself).
-    let ns_file =
-        File::open(format!("/proc/{init}/ns/pid")).map_err(Error::io("open", format!("/proc/{init}/ns/pid")))?;
-    let signal_host = signal_host_from_inside(&ns_file)?;
-    grader.observe("inside.kill_host_pid", &signal_host);
-    grader.judge(
-        "cannot-signal-host",
-        signal_host == "ESRCH, the host process was not touched",
-        &["inside.kill_host_pid"],
-        signal_host.clone(),
-    );
-
-    // SIGKILL the init: everything in the namespace must die.
-    let alive_before_kill = member_fds.iter().filter(|fd| !fd.has_exited()).count();
-    init_fd.send(Signal::SIGKILL)?;
-    let init_died = init_fd.wait_exit(Duration::from_secs(2));
-    let members_died = member_fds.iter().all(|fd| fd.wait_exit(Duration::from_secs(2)));
-    let survivors: Vec<i32> = procfs::processes_in_namespace("pid", init_ns, &[init])
+    // Signals without a handler: what the init had done about them, then what the kernel
+    // did with them. An init's SIGTERM with no handler is dropped while kill() runs; a
+    // fatal one queues SIGKILL at once; a blocked one stays pending. No waiting needed.
+    let disposition = [libc::SIGTERM, libc::SIGINT]
         .into_iter()
-        .filter(|pid| procfs::read_status(*pid).is_ok_and(|s| s.state != 'Z'))
-        .collect();
-    grader.observe("sigkill.init_died", init_died);
-    grader.observe("sigkill.other_members_alive_before", alive_before_kill);
-    grader.observe("sigkill.other_members_died", members_died);
-    grader.observe("sigkill.survivors", survivors.len());
-    grader.judge(
-        "sigkill-kills-all",
-        init_died && members_died && alive_before_kill > 0 && survivors.is_empty(),
-        &["sigkill.init_died", "sigkill.other_members_alive_before", "sigkill.other_members_died", "sigkill.survivors"],
-        format!("init died {init_died}; members died {members_died}; survivors {survivors:?}"),
-    );
-    run.release()?;
+        .map(|sig| {
+            if status.catches(sig) {
+                Disposition::Caught
+            } else if status.ignores(sig) {
+                Disposition::Ignored
+            } else if status.blocks(sig) {
+                Disposition::Blocked
+            } else {
+                Disposition::Default
+            }
+        })
+        .find(|d| *d != Disposition::Default)
+        .unwrap_or(Disposition::Default);
+    facts.record(DISPOSITION_BEFORE, disposition);
+    let members_fds: Vec<PidFd> = members.keys().filter(|p| **p != init).filter_map(|p| PidFd::open(*p).ok()).collect();
+    fd.send(Signal::SIGTERM)?;
+    fd.send(Signal::SIGINT)?;
+    facts.record(AFTER_TERM_INT, after_signal(&fd, init, &[libc::SIGTERM, libc::SIGINT]));
+    Ok(Init {
+        pid: init,
+        fd,
+        ns,
+        ns_file,
+        members: members_fds,
+        orphan: orphan.map(|(pid, _)| pid),
+        orphan_parent: orphan_parent.map(|(pid, _)| pid),
+    })
+}
 
-    // ── init-gone ─────────────────────────────────────────────────────────────
-    run.await_hold(INIT_GONE)?;
-    let fork_inside = fork_into(&ns_file)?;
-    drop(ns_file);
-    grader.observe("init_gone.fork_into_namespace", &fork_inside);
-    grader.judge(
-        "no-fork-after-init",
-        fork_inside == "ENOMEM",
-        &["init_gone.fork_into_namespace"],
-        fork_inside.clone(),
-    );
-    run.release()?;
+fn after_signal(fd: &PidFd, pid: i32, signals: &[i32]) -> AfterSignal {
+    if fd.has_exited() {
+        return AfterSignal::Dead;
+    }
+    match procfs::read_status(pid) {
+        Err(_) => AfterSignal::Dead,
+        Ok(status) if status.pending(libc::SIGKILL) || matches!(status.state, 'Z' | 'X') => AfterSignal::Dying,
+        Ok(status) if signals.iter().any(|s| status.pending(*s)) => AfterSignal::Pending,
+        Ok(_) => AfterSignal::Dropped,
+    }
+}
+
+fn orphaned(init: &Init, facts: &mut Facts) -> Result<()> {
+    let orphan_status = init.orphan.and_then(|pid| procfs::read_status(pid).ok());
+    facts.record(PARENT_GONE, init.orphan_parent.is_some_and(|pid| !alive(pid)));
+    // A zombie also shows its new parent: the orphan must be alive to count.
+    facts.record(ORPHAN_ALIVE, init.orphan.is_some_and(alive));
+    facts.record(ORPHAN_PPID_IS_INIT, orphan_status.is_some_and(|s| s.ppid == init.pid));
     Ok(())
 }
 
-fn own_ns(kind: &str) -> Result<NsId> {
-    procfs::ns_id(getpid().as_raw(), kind)?.ok_or_else(|| gone("the harness's own namespace link"))
+fn handler_installed(init: &Init, facts: &mut Facts) -> Result<()> {
+    let status = procfs::read_status(init.pid)?;
+    facts.record(CATCHES_TERM_INT, status.catches(libc::SIGTERM) && status.catches(libc::SIGINT));
+    if ptrace_disabled() {
+        let why = "ptrace is disabled on this machine (kernel.yama.ptrace_scope=3), so the harness cannot read \
+                   the siginfo the kernel hands the handler; run the labs in a VM with ptrace_scope 0, 1 or 2";
+        facts.skip("handler-gets-signal", why);
+    } else {
+        let mut siginfo = BTreeMap::new();
+        let mut returned = BTreeMap::new();
+        for signal in [Signal::SIGTERM, Signal::SIGINT] {
+            let (si_pid, handler) = signal_and_follow_handler(init.pid, signal)?;
+            siginfo.insert(signal.as_str().to_string(), si_pid);
+            returned.insert(signal.as_str().to_string(), handler);
+        }
+        facts.record(KERNEL_SIGINFO, siginfo);
+        facts.record(HANDLER_RETURNED, returned);
+    }
+    facts.record(ALIVE_AFTER_HANDLERS, !init.fd.has_exited());
+
+    // From inside the namespace, try to signal a host process (the probe itself).
+    facts.record(KILL_HOST_FROM_INSIDE, signal_host_from_inside(&init.ns_file)?);
+
+    // SIGKILL the init: everything in the namespace must die. Each wait ends when the
+    // pidfd says the process exited.
+    let alive_before = init.members.iter().filter(|fd| !fd.has_exited()).count();
+    init.fd.send(Signal::SIGKILL)?;
+    let init_died = init.fd.wait_exit(Duration::from_secs(5));
+    let members_died = init.members.iter().all(|fd| fd.wait_exit(Duration::from_secs(5)));
+    let survivors =
+        procfs::processes_in_namespace("pid", init.ns, &[init.pid]).into_iter().filter(|p| alive(*p)).count();
+    facts.record(KILLED_INIT_DIED, init_died);
+    facts.record(MEMBERS_ALIVE_BEFORE_KILL, alive_before);
+    facts.record(MEMBERS_DIED, members_died);
+    facts.record(SURVIVORS, survivors);
+    Ok(())
 }
 
 fn gone(what: &str) -> Error {
-    Error::parse("/proc", format!("{what} vanished while being observed"))
+    Error::Lab { lab: "pid-ns".into(), message: format!("{what} vanished while being observed") }
 }
 
 fn alive(pid: i32) -> bool {
-    procfs::read_status(pid).is_ok_and(|s| s.state != 'Z')
-}
-
-/// The lab's child named pidns-init: found by the harness, not taken from the lab's claims.
-fn find_init(run: &mut LabRun) -> Result<i32> {
-    let lab = run.pid();
-    let candidates: Vec<i32> =
-        procfs::children(lab).into_iter().filter(|pid| procfs::comm(*pid).as_deref() == Some(INIT_COMM)).collect();
-    match candidates.as_slice() {
-        [init] => {
-            run.track_pid(*init);
-            Ok(*init)
-        }
-        [] => Err(Error::Lab {
-            lab: "pid-ns".into(),
-            message: format!("no child of the lab is named `{INIT_COMM}`: did the fork after unshare happen?"),
-        }),
-        many => {
-            Err(Error::Lab { lab: "pid-ns".into(), message: format!("several children named `{INIT_COMM}`: {many:?}") })
-        }
-    }
+    procfs::read_status(pid).is_ok_and(|s| !matches!(s.state, 'Z' | 'X'))
 }
 
 /// Every live process in the PID namespace, by host PID.
@@ -385,22 +447,8 @@ fn members_of(ns: NsId) -> BTreeMap<i32, ProcStatus> {
     procfs::processes_in_namespace("pid", ns, &[])
         .into_iter()
         .filter_map(|pid| procfs::read_status(pid).ok().map(|s| (pid, s)))
-        .filter(|(_, s)| s.state != 'Z')
+        .filter(|(_, s)| !matches!(s.state, 'Z' | 'X'))
         .collect()
-}
-
-fn wait_for_log_line(log: &Path, signal: &str, timeout: Duration) -> Option<String> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        if let Some(line) = text.lines().find(|l| l.starts_with(signal)) {
-            return Some(line.to_string());
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 /// Yama's ptrace_scope 3 forbids ptrace to everyone, root included.
@@ -408,35 +456,73 @@ fn ptrace_disabled() -> bool {
     std::fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope").is_ok_and(|v| v.trim() == "3")
 }
 
-/// A forked probe attaches to the init with PTRACE_SEIZE (no stop, nothing changes for the
-/// init), sends `signal` from the host, and at the signal-delivery stop reads the siginfo
-/// the init's handler is about to get (PTRACE_GETSIGINFO). Detaching passes the signal on.
-/// If the probe dies, the kernel detaches it and the init goes on.
-fn signal_and_read_siginfo(init: i32, signal: Signal) -> Result<String> {
-    let target = nix::unistd::Pid::from_raw(init);
-    let outcome = forked::probe("read the siginfo of a signal to the init", PROBE_TIMEOUT, |out| {
-        ptrace::seize(target, ptrace::Options::empty())?;
+/// A forked probe attaches to the init with PTRACE_SEIZE (nothing changes for the init),
+/// sends `signal` from the host, and at the signal-delivery stop reads the siginfo the
+/// kernel is about to hand the handler (PTRACE_GETSIGINFO). It then lets the signal through
+/// and follows the init from syscall stop to syscall stop until the handler returns
+/// (rt_sigreturn) or the init exits. Detaching leaves the init as it was; if the probe
+/// dies, the kernel detaches it.
+fn signal_and_follow_handler(init: i32, signal: Signal) -> Result<(String, String)> {
+    let target = Pid::from_raw(init);
+    let outcome = forked::probe("follow a signal to the init's handler", PROBE_TIMEOUT, |out| {
+        ptrace::seize(target, ptrace::Options::PTRACE_O_TRACESYSGOOD)?;
         kill(target, signal)?;
+        let mut delivered = false;
         loop {
             match waitpid(target, Some(WaitPidFlag::__WALL))? {
-                WaitStatus::Stopped(_, stopped_by) if stopped_by == signal => {
+                WaitStatus::Stopped(_, stopped_by) if stopped_by == signal && !delivered => {
                     let info = ptrace::getsiginfo(target)?;
                     // SAFETY: for a signal sent with kill(2) the siginfo carries si_pid.
                     let sender = unsafe { info.si_pid() };
-                    forked::say(out, &format!("si_pid {sender}"));
-                    return ptrace::detach(target, Some(signal));
+                    forked::say(out, &format!("siginfo si_pid {sender}"));
+                    delivered = true;
+                    ptrace::syscall(target, Some(signal))?;
                 }
-                // Some other signal arrived first: let it through and keep waiting.
-                WaitStatus::Stopped(_, other) => ptrace::cont(target, Some(other))?,
-                WaitStatus::Exited(..) | WaitStatus::Signaled(..) => return Err(Errno::ESRCH),
-                _ => ptrace::cont(target, None)?,
+                WaitStatus::PtraceSyscall(_) => {
+                    if delivered && syscall_entry_number(target) == Some(libc::SYS_rt_sigreturn as u64) {
+                        forked::say(out, "handler returned");
+                        return ptrace::detach(target, None);
+                    }
+                    ptrace::syscall(target, None)?;
+                }
+                // Some other signal arrived: let it through and keep following.
+                WaitStatus::Stopped(_, other) => ptrace::syscall(target, Some(other))?,
+                WaitStatus::Exited(..) | WaitStatus::Signaled(..) => {
+                    forked::say(out, "handler exited the init");
+                    return Ok(());
+                }
+                _ => ptrace::syscall(target, None)?,
             }
         }
     })?;
-    Ok(match outcome.status {
-        Ok(()) => outcome.output.trim().to_string(),
-        Err(failure) => format!("could not read the siginfo: {failure:?}"),
-    })
+    let line = |prefix: &str| outcome.output.lines().find_map(|l| l.strip_prefix(prefix)).map(str::to_string);
+    let si_pid = match (&outcome.status, line("siginfo ")) {
+        (_, Some(si_pid)) => si_pid,
+        (Err(failure), None) => format!("not delivered ({failure:?})"),
+        (Ok(()), None) => "not delivered".to_string(),
+    };
+    let handler = if outcome.output.contains("handler returned") {
+        "returned".to_string()
+    } else if outcome.output.contains("handler exited the init") {
+        "exited the init".to_string()
+    } else {
+        format!("never returned ({:?})", outcome.status)
+    };
+    Ok((si_pid, handler))
+}
+
+/// The syscall a tracee stopped at the entry of. nix has no wrapper for
+/// PTRACE_GET_SYSCALL_INFO (arch-independent, Linux 5.3+): raw libc.
+fn syscall_entry_number(pid: Pid) -> Option<u64> {
+    // SAFETY: ptrace_syscall_info is plain old data; the kernel fills at most its size.
+    let mut info: libc::ptrace_syscall_info = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<libc::ptrace_syscall_info>();
+    // SAFETY: a valid tracee in a syscall stop, a buffer of `size` bytes.
+    let filled = unsafe {
+        libc::ptrace(libc::PTRACE_GET_SYSCALL_INFO, pid.as_raw(), size as *mut libc::c_void, &mut info as *mut _)
+    };
+    // SAFETY: op says which member of the union the kernel filled.
+    (filled > 0 && info.op == libc::PTRACE_SYSCALL_INFO_ENTRY).then_some(unsafe { info.u.entry.nr })
 }
 
 /// A forked probe P joins the namespace for its children, forks G (inside), and G tries
@@ -458,7 +544,7 @@ fn signal_host_from_inside(ns: &File) -> Result<String> {
             ForkResult::Parent { child } => {
                 let result = match waitpid(child, None)? {
                     WaitStatus::Exited(_, 0) => "kill succeeded".to_string(),
-                    WaitStatus::Exited(_, code) => format!("{:?}", Errno::from_raw(code)),
+                    WaitStatus::Exited(_, code) => errno_name(Errno::from_raw(code)),
                     other => format!("{other:?}"),
                 };
                 forked::say(out, &result);
@@ -467,9 +553,8 @@ fn signal_host_from_inside(ns: &File) -> Result<String> {
         }
     })?;
     Ok(match outcome.status {
-        Ok(()) if outcome.output.trim() == "ESRCH" => "ESRCH, the host process was not touched".to_string(),
-        Ok(()) => format!("{}, the host process was not touched", outcome.output.trim()),
-        Err(ProbeFailure::Signaled(Signal::SIGTERM)) => "the host process was killed from inside".to_string(),
+        Ok(()) => outcome.output.trim().to_string(),
+        Err(forked::ProbeFailure::Signaled(Signal::SIGTERM)) => "the host process was killed from inside".to_string(),
         Err(failure) => format!("probe failed: {failure:?}"),
     })
 }
@@ -485,7 +570,7 @@ fn fork_into(ns: &File) -> Result<String> {
                 let _ = waitpid(child, None);
                 "fork succeeded".to_string()
             }
-            Err(errno) => format!("{errno:?}"),
+            Err(errno) => errno_name(errno),
         };
         forked::say(out, &result);
         Ok(())

@@ -50,6 +50,22 @@ impl PidFd {
         self.wait_exit(Duration::ZERO)
     }
 
+    /// Waits up to `timeout` until one of `fds` has exited; true if one did.
+    pub fn wait_any(fds: &[PidFd], timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let millis = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+            let mut polled: Vec<PollFd> = fds.iter().map(|f| PollFd::new(f.fd.as_fd(), PollFlags::POLLIN)).collect();
+            match poll(&mut polled, PollTimeout::from(millis)) {
+                Ok(n) if n > 0 => return true,
+                Ok(_) if left.is_zero() => return false,
+                Ok(_) | Err(Errno::EINTR) => continue,
+                Err(_) => return false,
+            }
+        }
+    }
+
     /// Waits up to `timeout` for the process to exit; true if it did.
     pub fn wait_exit(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;

@@ -21,6 +21,11 @@ pub struct ProcStatus {
     /// Signals with a handler installed (bit n-1 for signal n).
     pub sig_cgt: u64,
     pub sig_ign: u64,
+    /// Signals blocked by this thread.
+    pub sig_blk: u64,
+    /// Signals pending for this thread (SigPnd) and for the whole process (ShdPnd).
+    pub sig_pnd: u64,
+    pub shd_pnd: u64,
 }
 
 impl ProcStatus {
@@ -30,6 +35,15 @@ impl ProcStatus {
 
     pub fn ignores(&self, signal: i32) -> bool {
         self.sig_ign & (1u64 << (signal - 1)) != 0
+    }
+
+    pub fn blocks(&self, signal: i32) -> bool {
+        self.sig_blk & (1u64 << (signal - 1)) != 0
+    }
+
+    /// Queued and not yet delivered, to the thread or to the process.
+    pub fn pending(&self, signal: i32) -> bool {
+        (self.sig_pnd | self.shd_pnd) & (1u64 << (signal - 1)) != 0
     }
 
     /// The PID as the innermost namespace sees it.
@@ -65,6 +79,9 @@ pub fn parse_status(text: &str) -> Result<ProcStatus> {
             "CapEff" => status.cap_eff = hex(key, value)?,
             "SigCgt" => status.sig_cgt = hex(key, value)?,
             "SigIgn" => status.sig_ign = hex(key, value)?,
+            "SigBlk" => status.sig_blk = hex(key, value)?,
+            "SigPnd" => status.sig_pnd = hex(key, value)?,
+            "ShdPnd" => status.shd_pnd = hex(key, value)?,
             _ => {}
         }
     }
@@ -80,28 +97,52 @@ pub fn read_status(pid: i32) -> Result<ProcStatus> {
     parse_status(&text)
 }
 
-/// A namespace's identity: the inode number in `pid:[4026531836]`.
-pub type NsId = u64;
+/// A namespace's identity: the device and inode of its nsfs file. The inode number alone
+/// is reused by the kernel once a namespace is gone, so whoever identifies things by a
+/// namespace holds it open ([`HeldNs`]) for as long as it compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NsId {
+    pub dev: u64,
+    pub ino: u64,
+}
 
 /// The namespace kinds a process has links for (pid_for_children aside).
 pub const NAMESPACE_KINDS: [&str; 8] = ["cgroup", "ipc", "mnt", "net", "pid", "time", "user", "uts"];
-
-pub fn parse_ns_link(link: &str) -> Result<NsId> {
-    let inside = link
-        .split_once(":[")
-        .and_then(|(_, rest)| rest.strip_suffix(']'))
-        .ok_or_else(|| Error::parse("namespace link", link))?;
-    inside.parse().map_err(|_| Error::parse("namespace link", link))
-}
 
 /// The namespace of `kind` that `pid` is in; `None` if the link does not exist
 /// (pid_for_children before the namespace has an init, a process that is gone).
 pub fn ns_id(pid: i32, kind: &str) -> Result<Option<NsId>> {
     let path = format!("/proc/{pid}/ns/{kind}");
-    match std::fs::read_link(&path) {
-        Ok(target) => parse_ns_link(&target.to_string_lossy()).map(Some),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::io("readlink", path)(e)),
+    match nix::sys::stat::stat(path.as_str()) {
+        Ok(st) => Ok(Some(NsId { dev: st.st_dev, ino: st.st_ino })),
+        Err(nix::errno::Errno::ENOENT | nix::errno::Errno::ESRCH) => Ok(None),
+        Err(errno) => Err(Error::sys("stat", path)(errno)),
+    }
+}
+
+/// A namespace held open: while this lives, its identity cannot be given to another.
+#[derive(Debug)]
+pub struct HeldNs {
+    pub kind: &'static str,
+    pub id: NsId,
+    file: std::fs::File,
+}
+
+impl HeldNs {
+    /// Opens `/proc/<pid>/ns/<kind>`; `None` if the process or the link is gone.
+    pub fn open(pid: i32, kind: &'static str) -> Result<Option<Self>> {
+        let path = format!("/proc/{pid}/ns/{kind}");
+        let file = match std::fs::File::open(&path) {
+            Ok(file) => file,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ESRCH)) => return Ok(None),
+            Err(e) => return Err(Error::io("open", path)(e)),
+        };
+        let st = nix::sys::stat::fstat(std::os::fd::AsRawFd::as_raw_fd(&file)).map_err(Error::sys("fstat", &path))?;
+        Ok(Some(HeldNs { kind, id: NsId { dev: st.st_dev, ino: st.st_ino }, file }))
+    }
+
+    pub fn file(&self) -> &std::fs::File {
+        &self.file
     }
 }
 
@@ -139,7 +180,8 @@ pub fn all_pids() -> BTreeSet<i32> {
     pid_entries(Path::new("/proc")).unwrap_or_default()
 }
 
-/// Processes (other than `except`) whose namespace of `kind` is `ns`.
+/// Processes (other than `except`) whose namespace of `kind` is `ns` (hold `ns` open:
+/// see [`HeldNs`]).
 pub fn processes_in_namespace(kind: &str, ns: NsId, except: &[i32]) -> Vec<i32> {
     all_pids()
         .into_iter()
@@ -159,6 +201,8 @@ pub struct Mount {
     pub fs_type: String,
     pub source: String,
     pub super_options: String,
+    /// The optional fields: `shared:N`, `master:N`, `propagate_from:N`, `unbindable`.
+    pub propagation: Vec<String>,
 }
 
 impl Mount {
@@ -166,9 +210,23 @@ impl Mount {
         self.options.split(',').any(|o| o == "ro")
     }
 
-    /// What identifies a mount across two readings (ids are reused, so they are left out).
-    pub fn identity(&self) -> String {
-        format!("{} on {} type {} ({}) root {}", self.source, self.mount_point, self.fs_type, self.options, self.root)
+    /// Receives and sends mount events from and to its peers.
+    pub fn is_shared(&self) -> bool {
+        self.propagation.iter().any(|p| p.starts_with("shared:"))
+    }
+
+    /// A person's words for the mount, with its id: two mounts of the same thing on the
+    /// same place are two mounts.
+    pub fn describe(&self) -> String {
+        format!(
+            "mount {}: {} on {} type {} ({}){}",
+            self.id,
+            self.source,
+            self.mount_point,
+            self.fs_type,
+            self.options,
+            if self.root == "/" { String::new() } else { format!(" root {}", self.root) }
+        )
     }
 }
 
@@ -190,6 +248,7 @@ fn parse_mount_line(line: &str) -> Result<Mount> {
         root: unescape(fields[3]),
         mount_point: unescape(fields[4]),
         options: fields[5].to_string(),
+        propagation: fields[6..].iter().map(|f| f.to_string()).collect(),
         fs_type: tail[0].to_string(),
         source: unescape(tail[1]),
         super_options: tail[2].to_string(),
@@ -261,9 +320,23 @@ mod tests {
     }
 
     #[test]
-    fn namespace_links() {
-        assert_eq!(parse_ns_link("pid:[4026531836]").expect("parses"), 4026531836);
-        assert!(parse_ns_link("pid:4026531836").is_err());
+    fn pending_blocked_and_caught_signals() {
+        let text = INIT_STATUS
+            .replace("SigPnd:\t0000000000000000", "SigPnd:\t0000000000000100")
+            .replace("ShdPnd:\t0000000000000000", "ShdPnd:\t0000000000004000")
+            .replace("SigBlk:\t0000000000000000", "SigBlk:\t0000000000004000");
+        let status = parse_status(&text).expect("parses");
+        assert!(status.pending(libc::SIGKILL) && status.pending(libc::SIGTERM));
+        assert!(!status.pending(libc::SIGINT));
+        assert!(status.blocks(libc::SIGTERM) && !status.blocks(libc::SIGINT));
+    }
+
+    #[test]
+    fn a_held_namespace_has_the_identity_stat_gives() {
+        let own = std::process::id() as i32;
+        let held = HeldNs::open(own, "net").expect("open").expect("own net ns");
+        assert_eq!(ns_id(own, "net").expect("stat"), Some(held.id));
+        assert_eq!(ns_id(own, "no-such-kind").expect("absent is not an error"), None);
     }
 
     #[test]
@@ -278,6 +351,9 @@ mod tests {
         assert_eq!(mounts[2].mount_point, "/mnt/my dir");
         assert!(mounts[2].is_read_only() && !mounts[0].is_read_only());
         assert_eq!(mounts[2].source, "none");
+        assert_eq!(mounts[2].propagation, vec!["master:3", "shared:7"]);
+        assert!(mounts[2].is_shared() && mounts[1].is_shared() && !mounts[0].is_shared());
+        assert_eq!(mounts[2].describe(), "mount 90: none on /mnt/my dir type tmpfs (ro,nosuid)");
     }
 
     #[test]

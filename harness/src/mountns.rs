@@ -1,0 +1,235 @@
+//! The run's mount namespace: the "host" a lab sees.
+//!
+//! Each run gets a mount namespace of its own, made by the harness before the lab starts:
+//! a copy of the host's mount table, cut off from the host in both directions (every mount
+//! made private), then made shared again recursively inside, as systemd makes `/` on every
+//! current distribution. Whatever a lab mounts or unmounts by mistake lands here, where the
+//! harness finds it by mount id, and never reaches the real host; nothing the real host
+//! does (Docker, systemd, another terminal) appears here, so nothing else on the machine can
+//! change what a run sees. A lab that forgets MS_PRIVATE in its own namespace propagates
+//! its mounts back here on every machine alike, whether the host's `/` is private or shared.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, FromRawFd};
+
+use nix::fcntl::{open, openat, OFlag};
+use nix::sys::stat::Mode;
+
+use nix::mount::{mount, MsFlags};
+use nix::sched::{setns, unshare, CloneFlags};
+use nix::sys::wait::waitpid;
+use nix::unistd::{fork, ForkResult};
+
+use crate::error::{Error, Result};
+use crate::probe::forked;
+use crate::probe::procfs::{self, HeldNs, Mount, NsId};
+
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The namespace, held open for the whole run, and its mount table as the lab found it.
+#[derive(Debug)]
+pub struct RunMountNs {
+    held: HeldNs,
+    baseline: Vec<Mount>,
+}
+
+/// A mount before and now.
+type Changed = (Mount, Mount);
+
+/// How a mount table differs from the one a run started with, mount by mount id.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MountChanges {
+    pub added: Vec<Mount>,
+    pub removed: Vec<Mount>,
+    /// The same mount (same id) with other options, place or propagation: (before, now).
+    pub changed: Vec<Changed>,
+}
+
+impl MountChanges {
+    pub fn between(before: &[Mount], now: &[Mount]) -> Self {
+        let before_by_id: BTreeMap<u32, &Mount> = before.iter().map(|m| (m.id, m)).collect();
+        let now_by_id: BTreeMap<u32, &Mount> = now.iter().map(|m| (m.id, m)).collect();
+        let mut changes = MountChanges::default();
+        for (id, mount) in &now_by_id {
+            match before_by_id.get(id) {
+                None => changes.added.push((*mount).clone()),
+                Some(old) if old != mount => changes.changed.push(((*old).clone(), (*mount).clone())),
+                Some(_) => {}
+            }
+        }
+        changes.removed =
+            before_by_id.iter().filter(|(id, _)| !now_by_id.contains_key(id)).map(|(_, m)| (*m).clone()).collect();
+        changes
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
+    }
+
+    /// One sentence per change, naming the mount by id. Mounts whose propagation alone
+    /// changed (a `mount --make-rprivate /` run on the host) make one sentence together.
+    pub fn describe(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.added.iter().map(|m| format!("added {}", m.describe())).collect();
+        out.extend(self.removed.iter().map(|m| format!("removed {}", m.describe())));
+        let only_propagation =
+            |(old, new): &&Changed| Mount { propagation: new.propagation.clone(), ..old.clone() } == *new;
+        let (propagation, other): (Vec<&Changed>, Vec<&Changed>) = self.changed.iter().partition(only_propagation);
+        out.extend(other.iter().map(|(old, new)| {
+            format!("changed {} (was: {} on {} ({}))", new.describe(), old.source, old.mount_point, old.options)
+        }));
+        if let Some(((old, new), rest)) = propagation.split_first() {
+            let was = if old.propagation.is_empty() { "private".to_string() } else { old.propagation.join(" ") };
+            let now = if new.propagation.is_empty() { "private".to_string() } else { new.propagation.join(" ") };
+            let others = if rest.is_empty() { String::new() } else { format!(" and {} more mounts", rest.len()) };
+            out.push(format!(
+                "changed the propagation of mount {} on {}{others}: {was} before, {now} now (was a mount made \
+                 private, or shared, outside a mount namespace of the lab's own?)",
+                new.id, new.mount_point
+            ));
+        }
+        out
+    }
+}
+
+impl RunMountNs {
+    /// Makes the namespace in a forked child (unshare and mount change only that child),
+    /// holds it open through `/proc/<child>/ns/mnt`, and lets the child go.
+    pub fn create() -> Result<Self> {
+        let (ready_rx, ready_tx) = nix::unistd::pipe().map_err(Error::harness("pipe", "run mount namespace"))?;
+        let (go_rx, go_tx) = nix::unistd::pipe().map_err(Error::harness("pipe", "run mount namespace"))?;
+        // SAFETY: the child makes four syscalls and leaves with _exit.
+        match unsafe { fork() }.map_err(Error::harness("fork", "run mount namespace"))? {
+            ForkResult::Child => {
+                drop(ready_rx);
+                drop(go_tx);
+                let made = unshare(CloneFlags::CLONE_NEWNS)
+                    .and_then(|()| {
+                        mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+                    })
+                    .and_then(|()| {
+                        mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_SHARED, None::<&str>)
+                    });
+                let code = match made {
+                    Ok(()) => {
+                        let _ = File::from(ready_tx).write_all(b"r");
+                        // Live until the parent has opened our namespace (it closes its end).
+                        let _ = File::from(go_rx).read(&mut [0u8]);
+                        0
+                    }
+                    Err(errno) => errno as i32,
+                };
+                // SAFETY: _exit has no preconditions; nix 0.29 has no wrapper for it.
+                unsafe { libc::_exit(code) }
+            }
+            ForkResult::Parent { child } => {
+                drop(ready_tx);
+                drop(go_rx);
+                let mut byte = [0u8];
+                let ready = File::from(ready_rx).read(&mut byte).is_ok_and(|n| n == 1);
+                let held = if ready { HeldNs::open(child.as_raw(), "mnt") } else { Ok(None) };
+                drop(go_tx);
+                let status = waitpid(child, None).map_err(Error::sys("waitpid", child))?;
+                let held = held?.ok_or_else(|| {
+                    Error::Harness(format!(
+                        "could not make the run's mount namespace (unshare(CLONE_NEWNS), then / made \
+                         MS_REC|MS_PRIVATE and MS_REC|MS_SHARED): the child ended with {status:?}"
+                    ))
+                })?;
+                let mut ns = RunMountNs { held, baseline: Vec::new() };
+                ns.baseline = ns.mounts()?;
+                Ok(ns)
+            }
+        }
+    }
+
+    pub fn id(&self) -> NsId {
+        self.held.id
+    }
+
+    /// The open nsfs file: `setns(file, CLONE_NEWNS)` enters the namespace.
+    pub fn file(&self) -> &File {
+        self.held.file()
+    }
+
+    /// The mount table now, read by a forked child that enters the namespace.
+    pub fn mounts(&self) -> Result<Vec<Mount>> {
+        let outcome = forked::probe("read the run's mount table", PROBE_TIMEOUT, |out| {
+            // The host's /proc, opened before entering: a lab may have mounted another proc
+            // (of another PID namespace, where this probe has no PID) over the run's /proc.
+            let proc_dir = open("/proc", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())?;
+            setns(self.held.file().as_fd(), CloneFlags::CLONE_NEWNS)?;
+            let fd = openat(Some(proc_dir), "self/mountinfo", OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())?;
+            // SAFETY: openat just returned this descriptor; the File owns it from here.
+            let mut file = unsafe { File::from_raw_fd(fd) };
+            let mut text = String::new();
+            file.read_to_string(&mut text).map_err(|_| nix::errno::Errno::EIO)?;
+            out.write_all(text.as_bytes()).map_err(|_| nix::errno::Errno::EPIPE)
+        })?;
+        match outcome.status {
+            Ok(()) => procfs::parse_mountinfo(&outcome.output),
+            Err(failure) => Err(Error::Harness(format!("reading the run's mount table failed: {failure:?}"))),
+        }
+    }
+
+    /// The mount table as the lab found it.
+    pub fn baseline(&self) -> &[Mount] {
+        &self.baseline
+    }
+
+    /// What changed in the lab's host since the run began.
+    pub fn changes(&self) -> Result<MountChanges> {
+        Ok(MountChanges::between(&self.baseline, &self.mounts()?))
+    }
+
+    /// Whether `/` of the namespace is shared (it is made so; a lab may have changed it).
+    pub fn root_is_shared(&self) -> Result<bool> {
+        Ok(self.mounts()?.iter().any(|m| m.mount_point == "/" && m.is_shared()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mounts(text: &str) -> Vec<Mount> {
+        procfs::parse_mountinfo(text).expect("parses")
+    }
+
+    const BEFORE: &str = "\
+100 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw
+101 100 0:5 / /proc rw shared:2 - proc proc rw
+102 100 0:30 / /tmp rw shared:3 - tmpfs tmpfs rw
+";
+
+    #[test]
+    fn a_second_identical_mount_is_a_change() {
+        let now = format!("{BEFORE}140 102 0:30 / /tmp rw shared:3 - tmpfs tmpfs rw\n");
+        let changes = MountChanges::between(&mounts(BEFORE), &mounts(&now));
+        assert_eq!(changes.added.len(), 1);
+        assert_eq!(changes.describe(), vec!["added mount 140: tmpfs on /tmp type tmpfs (rw)"]);
+    }
+
+    #[test]
+    fn removed_remounted_and_made_private_mounts_are_changes() {
+        let now = "\
+100 1 254:0 / / rw,relatime - ext4 /dev/vda rw
+102 100 0:30 / /tmp ro shared:3 - tmpfs tmpfs rw
+";
+        let changes = MountChanges::between(&mounts(BEFORE), &mounts(now));
+        assert_eq!(changes.removed.iter().map(|m| m.id).collect::<Vec<_>>(), vec![101]);
+        assert_eq!(changes.changed.iter().map(|(_, m)| m.id).collect::<Vec<_>>(), vec![100, 102]);
+        assert_eq!(
+            changes.describe(),
+            vec![
+                "removed mount 101: proc on /proc type proc (rw)",
+                "changed mount 102: tmpfs on /tmp type tmpfs (ro) (was: tmpfs on /tmp (rw))",
+                "changed the propagation of mount 100 on /: shared:1 before, private now (was a mount made private, \
+                 or shared, outside a mount namespace of the lab's own?)",
+            ]
+        );
+        assert!(!changes.is_empty());
+        assert!(MountChanges::between(&mounts(BEFORE), &mounts(BEFORE)).is_empty());
+    }
+}
