@@ -7,6 +7,7 @@
 use std::path::Path;
 
 use crate::checks;
+use crate::corpus::Mistake;
 use crate::error::{Error, Result};
 use crate::facts::Facts;
 use crate::run::LabRun;
@@ -55,6 +56,8 @@ pub struct LabSpec {
     /// Plants what the harness will look for, in the run's scratch dir, before the lab starts.
     pub prepare: fn(&Path) -> Result<()>,
     pub observer: fn() -> Box<dyn Observer>,
+    /// Typical mistakes and lies, each with the verdict that must catch it (see `corpus`).
+    pub mistakes: &'static [Mistake],
 }
 
 impl std::fmt::Debug for LabSpec {
@@ -106,6 +109,7 @@ static LABS: [LabSpec; 2] = [
         verdicts: &checks::chroot_jail::VERDICTS,
         prepare: checks::chroot_jail::prepare,
         observer: checks::chroot_jail::observer,
+        mistakes: &checks::chroot_jail::MISTAKES,
     },
     LabSpec {
         name: "pid-ns",
@@ -120,6 +124,7 @@ static LABS: [LabSpec; 2] = [
         verdicts: &checks::pid_ns::VERDICTS,
         prepare: checks::pid_ns::prepare,
         observer: checks::pid_ns::observer,
+        mistakes: &checks::pid_ns::MISTAKES,
     },
 ];
 

@@ -22,31 +22,10 @@ pub fn binaries_dir() -> Result<PathBuf> {
 /// must already be there.
 pub fn ensure_built(labs: &[&LabSpec], skip: bool) -> Result<PathBuf> {
     let dir = binaries_dir()?;
-    let cargo = std::env::var_os("CARGO").map(PathBuf::from).or_else(|| which::which("cargo").ok());
-    if let (false, Some(root), Some(cargo)) = (skip, workspace_root(), cargo) {
-        let mut args = vec!["build".to_string(), "--quiet".to_string()];
-        if dir.file_name().is_some_and(|n| n == "release") {
-            args.push("--release".into());
-        }
-        for lab in labs {
-            args.push("-p".into());
-            args.push(lab.package.into());
-        }
-        let output = duct::cmd(&cargo, &args)
-            .dir(&root)
-            .stdout_capture()
-            .stderr_capture()
-            .unchecked()
-            .run()
-            .map_err(|e| Error::Build(format!("running {} {}: {e}", cargo.display(), args.join(" "))))?;
-        if !output.status.success() {
-            return Err(Error::Build(format!(
-                "`cargo {}` in {} failed:\n{}",
-                args.join(" "),
-                root.display(),
-                String::from_utf8_lossy(&output.stderr)
-            )));
-        }
+    if let (false, Some(root), Some(_)) = (skip, workspace_root(), cargo_program()) {
+        let packages: Vec<&str> = labs.iter().map(|l| l.package).collect();
+        let release = dir.file_name().is_some_and(|n| n == "release");
+        build(&root, &packages, release)?;
     }
     let missing: Vec<String> =
         labs.iter().map(|l| dir.join(l.binary)).filter(|p| !p.exists()).map(|p| p.display().to_string()).collect();
@@ -57,4 +36,44 @@ pub fn ensure_built(labs: &[&LabSpec], skip: bool) -> Result<PathBuf> {
         )));
     }
     Ok(dir)
+}
+
+fn cargo_program() -> Option<PathBuf> {
+    std::env::var_os("CARGO").map(PathBuf::from).or_else(|| which::which("cargo").ok())
+}
+
+/// `cargo build -p <package>...` (debug) in the workspace at `root`, offline: the crates
+/// are already there once the workspace itself was built.
+pub fn cargo_build(root: &Path, packages: &[&str]) -> Result<()> {
+    build(root, packages, false)
+}
+
+fn build(root: &Path, packages: &[&str], release: bool) -> Result<()> {
+    let cargo = cargo_program().ok_or_else(|| Error::Build("cargo is not on PATH".into()))?;
+    let mut args = vec!["build".to_string(), "--quiet".to_string(), "--offline".to_string()];
+    if release {
+        args.push("--release".into());
+    }
+    for package in packages {
+        args.push("-p".into());
+        args.push(package.to_string());
+    }
+    let output = duct::cmd(&cargo, &args)
+        .dir(root)
+        .stdout_capture()
+        .stderr_capture()
+        .unchecked()
+        .run()
+        .map_err(|e| Error::Build(format!("running {} {}: {e}", cargo.display(), args.join(" "))))?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let errors: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).take(40).collect();
+        return Err(Error::Build(format!(
+            "`cargo {}` in {} failed:\n{}",
+            args.join(" "),
+            root.display(),
+            errors.join("\n")
+        )));
+    }
+    Ok(())
 }

@@ -5,6 +5,7 @@ pub mod backend;
 pub mod catalog;
 pub mod cgroup;
 pub mod checks;
+pub mod corpus;
 pub mod doctor;
 pub mod error;
 pub mod facts;

@@ -76,11 +76,36 @@ enum Command {
     },
     /// Check this machine: root, kernel, cgroups (v1, v2 or hybrid), user namespaces,
     /// busybox, whether it is a disposable VM, and leftovers of interrupted runs.
+    /// Tools for course authors (the mistake corpus).
+    Dev {
+        #[command(subcommand)]
+        command: DevCommand,
+    },
     Doctor {
         /// Kill and remove what interrupted runs left behind.
         #[arg(long)]
         clean: bool,
         /// How to print the report: a table for people, JSON for tools.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+}
+
+/// For course authors: proofs that the course is sound.
+#[derive(Subcommand)]
+enum DevCommand {
+    /// Run the mistake corpus: for every STUDENT region, typical mistakes and lies (the
+    /// region left as `todo!()`, a missing flag, the wrong order, a faked outcome), each
+    /// built in a copy of this tree, graded, and run by hand. Each must fail the verdict
+    /// named for it and show its region's hint, and leave nothing behind. Exits 0 when
+    /// every entry is caught, 1 otherwise. Needs the source tree and cargo.
+    Corpus {
+        /// Labs whose entries to run (default: all).
+        labs: Vec<String>,
+        /// Only the entries whose name contains this text.
+        #[arg(long, value_name = "TEXT")]
+        only: Option<String>,
+        /// How to print the results: a table for people, JSON for tools.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
@@ -140,6 +165,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             check(&labs, all, format, repeat, no_build, fault)
         }
         Command::Doctor { clean, format } => doctor_command(clean, format),
+        Command::Dev { command: DevCommand::Corpus { labs, only, format } } => corpus(&labs, only.as_deref(), format),
     }
 }
 
@@ -165,7 +191,12 @@ fn run_by_hand(name: &str, step: bool, no_build: bool) -> Result<ExitCode> {
     }
     let binaries = labbuild::ensure_built(&[lab], no_build)?;
     let setup = CgroupSetup::detect()?;
-    let teardown = run::run_by_hand(lab.name, &binaries.join(lab.binary), &setup, step)?;
+    let teardown = run::run_by_hand(
+        lab.name,
+        &binaries.join(lab.binary),
+        &setup,
+        run::ByHand { pause_each_step: step, ..run::ByHand::default() },
+    )?;
     for leak in &teardown.leaks {
         eprintln!("cilab: LEAK: {leak} (cleaned up)");
     }
@@ -228,6 +259,27 @@ fn save_last_result(lab: &str, report: &cilab::report::LabReport) {
     if let Err(error) = registry::save_result(lab, result) {
         eprintln!("cilab: warning: could not save the result: {error}");
     }
+}
+
+fn corpus(names: &[String], only: Option<&str>, format: Format) -> Result<ExitCode> {
+    let labs: Vec<&'static LabSpec> = if names.is_empty() {
+        catalog::all().iter().collect()
+    } else {
+        names.iter().map(|n| catalog::find(n)).collect::<Result<_, _>>()?
+    };
+    if !nix::unistd::geteuid().is_root() {
+        return Err(cilab::Error::NotRoot.into());
+    }
+    let workspace = labbuild::workspace_root()
+        .context("the mistake corpus needs the source tree cilab was built from (it edits a copy of it)")?;
+    // The corpus builds from the tree as it is: the unmutated labs must be built too.
+    labbuild::ensure_built(&labs, false)?;
+    let results = cilab::corpus::run(&labs, &workspace, only)?;
+    match format {
+        Format::Table => print!("{}", cilab::corpus::to_table(&results)),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&results)?),
+    }
+    Ok(if results.iter().all(|r| r.ok()) && !results.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 fn doctor_command(clean: bool, format: Format) -> Result<ExitCode> {

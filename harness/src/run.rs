@@ -612,10 +612,23 @@ pub static BY_HAND: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBoo
 
 /// `cilab run`: the lab binary on the terminal, narrating, in its own cgroup and scratch
 /// dir, so that whatever it leaves (even after Ctrl-C) is killed and removed after it.
-pub fn run_by_hand(lab: &str, binary: &Path, setup: &CgroupSetup, pause_each_step: bool) -> Result<Teardown> {
-    BY_HAND.store(true, Ordering::SeqCst);
+/// How `run_by_hand` runs the lab.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ByHand {
+    /// The lab pauses before each step until Enter.
+    pub pause_each_step: bool,
+    /// The lab's output is discarded and Ctrl-C stays cilab's (the mistake corpus).
+    pub quiet: bool,
+    /// Kill the lab if it has not exited by then; the teardown says so.
+    pub deadline: Option<Duration>,
+}
+
+pub fn run_by_hand(lab: &str, binary: &Path, setup: &CgroupSetup, how: ByHand) -> Result<Teardown> {
+    if !how.quiet {
+        BY_HAND.store(true, Ordering::SeqCst);
+    }
     become_subreaper()?;
-    let id = format!("{lab}-{}-by-hand", std::process::id());
+    let id = format!("{lab}-{}-by-hand-{}", std::process::id(), RUN_COUNTER.fetch_add(1, Ordering::SeqCst));
     let record = open_run(lab, &id, setup, &Limits::default())?;
     let mount_ns = match RunMountNs::create() {
         Ok(ns) => ns,
@@ -626,12 +639,29 @@ pub fn run_by_hand(lab: &str, binary: &Path, setup: &CgroupSetup, pause_each_ste
     };
     let mut command = Command::new(binary);
     command.arg("--workdir").arg(&record.scratch);
-    if pause_each_step {
+    if how.pause_each_step {
         command.arg("--step");
     }
-    let exit = spawn_in_run(command, &record, &mount_ns, false)
-        .and_then(|mut child| child.wait().map_err(Error::io("wait for", binary)));
-    let mut leaks = if exit.is_ok() { outlived(&record) } else { Vec::new() };
+    if how.quiet {
+        command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    }
+    let mut timed_out = false;
+    let exit = spawn_in_run(command, &record, &mount_ns, false).and_then(|mut child| {
+        if let (Some(deadline), Ok(fd)) = (how.deadline, PidFd::open(child.id() as i32)) {
+            if !fd.wait_exit(deadline) {
+                timed_out = true;
+                let _ = record.cgroup.kill_all(Duration::from_secs(5));
+            }
+        }
+        child.wait().map_err(Error::io("wait for", binary))
+    });
+    let mut leaks = Vec::new();
+    if timed_out {
+        leaks.push(format!("the lab did not exit within {:?}: it was killed", how.deadline.unwrap_or_default()));
+    }
+    if exit.is_ok() && !timed_out {
+        leaks.extend(outlived(&record));
+    }
     match mount_ns.changes() {
         Ok(changes) => {
             leaks.extend(changes.describe().into_iter().map(|c| format!("the lab's host mount namespace changed: {c}")))

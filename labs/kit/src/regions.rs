@@ -34,3 +34,25 @@ pub fn parse(source: &str) -> Result<Vec<Region>, String> {
     }
     Ok(regions)
 }
+
+/// PLACEHOLDER: the body lines replaced, markers and hint kept, re-indented.
+pub fn replace_body(source: &str, region: &str, new_body: &str) -> Result<String, String> {
+    let regions = parse(source)?;
+    let r = regions.iter().find(|r| r.name == region).ok_or_else(|| format!("no region {region}"))?;
+    let lines: Vec<&str> = source.lines().collect();
+    let begin = r.begin_line;
+    let mut first_body = begin;
+    while lines.get(first_body).is_some_and(|l| l.trim().starts_with("//")) {
+        first_body += 1;
+    }
+    let indent: String = lines[begin - 1].chars().take_while(|c| c.is_whitespace()).collect();
+    let mut out: Vec<String> = lines[..first_body].iter().map(|l| l.to_string()).collect();
+    out.extend(new_body.lines().map(|l| if l.is_empty() { String::new() } else { format!("{indent}{l}") }));
+    out.extend(lines[r.end_line - 1..].iter().map(|l| l.to_string()));
+    Ok(out.join("\n") + "\n")
+}
+
+/// PLACEHOLDER: what a handout puts in a region.
+pub fn todo_body(region: &Region) -> String {
+    format!("todo!({:?})", region.hint)
+}
