@@ -17,6 +17,7 @@ pub mod elf;
 pub mod error;
 pub mod narrate;
 pub mod protocol;
+pub mod regions;
 pub mod rootfs;
 pub mod workdir;
 
