@@ -115,7 +115,7 @@ fn run(args: &LabArgs) -> Result<()> {
     let jail_for_child = jail.clone();
     let jailed = child::spawn(JAILED_COMM, move || exit_code(jailed_shell(voice, &jail_for_child, link.child_side())))?;
     let mut jailed_end = link.lab_side(jailed)?;
-    jailed_end.wait_ready("entering the jail", "did enter_jail fail? Its error is above")?;
+    jailed_end.wait_ready("entering the jail", "did enter_jail fail (its error would be above)?")?;
     lab.saw(&format!("on the host, readlink /proc/{jailed}/root -> {}", read_root(jailed)));
     let (theirs, mine) = (ns_link(&jailed.to_string(), "mnt"), ns_link("self", "mnt"));
     let same = if theirs == mine { "the same" } else { "a different one" };
@@ -144,7 +144,8 @@ fn run(args: &LabArgs) -> Result<()> {
         exit_code(private_jail(voice, &jail_for_child, &data_for_child, link.child_side()))
     })?;
     let mut private_end = link.lab_side(private)?;
-    private_end.wait_ready("mounting in its private namespace", "did private_mounts fail? Its error is above")?;
+    private_end
+        .wait_ready("mounting in its private namespace", "did private_mounts fail (its error would be above)?")?;
     lab.saw(&format!(
         "its mount namespace is {}, mine is {}",
         ns_link(&private.to_string(), "mnt"),

@@ -98,7 +98,10 @@ fn run(args: &LabArgs) -> Result<()> {
         // STUDENT: end fork-init
     };
     let mut init_link = link.lab_side(init)?;
-    init_link.wait_ready("setting up its mounts and children", "did the init fail? Its error is above")?;
+    init_link.wait_ready(
+        "setting up its mounts and children",
+        "did the init fail (its error would be above), or block before it said ready?",
+    )?;
     let init_pid_ns = ns_link(&init.to_string(), "pid");
     match nspid(init).as_slice() {
         [host, inner] => lab.saw(&format!(
@@ -159,7 +162,7 @@ fn run(args: &LabArgs) -> Result<()> {
         &format!("kill -TERM {init}   (the init now traps it)"),
     );
     init_link.send(INSTALL_HANDLERS)?;
-    init_link.wait_ready("installing its signal handlers", "did install_handlers fail? Its error is above")?;
+    init_link.wait_ready("installing its signal handlers", "did install_handlers fail (its error would be above)?")?;
     lab.hold(HANDLER_INSTALLED, json!({ "init": init.as_raw() }))?;
     if lab.plays_host() {
         for (signal, confirm) in [(Signal::SIGTERM, AWAIT_SIGTERM), (Signal::SIGINT, AWAIT_SIGINT)] {
@@ -167,7 +170,11 @@ fn run(args: &LabArgs) -> Result<()> {
             lab.as_host(&format!("kill -{} {init}", signal.as_str().trim_start_matches("SIG")));
             kill(init, signal).map_err(LabError::sys("kill", init))?;
             if !caught {
-                lab.saw(&format!("SigCgt of the init has no {signal}: no handler, the kernel dropped it"));
+                // No handler: dropped inside kill(), if the init is a namespace's PID 1.
+                lab.saw(&format!(
+                    "the init's SigCgt has no {signal}; right after kill() returned, pending: {}",
+                    pending(init, &[signal])
+                ));
                 continue;
             }
             // The init answers once its handler has recorded this signal.
@@ -278,7 +285,9 @@ fn namespace_init(voice: Voice, lab_host_pid: Pid, mut link: child::ChildEnd, ha
     let orphan_parent = child::spawn(ORPHAN_PARENT_COMM, move || {
         exit_code(voice, ORPHAN_PARENT_COMM, orphan_parent_process(voice, parent_link))
     })?;
-    parent_link.lab_side(orphan_parent)?.wait_ready("forking the orphan-to-be", "did it fail? Its error is above")?;
+    parent_link
+        .lab_side(orphan_parent)?
+        .wait_ready("forking the orphan-to-be", "did make-orphan fail (its error would be above)?")?;
     voice.inside(&format!("ls /proc: {:?}", numeric_entries(Path::new("/proc"))));
 
     // The self-pipe: handlers write to it, the command loop polls it.
@@ -287,7 +296,8 @@ fn namespace_init(voice: Voice, lab_host_pid: Pid, mut link: child::ChildEnd, ha
     WAKE_FD.store(wake_tx.into_raw_fd(), Ordering::SeqCst);
     let mut wake_rx = File::from(wake_rx);
     // PID 1 must reap: every orphan in the namespace becomes its child.
-    let on_child = SigAction::new(SigHandler::Handler(wake_up), SaFlags::SA_NOCLDSTOP, SigSet::empty());
+    let on_child =
+        SigAction::new(SigHandler::Handler(wake_up), SaFlags::SA_NOCLDSTOP | SaFlags::SA_RESTART, SigSet::empty());
     // SAFETY: wake_up only write(2)s one byte, which is async-signal-safe.
     unsafe { sigaction(Signal::SIGCHLD, &on_child) }.map_err(LabError::sys("sigaction", Signal::SIGCHLD))?;
     link.ready();
@@ -335,7 +345,9 @@ fn namespace_init(voice: Voice, lab_host_pid: Pid, mut link: child::ChildEnd, ha
                     .filter(|s| catches("self", *s))
                     .map(Signal::as_str)
                     .collect();
-                voice.inside(&format!("after install_handlers, my SigCgt has: {caught:?}"));
+                let caught =
+                    if caught.is_empty() { "neither SIGTERM nor SIGINT".to_string() } else { caught.join(" and ") };
+                voice.inside(&format!("after install_handlers, /proc/self/status says I catch {caught}"));
                 link.ready();
             }
             AWAIT_SIGTERM => awaited = Some(0),
