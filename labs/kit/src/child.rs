@@ -303,3 +303,41 @@ impl ChildEnd {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_child_exits_101_and_its_parent_knows() {
+        let pid = spawn("labkit-panics", || panic!("on purpose")).expect("fork");
+        let error = wait(pid, "testing").expect_err("a panic is an error");
+        assert!(error.to_string().contains("status of a panic (101)"), "{error}");
+        assert!(panic_seen());
+    }
+
+    #[test]
+    fn wait_ready_tells_ready_from_dead() {
+        let link = Link::new().expect("pipes");
+        let pid = spawn("labkit-ready", move || {
+            link.child_side().ready();
+            0
+        })
+        .expect("fork");
+        link.lab_side(pid).expect("pidfd").wait_ready("testing", "likely").expect("ready");
+        assert_eq!(wait(pid, "testing").expect("exits"), WaitStatus::Exited(pid, 0));
+
+        let link = Link::new().expect("pipes");
+        let pid = spawn("labkit-dies", move || {
+            drop(link.child_side());
+            3
+        })
+        .expect("fork");
+        let error = link.lab_side(pid).expect("pidfd").wait_ready("testing", "the likely cause").expect_err("dead");
+        assert_eq!(
+            error.to_string(),
+            format!("labkit-dies (PID {pid}) exited with status 3 while testing: the likely cause")
+        );
+        let _ = wait(pid, "testing");
+    }
+}

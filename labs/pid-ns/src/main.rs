@@ -231,6 +231,8 @@ static SIGINT_SI_PID: AtomicI32 = AtomicI32::new(-1);
 /// so that the init's poll wakes up exactly when a signal was handled.
 static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
 
+/// The init's handler for SIGTERM and SIGINT: notes who sent the signal (si_pid), then
+/// wakes the init, which writes it to the handler log.
 extern "C" fn record_sender(signal: libc::c_int, info: *mut libc::siginfo_t, _context: *mut libc::c_void) {
     if !info.is_null() {
         // SAFETY: the kernel passes a valid siginfo_t to an SA_SIGINFO handler.
@@ -259,13 +261,7 @@ extern "C" fn wake_up(_signal: libc::c_int) {
 
 /// The init's whole life, as the body of its process: its exit status says how it went.
 fn init_process(voice: Voice, lab_host_pid: Pid, link: child::Link, handler_log: &Path) -> i32 {
-    match namespace_init(voice, lab_host_pid, link.child_side(), handler_log) {
-        Ok(()) => 0,
-        Err(error) => {
-            voice.inside(&format!("init failed: {error:#}"));
-            1
-        }
-    }
+    exit_code(voice, "init", namespace_init(voice, lab_host_pid, link.child_side(), handler_log))
 }
 
 fn namespace_init(voice: Voice, lab_host_pid: Pid, mut link: child::ChildEnd, handler_log: &Path) -> Result<()> {
