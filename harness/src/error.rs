@@ -4,20 +4,12 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{syscall}({target}) failed: {source}")]
-    Sys {
-        syscall: &'static str,
-        target: String,
-        #[source]
-        source: nix::Error,
-    },
-    #[error("{action} {}: {source}", path.display())]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    // The errno (the I/O error) is in the message and deliberately no `source`: a chain
+    // printer (`{:#}`) would print it twice.
+    #[error("{syscall}({target}) failed: {errno}")]
+    Sys { syscall: &'static str, target: String, errno: nix::Error },
+    #[error("{action} {}: {cause}", path.display())]
+    Io { action: &'static str, path: PathBuf, cause: std::io::Error },
     #[error(
         "cilab must run as root to make namespaces, mounts and cgroups. Run it as root \
          (`sudo -E env PATH=\"$PATH\" cargo run -p cilab -- ...`) on a machine you may break: \
@@ -45,12 +37,12 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     pub fn sys(syscall: &'static str, target: impl std::fmt::Display) -> impl FnOnce(nix::Error) -> Self {
         let target = target.to_string();
-        move |source| Error::Sys { syscall, target, source }
+        move |errno| Error::Sys { syscall, target, errno }
     }
 
     pub fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.into();
-        move |source| Error::Io { action, path, source }
+        move |cause| Error::Io { action, path, cause }
     }
 
     pub fn parse(what: impl Into<String>, detail: impl Into<String>) -> Self {
@@ -78,8 +70,8 @@ impl Error {
 
     fn errno(&self) -> Option<nix::errno::Errno> {
         match self {
-            Error::Sys { source, .. } => Some(*source),
-            Error::Io { source, .. } => source.raw_os_error().map(nix::errno::Errno::from_raw),
+            Error::Sys { errno, .. } => Some(*errno),
+            Error::Io { cause, .. } => cause.raw_os_error().map(nix::errno::Errno::from_raw),
             _ => None,
         }
     }

@@ -18,8 +18,8 @@ use labkit::{child, cleanup, elf, ns_link, rootfs, Lab, LabArgs, LabError, Mode,
 use nix::errno::Errno;
 use nix::mount::{mount, MsFlags};
 use nix::sched::{unshare, CloneFlags};
-use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::{chdir, chroot, execv, getcwd, Gid, Pid, Uid};
+use nix::sys::wait::WaitStatus;
+use nix::unistd::{chdir, chroot, execv, getcwd, getpid, Gid, Pid, Uid};
 use serde_json::json;
 
 /// Build a chroot jail from busybox, lock a process in it, and test what chroot isolates.
@@ -33,7 +33,7 @@ struct Cli {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    labkit::main("lab-chroot-jail", || run(&cli.lab))
+    labkit::main("lab-chroot-jail", include_str!("main.rs"), || run(&cli.lab))
 }
 
 /// The uid and gid of `nobody`: a user with no capabilities.
@@ -91,13 +91,16 @@ fn run(args: &LabArgs) -> Result<()> {
             loader.display()
         ),
     );
-    // STUDENT: begin copy-libraries
-    // Hint: the loader is the PT_INTERP path; `ldd` lists the libraries. Keep their paths.
-    for library in libraries_of(&program, &loader)? {
-        rootfs::copy_into(&jail, &library)?;
-        lab.saw(&format!("copied {}", library.display()));
+    {
+        // STUDENT: begin copy-libraries
+        // Hint: the loader is the PT_INTERP path (`loader`), `libraries_of` asks ldd for the
+        // rest; labkit::rootfs has a copy that keeps each file's path inside the jail.
+        for library in libraries_of(&program, &loader)? {
+            rootfs::copy_into(&jail, &library)?;
+            lab.saw(&format!("copied {}", library.display()));
+        }
+        // STUDENT: end copy-libraries
     }
-    // STUDENT: end copy-libraries
     let with_libraries = exec_in_jail(lab.mode(), &jail, DYNAMIC_PROGRAM_IN_JAIL)?;
     lab.saw(&format!("execve(\"{DYNAMIC_PROGRAM_IN_JAIL}\") inside the jail -> {}", describe_exec(with_libraries)));
     lab.hold(WITH_LIBRARIES, json!({ "jail": jail }))?;
@@ -111,17 +114,15 @@ fn run(args: &LabArgs) -> Result<()> {
     let link = child::Link::new()?;
     let jail_for_child = jail.clone();
     let jailed = child::spawn(JAILED_COMM, move || exit_code(jailed_shell(voice, &jail_for_child, link.child_side())))?;
-    let mut jailed_end = link.lab_side();
-    jailed_end.wait_ready("entering the jail")?;
+    let mut jailed_end = link.lab_side(jailed)?;
+    jailed_end.wait_ready("entering the jail", "did enter_jail fail (its error would be above)?")?;
     lab.saw(&format!("on the host, readlink /proc/{jailed}/root -> {}", read_root(jailed)));
-    lab.saw(&format!(
-        "its mount namespace {} is mine too ({}): chroot made no namespace",
-        ns_link(&jailed.to_string(), "mnt"),
-        ns_link("self", "mnt")
-    ));
+    let (theirs, mine) = (ns_link(&jailed.to_string(), "mnt"), ns_link("self", "mnt"));
+    let same = if theirs == mine { "the same" } else { "a different one" };
+    lab.saw(&format!("its mount namespace is {theirs}, mine is {mine}: {same}"));
     lab.hold(JAILED, json!({ "jailed": jailed.as_raw() }))?;
     jailed_end.release();
-    reap(jailed)?;
+    child::wait(jailed, "leaving the jail")?;
 
     // ── Step 4 ───────────────────────────────────────────────────────────────
     lab.step(
@@ -142,16 +143,27 @@ fn run(args: &LabArgs) -> Result<()> {
     let private = child::spawn(PRIVATE_COMM, move || {
         exit_code(private_jail(voice, &jail_for_child, &data_for_child, link.child_side()))
     })?;
-    let mut private_end = link.lab_side();
-    private_end.wait_ready("mounting in its private namespace")?;
+    let mut private_end = link.lab_side(private)?;
+    private_end
+        .wait_ready("mounting in its private namespace", "did private_mounts fail (its error would be above)?")?;
     lab.saw(&format!(
-        "its mount namespace is {}, mine is {}; my mount table did not change",
+        "its mount namespace is {}, mine is {}",
         ns_link(&private.to_string(), "mnt"),
         ns_link("self", "mnt")
     ));
+    // Its mount table shows paths as seen from its root, the jail: all of it is in the jail.
+    let theirs = mounts(&private.to_string());
+    let jail_on_host = jail.canonicalize().map_err(LabError::io("resolve", &jail))?;
+    let mine = mounts("self").into_iter().filter(|m| Path::new(&m.point).starts_with(&jail_on_host)).count();
+    lab.saw(&format!(
+        "its mount table, from its root: {}; mounts under the jail in mine: {mine}",
+        theirs.iter().map(Mount::describe).collect::<Vec<_>>().join(", ")
+    ));
+    let host_init = std::fs::read_to_string("/proc/1/comm").unwrap_or_default();
+    lab.saw(&format!("on the host, PID 1 is `{}`", host_init.trim()));
     lab.hold(PRIVATE_MOUNTS, json!({ "private": private.as_raw() }))?;
     private_end.release();
-    reap(private)?;
+    child::wait(private, "leaving its private namespace")?;
 
     // ── Step 5 ───────────────────────────────────────────────────────────────
     lab.step(
@@ -159,7 +171,7 @@ fn run(args: &LabArgs) -> Result<()> {
         "setresgid(65534); setresuid(65534); chroot(jail)",
         "setpriv --reuid=65534 --regid=65534 --clear-groups chroot jail /bin/sh",
     );
-    let as_nobody = run_in_child("chroot-nobody", || {
+    let as_nobody = run_in_child("chroot-nobody", "trying chroot as nobody", || {
         nix::unistd::setgroups(&[])?;
         nix::unistd::setresgid(Gid::from_raw(NOBODY), Gid::from_raw(NOBODY), Gid::from_raw(NOBODY))?;
         nix::unistd::setresuid(Uid::from_raw(NOBODY), Uid::from_raw(NOBODY), Uid::from_raw(NOBODY))?;
@@ -169,17 +181,18 @@ fn run(args: &LabArgs) -> Result<()> {
     lab.why("chroot needs CAP_SYS_CHROOT: an ordinary user could otherwise plant a fake /etc/passwd and run a set-user-ID program in it.");
 
     cleanup::remove_made_dirs()?;
-    lab.done("Done: the jail is removed and nothing is left behind. Now answer the questions on the lab sheet.");
+    lab.done("Done: the lab removed the jail and its workdir. Now answer the questions on the lab sheet.");
     Ok(())
 }
 
 /// Runs `body` in a forked child; its errno (or success) comes back as the exit status.
-fn run_in_child(name: &str, body: impl FnOnce() -> nix::Result<()>) -> Result<Result<(), Errno>> {
+/// (A panic's status, 101, would read as ENETUNREACH: `child::wait` takes it first.)
+fn run_in_child(name: &str, doing: &str, body: impl FnOnce() -> nix::Result<()>) -> Result<Result<(), Errno>> {
     let pid = child::spawn(name, || match body() {
         Ok(()) => 0,
         Err(errno) => errno as i32,
     })?;
-    let status = reap(pid)?;
+    let status = child::wait(pid, doing)?;
     Ok(match status {
         WaitStatus::Exited(_, 0) => Ok(()),
         WaitStatus::Exited(_, code) => Err(Errno::from_raw(code)),
@@ -195,12 +208,8 @@ fn exec_in_jail(mode: Mode, jail: &Path, program: &str) -> Result<Result<(), Err
         CString::new(DYNAMIC_PROGRAM).context("argv[0]")?,
         CString::new("hello from inside the jail").context("argument")?,
     ];
-    run_in_child("jail-exec", || {
-        // STUDENT: begin chroot-exec
-        // Hint: chroot(jail), then chdir("/") so the working directory is inside too.
-        chroot(jail)?;
-        chdir("/")?;
-        // STUDENT: end chroot-exec
+    run_in_child("jail-exec", &format!("running {program} in the jail"), || {
+        enter_jail(jail)?;
         if mode == Mode::Held {
             // The harness reads stdout for the protocol: the program speaks on stderr.
             nix::unistd::dup2(2, 1)?;
@@ -209,10 +218,20 @@ fn exec_in_jail(mode: Mode, jail: &Path, program: &str) -> Result<Result<(), Err
     })
 }
 
-/// Step 3's child: chrooted, it looks around, says it is ready and waits.
+/// Makes `jail` this process's root directory, and its working directory too: a working
+/// directory left outside the jail would be a way out.
+fn enter_jail(jail: &Path) -> nix::Result<()> {
+    // STUDENT: begin enter-jail
+    // Hint: chroot(2) then chdir(2), both in nix::unistd. Where is the working directory
+    // after chroot alone?
+    chroot(jail)?;
+    chdir("/")
+    // STUDENT: end enter-jail
+}
+
+/// Step 3's child: in the jail, it looks around, says it is ready and waits.
 fn jailed_shell(voice: Voice, jail: &Path, mut link: child::ChildEnd) -> Result<()> {
-    chroot(jail).map_err(LabError::sys("chroot", jail.display()))?;
-    chdir("/").map_err(LabError::sys("chdir", "/"))?;
+    enter_jail(jail).map_err(LabError::sys("enter_jail", jail.display()))?;
     voice.inside(&format!("ls / -> {}", list(Path::new("/")).join(" ")));
     for _ in 0..2 {
         chdir("..").map_err(LabError::sys("chdir", ".."))?;
@@ -227,8 +246,34 @@ fn jailed_shell(voice: Voice, jail: &Path, mut link: child::ChildEnd) -> Result<
 
 /// Step 4's child: a private mount namespace, proc and a read-only bind in the jail.
 fn private_jail(voice: Voice, jail: &Path, host_data: &Path, mut link: child::ChildEnd) -> Result<()> {
+    private_mounts(jail, host_data)?;
+    enter_jail(jail).map_err(LabError::sys("enter_jail", jail.display()))?;
+    let pids = list(Path::new("/proc")).into_iter().filter(|n| n.parse::<u32>().is_ok()).count();
+    let first = std::fs::read_to_string("/proc/1/comm").unwrap_or_default();
+    let me = getpid();
+    let listed = if Path::new(&format!("/proc/{me}")).exists() { "listed" } else { "not listed" };
+    voice.inside(&format!("/proc lists {pids} processes; PID 1 is `{}`; my own PID, {me}, is {listed}", first.trim()));
+    let note = Path::new(BIND_TARGET_IN_JAIL).join(HOST_NOTE);
+    let write = std::fs::OpenOptions::new().append(true).open(&note);
+    voice.inside(&format!(
+        "echo >> {} -> {}",
+        note.display(),
+        match write {
+            Ok(_) => "it opened for writing!".to_string(),
+            Err(e) => e.to_string(),
+        }
+    ));
+    link.ready();
+    while link.next_command().is_some() {}
+    Ok(())
+}
+
+/// Step 4's mounts, in a mount namespace of the child's own: proc in the jail, and the
+/// host's data bound read-only into it.
+fn private_mounts(jail: &Path, host_data: &Path) -> Result<()> {
     // STUDENT: begin private-mounts
-    // Hint: unshare first, make "/" private recursively, and only then mount anything.
+    // Hint: a mount namespace of its own with "/" private (mount_namespaces(7)) before any
+    // mount; then proc, the bind, and the remount that makes a bind read-only (mount(8)).
     unshare(CloneFlags::CLONE_NEWNS).map_err(LabError::sys("unshare", "CLONE_NEWNS"))?;
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
         .map_err(LabError::sys("mount(MS_REC|MS_PRIVATE)", "/"))?;
@@ -254,25 +299,8 @@ fn private_jail(voice: Voice, jail: &Path, host_data: &Path, mut link: child::Ch
         None::<&str>,
     )
     .map_err(LabError::sys("mount(MS_BIND|MS_REMOUNT|MS_RDONLY)", target.display()))?;
-    chroot(jail).map_err(LabError::sys("chroot", jail.display()))?;
-    chdir("/").map_err(LabError::sys("chdir", "/"))?;
-    // STUDENT: end private-mounts
-    let pids = list(Path::new("/proc")).into_iter().filter(|n| n.parse::<u32>().is_ok()).count();
-    let first = std::fs::read_to_string("/proc/1/comm").unwrap_or_default();
-    voice.inside(&format!("/proc lists {pids} processes; PID 1 is `{}`: the host's", first.trim()));
-    let note = Path::new(BIND_TARGET_IN_JAIL).join(HOST_NOTE);
-    let write = std::fs::OpenOptions::new().append(true).open(&note);
-    voice.inside(&format!(
-        "echo >> {} -> {}",
-        note.display(),
-        match write {
-            Ok(_) => "it opened for writing!".to_string(),
-            Err(e) => e.to_string(),
-        }
-    ));
-    link.ready();
-    while link.next_command().is_some() {}
     Ok(())
+    // STUDENT: end private-mounts
 }
 
 /// The libraries `program` needs, with the loader first, from `ldd`.
@@ -290,12 +318,6 @@ fn libraries_of(program: &Path, loader: &Path) -> Result<Vec<PathBuf>> {
         }
     }
     Ok(libraries)
-}
-
-fn reap(pid: Pid) -> Result<WaitStatus> {
-    let status = waitpid(pid, None).map_err(LabError::sys("waitpid", pid))?;
-    cleanup::forget_child(pid);
-    Ok(status)
 }
 
 fn exit_code(outcome: Result<()>) -> i32 {
@@ -325,4 +347,45 @@ fn list(dir: &Path) -> Vec<String> {
         .unwrap_or_default();
     names.sort();
     names
+}
+
+/// One line of /proc/<pid>/mountinfo, the fields the lab shows.
+struct Mount {
+    /// Where it is mounted, as seen from that process's root.
+    point: String,
+    fs_type: String,
+    read_only: bool,
+}
+
+impl Mount {
+    fn describe(&self) -> String {
+        format!("{} ({}, {})", self.point, self.fs_type, if self.read_only { "ro" } else { "rw" })
+    }
+}
+
+/// The mount table of a process ("self" for the lab), from its mountinfo.
+fn mounts(pid: &str) -> Vec<Mount> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap_or_default();
+    text.lines()
+        .filter_map(|line| {
+            // "id parent major:minor root point options [optional...] - type source super-options"
+            let (left, right) = line.split_once(" - ")?;
+            let fields: Vec<&str> = left.split_whitespace().collect();
+            Some(Mount {
+                point: fields.get(4)?.to_string(),
+                fs_type: right.split_whitespace().next()?.to_string(),
+                read_only: fields.get(5)?.split(',').any(|o| o == "ro"),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_student_regions_are_the_expected_ones() {
+        let regions = labkit::regions::parse(include_str!("main.rs")).expect("regions parse");
+        let names: Vec<&str> = regions.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["copy-libraries", "enter-jail", "private-mounts"]);
+    }
 }

@@ -1,20 +1,50 @@
-//! Starting child processes that cannot outlive the lab.
+//! Starting child processes that cannot outlive the lab, and waiting for them, always
+//! with a deadline: a child that dies or hangs ends the lab with an error that says so.
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{FromRawFd, IntoRawFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::prctl;
 use nix::sys::signal::{signal, SigHandler, Signal};
+use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, getppid, ForkResult, Pid};
 
+use crate::protocol::PANIC_EXIT;
 use crate::{cleanup, LabError, Result};
+
+/// How long the lab waits for a child to name itself, to say it is ready, or to exit.
+/// Everything the labs wait for takes milliseconds: past this, something went wrong.
+pub const DEADLINE: Duration = Duration::from_secs(10);
+
+/// Set once this process panicked or saw a child of its own end with [`PANIC_EXIT`]: its
+/// own exit status is then [`PANIC_EXIT`] too, so a panic deep down reaches the lab's.
+static PANIC_SEEN: AtomicBool = AtomicBool::new(false);
+
+/// How the lab words a child's exit with [`PANIC_EXIT`]: the panic may have been a
+/// grandchild's, passed on.
+const PANICKED: &str = "exited with the status of a panic (101)";
+
+pub(crate) fn note_panic() {
+    PANIC_SEEN.store(true, Ordering::SeqCst);
+}
+
+/// True once this process panicked or a child of it ended by a panic.
+pub fn panic_seen() -> bool {
+    PANIC_SEEN.load(Ordering::SeqCst)
+}
 
 /// Forks a child that runs `body` and exits with its return value.
 ///
 /// The child names itself `name` (what `ps` and /proc/<pid>/comm show), asks the kernel to
 /// SIGKILL it if the lab dies (PR_SET_PDEATHSIG), and gets default signal dispositions
-/// back. The parent tracks it for cleanup.
+/// back. The parent tracks it for cleanup. A panic in `body` ends the child with status
+/// 101 ([`PANIC_EXIT`]): it never unwinds into the parent's code, which the child shares.
 pub fn spawn(name: &str, body: impl FnOnce() -> i32) -> Result<Pid> {
     spawn_with(name, true, body)
 }
@@ -22,8 +52,8 @@ pub fn spawn(name: &str, body: impl FnOnce() -> i32) -> Result<Pid> {
 /// Like [`spawn`]; with `die_with_parent` false the child survives its parent's death
 /// (an orphan that the kernel re-parents, which is what some labs want to show).
 ///
-/// Returns once the child has named itself: whoever looks at /proc after this (the
-/// harness, say) finds it under its name, not its parent's.
+/// Returns once the child has named itself (or died): whoever looks at /proc after this
+/// (the harness, say) finds it under its name, not its parent's.
 pub fn spawn_with(name: &str, die_with_parent: bool, body: impl FnOnce() -> i32) -> Result<Pid> {
     let parent = nix::unistd::getpid();
     let (named_rx, named_tx) = nix::unistd::pipe().map_err(LabError::sys("pipe", name))?;
@@ -34,8 +64,12 @@ pub fn spawn_with(name: &str, die_with_parent: bool, body: impl FnOnce() -> i32)
             cleanup::track_child(child);
             drop(named_tx);
             // One byte once it is named; end of file if it died first. Either way, go on.
-            let mut named = File::from(named_rx);
-            let _ = named.read(&mut [0u8]);
+            if !poll_until(&mut [PollFd::new(named_rx.as_fd(), PollFlags::POLLIN)], Instant::now() + DEADLINE)? {
+                return Err(LabError::Child(format!(
+                    "{name} (PID {child}) did not name itself within {DEADLINE:?} of its fork"
+                )));
+            }
+            let _ = File::from(named_rx).read(&mut [0u8]);
             Ok(child)
         }
         ForkResult::Child => {
@@ -57,10 +91,74 @@ pub fn spawn_with(name: &str, die_with_parent: bool, body: impl FnOnce() -> i32)
                 // SAFETY: restoring the default disposition installs no Rust code as a handler.
                 let _ = unsafe { signal(sig, SigHandler::SigDfl) };
             }
-            let code = body();
-            exit_now(code)
+            // The panic hook has already said what happened; the status tells the parent.
+            let code = catch_unwind(AssertUnwindSafe(body)).unwrap_or(PANIC_EXIT);
+            exit_now(if panic_seen() { PANIC_EXIT } else { code })
         }
     }
+}
+
+/// Waits (at most [`DEADLINE`]) for the child `pid` to exit, reaps it and forgets it.
+/// A child that panicked is an error: the panic is the news, not its exit status.
+pub fn wait(pid: Pid, doing: &str) -> Result<WaitStatus> {
+    let who = describe_child(pid);
+    let pidfd = pidfd_open(pid)?;
+    if !poll_until(&mut [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)], Instant::now() + DEADLINE)? {
+        return Err(LabError::Child(format!("{who} did not exit within {DEADLINE:?} while {doing}")));
+    }
+    let status = waitpid(pid, None).map_err(LabError::sys("waitpid", pid))?;
+    cleanup::forget_child(pid);
+    if let WaitStatus::Exited(_, PANIC_EXIT) = status {
+        note_panic();
+        return Err(LabError::Child(format!("{who} {PANICKED} while {doing}: the panic's message is above")));
+    }
+    Ok(status)
+}
+
+/// "pidns-init (PID 1234)": what the lab calls a child in its messages.
+fn describe_child(pid: Pid) -> String {
+    match std::fs::read_to_string(format!("/proc/{pid}/comm")) {
+        Ok(comm) => format!("{} (PID {pid})", comm.trim()),
+        Err(_) => format!("the child (PID {pid})"),
+    }
+}
+
+/// A pidfd turns readable when its process exits: a wait that poll can bound.
+/// nix 0.29 has no wrapper for pidfd_open(2), hence the raw syscall.
+fn pidfd_open(pid: Pid) -> Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a PID and flags, and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
+    if fd < 0 {
+        return Err(LabError::sys("pidfd_open", pid)(Errno::last()));
+    }
+    let fd = RawFd::try_from(fd).map_err(|_| LabError::Setup(format!("pidfd_open({pid}) returned {fd}")))?;
+    // SAFETY: the kernel just made this descriptor and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Polls `fds` for input until `deadline`: true if one is ready, false if time ran out.
+/// A signal (the lab's cleanup thread catches some) only interrupts: poll goes on.
+fn poll_until(fds: &mut [PollFd], deadline: Instant) -> Result<bool> {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let timeout = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
+        match poll(fds, timeout) {
+            Ok(0) => return Ok(false),
+            Ok(_) => return Ok(true),
+            Err(Errno::EINTR) => continue,
+            Err(errno) => return Err(LabError::sys("poll", "a child's pipe")(errno)),
+        }
+    }
+}
+
+/// How the child behind `pidfd` ended, waiting for its end at most until `deadline`; its
+/// status is left for the lab to reap (WNOWAIT). `None` if it still runs.
+fn how_it_ended(pidfd: BorrowedFd, deadline: Instant) -> Result<Option<WaitStatus>> {
+    if !poll_until(&mut [PollFd::new(pidfd, PollFlags::POLLIN)], deadline)? {
+        return Ok(None);
+    }
+    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+    Ok(waitid(Id::PIDFd(pidfd), flags).ok().filter(|s| !matches!(s, WaitStatus::StillAlive)))
 }
 
 /// Sets this process's comm (at most 15 bytes are kept by the kernel).
@@ -100,12 +198,13 @@ impl Link {
         })
     }
 
-    /// Call in the lab after `spawn`.
-    pub fn lab_side(self) -> LabEnd {
+    /// Call in the lab after `spawn`, with the child's PID.
+    pub fn lab_side(self, child: Pid) -> Result<LabEnd> {
         let _ = nix::unistd::close(self.child_ready);
         let _ = nix::unistd::close(self.child_commands);
         // SAFETY: these descriptors came from pipe() in `new` and nothing else owns them here.
-        unsafe { LabEnd { ready: File::from_raw_fd(self.lab_ready), commands: File::from_raw_fd(self.lab_commands) } }
+        let (ready, commands) = unsafe { (File::from_raw_fd(self.lab_ready), File::from_raw_fd(self.lab_commands)) };
+        Ok(LabEnd { who: describe_child(child), pidfd: pidfd_open(child)?, ready, commands })
     }
 
     /// Call first thing in the child.
@@ -121,25 +220,60 @@ impl Link {
 
 #[derive(Debug)]
 pub struct LabEnd {
+    who: String,
+    /// Readable once the child exited: its own descendants may hold copies of its end of
+    /// the pipes, so the pipes alone would never tell.
+    pidfd: OwnedFd,
     ready: File,
     commands: File,
 }
 
 impl LabEnd {
-    /// Blocks until the child says it is ready; an error if it died first.
-    pub fn wait_ready(&mut self, doing: &str) -> Result<()> {
-        let mut byte = [0u8];
-        match self.ready.read(&mut byte) {
-            Ok(1) => Ok(()),
-            Ok(_) => Err(LabError::Setup(format!("the child died while {doing}"))),
-            Err(e) => Err(LabError::Setup(format!("waiting for the child while {doing}: {e}"))),
+    /// Waits until the child says it is ready, at most [`DEADLINE`]. If it dies or hangs
+    /// instead, the error says so, then `likely`: what probably went wrong, for the student.
+    pub fn wait_ready(&mut self, doing: &str, likely: &str) -> Result<()> {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let mut fds = [
+                PollFd::new(self.ready.as_fd(), PollFlags::POLLIN),
+                PollFd::new(self.pidfd.as_fd(), PollFlags::POLLIN),
+            ];
+            if !poll_until(&mut fds, deadline)? {
+                return Err(LabError::Child(format!(
+                    "{} was not ready within {DEADLINE:?} while {doing}: {likely}",
+                    self.who
+                )));
+            }
+            // Ready wins over exited: a child may say ready and then end.
+            if fds[0].revents().is_some_and(|r| !r.is_empty()) {
+                match self.ready.read(&mut [0u8]) {
+                    Ok(1) => return Ok(()),
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    // End of file: the child closed its end, as a dying process does.
+                    _ => {}
+                }
+            }
+            let ended = match how_it_ended(self.pidfd.as_fd(), deadline)? {
+                Some(WaitStatus::Exited(_, PANIC_EXIT)) => {
+                    note_panic();
+                    return Err(LabError::Child(format!(
+                        "{} {PANICKED} while {doing}: the panic's message is above",
+                        self.who
+                    )));
+                }
+                Some(WaitStatus::Exited(_, code)) => format!("exited with status {code}"),
+                Some(WaitStatus::Signaled(_, signal, _)) => format!("was killed by {}", signal.as_str()),
+                Some(other) => format!("ended ({other:?})"),
+                None => format!("closed its pipe yet did not exit within {DEADLINE:?}"),
+            };
+            return Err(LabError::Child(format!("{} {ended} while {doing}: {likely}", self.who)));
         }
     }
 
     pub fn send(&mut self, command: u8) -> Result<()> {
         self.commands
             .write_all(&[command])
-            .map_err(|e| LabError::Setup(format!("sending command {:?} to the child: {e}", command as char)))
+            .map_err(|e| LabError::Child(format!("sending command {:?} to {}: {e}", command as char, self.who)))
     }
 
     /// Closes the command pipe: the child's `next_command` returns `None`.
@@ -167,5 +301,43 @@ impl ChildEnd {
                 _ => return None,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_child_exits_101_and_its_parent_knows() {
+        let pid = spawn("labkit-panics", || panic!("on purpose")).expect("fork");
+        let error = wait(pid, "testing").expect_err("a panic is an error");
+        assert!(error.to_string().contains("status of a panic (101)"), "{error}");
+        assert!(panic_seen());
+    }
+
+    #[test]
+    fn wait_ready_tells_ready_from_dead() {
+        let link = Link::new().expect("pipes");
+        let pid = spawn("labkit-ready", move || {
+            link.child_side().ready();
+            0
+        })
+        .expect("fork");
+        link.lab_side(pid).expect("pidfd").wait_ready("testing", "likely").expect("ready");
+        assert_eq!(wait(pid, "testing").expect("exits"), WaitStatus::Exited(pid, 0));
+
+        let link = Link::new().expect("pipes");
+        let pid = spawn("labkit-dies", move || {
+            drop(link.child_side());
+            3
+        })
+        .expect("fork");
+        let error = link.lab_side(pid).expect("pidfd").wait_ready("testing", "the likely cause").expect_err("dead");
+        assert_eq!(
+            error.to_string(),
+            format!("labkit-dies (PID {pid}) exited with status 3 while testing: the likely cause")
+        );
+        let _ = wait(pid, "testing");
     }
 }

@@ -1,16 +1,24 @@
 //! Cleanup on every path: the lab registers the children it started and the directories
 //! it made; on SIGINT, SIGTERM or SIGHUP (Ctrl-C, the harness, a closed terminal), and on
 //! an error, [`run_all`] kills those children by PID and removes those directories.
+//!
+//! The lab is also a child subreaper: a process that its children leave behind (an
+//! orphan of a lab that went wrong, say) becomes the lab's child instead of the host
+//! init's, and [`run_all`] kills it too. Inside a PID namespace the namespace's init
+//! still adopts the orphans, as pid_namespaces(7) says: the labs show nothing different.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::waitpid;
-use nix::unistd::Pid;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{getpid, Pid};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use crate::{LabError, Result};
+
+/// Each round kills one generation of the lab's descendants; labs make at most three.
+const ADOPTION_ROUNDS: usize = 8;
 
 #[derive(Default)]
 struct Registry {
@@ -26,8 +34,10 @@ fn with_registry<T>(f: impl FnOnce(&mut Registry) -> T) -> T {
     f(&mut guard)
 }
 
-/// Installs the signal handling thread. Call once, first thing in `main`.
+/// Makes the lab a subreaper and installs the signal handling thread. Call once, first
+/// thing in `main`.
 pub fn install() -> Result<()> {
+    nix::sys::prctl::set_child_subreaper(true).map_err(LabError::sys("prctl(PR_SET_CHILD_SUBREAPER)", "the lab"))?;
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
         .map_err(|e| LabError::Setup(format!("cannot install the signal handlers: {e}")))?;
     std::thread::Builder::new()
@@ -78,7 +88,8 @@ pub fn forget_all() {
     });
 }
 
-/// Kills every tracked child (SIGKILL, by PID, then reaps it) and removes tracked dirs.
+/// Kills every tracked child (SIGKILL, by PID, then reaps it), then every process the lab
+/// adopted as a subreaper, and removes tracked dirs.
 pub fn run_all() {
     let (children, dirs) = with_registry(|r| (std::mem::take(&mut r.children), std::mem::take(&mut r.dirs)));
     for pid in children {
@@ -86,11 +97,71 @@ pub fn run_all() {
             let _ = waitpid(pid, None);
         }
     }
+    kill_adopted();
     for dir in dirs.iter().rev() {
         if let Err(e) = std::fs::remove_dir_all(dir) {
             if e.kind() != std::io::ErrorKind::NotFound {
                 eprintln!("lab: could not remove {}: {e}", dir.display());
             }
         }
+    }
+}
+
+/// Kills and reaps every child of the lab that it did not fork itself: processes its
+/// children left behind, adopted by the lab as their subreaper. Returns them as
+/// "comm (PID n)". A lab that ends well calls this too: it leaves nothing behind, and
+/// says what it had to kill.
+pub fn kill_adopted() -> Vec<String> {
+    let mut killed = Vec::new();
+    // Killing a child can hand us its own children: a few rounds, until none is left.
+    for _ in 0..ADOPTION_ROUNDS {
+        let own = with_registry(|r| r.children.clone());
+        let adopted: Vec<Pid> = children_of(getpid()).into_iter().filter(|pid| !own.contains(pid)).collect();
+        if adopted.is_empty() {
+            break;
+        }
+        for pid in adopted {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            // A zombie is already dead: reap it, nothing to say.
+            if !matches!(waitpid(pid, Some(WaitPidFlag::WNOHANG)), Ok(WaitStatus::StillAlive)) {
+                continue;
+            }
+            if kill(pid, Signal::SIGKILL).is_ok() {
+                killed.push(format!("{} (PID {pid})", comm.trim()));
+            }
+            let _ = waitpid(pid, None);
+        }
+    }
+    killed
+}
+
+/// The live children of `parent`, from the PPid field of every /proc/<pid>/stat.
+fn children_of(parent: Pid) -> Vec<Pid> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+            let fields = stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect::<Vec<_>>());
+            fields.and_then(|f| f.get(1).and_then(|ppid| ppid.parse::<i32>().ok())) == Some(parent.as_raw())
+        })
+        .map(Pid::from_raw)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn children_of_finds_a_child_by_its_ppid() {
+        let mut child = std::process::Command::new("sleep").arg("5").spawn().expect("spawn sleep");
+        let pid = Pid::from_raw(i32::try_from(child.id()).expect("pid fits"));
+        let found = children_of(getpid()).contains(&pid);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(found, "{pid} is not among the children of {}", getpid());
     }
 }

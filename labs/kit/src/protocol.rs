@@ -5,6 +5,10 @@
 //! harness writes `continue` on its stdin. End of file on stdin means the harness is gone:
 //! the lab tears down and exits. `claims` are what the lab believes (its PIDs, say); the
 //! harness shows them to a student but grades only on what it observes itself.
+//!
+//! A held lab (or any process it forked) that panics prints one [`PanicMessage`] line on
+//! stdout instead: `{"cilab":"panic","message":"...","location":"src/main.rs:123","region":"private-proc"}`
+//! (`region` is null outside any STUDENT region), then exits with status 101.
 
 use serde::{Deserialize, Serialize};
 
@@ -29,6 +33,38 @@ impl HoldMessage {
     /// Parses one line of a lab's stdout; `None` if it is not a protocol line.
     pub fn parse(line: &str) -> Option<Self> {
         serde_json::from_str::<HoldMessage>(line.trim()).ok().filter(|m| m.cilab == HOLD_TAG)
+    }
+}
+
+/// The value of the `cilab` key on the line a panicking lab prints.
+pub const PANIC_TAG: &str = "panic";
+/// The exit status of a lab (or of one of its processes) that panicked, as Rust's own.
+pub const PANIC_EXIT: i32 = 101;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PanicMessage {
+    pub cilab: String,
+    /// The panic's message, e.g. `not yet implemented: <hint>`.
+    pub message: String,
+    /// `file:line` of the panic; the lab's own source is `src/main.rs`.
+    pub location: String,
+    /// The STUDENT region that encloses `location`, if any.
+    pub region: Option<String>,
+}
+
+impl PanicMessage {
+    pub fn new(message: &str, location: &str, region: Option<&str>) -> Self {
+        PanicMessage {
+            cilab: PANIC_TAG.to_string(),
+            message: message.to_string(),
+            location: location.to_string(),
+            region: region.map(str::to_string),
+        }
+    }
+
+    /// Parses one line of a lab's stdout; `None` if it is not a panic line.
+    pub fn parse(line: &str) -> Option<Self> {
+        serde_json::from_str::<PanicMessage>(line.trim()).ok().filter(|m| m.cilab == PANIC_TAG)
     }
 }
 
@@ -83,5 +119,20 @@ mod tests {
         assert_eq!(HoldMessage::parse(&line).map(|m| m.stage), Some("x".to_string()));
         assert_eq!(HoldMessage::parse("hello"), None);
         assert_eq!(HoldMessage::parse(r#"{"cilab":"other","stage":"x"}"#), None);
+    }
+
+    #[test]
+    fn panic_line_round_trips_and_is_no_hold_line() {
+        let message = PanicMessage::new("not yet implemented: x", "src/main.rs:12", Some("fork-init"));
+        let line = serde_json::to_string(&message).expect("serialise");
+        assert_eq!(
+            line,
+            r#"{"cilab":"panic","message":"not yet implemented: x","location":"src/main.rs:12","region":"fork-init"}"#
+        );
+        assert_eq!(PanicMessage::parse(&line), Some(message));
+        assert_eq!(HoldMessage::parse(&line), None);
+        let outside = r#"{"cilab":"panic","message":"m","location":"src/main.rs:3","region":null}"#;
+        assert_eq!(PanicMessage::parse(outside).and_then(|m| m.region), None);
+        assert_eq!(PanicMessage::parse(r#"{"cilab":"hold","stage":"x","claims":{}}"#), None);
     }
 }
