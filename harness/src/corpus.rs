@@ -63,7 +63,9 @@ pub struct Entry {
     pub name: String,
     pub kind: MistakeKind,
     edits: Vec<(Option<String>, String, String)>,
-    pub caught_by: String,
+    /// The verdict that must fail; for a region's `todo!()`, `None`: any verdict grading
+    /// the region, and the result names the one that failed first.
+    pub caught_by: Option<String>,
 }
 
 impl Entry {
@@ -93,21 +95,19 @@ impl Entry {
 pub fn entries(lab: &'static LabSpec) -> Result<Vec<Entry>> {
     let mut entries = Vec::new();
     for region in lab.regions()? {
-        let caught_by = lab
-            .verdicts
-            .iter()
-            .find(|v| v.region == Some(region.name.as_str()) && v.points > 0)
-            .map(|v| v.id.to_string())
-            .ok_or_else(|| {
-                Error::parse(format!("lab {}", lab.name), format!("region {} is graded by nothing", region.name))
-            })?;
+        if !lab.verdicts.iter().any(|v| v.region == Some(region.name.as_str()) && v.points > 0) {
+            return Err(Error::parse(
+                format!("lab {}", lab.name),
+                format!("region {} is graded by nothing", region.name),
+            ));
+        }
         entries.push(Entry {
             lab,
             region: region.name.clone(),
             name: "todo!() as a handout leaves it".to_string(),
             kind: MistakeKind::Mistake,
             edits: vec![(Some(region.name.clone()), String::new(), labkit::regions::todo_body(&region))],
-            caught_by,
+            caught_by: None,
         });
     }
     for mistake in lab.mistakes {
@@ -124,7 +124,7 @@ pub fn entries(lab: &'static LabSpec) -> Result<Vec<Entry>> {
                     Edit::Replace(find, with) => (None, find.to_string(), with.to_string()),
                 })
                 .collect(),
-            caught_by: mistake.caught_by.to_string(),
+            caught_by: Some(mistake.caught_by.to_string()),
         });
     }
     Ok(entries)
@@ -156,8 +156,8 @@ impl EntryResult {
     }
 }
 
-/// What of the real host a run must leave as it was: its mounts (by id), cilab's scratch
-/// dirs and run records. (Cgroups and processes are the run's teardown's, and the tests'.)
+/// What of the real host a run must leave as it was: its mounts (by id), this cilab's
+/// scratch dirs and run records. (Cgroups and processes are the run's teardown's, and the tests'.)
 #[derive(Debug, PartialEq, Eq)]
 struct HostView {
     mounts: BTreeSet<String>,
@@ -167,8 +167,12 @@ struct HostView {
 
 impl HostView {
     fn take() -> Result<Self> {
+        // Runs are named `<lab>-<cilab pid>-...`: only this cilab's are this corpus's.
+        let own = format!("-{}-", std::process::id());
         let list = |dir: PathBuf| -> BTreeSet<PathBuf> {
-            std::fs::read_dir(dir).map(|e| e.flatten().map(|e| e.path()).collect()).unwrap_or_default()
+            std::fs::read_dir(dir)
+                .map(|e| e.flatten().map(|e| e.path()).filter(|p| p.to_string_lossy().contains(&own)).collect())
+                .unwrap_or_default()
         };
         Ok(HostView {
             mounts: procfs::read_mountinfo("self")?.iter().map(procfs::Mount::describe).collect(),
@@ -229,7 +233,7 @@ fn run_entry(
         region: entry.region.clone(),
         name: entry.name.clone(),
         kind: entry.kind,
-        caught_by: entry.caught_by.clone(),
+        caught_by: entry.caught_by.clone().unwrap_or_default(),
         caught: false,
         failed: Vec::new(),
         hint_shown: false,
@@ -244,12 +248,19 @@ fn run_entry(
     let before = HostView::take()?;
     let report = Local::new(binaries.to_path_buf())?.check(entry.lab, &RunOptions::default())?;
     result.failed = report.verdicts.iter().filter(|v| v.outcome != Outcome::Pass).map(|v| v.id.clone()).collect();
-    result.caught = report.verdicts.iter().any(|v| v.id == entry.caught_by && v.outcome == Outcome::Fail);
+    let failed_in_region = |v: &&crate::verdict::Verdict| {
+        v.outcome == Outcome::Fail && v.region.as_deref() == Some(entry.region.as_str()) && v.max_points > 0
+    };
+    if entry.caught_by.is_none() {
+        result.caught_by = report.verdicts.iter().find(failed_in_region).map(|v| v.id.clone()).unwrap_or_default();
+    }
+    result.caught = report.verdicts.iter().any(|v| v.id == result.caught_by && v.outcome == Outcome::Fail);
     let region_hint = hints.get(&entry.region).cloned().unwrap_or_default();
     result.hint_shown = !region_hint.is_empty()
         && report.verdicts.iter().any(|v| v.hint.as_deref().is_some_and(|h| h.contains(&region_hint)));
     if !result.caught {
-        result.problems.push(format!("`{}` did not fail (failed: {:?})", entry.caught_by, result.failed));
+        let named = entry.caught_by.clone().unwrap_or_else(|| format!("a verdict of region `{}`", entry.region));
+        result.problems.push(format!("{named} did not fail (failed: {:?})", result.failed));
     }
     if !result.hint_shown {
         result.problems.push(format!("the hint of region `{}` is not in the report", entry.region));
@@ -347,10 +358,18 @@ mod tests {
                     region.name
                 );
             }
-            for entry in &entries {
-                let verdict = lab.all_verdicts().into_iter().find(|v| v.id == entry.caught_by);
+            for entry in entries.iter().filter(|e| e.caught_by.is_some()) {
+                let caught_by = entry.caught_by.as_deref();
+                let verdict = lab.all_verdicts().into_iter().find(|v| Some(v.id) == caught_by);
                 let verdict = verdict.unwrap_or_else(|| panic!("{}: `{}` names no verdict", lab.name, entry.name));
                 assert!(verdict.points > 0, "{}: `{}` is caught by a fact, which earns nothing", lab.name, entry.name);
+                assert_eq!(
+                    verdict.region,
+                    Some(entry.region.as_str()),
+                    "{}: `{}` is caught outside its region",
+                    lab.name,
+                    entry.name
+                );
                 let changed = entry.apply(lab.source).unwrap_or_else(|e| panic!("{}: {e}", entry.name));
                 assert_ne!(changed, lab.source, "{}: `{}` changes nothing", lab.name, entry.name);
             }

@@ -84,11 +84,11 @@ pub struct LabPanic {
 impl LabPanic {
     /// Parses one line of a held lab's stdout; `None` if it is not a panic line.
     fn parse(line: &str) -> Option<Self> {
-        let value: Value = serde_json::from_str(line.trim()).ok()?;
-        if value.get("cilab")?.as_str()? != "panic" {
-            return None;
-        }
-        serde_json::from_value(value).ok()
+        labkit::protocol::PanicMessage::parse(line).map(|p| LabPanic {
+            message: p.message,
+            location: Some(p.location),
+            region: p.region,
+        })
     }
 
     pub fn describe(&self) -> String {
@@ -421,7 +421,8 @@ impl LabRun {
             match self.protocol.recv_timeout(left) {
                 Ok(line) => {
                     if let Some(panic) = LabPanic::parse(&line) {
-                        self.panic = Some(panic);
+                        // The first panic is the cause; a parent's panic may follow its child's.
+                        self.panic.get_or_insert(panic);
                         continue;
                     }
                     let Some(message) = HoldMessage::parse(&line) else {

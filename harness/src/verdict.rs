@@ -217,23 +217,20 @@ fn hint_text(lab: &str, spec: &VerdictSpec, regions: &RegionHints) -> String {
 }
 
 /// A hint stays on the first failed verdict of each region at each stage. When the run
-/// stopped early, the verdicts it never reached keep a hint only if they grade the region
-/// the lab panicked in, or, without a panic, the first of them.
+/// stopped early, a verdict it never reached keeps a hint only if it grades the region the
+/// lab panicked in or, without a panic, if it is the first of its region at the stage the
+/// run stopped at: the regions that can have stopped it, once each.
 fn keep_first_hints(verdicts: &mut [Verdict], stop: Option<&Stop>) {
-    let mut hinted: BTreeSet<(Option<String>, Option<String>)> = BTreeSet::new();
-    let mut not_reached_hinted = false;
+    let mut hinted: BTreeSet<(bool, Option<String>, Option<String>)> = BTreeSet::new();
     for verdict in verdicts.iter_mut().filter(|v| v.hint.is_some()) {
         let not_reached = verdict.detail.as_deref().is_some_and(|d| d.starts_with("not reached"));
-        let keep = if not_reached {
-            match stop.and_then(|s| s.panic_region.as_deref()) {
-                Some(region) => {
-                    verdict.region.as_deref() == Some(region) && hinted.insert((None, verdict.region.clone()))
-                }
-                None => !std::mem::replace(&mut not_reached_hinted, true),
-            }
-        } else {
-            let region = verdict.region.clone().or_else(|| Some(verdict.id.clone()));
-            hinted.insert((verdict.stage.clone(), region))
+        let region = verdict.region.clone().or_else(|| Some(verdict.id.clone()));
+        let keep = match (not_reached, stop) {
+            (true, Some(stop)) => match stop.panic_region.as_deref() {
+                Some(panicked) => verdict.region.as_deref() == Some(panicked) && hinted.insert((true, None, region)),
+                None => verdict.stage == stop.stage && hinted.insert((true, None, region)),
+            },
+            _ => hinted.insert((false, verdict.stage.clone(), region)),
         };
         if !keep {
             verdict.hint = None;
@@ -402,6 +399,21 @@ mod tests {
         assert_eq!(verdicts[0].detail.as_deref(), Some("not reached: the lab panicked"));
         let hinted: Vec<&str> = verdicts.iter().filter(|v| v.hint.is_some()).map(|v| v.id.as_str()).collect();
         assert_eq!(hinted, ["d"]);
+    }
+
+    #[test]
+    fn a_run_that_stopped_without_a_panic_hints_each_region_of_that_stage_once() {
+        let mut facts = Facts::default();
+        facts.record(X, 1);
+        let stop = Stop {
+            stage: Some("two".into()),
+            why: "the lab exited".into(),
+            harness_failure: false,
+            panic_region: None,
+        };
+        let verdicts = decide_all("lab", &SPECS, &facts, Some(&stop), &["one", "two"], &regions());
+        let hinted: Vec<&str> = verdicts.iter().filter(|v| v.hint.is_some()).map(|v| v.id.as_str()).collect();
+        assert_eq!(hinted, ["b", "c", "d"], "b failed at stage one; c and d were not reached at stage two");
     }
 
     #[test]

@@ -15,7 +15,8 @@ fn every_mistake_and_lie_is_caught_and_leaves_nothing() {
     let results: Vec<EntryResult> = serde_json::from_str(&stdout).unwrap_or_else(|e| {
         panic!("no JSON from `cilab dev corpus` ({e}):\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr))
     });
-    let expected: usize = cilab::catalog::all().iter().map(|lab| cilab::corpus::entries(lab).expect("entries").len()).sum();
+    let expected: usize =
+        cilab::catalog::all().iter().map(|lab| cilab::corpus::entries(lab).expect("entries").len()).sum();
     assert_eq!(results.len(), expected, "every entry of the catalog ran");
     let problems: Vec<String> = results
         .iter()

@@ -442,4 +442,119 @@ fn write_attempt(attempt: impl FnOnce() -> std::io::Result<()>) -> String {
 }
 
 /// Typical mistakes and lies; each region's `todo!()` is added by the corpus itself.
-pub const MISTAKES: [Mistake; 0] = [];
+pub const MISTAKES: [Mistake; 11] = [
+    Mistake {
+        region: "copy-libraries",
+        name: "the libraries copied, but not the loader",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region(
+            "copy-libraries",
+            "for library in libraries_of(&program, &loader)?.into_iter().filter(|l| *l != loader) {\n    \
+             rootfs::copy_into(&jail, &library)?;\n\
+             }",
+        )],
+        caught_by: "runs-with-loader",
+    },
+    Mistake {
+        region: "copy-libraries",
+        name: "everything copied flat into /lib",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region(
+            "copy-libraries",
+            "for library in libraries_of(&program, &loader)? {\n    \
+             let name = library.file_name().map(PathBuf::from).unwrap_or_default();\n    \
+             std::fs::copy(&library, jail.join(\"lib\").join(name)).map_err(LabError::io(\"copy\", &library))?;\n\
+             }",
+        )],
+        caught_by: "runs-with-loader",
+    },
+    Mistake {
+        region: "copy-libraries",
+        name: "the libraries copied with the program, before it is tried alone",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Replace(
+            "    let alone = exec_in_jail(lab.mode(), &jail, DYNAMIC_PROGRAM_IN_JAIL)?;",
+            "    for library in libraries_of(&program, &loader)? {\n        rootfs::copy_into(&jail, &library)?;\n    }\n    let alone = exec_in_jail(lab.mode(), &jail, DYNAMIC_PROGRAM_IN_JAIL)?;",
+        )],
+        caught_by: "lonely-binary-enoent",
+    },
+    Mistake {
+        region: "copy-libraries",
+        name: "the program replaced by a link to busybox, and an empty file at the loader's path",
+        kind: MistakeKind::Lie,
+        edits: &[Edit::Region(
+            "copy-libraries",
+            "let in_jail = jail.join(DYNAMIC_PROGRAM_IN_JAIL.trim_start_matches('/'));\n\
+             std::fs::remove_file(&in_jail).map_err(LabError::io(\"remove\", &in_jail))?;\n\
+             std::os::unix::fs::symlink(BUSYBOX_IN_JAIL, &in_jail).map_err(LabError::io(\"symlink\", &in_jail))?;\n\
+             let fake_loader = jail.join(loader.strip_prefix(\"/\").unwrap_or(&loader));\n\
+             std::fs::create_dir_all(fake_loader.parent().unwrap_or(&jail))?;\n\
+             std::fs::write(&fake_loader, \"\")?;",
+        )],
+        caught_by: "runs-with-loader",
+    },
+    Mistake {
+        region: "enter-jail",
+        name: "chdir into the jail instead of chroot",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region("enter-jail", "chdir(jail)")],
+        caught_by: "root-is-jail",
+    },
+    Mistake {
+        region: "enter-jail",
+        name: "chroot without chdir(\"/\"): cd .. walks out",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region("enter-jail", "chroot(jail)")],
+        caught_by: "dotdot-stays",
+    },
+    Mistake {
+        region: "enter-jail",
+        name: "chdir(\"/\") before chroot",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region("enter-jail", "chdir(\"/\")?;\nchroot(jail)")],
+        caught_by: "dotdot-stays",
+    },
+    Mistake {
+        region: "private-mounts",
+        name: "no mount namespace of its own: the mounts land on the host",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Replace(
+            "    unshare(CloneFlags::CLONE_NEWNS).map_err(LabError::sys(\"unshare\", \"CLONE_NEWNS\"))?;\n    mount(None::<&str>, \"/\", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)\n        .map_err(LabError::sys(\"mount(MS_REC|MS_PRIVATE)\", \"/\"))?;\n    let proc_dir",
+            "    let proc_dir",
+        )],
+        caught_by: "host-mounts-untouched",
+    },
+    Mistake {
+        region: "private-mounts",
+        name: "/ not made private: the mounts propagate to the host",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Replace(
+            "    mount(None::<&str>, \"/\", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)\n        .map_err(LabError::sys(\"mount(MS_REC|MS_PRIVATE)\", \"/\"))?;\n    let proc_dir",
+            "    let proc_dir",
+        )],
+        caught_by: "host-mounts-untouched",
+    },
+    Mistake {
+        region: "private-mounts",
+        name: "MS_RDONLY on the first bind only, no remount",
+        kind: MistakeKind::Mistake,
+        edits: &[
+            Edit::Replace(
+                "    mount(Some(host_data), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>)",
+                "    mount(Some(host_data), &target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_RDONLY, None::<&str>)",
+            ),
+            Edit::Replace("        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,\n", "        MsFlags::MS_BIND | MsFlags::MS_REMOUNT,\n"),
+        ],
+        caught_by: "ro-bind-erofs",
+    },
+    Mistake {
+        region: "private-mounts",
+        name: "a read-only tmpfs holding a copy of the note instead of the bind",
+        kind: MistakeKind::Lie,
+        edits: &[Edit::Replace(
+            "    mount(Some(host_data), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>)\n        .map_err(LabError::sys(\"mount(MS_BIND)\", target.display()))?;\n    // A bind mount ignores MS_RDONLY when it is made: read-only takes a remount.\n    mount(\n        None::<&str>,\n        &target,\n        None::<&str>,\n        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,\n        None::<&str>,\n    )\n    .map_err(LabError::sys(\"mount(MS_BIND|MS_REMOUNT|MS_RDONLY)\", target.display()))?;",
+            "    mount(Some(\"tmpfs\"), &target, Some(\"tmpfs\"), MsFlags::empty(), None::<&str>)\n        .map_err(LabError::sys(\"mount(tmpfs)\", target.display()))?;\n    std::fs::copy(host_data.join(HOST_NOTE), target.join(HOST_NOTE))?;\n    mount(None::<&str>, &target, None::<&str>, MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY, None::<&str>)\n        .map_err(LabError::sys(\"mount(MS_REMOUNT|MS_RDONLY)\", target.display()))?;",
+        )],
+        caught_by: "ro-bind-erofs",
+    },
+];

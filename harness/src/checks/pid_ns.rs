@@ -583,4 +583,151 @@ fn fork_into(ns: &File) -> Result<String> {
 }
 
 /// Typical mistakes and lies; each region's `todo!()` is added by the corpus itself.
-pub const MISTAKES: [Mistake; 0] = [];
+pub const MISTAKES: [Mistake; 13] = [
+    Mistake {
+        region: "unshare-pid",
+        name: "unshare with no flag",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region("unshare-pid", "unshare(CloneFlags::empty()).map_err(LabError::sys(\"unshare\", \"no flag\"))?;")],
+        caught_by: "caller-stays",
+    },
+    Mistake {
+        region: "unshare-pid",
+        name: "the mount-namespace flag instead of the PID one",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region(
+            "unshare-pid",
+            "unshare(CloneFlags::CLONE_NEWNS).map_err(LabError::sys(\"unshare\", \"CLONE_NEWNS\"))?;",
+        )],
+        caught_by: "caller-stays",
+    },
+    Mistake {
+        region: "fork-init",
+        name: "fork before unshare",
+        kind: MistakeKind::Mistake,
+        edits: &[
+            Edit::Region("unshare-pid", "let _moved_below = ();"),
+            Edit::Region(
+                "fork-init",
+                "let init = child::spawn(INIT_COMM, move || init_process(voice, me, link, &handler_log))?;\n\
+                 unshare(CloneFlags::CLONE_NEWPID).map_err(LabError::sys(\"unshare\", \"CLONE_NEWPID\"))?;\n\
+                 init",
+            ),
+        ],
+        caught_by: "init-is-pid-1",
+    },
+    Mistake {
+        region: "fork-init",
+        name: "the init forked, but it does not run the init's body",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region("fork-init", "let _ = (voice, link, &handler_log);\nchild::spawn(INIT_COMM, || 0)?")],
+        caught_by: "init-is-pid-1",
+    },
+    Mistake {
+        region: "private-proc",
+        name: "no mount namespace of its own: proc lands on the host's /proc",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Replace("    unshare(CloneFlags::CLONE_NEWNS).map_err(LabError::sys(\"unshare\", \"CLONE_NEWNS\"))?;\n    mount(None::<&str>, \"/\"", "    mount(None::<&str>, \"/\"")],
+        caught_by: "host-untouched",
+    },
+    Mistake {
+        region: "private-proc",
+        name: "/ not made private: the proc mount propagates to the host",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Replace(
+            "    mount(None::<&str>, \"/\", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)\n        .map_err(LabError::sys(\"mount(MS_REC|MS_PRIVATE)\", \"/\"))?;\n    mount(\n        Some(\"proc\"),\n        \"/proc\"",
+            "    mount(\n        Some(\"proc\"),\n        \"/proc\"",
+        )],
+        caught_by: "host-untouched",
+    },
+    Mistake {
+        region: "private-proc",
+        name: "proc mounted before / is made private",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region(
+            "private-proc",
+            "unshare(CloneFlags::CLONE_NEWNS).map_err(LabError::sys(\"unshare\", \"CLONE_NEWNS\"))?;\n\
+             mount(Some(\"proc\"), \"/proc\", Some(\"proc\"), MsFlags::empty(), None::<&str>)\n    \
+             .map_err(LabError::sys(\"mount(\\\"proc\\\")\", \"/proc\"))?;\n\
+             mount(None::<&str>, \"/\", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)\n    \
+             .map_err(LabError::sys(\"mount(MS_REC|MS_PRIVATE)\", \"/\"))?;\n\
+             Ok(())",
+        )],
+        caught_by: "host-untouched",
+    },
+    Mistake {
+        region: "private-proc",
+        name: "a private mount namespace, but no fresh proc",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region(
+            "private-proc",
+            "unshare(CloneFlags::CLONE_NEWNS).map_err(LabError::sys(\"unshare\", \"CLONE_NEWNS\"))?;\n\
+             mount(None::<&str>, \"/\", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)\n    \
+             .map_err(LabError::sys(\"mount(MS_REC|MS_PRIVATE)\", \"/\"))?;\n\
+             Ok(())",
+        )],
+        caught_by: "private-proc",
+    },
+    Mistake {
+        region: "private-proc",
+        name: "a tmpfs on /proc with directories 1 to 4",
+        kind: MistakeKind::Lie,
+        edits: &[Edit::Region(
+            "private-proc",
+            "unshare(CloneFlags::CLONE_NEWNS).map_err(LabError::sys(\"unshare\", \"CLONE_NEWNS\"))?;\n\
+             mount(None::<&str>, \"/\", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)\n    \
+             .map_err(LabError::sys(\"mount(MS_REC|MS_PRIVATE)\", \"/\"))?;\n\
+             mount(Some(\"tmpfs\"), \"/proc\", Some(\"tmpfs\"), MsFlags::empty(), None::<&str>)\n    \
+             .map_err(LabError::sys(\"mount(\\\"tmpfs\\\")\", \"/proc\"))?;\n\
+             for pid in 1..=4 {\n    \
+             std::fs::create_dir_all(format!(\"/proc/{pid}/ns\"))?;\n    \
+             std::os::unix::fs::symlink(\"pid:[4026531836]\", format!(\"/proc/{pid}/ns/pid\"))?;\n\
+             }\n\
+             Ok(())",
+        )],
+        caught_by: "private-proc",
+    },
+    Mistake {
+        region: "install-handlers",
+        name: "a handler for SIGTERM only",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region(
+            "install-handlers",
+            "let action = SigAction::new(SigHandler::SigAction(record_sender), SaFlags::SA_SIGINFO, SigSet::empty());\n\
+             // SAFETY: record_sender is async-signal-safe.\n\
+             unsafe { sigaction(Signal::SIGTERM, &action) }.map_err(LabError::sys(\"sigaction\", Signal::SIGTERM))?;\n\
+             Ok(())",
+        )],
+        caught_by: "handler-gets-signal",
+    },
+    Mistake {
+        region: "install-handlers",
+        name: "handlers installed at the init's start, before the host's first signals",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Replace("    private_proc()?;\n", "    private_proc()?;\n    install_handlers()?;\n")],
+        caught_by: "signals-ignored",
+    },
+    Mistake {
+        region: "install-handlers",
+        name: "signals ignored instead of handled, and the log written as a handler would have",
+        kind: MistakeKind::Lie,
+        edits: &[Edit::Region(
+            "install-handlers",
+            "let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());\n\
+             for signal in [Signal::SIGTERM, Signal::SIGINT] {\n    \
+             // SAFETY: SIG_IGN installs no code.\n    \
+             unsafe { sigaction(signal, &ignore) }.map_err(LabError::sys(\"sigaction\", signal))?;\n\
+             }\n\
+             std::fs::write(HANDLER_LOG, \"SIGTERM 0\\nSIGINT 0\\n\")?;\n\
+             Ok(())",
+        )],
+        caught_by: "handler-gets-signal",
+    },
+    Mistake {
+        region: "make-orphan",
+        name: "the orphan dies with its parent",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region("make-orphan", "child::spawn_with(ORPHAN_COMM, true, sleep_forever)?")],
+        caught_by: "orphan-reparented",
+    },
+];
