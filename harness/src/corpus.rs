@@ -144,6 +144,9 @@ pub struct EntryResult {
     pub failed: Vec<String>,
     /// The region's hint is in the report.
     pub hint_shown: bool,
+    /// The panic the lab reported when graded, as the report says it.
+    #[serde(default)]
+    pub panic: Option<String>,
     /// How the run by hand ended.
     pub by_hand: String,
     /// Everything wrong with this entry; empty when it is as it must be.
@@ -237,6 +240,7 @@ fn run_entry(
         caught: false,
         failed: Vec::new(),
         hint_shown: false,
+        panic: None,
         by_hand: String::new(),
         problems: Vec::new(),
     };
@@ -247,6 +251,7 @@ fn run_entry(
     }
     let before = HostView::take()?;
     let report = Local::new(binaries.to_path_buf())?.check(entry.lab, &RunOptions::default())?;
+    result.panic = report.panic.as_ref().map(crate::run::LabPanic::describe);
     result.failed = report.verdicts.iter().filter(|v| v.outcome != Outcome::Pass).map(|v| v.id.clone()).collect();
     let failed_in_region = |v: &&crate::verdict::Verdict| {
         v.outcome == Outcome::Fail && v.region.as_deref() == Some(entry.region.as_str()) && v.max_points > 0
