@@ -442,7 +442,7 @@ fn write_attempt(attempt: impl FnOnce() -> std::io::Result<()>) -> String {
 }
 
 /// Typical mistakes and lies; each region's `todo!()` is added by the corpus itself.
-pub const MISTAKES: [Mistake; 11] = [
+pub const MISTAKES: [Mistake; 13] = [
     Mistake {
         region: "copy-libraries",
         name: "the libraries copied, but not the loader",
@@ -531,6 +531,26 @@ pub const MISTAKES: [Mistake; 11] = [
         edits: &[Edit::Replace(
             "    mount(None::<&str>, \"/\", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)\n        .map_err(LabError::sys(\"mount(MS_REC|MS_PRIVATE)\", \"/\"))?;\n    let proc_dir",
             "    let proc_dir",
+        )],
+        caught_by: "host-mounts-untouched",
+    },
+    Mistake {
+        region: "private-mounts",
+        name: "a bind of /tmp on /tmp made on the host: a second, identical mount",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Replace(
+            "    unshare(CloneFlags::CLONE_NEWNS).map_err(LabError::sys(\"unshare\", \"CLONE_NEWNS\"))?;\n    mount(None::<&str>, \"/\", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)",
+            "    mount(Some(\"/tmp\"), \"/tmp\", None::<&str>, MsFlags::MS_BIND, None::<&str>)\n        .map_err(LabError::sys(\"mount(MS_BIND)\", \"/tmp\"))?;\n    unshare(CloneFlags::CLONE_NEWNS).map_err(LabError::sys(\"unshare\", \"CLONE_NEWNS\"))?;\n    mount(None::<&str>, \"/\", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)",
+        )],
+        caught_by: "host-mounts-untouched",
+    },
+    Mistake {
+        region: "private-mounts",
+        name: "an unmount on the host (umount without a mount namespace of its own)",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Replace(
+            "    unshare(CloneFlags::CLONE_NEWNS).map_err(LabError::sys(\"unshare\", \"CLONE_NEWNS\"))?;\n    mount(None::<&str>, \"/\", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)",
+            "    nix::mount::umount2(\"/proc\", nix::mount::MntFlags::MNT_DETACH).map_err(LabError::sys(\"umount2\", \"/proc\"))?;\n    unshare(CloneFlags::CLONE_NEWNS).map_err(LabError::sys(\"unshare\", \"CLONE_NEWNS\"))?;\n    mount(None::<&str>, \"/\", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)",
         )],
         caught_by: "host-mounts-untouched",
     },
