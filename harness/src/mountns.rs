@@ -178,9 +178,15 @@ impl RunMountNs {
         &self.baseline
     }
 
-    /// What changed in the lab's host since the run began.
+    /// What changed in the lab's host since the run began. One change is the real host's
+    /// and not the lab's: when a directory that is a mount point is deleted on the host
+    /// (Docker removing a container, a temp dir going away), the kernel detaches that
+    /// mount's copies in every namespace, this one included. A mount gone from here whose
+    /// mount point no longer exists was taken by that, so it is left out.
     pub fn changes(&self) -> Result<MountChanges> {
-        Ok(MountChanges::between(&self.baseline, &self.mounts()?))
+        let mut changes = MountChanges::between(&self.baseline, &self.mounts()?);
+        changes.removed.retain(|m| std::path::Path::new(&m.mount_point).symlink_metadata().is_ok());
+        Ok(changes)
     }
 
     /// Whether `/` of the namespace is shared (it is made so; a lab may have changed it).
