@@ -2,6 +2,7 @@
 
 use std::io::Write;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -138,6 +139,9 @@ struct End {
 
 static END: Mutex<End> = Mutex::new(End { ending: Ending::Running, main_parked: false });
 static END_CHANGED: Condvar = Condvar::new();
+/// Set by the signal handler itself, the instant the signal is delivered: the handler
+/// thread may be scheduled a moment later, and the interrupt is taken from the delivery.
+static SIGNALLED: AtomicBool = AtomicBool::new(false);
 
 fn end() -> MutexGuard<'static, End> {
     END.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -147,6 +151,9 @@ fn end() -> MutexGuard<'static, End> {
 /// taken it parks here for good, and the handler exits.
 fn may_finish() {
     let mut end = end();
+    if end.ending == Ending::Running && SIGNALLED.load(Ordering::SeqCst) && !run::BY_HAND.load(Ordering::SeqCst) {
+        end.ending = Ending::Interrupted;
+    }
     if end.ending == Ending::Interrupted {
         end.main_parked = true;
         END_CHANGED.notify_all();
@@ -166,11 +173,11 @@ const MAIN_GRACE: Duration = Duration::from_secs(3);
 /// after it. Without its thread cilab could not clean up: not starting it is an error.
 fn install_interrupt_handler() -> Result<()> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let mut signals =
-        signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]).context("installing the handler for Ctrl-C")?;
+    const SIGNALS: [i32; 3] = [SIGINT, SIGTERM, SIGHUP];
+    let mut signals = signal_hook::iterator::Signals::new(SIGNALS).context("installing the handler for Ctrl-C")?;
     let spawned = std::thread::Builder::new().name("cilab-interrupt".into()).spawn(move || {
         for signal in signals.forever() {
-            if run::BY_HAND.load(std::sync::atomic::Ordering::SeqCst) {
+            if run::BY_HAND.load(Ordering::SeqCst) {
                 continue;
             }
             {
@@ -184,7 +191,14 @@ fn install_interrupt_handler() -> Result<()> {
         }
     });
     match spawned {
-        Ok(_) => Ok(()),
+        Ok(_) => {
+            for signal in SIGNALS {
+                // SAFETY: the action is one atomic store, which is async-signal-safe.
+                unsafe { signal_hook::low_level::register(signal, || SIGNALLED.store(true, Ordering::SeqCst)) }
+                    .context("installing the handler for Ctrl-C")?;
+            }
+            Ok(())
+        }
         Err(error) => {
             let hint = if error.raw_os_error() == Some(libc::EAGAIN) {
                 " (the cgroup cilab runs in may be at its pids.max)"
