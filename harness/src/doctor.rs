@@ -342,7 +342,11 @@ fn find_leftovers(found: &[scan::Found]) -> (Vec<Leftover>, Vec<String>) {
     for found in found {
         let (kind, live) = match &found.kind {
             Kind::Run { id, .. } => ("cgroup", is_live(id)),
-            Kind::Leaf { owner } => ("harness", cilab_alive(*owner)),
+            // A cilab is in its leaf from its first run until it exits, whatever its name.
+            Kind::Leaf { owner } => (
+                "harness",
+                cilab_alive(*owner) || crate::cgroup::run_group::read_procs(&found.dir.path).contains(owner),
+            ),
         };
         if !live {
             cgroups.entry(found.dir.path.clone()).or_insert_with(|| cgroup_leftover(kind, found.dir.clone()));
@@ -350,6 +354,7 @@ fn find_leftovers(found: &[scan::Found]) -> (Vec<Leftover>, Vec<String>) {
     }
     leftovers.extend(cgroups.into_values());
     leftovers.extend(scratch_leftovers(|name| !is_live(name)));
+    leftovers.extend(temporary_leftovers(|pid| !cilab_alive(pid)));
     (leftovers, active)
 }
 
@@ -411,6 +416,20 @@ fn scratch_leftovers(left: impl Fn(&str) -> bool) -> Vec<Leftover> {
     leftovers
 }
 
+/// Files a cilab was writing when it was killed, by whether `left(its PID)`.
+fn temporary_leftovers(left: impl Fn(i32) -> bool) -> Vec<Leftover> {
+    registry::temporary_files()
+        .into_iter()
+        .filter(|(_, pid)| left(*pid))
+        .map(|(path, pid)| Leftover {
+            kind: "run".into(),
+            path,
+            detail: format!("a file cilab PID {pid} was writing when it stopped"),
+            group: None,
+        })
+        .collect()
+}
+
 /// Removes the leftovers: kills processes in leftover cgroups (they were started inside a
 /// cilab run cgroup or a cilab's own, so they are cilab's), detaches mounts, removes
 /// directories and records. Returns what it did, one line each.
@@ -467,6 +486,7 @@ pub fn clean_own() -> Vec<String> {
     dirs.extend(crate::cgroup::harness::own_run_dirs().into_iter().map(|d| (d.path.clone(), d)));
     leftovers.extend(dirs.into_values().filter(|d| d.path.exists()).map(|d| cgroup_leftover("cgroup", d)));
     leftovers.extend(scratch_leftovers(|name| registry::run_id_owner(name) == Some(me)));
+    leftovers.extend(temporary_leftovers(|pid| pid == me));
     clean_leftovers(&leftovers)
 }
 

@@ -79,7 +79,8 @@ pub fn create_scratch_dir(path: &Path) -> Result<()> {
 }
 
 /// Writes a file whole or not at all (a temporary file renamed over it): a reader never
-/// sees half of it, even if cilab is killed while writing.
+/// sees half of it. A cilab killed while writing leaves the temporary file, named with
+/// its PID (see `temporary_owner`) for `cilab doctor`.
 fn write_atomically(path: &Path, text: &str) -> Result<()> {
     let dir = path.parent().ok_or_else(|| Error::parse("state file path", path.display().to_string()))?;
     std::fs::create_dir_all(dir).map_err(Error::io("create directory", dir))?;
@@ -94,6 +95,22 @@ fn write_atomically(path: &Path, text: &str) -> Result<()> {
         return Err(error);
     }
     Ok(())
+}
+
+/// The PID of the cilab writing a temporary file `.<name>.<pid>.tmp` (`write_atomically`).
+pub fn temporary_owner(file_name: &str) -> Option<i32> {
+    let inner = file_name.strip_prefix('.')?.strip_suffix(".tmp")?;
+    inner.rsplit_once('.')?.1.parse().ok()
+}
+
+/// Temporary files in cilab's state dirs: (path, PID of the cilab that wrote it).
+pub fn temporary_files() -> Vec<(PathBuf, i32)> {
+    [runs_dir(), results_dir()]
+        .iter()
+        .filter_map(|dir| std::fs::read_dir(dir).ok())
+        .flat_map(|entries| entries.flatten())
+        .filter_map(|e| temporary_owner(&e.file_name().to_string_lossy()).map(|pid| (e.path(), pid)))
+        .collect()
 }
 
 /// What an active run has made on the machine, and who owns it.
@@ -361,6 +378,14 @@ mod tests {
         results.add("pid-ns", attempt(20, 30));
         assert_eq!(results.best("pid-ns").map(|a| a.when), Some(30), "the latest of equals");
         assert!(results.last("chroot-jail").is_none());
+    }
+
+    #[test]
+    fn temporary_files_name_their_cilab() {
+        assert_eq!(temporary_owner(".pid-ns-12-0.json.4242.tmp"), Some(4242));
+        assert_eq!(temporary_owner(".wt-ops-56b2.json.7.tmp"), Some(7));
+        assert_eq!(temporary_owner("pid-ns-12-0.json"), None);
+        assert_eq!(temporary_owner(".x.json.tmp"), None);
     }
 
     #[test]
