@@ -326,7 +326,8 @@ fn find_leftovers(found: &[scan::Found]) -> (Vec<Leftover>, Vec<String>) {
                 live_ids.insert(record.id.clone());
             }
             Ok(record) => {
-                leftovers.push(record_leftover(&record, "whose cilab (PID {pid}) is gone"));
+                let why = format!("whose cilab (PID {}) is gone", record.owner_pid);
+                leftovers.push(record_leftover(&record, &why));
                 record_dirs.extend(record.cgroup.dirs.iter().filter(|d| d.path.exists()).cloned());
             }
             Err(error) => {
@@ -362,12 +363,7 @@ fn record_leftover(record: &RunRecord, why: &str) -> Leftover {
     Leftover {
         kind: "run".into(),
         path: record.path(),
-        detail: format!(
-            "run {} of lab {} {}",
-            record.id,
-            record.lab,
-            why.replace("{pid}", &record.owner_pid.to_string())
-        ),
+        detail: format!("run {} of lab {} {why}", record.id, record.lab),
         group: None,
     }
 }
@@ -480,7 +476,7 @@ pub fn clean_own() -> Vec<String> {
     let mut leftovers = Vec::new();
     let mut dirs: BTreeMap<PathBuf, GroupDir> = BTreeMap::new();
     for record in registry::all_records().into_iter().flatten().filter(|r| r.owner_pid == me) {
-        leftovers.push(record_leftover(&record, "of this cilab (PID {pid}), interrupted"));
+        leftovers.push(record_leftover(&record, "of this cilab, interrupted"));
         dirs.extend(record.cgroup.dirs.into_iter().map(|d| (d.path.clone(), d)));
     }
     dirs.extend(crate::cgroup::harness::own_run_dirs().into_iter().map(|d| (d.path.clone(), d)));
