@@ -7,11 +7,14 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::cgroup::run_group::{GroupDir, Version};
-use crate::cgroup::{CgroupSetup, RunCgroup, PARENT_DIR};
+use crate::cgroup::fs::Kernel;
+use crate::cgroup::run_group::GroupDir;
+use crate::cgroup::scan::{self, Kind};
+use crate::cgroup::{CgroupSetup, RunCgroup};
+use crate::error::BECOME_ROOT;
 use crate::probe::pidfd::PidFd;
 use crate::probe::procfs;
-use crate::registry;
+use crate::registry::{self, RunRecord};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Finding {
@@ -25,9 +28,14 @@ pub struct Finding {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Leftover {
+    /// "run" (a record), "cgroup" (a run's), "harness" (a cilab's own v2 leaf),
+    /// "scratch" or "mount".
     pub kind: String,
     pub path: PathBuf,
     pub detail: String,
+    /// For a cgroup: its hierarchy, to kill what is in it the right way.
+    #[serde(skip)]
+    pub group: Option<GroupDir>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -85,8 +93,9 @@ pub fn examine() -> DoctorReport {
         ok: root,
         topic: "root".into(),
         detail: if root { "running as root".into() } else { format!("running as uid {}", nix::unistd::geteuid()) },
-        advice: Some("the labs need root: `sudo -E cargo run -p cilab -- ...`, ideally in a VM you may break".into()),
+        advice: Some(format!("the labs need root: `{BECOME_ROOT}`, ideally in a VM you may break")),
     });
+    findings.push(state_dir());
     let kernel = nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
     let pidfd = PidFd::open(std::process::id() as i32).is_ok();
     findings.push(Finding {
@@ -141,8 +150,74 @@ pub fn examine() -> DoctorReport {
         },
         advice: None,
     });
-    let (leftovers, active_runs) = find_leftovers(setup.as_ref().ok());
+    let (leftovers, active_runs) = match &setup {
+        Ok(setup) => {
+            let scan = scan::scan(&Kernel, setup);
+            if !scan.cut_short.is_empty() {
+                let hierarchies: Vec<String> = scan.cut_short.iter().map(|p| p.display().to_string()).collect();
+                findings.push(Finding {
+                    ok: true,
+                    topic: "cgroup scan".into(),
+                    detail: format!(
+                        "stopped after {} cgroups in {}: cilab cgroups deeper than that are not seen here",
+                        scan::MAX_DIRS,
+                        hierarchies.join(", ")
+                    ),
+                    advice: None,
+                });
+            }
+            find_leftovers(&scan.found)
+        }
+        Err(_) => find_leftovers(&[]),
+    };
     DoctorReport { findings, disposable, leftovers, active_runs }
+}
+
+/// Whether cilab can keep its records, scratch dirs and results. Root ignores permission
+/// bits, so only making a file tells (a read-only mount, a full disk).
+fn state_dir() -> Finding {
+    use std::io::Write;
+    let dir = Path::new(registry::STATE_DIR);
+    let probe = dir.join(format!(".doctor-probe-{}", std::process::id()));
+    let written = std::fs::create_dir_all(dir).and_then(|()| {
+        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(&probe)?;
+        let written = file.write_all(b"cilab doctor\n").and_then(|()| file.sync_all());
+        let _ = std::fs::remove_file(&probe);
+        written
+    });
+    let topic = "state dir".to_string();
+    match written {
+        Ok(()) => Finding { ok: true, topic, detail: format!("{} is writable", dir.display()), advice: None },
+        Err(error) => {
+            let mount = mount_point_of(dir);
+            let advice = match error.raw_os_error() {
+                Some(libc::EROFS) => format!(
+                    "{mount} is mounted read-only: remount it read-write (`mount -o remount,rw {mount}`) or bind \
+                     a writable directory on {}",
+                    dir.display()
+                ),
+                Some(libc::ENOSPC | libc::EDQUOT) => format!("{mount} is full: free some space there"),
+                Some(libc::EACCES | libc::EPERM) => format!("cilab must run as root: `{BECOME_ROOT}`"),
+                _ => format!("cilab keeps its run records there: make {} a writable directory", dir.display()),
+            };
+            Finding {
+                ok: false,
+                topic,
+                detail: format!("cannot write in {}: {error}", dir.display()),
+                advice: Some(advice),
+            }
+        }
+    }
+}
+
+/// The mount point a path is on (the longest mount point that is a prefix of it).
+fn mount_point_of(path: &Path) -> String {
+    procfs::read_mountinfo("self")
+        .ok()
+        .and_then(|mounts| {
+            mounts.into_iter().map(|m| m.mount_point).filter(|m| path.starts_with(m)).max_by_key(|m| m.len())
+        })
+        .unwrap_or_else(|| "/".into())
 }
 
 fn describe_cgroups(setup: &CgroupSetup) -> String {
@@ -231,51 +306,95 @@ pub fn disposable_evidence() -> Vec<String> {
     evidence
 }
 
-fn find_leftovers(setup: Option<&CgroupSetup>) -> (Vec<Leftover>, Vec<String>) {
+/// A live cilab made it: a process with that PID is running, and it is cilab. (Its
+/// run record may not be written yet, or already gone: never clean a live cilab's runs.)
+fn cilab_alive(pid: i32) -> bool {
+    procfs::comm(pid).is_some_and(|comm| comm == "cilab")
+}
+
+/// What runs of gone cilabs left: their records, and cgroups, scratch dirs and mounts
+/// named after runs or cilabs that are not alive. `found` is the cgroup scan.
+fn find_leftovers(found: &[scan::Found]) -> (Vec<Leftover>, Vec<String>) {
     let mut leftovers = Vec::new();
     let mut active = Vec::new();
-    // Scratch dirs and cgroups are named after their run's id.
-    let mut live_ids: BTreeSet<std::ffi::OsString> = BTreeSet::new();
+    let mut live_ids: BTreeSet<String> = BTreeSet::new();
+    let mut record_dirs = Vec::new();
     for record in registry::all_records() {
         match record {
             Ok(record) if record.owner_alive() => {
                 active.push(format!("{} (cilab PID {})", record.id, record.owner_pid));
-                live_ids.insert(record.id.clone().into());
+                live_ids.insert(record.id.clone());
             }
-            Ok(record) => leftovers.push(Leftover {
-                kind: "run".into(),
-                path: record.path(),
-                detail: format!(
-                    "run {} of lab {} whose cilab (PID {}) is gone",
-                    record.id, record.lab, record.owner_pid
-                ),
-            }),
-            Err(error) => leftovers.push(Leftover { kind: "run".into(), path: registry::runs_dir(), detail: error }),
+            Ok(record) => {
+                let why = format!("whose cilab (PID {}) is gone", record.owner_pid);
+                leftovers.push(record_leftover(&record, &why));
+                record_dirs.extend(record.cgroup.dirs.iter().filter(|d| d.path.exists()).cloned());
+            }
+            Err(error) => {
+                leftovers.push(Leftover { kind: "run".into(), path: registry::runs_dir(), detail: error, group: None })
+            }
         }
     }
-    let is_live = |path: &Path| path.file_name().is_some_and(|name| live_ids.contains(name));
-    for dir in cgroup_run_dirs(setup) {
-        if is_live(&dir.path) {
-            continue;
-        }
-        let procs = crate::cgroup::run_group::read_procs(&dir.path);
-        let detail = if procs.is_empty() {
-            "empty".to_string()
-        } else {
-            let names: Vec<String> =
-                procs.iter().map(|p| format!("{p} ({})", procfs::comm(*p).unwrap_or_default())).collect();
-            format!("still holds processes {}", names.join(", "))
+    let is_live = |name: &str| live_ids.contains(name) || registry::run_id_owner(name).is_some_and(cilab_alive);
+    let mut cgroups: BTreeMap<PathBuf, Leftover> = BTreeMap::new();
+    for dir in record_dirs {
+        cgroups.insert(dir.path.clone(), cgroup_leftover("cgroup", dir));
+    }
+    for found in found {
+        let (kind, live) = match &found.kind {
+            Kind::Run { id, .. } => ("cgroup", is_live(id)),
+            // A cilab is in its leaf from its first run until it exits, whatever its name.
+            Kind::Leaf { owner } => (
+                "harness",
+                cilab_alive(*owner) || crate::cgroup::run_group::read_procs(&found.dir.path).contains(owner),
+            ),
         };
-        leftovers.push(Leftover { kind: "cgroup".into(), path: dir.path, detail });
+        if !live {
+            cgroups.entry(found.dir.path.clone()).or_insert_with(|| cgroup_leftover(kind, found.dir.clone()));
+        }
     }
+    leftovers.extend(cgroups.into_values());
+    leftovers.extend(scratch_leftovers(|name| !is_live(name)));
+    leftovers.extend(temporary_leftovers(|pid| !cilab_alive(pid)));
+    (leftovers, active)
+}
+
+fn record_leftover(record: &RunRecord, why: &str) -> Leftover {
+    Leftover {
+        kind: "run".into(),
+        path: record.path(),
+        detail: format!("run {} of lab {} {why}", record.id, record.lab),
+        group: None,
+    }
+}
+
+fn cgroup_leftover(kind: &str, dir: GroupDir) -> Leftover {
+    let procs = crate::cgroup::run_group::read_procs(&dir.path);
+    let mut detail = if procs.is_empty() {
+        "empty".to_string()
+    } else {
+        let names: Vec<String> =
+            procs.iter().map(|p| format!("{p} ({})", procfs::comm(*p).unwrap_or_default())).collect();
+        format!("still holds processes {}", names.join(", "))
+    };
+    if kind == "harness" {
+        detail = format!("the cgroup a cilab moved itself into, {detail}");
+    }
+    Leftover { kind: kind.into(), path: dir.path.clone(), detail, group: Some(dir) }
+}
+
+/// Scratch dirs, and mounts in them, of runs `left(run id)` says are leftovers.
+fn scratch_leftovers(left: impl Fn(&str) -> bool) -> Vec<Leftover> {
+    let mut leftovers = Vec::new();
     let scratch_root = registry::scratch_root();
     if let Ok(entries) = std::fs::read_dir(&scratch_root) {
         for entry in entries.flatten() {
-            if !is_live(&entry.path()) {
+            if left(&entry.file_name().to_string_lossy()) {
                 leftovers.push(Leftover {
                     kind: "scratch".into(),
                     path: entry.path(),
                     detail: "scratch directory".into(),
+                    group: None,
                 });
             }
         }
@@ -283,69 +402,56 @@ fn find_leftovers(setup: Option<&CgroupSetup>) -> (Vec<Leftover>, Vec<String>) {
     if let Ok(mounts) = procfs::read_mountinfo("self") {
         for mount in mounts.iter().filter(|m| Path::new(&m.mount_point).starts_with(&scratch_root)) {
             let path = PathBuf::from(&mount.mount_point);
-            let run_dir =
-                path.strip_prefix(&scratch_root).ok().and_then(|p| p.iter().next()).map(|c| scratch_root.join(c));
-            if !run_dir.is_some_and(|d| is_live(&d)) {
-                leftovers.push(Leftover { kind: "mount".into(), path, detail: format!("{} mount", mount.fs_type) });
+            let run = path.strip_prefix(&scratch_root).ok().and_then(|p| p.iter().next()).map(|c| c.to_string_lossy());
+            if run.is_some_and(|run| left(&run)) {
+                let detail = format!("{} mount", mount.fs_type);
+                leftovers.push(Leftover { kind: "mount".into(), path, detail, group: None });
             }
         }
     }
-    (leftovers, active)
+    leftovers
 }
 
-/// Every `<hierarchy>/cilab/<run>` directory on the machine.
-fn cgroup_run_dirs(setup: Option<&CgroupSetup>) -> Vec<GroupDir> {
-    let Some(setup) = setup else {
-        return Vec::new();
-    };
-    let mut hierarchies: Vec<(PathBuf, Version, Option<String>)> =
-        setup.v1.iter().map(|(c, p)| (p.clone(), Version::V1, Some(c.clone()))).collect();
-    if let Some(v2) = &setup.v2 {
-        hierarchies.push((v2.path.clone(), Version::V2, None));
-    }
-    let mut seen = BTreeMap::new();
-    for (mount, version, controller) in hierarchies {
-        let Ok(entries) = std::fs::read_dir(mount.join(PARENT_DIR)) else {
-            continue;
-        };
-        for entry in entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())) {
-            seen.entry(entry.path()).or_insert(GroupDir {
-                path: entry.path(),
-                version,
-                controller: controller.clone(),
-            });
-        }
-    }
-    seen.into_values().collect()
+/// Files a cilab was writing when it was killed, by whether `left(its PID)`.
+fn temporary_leftovers(left: impl Fn(i32) -> bool) -> Vec<Leftover> {
+    registry::temporary_files()
+        .into_iter()
+        .filter(|(_, pid)| left(*pid))
+        .map(|(path, pid)| Leftover {
+            kind: "run".into(),
+            path,
+            detail: format!("a file cilab PID {pid} was writing when it stopped"),
+            group: None,
+        })
+        .collect()
 }
 
 /// Removes the leftovers: kills processes in leftover cgroups (they were started inside a
-/// cilab run cgroup, so they are cilab's), detaches mounts, removes directories and
-/// records. Returns what it did, one line each.
+/// cilab run cgroup or a cilab's own, so they are cilab's), detaches mounts, removes
+/// directories and records. Returns what it did, one line each.
 pub fn clean(report: &DoctorReport) -> Vec<String> {
+    clean_leftovers(&report.leftovers)
+}
+
+fn clean_leftovers(leftovers: &[Leftover]) -> Vec<String> {
     let mut done = Vec::new();
-    let mut cgroup_dirs = Vec::new();
-    for leftover in &report.leftovers {
-        match leftover.kind.as_str() {
-            "cgroup" => cgroup_dirs.push(leftover.path.clone()),
-            // Deepest first: detaching a mount lazily takes the ones below it along.
-            "mount" => done.extend(crate::leaks::detach_mounts_under(&leftover.path)),
-            _ => {}
+    for leftover in leftovers.iter().filter(|l| l.kind == "mount") {
+        done.extend(crate::leaks::detach_mounts_under(&leftover.path));
+    }
+    // One run's dirs together: on v1 its freezer stops forks while the pids dir is killed.
+    let mut groups: BTreeMap<String, RunCgroup> = BTreeMap::new();
+    for dir in leftovers.iter().filter_map(|l| l.group.clone()) {
+        let name = dir.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        groups.entry(name).or_default().dirs.push(dir);
+    }
+    for group in groups.values() {
+        let paths: Vec<String> = group.dirs.iter().map(|d| d.path.display().to_string()).collect();
+        match group.kill_all(Duration::from_secs(5)).and_then(|()| group.remove()) {
+            Ok(_) => done.push(format!("killed what was in and removed {}", paths.join(", "))),
+            Err(error) => done.push(format!("could not clean {}: {error}", paths.join(", "))),
         }
     }
-    let setup = CgroupSetup::detect().ok();
-    let dirs: Vec<GroupDir> =
-        cgroup_run_dirs(setup.as_ref()).into_iter().filter(|d| cgroup_dirs.contains(&d.path)).collect();
-    if !dirs.is_empty() {
-        let group = RunCgroup { dirs, limits_applied: Vec::new() };
-        match group.kill_all(Duration::from_secs(5)).and_then(|()| group.remove().map(drop)) {
-            Ok(()) => {
-                done.extend(group.dirs.iter().map(|d| format!("killed what was in and removed {}", d.path.display())))
-            }
-            Err(error) => done.push(format!("could not clean cgroups: {error}")),
-        }
-    }
-    for leftover in &report.leftovers {
+    for leftover in leftovers {
         let result = match leftover.kind.as_str() {
             "scratch" => std::fs::remove_dir_all(&leftover.path),
             "run" if leftover.path.is_file() => std::fs::remove_file(&leftover.path),
@@ -353,10 +459,31 @@ pub fn clean(report: &DoctorReport) -> Vec<String> {
         };
         done.push(match result {
             Ok(()) => format!("removed {}", leftover.path.display()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                format!("{} was gone already", leftover.path.display())
+            }
             Err(e) => format!("could not remove {}: {e}", leftover.path.display()),
         });
     }
     done
+}
+
+/// After an interrupt, once this cilab makes nothing more: removes whatever of its own
+/// runs is still on the machine (records, cgroups, scratch dirs, mounts), as `cilab
+/// doctor --clean` would once it had exited.
+pub fn clean_own() -> Vec<String> {
+    let me = std::process::id() as i32;
+    let mut leftovers = Vec::new();
+    let mut dirs: BTreeMap<PathBuf, GroupDir> = BTreeMap::new();
+    for record in registry::all_records().into_iter().flatten().filter(|r| r.owner_pid == me) {
+        leftovers.push(record_leftover(&record, "of this cilab, interrupted"));
+        dirs.extend(record.cgroup.dirs.into_iter().map(|d| (d.path.clone(), d)));
+    }
+    dirs.extend(crate::cgroup::harness::own_run_dirs().into_iter().map(|d| (d.path.clone(), d)));
+    leftovers.extend(dirs.into_values().filter(|d| d.path.exists()).map(|d| cgroup_leftover("cgroup", d)));
+    leftovers.extend(scratch_leftovers(|name| registry::run_id_owner(name) == Some(me)));
+    leftovers.extend(temporary_leftovers(|pid| pid == me));
+    clean_leftovers(&leftovers)
 }
 
 #[cfg(test)]
@@ -372,7 +499,7 @@ mod tests {
             owner_pid: std::process::id() as i32,
             owner_start_time: u64::MAX, // not this process's start time: a reused PID
             scratch: PathBuf::from("/nonexistent"),
-            cgroup: RunCgroup { dirs: Vec::new(), limits_applied: Vec::new() },
+            cgroup: RunCgroup::default(),
         };
         assert!(!record.owner_alive());
         let alive =

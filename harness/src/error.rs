@@ -2,6 +2,9 @@
 
 use std::path::PathBuf;
 
+/// The one way to become root that cilab tells, everywhere it tells it.
+pub const BECOME_ROOT: &str = "sudo -E env PATH=\"$PATH\" cargo run -p cilab -- <command>";
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     // The errno (the I/O error) is in the message and deliberately no `source`: a chain
@@ -12,8 +15,7 @@ pub enum Error {
     Io { action: &'static str, path: PathBuf, cause: std::io::Error },
     #[error(
         "cilab must run as root to make namespaces, mounts and cgroups. Run it as root \
-         (`sudo -E env PATH=\"$PATH\" cargo run -p cilab -- ...`) on a machine you may break: \
-         a VM (README: Requirements)"
+         (`{BECOME_ROOT}`) on a machine you may break: a VM (README: Requirements)"
     )]
     NotRoot,
     #[error("unknown lab `{0}`: `cilab list` shows the labs")]

@@ -1,13 +1,17 @@
 //! The `cilab` command: list, run, check and doctor.
 
+use std::io::Write;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use cilab::backend::{Backend, Local};
 use cilab::catalog::{self, LabSpec};
-use cilab::cgroup::CgroupSetup;
-use cilab::registry::{self, LastResult};
-use cilab::report::Report;
+use cilab::cgroup::{self, CgroupSetup, RunCgroup};
+use cilab::registry::{self, Attempt};
+use cilab::report::{LabReport, Report};
 use cilab::run::{Fault, RunOptions};
 use cilab::{doctor, labbuild, run};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -127,41 +131,152 @@ fn parse_fault(text: &str) -> Result<Fault, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(error) = install_interrupt_handler() {
-        eprintln!("cilab: warning: {error:#}");
+    let result = dispatch(cli.command);
+    // After an interrupt this never returns: the handler ends cilab.
+    may_finish();
+    for problem in cgroup::harness::leave() {
+        let _ = writeln!(std::io::stderr(), "cilab: warning: {problem} (`cilab doctor --clean` removes what stays)");
     }
-    match dispatch(cli.command) {
+    match result {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("cilab: error: {error:#}");
+            let _ = writeln!(std::io::stderr(), "cilab: error: {error:#}");
             ExitCode::from(2)
         }
     }
 }
 
-/// Ctrl-C, SIGTERM, a closed terminal: kill and remove every run in progress, then exit.
-/// While a person runs a lab by hand, the lab gets Ctrl-C itself and cilab cleans after it.
+/// How cilab ends is decided once, by whoever comes first: the interrupt handler (exit
+/// 130, nothing graded: no result saved, no report printed) or the main thread with a
+/// complete report (saved and printed, its own exit status; a later Ctrl-C is ignored).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    Running,
+    Interrupted,
+    Finishing,
+}
+
+struct End {
+    ending: Ending,
+    /// The main thread is parked in `may_finish`: it touches nothing any more.
+    main_parked: bool,
+}
+
+static END: Mutex<End> = Mutex::new(End { ending: Ending::Running, main_parked: false });
+static END_CHANGED: Condvar = Condvar::new();
+/// Set by the signal handler itself, the instant the signal is delivered: the handler
+/// thread may be scheduled a moment later, and the interrupt is taken from the delivery.
+static SIGNALLED: AtomicBool = AtomicBool::new(false);
+
+fn end() -> MutexGuard<'static, End> {
+    END.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The main thread calls this before it saves or prints anything. Once an interrupt is
+/// taken it parks here for good, and the handler exits.
+fn may_finish() {
+    let mut end = end();
+    if end.ending == Ending::Running && SIGNALLED.load(Ordering::SeqCst) && !run::BY_HAND.load(Ordering::SeqCst) {
+        end.ending = Ending::Interrupted;
+    }
+    if end.ending == Ending::Interrupted {
+        end.main_parked = true;
+        END_CHANGED.notify_all();
+        loop {
+            end = END_CHANGED.wait(end).unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+    }
+    end.ending = Ending::Finishing;
+}
+
+/// How long the handler waits for the main thread to tear its runs down once their labs
+/// are killed; it then removes them itself (a main thread stuck in a build or a fault).
+const MAIN_GRACE: Duration = Duration::from_secs(3);
+
+/// Ctrl-C, SIGTERM, a closed terminal: kill and remove every run in progress, then exit
+/// 130. While a person runs a lab by hand, the lab gets Ctrl-C itself and cilab cleans
+/// after it. Without its thread cilab could not clean up: not starting it is an error.
 fn install_interrupt_handler() -> Result<()> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
-    std::thread::Builder::new().name("cilab-interrupt".into()).spawn(move || {
+    const SIGNALS: [i32; 3] = [SIGINT, SIGTERM, SIGHUP];
+    let mut signals = signal_hook::iterator::Signals::new(SIGNALS).context("installing the handler for Ctrl-C")?;
+    let spawned = std::thread::Builder::new().name("cilab-interrupt".into()).spawn(move || {
         for signal in signals.forever() {
-            if run::BY_HAND.load(std::sync::atomic::Ordering::SeqCst) {
+            if run::BY_HAND.load(Ordering::SeqCst) {
                 continue;
             }
-            let aborted = run::abort_all();
-            eprintln!("\ncilab: interrupted (signal {signal}); killed and removed runs: {aborted:?}");
-            std::process::exit(130);
+            {
+                let mut end = end();
+                if end.ending == Ending::Finishing {
+                    continue;
+                }
+                end.ending = Ending::Interrupted;
+            }
+            interrupted(signal);
         }
-    })?;
-    Ok(())
+    });
+    match spawned {
+        Ok(_) => {
+            for signal in SIGNALS {
+                // SAFETY: the action is one atomic store, which is async-signal-safe.
+                unsafe { signal_hook::low_level::register(signal, || SIGNALLED.store(true, Ordering::SeqCst)) }
+                    .context("installing the handler for Ctrl-C")?;
+            }
+            Ok(())
+        }
+        Err(error) => {
+            let hint = if error.raw_os_error() == Some(libc::EAGAIN) {
+                " (the cgroup cilab runs in may be at its pids.max)"
+            } else {
+                ""
+            };
+            bail!("could not start cilab's interrupt thread: {error}{hint}")
+        }
+    }
+}
+
+/// The interrupt is taken: nothing new is made, the labs are killed so that the main
+/// thread tears its runs down and parks, whatever is left is removed, and cilab exits.
+fn interrupted(signal: i32) -> ! {
+    registry::close();
+    cgroup::harness::close();
+    let me = std::process::id() as i32;
+    let runs: Vec<String> =
+        registry::all_records().into_iter().flatten().filter(|r| r.owner_pid == me).map(|r| r.id).collect();
+    let deadline = Instant::now() + MAIN_GRACE;
+    loop {
+        // Again each time: a lab the main thread had forked just before `close` is killed too.
+        let labs = RunCgroup { dirs: cgroup::harness::own_run_dirs(), limits_applied: Vec::new() };
+        let _ = labs.kill_all(Duration::from_secs(1));
+        let end = end();
+        let left = deadline.saturating_duration_since(Instant::now());
+        let (end, _) = END_CHANGED
+            .wait_timeout_while(end, left.min(Duration::from_millis(50)), |end| !end.main_parked)
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if end.main_parked || left.is_zero() {
+            break;
+        }
+    }
+    let aborted = run::abort_all();
+    let cleaned = doctor::clean_own();
+    let problems = cgroup::harness::leave();
+    let mut stderr = std::io::stderr().lock();
+    let _ = writeln!(stderr, "\ncilab: interrupted (signal {signal}): nothing graded or saved; runs removed: {runs:?}");
+    for line in aborted.iter().map(|id| format!("aborted {id}")).chain(cleaned).chain(problems) {
+        let _ = writeln!(stderr, "cilab: {line}");
+    }
+    std::process::exit(130)
 }
 
 fn dispatch(command: Command) -> Result<ExitCode> {
     match command {
         Command::List => list(),
-        Command::Run { lab, step, no_build } => run_by_hand(&lab, step, no_build),
+        Command::Run { lab, step, no_build } => {
+            install_interrupt_handler()?;
+            run_by_hand(&lab, step, no_build)
+        }
         Command::Check { labs, all, format, repeat, no_build, fault } => {
+            install_interrupt_handler()?;
             check(&labs, all, format, repeat, no_build, fault)
         }
         Command::Doctor { clean, format } => doctor_command(clean, format),
@@ -171,14 +286,29 @@ fn dispatch(command: Command) -> Result<ExitCode> {
 
 fn list() -> Result<ExitCode> {
     let results = registry::load_results();
-    println!("{:<3} {:<13} {:<36} last result", "#", "lab", "title");
+    let show = |a: &Attempt| format!("{} {}/{}", a.result, a.points, a.max_points);
+    println!("{:<3} {:<13} {:<36} {:<18} best", "#", "lab", "title", "last result");
     for lab in catalog::all() {
-        let last = match results.get(lab.name) {
-            Some(r) => format!("{} {}/{}", r.result, r.points, r.max_points),
-            None => format!("not checked yet ({} points)", lab.max_points()),
-        };
-        println!("{:<3} {:<13} {:<36} {last}", lab.order, lab.name, lab.title);
+        match (results.last(lab.name), results.best(lab.name)) {
+            (Some(last), Some(best)) => {
+                println!("{:<3} {:<13} {:<36} {:<18} {}", lab.order, lab.name, lab.title, show(last), show(best))
+            }
+            _ => println!(
+                "{:<3} {:<13} {:<36} not checked yet ({} points)",
+                lab.order,
+                lab.name,
+                lab.title,
+                lab.max_points()
+            ),
+        }
         println!("    {}", lab.summary);
+    }
+    match &results.tree {
+        Some(tree) => println!("\nResults of the source tree at {}.", tree.path.display()),
+        None if registry::SourceTree::of_this_cilab().is_none() => {
+            println!("\nResults of this cilab, which runs without its source tree.")
+        }
+        None => {}
     }
     println!("\nRun one by hand: cilab run <lab> --step     Grade: cilab check <lab> | --all");
     Ok(ExitCode::SUCCESS)
@@ -237,12 +367,15 @@ fn check(
     for lab in &labs {
         for _ in 0..repeat.max(1) {
             let report = backend.check(lab, &options).with_context(|| format!("checking lab {}", lab.name))?;
-            // A run broken on purpose (cilab's own tests) is not the student's result.
-            if options.fault.is_none() {
-                save_last_result(lab.name, &report);
-            }
             reports.push(report);
         }
+    }
+    // The report is complete: from here a Ctrl-C no longer stops cilab (after one, this
+    // never returns).
+    may_finish();
+    // A run broken on purpose (cilab's own tests) is not the student's result.
+    if options.fault.is_none() {
+        save_attempts(&reports);
     }
     let report = Report::new(reports);
     match format {
@@ -252,12 +385,22 @@ fn check(
     Ok(if report.all_passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-fn save_last_result(lab: &str, report: &cilab::report::LabReport) {
-    let (points, max_points) = report.points();
+/// One attempt per lab and `cilab check`: with --repeat, the worst of its runs (a soak
+/// passes only if every run did).
+fn save_attempts(reports: &[LabReport]) {
     let when = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let result = LastResult { result: report.result_word().to_string(), points, max_points, when };
-    if let Err(error) = registry::save_result(lab, result) {
-        eprintln!("cilab: warning: could not save the result: {error}");
+    let mut worst: Vec<(String, Attempt)> = Vec::new();
+    for report in reports {
+        let (points, max_points) = report.points();
+        let attempt = Attempt { result: report.result_word().to_string(), points, max_points, when };
+        match worst.iter_mut().find(|(lab, _)| *lab == report.lab) {
+            Some((_, kept)) if attempt.points <= kept.points => *kept = attempt,
+            Some(_) => {}
+            None => worst.push((report.lab.clone(), attempt)),
+        }
+    }
+    if let Err(error) = registry::save_attempts(&worst) {
+        let _ = writeln!(std::io::stderr(), "cilab: warning: could not save the results: {error}");
     }
 }
 

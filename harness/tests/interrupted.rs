@@ -1,6 +1,8 @@
-//! cilab itself SIGKILLed in the middle of a run: `cilab doctor` finds what it left and
-//! `cilab doctor --clean` removes it. (Alone in its file: doctor looks at the whole host.)
+//! cilab itself SIGKILLed in the middle of a run: `cilab doctor` finds what it left,
+//! wherever its cgroups are nested (its runs' and its own v2 leaf), and `cilab doctor
+//! --clean` removes it. (Alone in its file: doctor looks at the whole host.)
 
+mod cgroup_state;
 mod common;
 
 use std::io::{BufRead, BufReader};
@@ -14,6 +16,7 @@ use nix::unistd::Pid;
 fn doctor_reports_and_cleans_what_a_killed_cilab_left() {
     common::require_root();
     let before = common::host_state();
+    let cgroups_before = cgroup_state::cilab_cgroups();
     let doctor = |args: &[&str]| -> serde_json::Value {
         let output = common::cilab().arg("doctor").args(args).args(["--format", "json"]).output().expect("doctor");
         serde_json::from_slice(&output.stdout).expect("doctor prints JSON")
@@ -54,13 +57,26 @@ fn doctor_reports_and_cleans_what_a_killed_cilab_left() {
     common::reap_adopted(Duration::from_secs(5));
 
     let found = doctor(&[]);
-    let kinds: Vec<&str> =
-        found["leftovers"].as_array().expect("list").iter().filter_map(|l| l["kind"].as_str()).collect();
+    let leftovers = found["leftovers"].as_array().expect("list");
+    let kinds: Vec<&str> = leftovers.iter().filter_map(|l| l["kind"].as_str()).collect();
     assert!(kinds.contains(&"run"), "doctor names the run record: {found:#}");
     assert!(kinds.contains(&"cgroup"), "doctor names the run's cgroups: {found:#}");
     assert!(kinds.contains(&"scratch"), "doctor names the scratch dir: {found:#}");
+    assert!(kinds.contains(&"harness"), "doctor names the killed cilab's own v2 cgroup: {found:#}");
+    // Each run cgroup sits below the cgroup cilab was started in (this test's), nested
+    // or not, in every hierarchy it used.
+    let paths: Vec<&str> = leftovers.iter().filter_map(|l| l["path"].as_str()).collect();
+    for controller in [Some("pids"), Some("memory"), Some("freezer"), None] {
+        let start = cgroup_state::own_cgroup(controller).join("cilab");
+        assert!(
+            paths.iter().any(|p| std::path::Path::new(p).starts_with(&start)),
+            "no leftover below {} ({controller:?}): {paths:?}",
+            start.display()
+        );
+    }
 
     let cleaned = doctor(&["--clean"]);
     assert_eq!(cleaned["leftovers"], serde_json::json!([]), "after --clean: {cleaned:#}");
     common::assert_host_unchanged(&before);
+    cgroup_state::assert_unchanged(&cgroups_before);
 }

@@ -1,11 +1,11 @@
 //! One cgroup per run, in every hierarchy that helps: the v2 hierarchy (tracking, and
-//! cgroup.kill), and on v1 the pids, memory and freezer controllers. The lab is placed in
-//! it before it runs a single instruction, so its whole process tree stays inside, can
-//! be bounded (pids, memory without swap) and killed together.
+//! cgroup.kill), and on v1 the pids, memory and freezer controllers. Each is made below
+//! the cgroup cilab was started in (see `harness`), so the caller's limits bound the lab
+//! too. The lab is placed in it before it runs a single instruction, so its whole process
+//! tree stays inside, can be bounded (pids, memory without swap) and killed together.
 
 use std::collections::BTreeSet;
 use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -13,8 +13,9 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
+use super::fs::{CgroupFs, Kernel};
+use super::harness::{self, Placement};
 use super::setup::CgroupSetup;
-use super::PARENT_DIR;
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, Copy)]
@@ -30,7 +31,7 @@ impl Default for Limits {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Version {
     V1,
     V2,
@@ -41,26 +42,35 @@ pub enum Version {
 pub struct GroupDir {
     pub path: PathBuf,
     pub version: Version,
-    /// The v1 controller of this hierarchy; `None` for v2.
+    /// The v1 controllers of this hierarchy ("pids", or "cpu,cpuacct" co-mounted); `None` for v2.
     pub controller: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+impl GroupDir {
+    fn has_controller(&self, wanted: &str) -> bool {
+        self.controller.as_deref().is_some_and(|c| c.split(',').any(|c| c == wanted))
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunCgroup {
     pub dirs: Vec<GroupDir>,
-    /// Limits that were actually written, e.g. "pids.max=256 (v1)".
+    /// Limits that were actually written, e.g. "pids.max=256 (v1)", and those that could
+    /// not be, with why: "memory.max not applied (v2): ...".
     pub limits_applied: Vec<String>,
 }
 
-const V1_CONTROLLERS_USED: [&str; 3] = ["pids", "memory", "freezer"];
-
 impl RunCgroup {
-    /// Creates `<hierarchy>/cilab/<run_id>` in each useful hierarchy and writes the limits.
+    /// Creates `<start>/cilab/<run_id>` in each useful hierarchy, `<start>` being where
+    /// cilab was started (placing cilab itself first, once), and writes the limits.
     pub fn create(setup: &CgroupSetup, run_id: &str, limits: &Limits) -> Result<Self> {
-        let mut group = RunCgroup { dirs: Vec::new(), limits_applied: Vec::new() };
-        let result = group.populate(setup, run_id, limits);
-        if let Err(error) = result {
-            let _ = group.remove();
+        harness::with_placement(setup, |placement| Self::create_in(&Kernel, placement, run_id, limits))
+    }
+
+    pub fn create_in(fs: &dyn CgroupFs, placement: &Placement, run_id: &str, limits: &Limits) -> Result<Self> {
+        let mut group = RunCgroup::default();
+        if let Err(error) = group.populate(fs, placement, run_id, limits) {
+            let _ = group.remove_in(fs);
             return Err(error);
         }
         if group.dirs.is_empty() {
@@ -69,54 +79,50 @@ impl RunCgroup {
         Ok(group)
     }
 
-    fn populate(&mut self, setup: &CgroupSetup, run_id: &str, limits: &Limits) -> Result<()> {
-        if let Some(v2) = &setup.v2 {
-            let parent = v2.path.join(PARENT_DIR);
-            let dir = parent.join(run_id);
-            make_run_dir(&dir)?;
-            self.dirs.push(GroupDir { path: dir.clone(), version: Version::V2, controller: None });
-            let wanted: Vec<&str> =
-                ["pids", "memory"].into_iter().filter(|c| v2.controllers.iter().any(|have| have == c)).collect();
-            let enable: String = wanted.iter().map(|c| format!("+{c} ")).collect();
-            // Controllers must be enabled in every ancestor's subtree_control to reach us.
-            let enabled = !wanted.is_empty()
-                && write_file(&v2.path.join("cgroup.subtree_control"), enable.trim()).is_ok()
-                && write_file(&parent.join("cgroup.subtree_control"), enable.trim()).is_ok();
-            if enabled {
-                self.apply(&dir, "pids.max", &limits.pids_max.to_string(), "v2");
-                self.apply(&dir, "memory.max", &limits.memory_max_bytes.to_string(), "v2");
-                // Swap would let an out-of-memory test pass by paging instead of failing.
-                self.apply(&dir, "memory.swap.max", "0", "v2");
+    fn populate(&mut self, fs: &dyn CgroupFs, placement: &Placement, run_id: &str, limits: &Limits) -> Result<()> {
+        for place in &placement.places {
+            let dir = place.parent.join(run_id);
+            harness::make_dir(fs, &dir)?;
+            self.dirs.push(place.group_dir(dir.clone()));
+            let version = match place.version {
+                Version::V1 => "v1",
+                Version::V2 => "v2",
+            };
+            for controller in &place.controllers {
+                match (controller.as_str(), place.version) {
+                    ("pids", _) => self.apply(fs, &dir, "pids.max", &limits.pids_max.to_string(), version),
+                    ("memory", Version::V2) => {
+                        self.apply(fs, &dir, "memory.max", &limits.memory_max_bytes.to_string(), version);
+                        // Swap would let an out-of-memory test pass by paging instead of failing.
+                        self.apply(fs, &dir, "memory.swap.max", "0", version);
+                    }
+                    ("memory", Version::V1) => {
+                        let bytes = limits.memory_max_bytes.to_string();
+                        self.apply(fs, &dir, "memory.limit_in_bytes", &bytes, version);
+                        // memory+swap equal to memory: no swap (absent without swap accounting).
+                        self.apply(fs, &dir, "memory.memsw.limit_in_bytes", &bytes, version);
+                    }
+                    _ => {}
+                }
             }
         }
-        for controller in V1_CONTROLLERS_USED {
-            if setup.v2_has(controller) {
-                continue;
-            }
-            let Some(mount) = setup.v1.get(controller) else {
-                continue;
-            };
-            let dir = mount.join(PARENT_DIR).join(run_id);
-            make_run_dir(&dir)?;
-            self.dirs.push(GroupDir { path: dir.clone(), version: Version::V1, controller: Some(controller.into()) });
-            match controller {
-                "pids" => self.apply(&dir, "pids.max", &limits.pids_max.to_string(), "v1"),
-                "memory" => {
-                    let bytes = limits.memory_max_bytes.to_string();
-                    self.apply(&dir, "memory.limit_in_bytes", &bytes, "v1");
-                    // memory+swap equal to memory: no swap (the file is absent without swap accounting).
-                    self.apply(&dir, "memory.memsw.limit_in_bytes", &bytes, "v1");
-                }
-                _ => {}
-            }
+        // Never silently unbounded: a limit no hierarchy could take is named, with why.
+        for (controller, why) in &placement.missing {
+            self.limits_applied.push(format!("{controller}.max not applied: {why}"));
         }
         Ok(())
     }
 
-    fn apply(&mut self, dir: &Path, file: &str, value: &str, version: &str) {
+    /// Writes one limit. A file the kernel does not have (memsw without swap accounting)
+    /// is left out; one it refuses is named.
+    fn apply(&mut self, fs: &dyn CgroupFs, dir: &Path, file: &str, value: &str, version: &str) {
         let path = dir.join(file);
-        if path.exists() && write_file(&path, value).is_ok() {
-            self.limits_applied.push(format!("{file}={value} ({version})"));
+        if !fs.exists(&path) {
+            return;
+        }
+        match fs.write(&path, value) {
+            Ok(()) => self.limits_applied.push(format!("{file}={value} ({version})")),
+            Err(error) => self.limits_applied.push(format!("{file}={value} not applied ({version}): {error}")),
         }
     }
 
@@ -142,7 +148,7 @@ impl RunCgroup {
     pub fn kill_all(&self, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
         let kill_file = self.dirs.iter().find(|d| d.version == Version::V2).map(|d| d.path.join("cgroup.kill"));
-        let freezer = self.dirs.iter().find(|d| d.controller.as_deref() == Some("freezer")).map(|d| d.path.clone());
+        let freezer = self.dirs.iter().find(|d| d.has_controller("freezer")).map(|d| d.path.clone());
         loop {
             let procs = self.procs();
             if procs.is_empty() {
@@ -175,36 +181,33 @@ impl RunCgroup {
     /// Removes the run's cgroup directories. Child cgroups a lab left behind are removed
     /// too, and returned so that the run can report them as a leak.
     pub fn remove(&self) -> Result<Vec<PathBuf>> {
+        self.remove_in(&Kernel)
+    }
+
+    pub fn remove_in(&self, fs: &dyn CgroupFs) -> Result<Vec<PathBuf>> {
         let mut left_by_lab = Vec::new();
         for dir in &self.dirs {
-            if !dir.path.exists() {
+            if !fs.exists(&dir.path) {
                 continue;
             }
             let mut nested = Vec::new();
-            collect_subdirs(&dir.path, &mut nested);
+            collect_subdirs(fs, &dir.path, &mut nested);
             for sub in nested.iter().rev() {
-                remove_dir_retrying(sub)?;
+                harness::remove_dir_retrying(fs, sub).map_err(Error::io("remove cgroup", sub))?;
             }
             left_by_lab.extend(nested);
-            remove_dir_retrying(&dir.path)?;
-            // The shared parent goes too once no run uses it; another run may still.
+            harness::remove_dir_retrying(fs, &dir.path).map_err(Error::io("remove cgroup", &dir.path))?;
+            // The shared parent goes too once nothing uses it; another run or cilab may.
             if let Some(parent) = dir.path.parent() {
-                let _ = std::fs::remove_dir(parent);
+                let _ = fs.remove_dir(parent);
             }
         }
         Ok(left_by_lab)
     }
 }
 
-/// Creates a run's cgroup and the shared `cilab` parent in one go: another run's
-/// `remove` drops the parent when it is empty, and once our dir is in it, it is not.
-fn make_run_dir(path: &Path) -> Result<()> {
-    std::fs::create_dir_all(path).map_err(Error::io("create cgroup", path))
-}
-
 fn write_file(path: &Path, value: &str) -> Result<()> {
-    let mut file = std::fs::OpenOptions::new().write(true).open(path).map_err(Error::io("open", path))?;
-    file.write_all(value.as_bytes()).map_err(Error::io("write", path))
+    Kernel.write(path, value).map_err(Error::io("write", path))
 }
 
 pub fn read_procs(dir: &Path) -> BTreeSet<i32> {
@@ -213,29 +216,9 @@ pub fn read_procs(dir: &Path) -> BTreeSet<i32> {
         .unwrap_or_default()
 }
 
-fn collect_subdirs(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        if entry.file_type().is_ok_and(|t| t.is_dir()) {
-            out.push(entry.path());
-            collect_subdirs(&entry.path(), out);
-        }
-    }
-}
-
-/// rmdir on a cgroup can briefly fail with EBUSY while the last task is being released.
-fn remove_dir_retrying(path: &Path) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(2);
-    loop {
-        match std::fs::remove_dir(path) {
-            Ok(()) => return Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) if Instant::now() < deadline && e.raw_os_error() == Some(libc::EBUSY) => {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Err(e) => return Err(Error::io("remove cgroup", path)(e)),
-        }
+fn collect_subdirs(fs: &dyn CgroupFs, dir: &Path, out: &mut Vec<PathBuf>) {
+    for sub in fs.subdirs(dir).unwrap_or_default() {
+        out.push(sub.clone());
+        collect_subdirs(fs, &sub, out);
     }
 }

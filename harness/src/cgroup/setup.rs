@@ -40,6 +40,9 @@ pub struct CgroupSetup {
     /// v1 controller name -> where its hierarchy is mounted (named hierarchies left out).
     pub v1: BTreeMap<String, PathBuf>,
     pub v2: Option<V2Mount>,
+    /// Mount point -> the directory of the hierarchy mounted there (mountinfo's root
+    /// field): "/" unless a subtree was mounted or bind-mounted (a container's view).
+    pub roots: BTreeMap<PathBuf, String>,
 }
 
 impl CgroupSetup {
@@ -63,16 +66,21 @@ impl CgroupSetup {
         let mounts = procfs::parse_mountinfo(mountinfo)?;
         let mut v1 = BTreeMap::new();
         let mut v2_path = None;
+        let mut roots = BTreeMap::new();
         for mount in &mounts {
             match mount.fs_type.as_str() {
                 "cgroup" => {
                     for option in mount.super_options.split(',') {
-                        if is_v1_controller(option) {
-                            v1.entry(option.to_string()).or_insert_with(|| PathBuf::from(&mount.mount_point));
+                        if is_v1_controller(option) && !v1.contains_key(option) {
+                            v1.insert(option.to_string(), PathBuf::from(&mount.mount_point));
+                            roots.insert(PathBuf::from(&mount.mount_point), mount.root.clone());
                         }
                     }
                 }
-                "cgroup2" if v2_path.is_none() => v2_path = Some(PathBuf::from(&mount.mount_point)),
+                "cgroup2" if v2_path.is_none() => {
+                    v2_path = Some(PathBuf::from(&mount.mount_point));
+                    roots.insert(PathBuf::from(&mount.mount_point), mount.root.clone());
+                }
                 _ => {}
             }
         }
@@ -96,11 +104,30 @@ impl CgroupSetup {
                 }
             }
         };
-        Ok(CgroupSetup { layout, v1, v2 })
+        Ok(CgroupSetup { layout, v1, v2, roots })
     }
 
     pub fn v2_has(&self, controller: &str) -> bool {
         self.v2.as_ref().is_some_and(|v2| v2.controllers.iter().any(|c| c == controller))
+    }
+
+    /// The directory of cgroup `path` (as /proc/<pid>/cgroup names it) in the hierarchy
+    /// mounted at `mount`. A mount of a subtree shows only what lies below its root.
+    pub fn dir_of(&self, mount: &Path, path: &str) -> Result<PathBuf> {
+        let root = self.roots.get(mount).map(String::as_str).unwrap_or("/");
+        let below = if root == "/" {
+            Some(path)
+        } else {
+            path.strip_prefix(root).filter(|rest| rest.is_empty() || rest.starts_with('/'))
+        };
+        match below {
+            Some(rest) => Ok(mount.join(rest.trim_start_matches('/'))),
+            None => Err(Error::Cgroup(format!(
+                "cilab's cgroup {path} lies outside what is mounted at {} (the hierarchy's {root}): \
+                 mount the whole hierarchy there",
+                mount.display()
+            ))),
+        }
     }
 }
 
@@ -177,6 +204,22 @@ mod tests {
     fn cpu_and_cpuacct_co_mounted_share_one_path() {
         let setup = CgroupSetup::from_parts(TMPFS_MAGIC, PURE_V1, |_| None).expect("detects");
         assert_eq!(setup.v1["cpu"], setup.v1["cpuacct"]);
+    }
+
+    #[test]
+    fn a_cgroup_path_maps_into_the_mount_even_when_a_subtree_is_mounted() {
+        let setup = CgroupSetup::from_parts(TMPFS_MAGIC, HYBRID, |_| None).expect("detects");
+        let memory = Path::new("/sys/fs/cgroup/memory");
+        assert_eq!(setup.dir_of(memory, "/process_api/50d3").expect("maps"), memory.join("process_api/50d3"));
+        assert_eq!(setup.dir_of(memory, "/").expect("maps"), memory);
+        // A container that sees only its own subtree, bind-mounted at /sys/fs/cgroup.
+        let docker = "35 24 0:30 /docker/abc /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
+        let setup = CgroupSetup::from_parts(CGROUP2_SUPER_MAGIC, docker, |_| None).expect("detects");
+        let mount = Path::new("/sys/fs/cgroup");
+        assert_eq!(setup.dir_of(mount, "/docker/abc/sub").expect("maps"), mount.join("sub"));
+        assert_eq!(setup.dir_of(mount, "/docker/abc").expect("maps"), mount);
+        assert!(setup.dir_of(mount, "/docker/abcdef").is_err());
+        assert!(setup.dir_of(mount, "/elsewhere").is_err());
     }
 
     #[test]

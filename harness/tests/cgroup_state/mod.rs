@@ -1,0 +1,63 @@
+//! cilab's cgroups as the tests see them for themselves: runs and cilab leaves are made
+//! below the cgroup cilab was started in, so `common::host_state`'s look at
+//! `<hierarchy>/cilab` misses the nested ones (here, memory is nested). This walks every
+//! hierarchy (bounded) for `cilab` directories and what is in them.
+#![allow(dead_code)] // each test file uses a different part of this module
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+const MAX_DEPTH: usize = 12;
+
+/// Every `cilab` directory under /sys/fs/cgroup, and every directory in one.
+pub fn cilab_cgroups() -> BTreeSet<PathBuf> {
+    let mut found = BTreeSet::new();
+    walk(Path::new("/sys/fs/cgroup"), 0, &mut found);
+    found
+}
+
+fn walk(dir: &Path, depth: usize, found: &mut BTreeSet<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())) {
+        let path = entry.path();
+        if entry.file_name() == "cilab" {
+            found.insert(path.clone());
+            if let Ok(inside) = std::fs::read_dir(&path) {
+                found.extend(inside.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| e.path()));
+            }
+        } else if depth < MAX_DEPTH {
+            walk(&path, depth + 1, found);
+        }
+    }
+}
+
+/// Asserts that cilab's cgroups are as `before`, naming every difference.
+pub fn assert_unchanged(before: &BTreeSet<PathBuf>) {
+    let after = cilab_cgroups();
+    let mut problems: Vec<String> = after.difference(before).map(|p| format!("appeared: {}", p.display())).collect();
+    problems.extend(before.difference(&after).map(|p| format!("vanished: {}", p.display())));
+    assert!(problems.is_empty(), "cilab's cgroups changed:\n{}", problems.join("\n"));
+}
+
+/// The cgroup this process is in, in the hierarchy of `controller` (v1) or v2 (`None`),
+/// as a directory.
+pub fn own_cgroup(controller: Option<&str>) -> PathBuf {
+    let text = std::fs::read_to_string("/proc/self/cgroup").expect("read /proc/self/cgroup");
+    for line in text.lines() {
+        let mut fields = line.splitn(3, ':');
+        let (Some(_), Some(controllers), Some(path)) = (fields.next(), fields.next(), fields.next()) else {
+            continue;
+        };
+        let mount = match controller {
+            // Pure v2 has cgroup2 on /sys/fs/cgroup itself; hybrid mounts it at unified/.
+            None if controllers.is_empty() && Path::new("/sys/fs/cgroup/cgroup.controllers").exists() => {
+                PathBuf::from("/sys/fs/cgroup")
+            }
+            None if controllers.is_empty() => PathBuf::from("/sys/fs/cgroup/unified"),
+            Some(wanted) if controllers.split(',').any(|c| c == wanted) => Path::new("/sys/fs/cgroup").join(wanted),
+            _ => continue,
+        };
+        return mount.join(path.trim_start_matches('/'));
+    }
+    panic!("this process is in no {controller:?} cgroup:\n{text}");
+}
