@@ -373,16 +373,25 @@ fn check(
     // The report is complete: from here a Ctrl-C no longer stops cilab (after one, this
     // never returns).
     may_finish();
-    // A run broken on purpose (cilab's own tests) is not the student's result.
+    // A run broken on purpose (cilab's own tests) is not the student's result, and
+    // neither is a run the harness itself could not finish.
     if options.fault.is_none() {
-        save_attempts(&reports);
+        let graded: Vec<LabReport> = reports.iter().filter(|r| r.harness_failure.is_none()).cloned().collect();
+        save_attempts(&graded);
     }
     let report = Report::new(reports);
     match format {
         Format::Table => print!("{}", report.to_table()),
         Format::Json => println!("{}", report.to_json()),
     }
-    Ok(if report.all_passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if report.harness_failed() {
+        // Exit 2: cilab could not do its part; nothing here is the student's result.
+        ExitCode::from(2)
+    } else if report.all_passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// One attempt per lab and `cilab check`: with --repeat, the worst of its runs (a soak

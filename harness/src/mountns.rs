@@ -32,6 +32,10 @@ const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 #[derive(Debug)]
 pub struct RunMountNs {
     held: HeldNs,
+    /// A private copy of the namespace as the lab found it, which no lab can reach: what
+    /// the real host takes away (see `changes`) goes from both, what the lab does only
+    /// from the run's.
+    reference: HeldNs,
     baseline: Vec<Mount>,
 }
 
@@ -95,49 +99,71 @@ impl MountChanges {
 
 impl RunMountNs {
     /// Makes the namespace in a forked child (unshare and mount change only that child),
-    /// holds it open through `/proc/<child>/ns/mnt`, and lets the child go.
+    /// holds it open through `/proc/<child>/ns/mnt`; then the child makes the private
+    /// reference copy, which is held the same way, and goes.
     pub fn create() -> Result<Self> {
         let (ready_rx, ready_tx) = nix::unistd::pipe().map_err(Error::harness("pipe", "run mount namespace"))?;
         let (go_rx, go_tx) = nix::unistd::pipe().map_err(Error::harness("pipe", "run mount namespace"))?;
-        // SAFETY: the child makes four syscalls and leaves with _exit.
+        // SAFETY: the child makes syscalls, reads and writes pipes, and leaves with _exit.
         match unsafe { fork() }.map_err(Error::harness("fork", "run mount namespace"))? {
             ForkResult::Child => {
                 drop(ready_rx);
                 drop(go_tx);
-                let made = unshare(CloneFlags::CLONE_NEWNS)
-                    .and_then(|()| {
-                        mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
-                    })
-                    .and_then(|()| {
-                        mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_SHARED, None::<&str>)
-                    });
-                let code = match made {
-                    Ok(()) => {
-                        let _ = File::from(ready_tx).write_all(b"r");
-                        // Live until the parent has opened our namespace (it closes its end).
-                        let _ = File::from(go_rx).read(&mut [0u8]);
-                        0
+                let (mut ready, mut go) = (File::from(ready_tx), File::from(go_rx));
+                let private = |flags| mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | flags, None::<&str>);
+                // Step by step, the parent opening our namespace after each: the run's
+                // namespace, then the reference copy of it.
+                let steps: [&dyn Fn() -> nix::Result<()>; 2] = [
+                    &|| {
+                        unshare(CloneFlags::CLONE_NEWNS)?;
+                        private(MsFlags::MS_PRIVATE)?;
+                        private(MsFlags::MS_SHARED)
+                    },
+                    &|| {
+                        unshare(CloneFlags::CLONE_NEWNS)?;
+                        private(MsFlags::MS_PRIVATE)
+                    },
+                ];
+                let mut code = 0;
+                for step in steps {
+                    if let Err(errno) = step() {
+                        code = errno as i32;
+                        break;
                     }
-                    Err(errno) => errno as i32,
-                };
+                    // Live until the parent has opened this namespace (it answers a byte).
+                    if ready.write_all(b"r").is_err() || go.read(&mut [0u8]).map_or(true, |n| n == 0) {
+                        code = 1;
+                        break;
+                    }
+                }
                 // SAFETY: _exit has no preconditions; nix 0.29 has no wrapper for it.
                 unsafe { libc::_exit(code) }
             }
             ForkResult::Parent { child } => {
                 drop(ready_tx);
                 drop(go_rx);
-                let mut byte = [0u8];
-                let ready = File::from(ready_rx).read(&mut byte).is_ok_and(|n| n == 1);
-                let held = if ready { HeldNs::open(child.as_raw(), "mnt") } else { Ok(None) };
-                drop(go_tx);
+                let (mut ready, mut go) = (File::from(ready_rx), File::from(go_tx));
+                let mut open_next = || -> Result<Option<HeldNs>> {
+                    if !ready.read(&mut [0u8]).is_ok_and(|n| n == 1) {
+                        return Ok(None);
+                    }
+                    let held = HeldNs::open(child.as_raw(), "mnt");
+                    let _ = go.write_all(b"g");
+                    held
+                };
+                let held = open_next();
+                let reference = open_next();
+                drop(go);
                 let status = waitpid(child, None).map_err(Error::sys("waitpid", child))?;
-                let held = held?.ok_or_else(|| {
+                let failed = || {
                     Error::Harness(format!(
                         "could not make the run's mount namespace (unshare(CLONE_NEWNS), then / made \
                          MS_REC|MS_PRIVATE and MS_REC|MS_SHARED): the child ended with {status:?}"
                     ))
-                })?;
-                let mut ns = RunMountNs { held, baseline: Vec::new() };
+                };
+                let held = held?.ok_or_else(failed)?;
+                let reference = reference?.ok_or_else(failed)?;
+                let mut ns = RunMountNs { held, reference, baseline: Vec::new() };
                 ns.baseline = ns.mounts()?;
                 Ok(ns)
             }
@@ -155,22 +181,7 @@ impl RunMountNs {
 
     /// The mount table now, read by a forked child that enters the namespace.
     pub fn mounts(&self) -> Result<Vec<Mount>> {
-        let outcome = forked::probe("read the run's mount table", PROBE_TIMEOUT, |out| {
-            // The host's /proc, opened before entering: a lab may have mounted another proc
-            // (of another PID namespace, where this probe has no PID) over the run's /proc.
-            let proc_dir = open("/proc", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())?;
-            setns(self.held.file().as_fd(), CloneFlags::CLONE_NEWNS)?;
-            let fd = openat(Some(proc_dir), "self/mountinfo", OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())?;
-            // SAFETY: openat just returned this descriptor; the File owns it from here.
-            let mut file = unsafe { File::from_raw_fd(fd) };
-            let mut text = String::new();
-            file.read_to_string(&mut text).map_err(|_| nix::errno::Errno::EIO)?;
-            out.write_all(text.as_bytes()).map_err(|_| nix::errno::Errno::EPIPE)
-        })?;
-        match outcome.status {
-            Ok(()) => procfs::parse_mountinfo(&outcome.output),
-            Err(failure) => Err(Error::Harness(format!("reading the run's mount table failed: {failure:?}"))),
-        }
+        read_mounts(&self.held)
     }
 
     /// The mount table as the lab found it.
@@ -179,19 +190,45 @@ impl RunMountNs {
     }
 
     /// What changed in the lab's host since the run began. One change is the real host's
-    /// and not the lab's: when a directory that is a mount point is deleted on the host
-    /// (Docker removing a container, a temp dir going away), the kernel detaches that
-    /// mount's copies in every namespace, this one included. A mount gone from here whose
-    /// mount point no longer exists was taken by that, so it is left out.
+    /// and not the lab's: when a directory or file that is a mount point is deleted on the
+    /// host (Docker removing a container, a temp dir going away), the kernel detaches that
+    /// mount's copies in every namespace, this one and its private reference copy
+    /// included. A mount gone from both was taken by the host, so it is left out; one gone
+    /// only from the run's namespace was taken by the lab.
     pub fn changes(&self) -> Result<MountChanges> {
         let mut changes = MountChanges::between(&self.baseline, &self.mounts()?);
-        changes.removed.retain(|m| std::path::Path::new(&m.mount_point).symlink_metadata().is_ok());
+        // Read after the run's table: whatever the host took before that is gone here too.
+        let reference = read_mounts(&self.reference)?;
+        let same_place = |a: &Mount, b: &Mount| {
+            (&a.mount_point, &a.source, &a.root, &a.fs_type) == (&b.mount_point, &b.source, &b.root, &b.fs_type)
+        };
+        changes.removed.retain(|gone| reference.iter().any(|kept| same_place(gone, kept)));
         Ok(changes)
     }
 
     /// Whether `/` of the namespace is shared (it is made so; a lab may have changed it).
     pub fn root_is_shared(&self) -> Result<bool> {
         Ok(self.mounts()?.iter().any(|m| m.mount_point == "/" && m.is_shared()))
+    }
+}
+
+/// The mount table of a namespace, read by a forked child that enters it.
+fn read_mounts(ns: &HeldNs) -> Result<Vec<Mount>> {
+    let outcome = forked::probe("read the run's mount table", PROBE_TIMEOUT, |out| {
+        // The host's /proc, opened before entering: a lab may have mounted another proc
+        // (of another PID namespace, where this probe has no PID) over the run's /proc.
+        let proc_dir = open("/proc", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())?;
+        setns(ns.file().as_fd(), CloneFlags::CLONE_NEWNS)?;
+        let fd = openat(Some(proc_dir), "self/mountinfo", OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())?;
+        // SAFETY: openat just returned this descriptor; the File owns it from here.
+        let mut file = unsafe { File::from_raw_fd(fd) };
+        let mut text = String::new();
+        file.read_to_string(&mut text).map_err(|_| nix::errno::Errno::EIO)?;
+        out.write_all(text.as_bytes()).map_err(|_| nix::errno::Errno::EPIPE)
+    })?;
+    match outcome.status {
+        Ok(()) => procfs::parse_mountinfo(&outcome.output),
+        Err(failure) => Err(Error::Harness(format!("reading a run's mount table failed: {failure:?}"))),
     }
 }
 

@@ -225,7 +225,7 @@ fn open_run(lab: &str, id: &str, setup: &CgroupSetup, limits: &Limits) -> Result
         owner_pid: own_pid,
         owner_start_time: procfs::start_time(own_pid).unwrap_or_default(),
         scratch: registry::scratch_root().join(id),
-        cgroup: RunCgroup { dirs: Vec::new(), limits_applied: Vec::new() },
+        cgroup: RunCgroup::default(),
     };
     record.save()?;
     active().push(record.clone());

@@ -176,7 +176,6 @@ fn a_tight_pids_limit_ends_cilab_with_a_clear_error_and_leaves_nothing() {
 /// Every limit up to a roomy one: also where the harness's threads that read the lab's
 /// output run out (3 to 7 here).
 #[test]
-#[ignore = "run.rs's attach_readers panics when thread::spawn fails: needs its Builder-based rewrite (main)"]
 fn every_pids_limit_up_to_twelve_ends_cilab_cleanly() {
     run_under(&(1..=12).collect::<Vec<_>>());
 }
