@@ -1,39 +1,60 @@
 //! A lab killed (SIGKILL) at any of its hold points: the run fails, names why, and its
 //! teardown still leaves nothing on the host, as the harness and this test both see.
+//! Every hold point of every lab of the catalog, one after the other (each case compares
+//! the whole host before and after).
 
 mod common;
 
-use std::sync::Mutex;
+use cilab::catalog::{self, LabSpec};
+use cilab::verdict::{Outcome, LAB_FINISHED, NOTHING_LEAKED};
 
-use cilab::verdict::Outcome;
-use rstest::rstest;
-
-/// The cases compare the whole host before and after: one at a time.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-#[rstest]
-#[case::pid_ns_unshared("pid-ns", "unshared")]
-#[case::pid_ns_init_running("pid-ns", "init-running")]
-#[case::pid_ns_orphaned("pid-ns", "orphaned")]
-#[case::pid_ns_handler_installed("pid-ns", "handler-installed")]
-#[case::pid_ns_init_gone("pid-ns", "init-gone")]
-#[case::chroot_jail_binary_alone("chroot-jail", "binary-alone")]
-#[case::chroot_jail_with_libraries("chroot-jail", "with-libraries")]
-#[case::chroot_jail_jailed("chroot-jail", "jailed")]
-#[case::chroot_jail_private_mounts("chroot-jail", "private-mounts")]
-fn sigkill_at_a_hold_point_leaves_nothing(#[case] lab: &str, #[case] stage: &str) {
-    common::require_root();
-    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+/// What is wrong with the run of `lab` killed at `stage` (empty when it went as it must).
+fn killed_at(lab: &LabSpec, stage: &str) -> Vec<String> {
     let before = common::host_state();
     let fault = format!("kill-lab-at:{stage}");
-    let (code, report) = common::check(&[lab, "--fault", &fault]);
-    assert_eq!(code, 1, "a failed run exits 1");
-    let lab_report = &report.labs[0];
-    let verdict = |id: &str| lab_report.verdicts.iter().find(|v| v.id == id).expect("verdict").clone();
-    assert_eq!(verdict("lab-finished").outcome, Outcome::Fail);
+    let (code, report) = common::check(&[lab.name, "--no-build", "--fault", &fault]);
+    let mut problems = Vec::new();
+    if code != 1 {
+        problems.push(format!("exit code {code}, not 1 (a failed run)"));
+    }
+    let [lab_report] = report.labs.as_slice() else {
+        problems.push(format!("{} lab reports, not 1", report.labs.len()));
+        return problems;
+    };
+    let outcome = |id: &str| lab_report.verdicts.iter().find(|v| v.id == id).map(|v| v.outcome);
+    if outcome(LAB_FINISHED) != Some(Outcome::Fail) {
+        problems.push(format!("{LAB_FINISHED}: {:?}, not a FAIL", outcome(LAB_FINISHED)));
+    }
+    if outcome(NOTHING_LEAKED) != Some(Outcome::Pass) {
+        problems.push(format!("{NOTHING_LEAKED}: {:?}, not a PASS", outcome(NOTHING_LEAKED)));
+    }
     let stopped = lab_report.stopped.as_deref().unwrap_or_default();
-    assert!(stopped.contains(stage) && stopped.contains("fault injected"), "stopped: {stopped}");
-    assert_eq!(lab_report.leaks, Vec::<String>::new());
-    assert_eq!(verdict("nothing-leaked").outcome, Outcome::Pass);
-    common::assert_host_unchanged(&before);
+    if !(stopped.contains(stage) && stopped.contains("fault injected")) {
+        problems.push(format!("stopped: {stopped:?} does not name the stage and \"fault injected\""));
+    }
+    problems.extend(lab_report.leaks.iter().map(|leak| format!("leak: {leak}")));
+    problems.extend(common::host_changes(&before, &common::host_state(), &[]));
+    problems
+}
+
+#[test]
+fn sigkill_at_every_hold_point_of_every_lab_leaves_nothing() {
+    common::require_root();
+    let _clean = common::CleanOnPanic;
+    common::build_labs();
+    let started = std::time::Instant::now();
+    let mut cases = 0;
+    let mut failures = Vec::new();
+    assert!(!catalog::all().is_empty(), "the catalog has no labs");
+    for lab in catalog::all() {
+        assert!(!lab.stages.is_empty(), "lab {} declares no stage to hold at", lab.name);
+        for stage in lab.stages {
+            cases += 1;
+            let problems = killed_at(lab, stage);
+            eprintln!("fault: {} killed at {stage}: {}", lab.name, if problems.is_empty() { "ok" } else { "FAILED" });
+            failures.extend(problems.into_iter().map(|p| format!("{} at {stage}: {p}", lab.name)));
+        }
+    }
+    eprintln!("fault: {cases} hold points in {:.1?}", started.elapsed());
+    assert!(failures.is_empty(), "runs killed at a hold point that went wrong:\n{}", failures.join("\n"));
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test file uses a different part of this module
 
 use std::collections::BTreeSet;
+use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 
 use cilab::report::Report;
@@ -113,14 +114,37 @@ pub fn host_state() -> HostState {
 
 /// Asserts that the host is as `before`, naming every difference.
 pub fn assert_host_unchanged(before: &HostState) {
-    let after = host_state();
+    assert_host_unchanged_except(before, &[]);
+}
+
+/// Asserts that the host is as `before`, naming every difference, except for mounts whose
+/// mount point is at or under one of `ignored_mounts` (what something else the test started
+/// on purpose mounts and unmounts: its own churn, Docker's containers).
+pub fn assert_host_unchanged_except(before: &HostState, ignored_mounts: &[PathBuf]) {
+    let problems = host_changes(before, &host_state(), ignored_mounts);
+    assert!(problems.is_empty(), "the host changed:\n{}", problems.join("\n"));
+}
+
+/// Every difference between two host states, one sentence each; mounts at or under
+/// `ignored_mounts` are left out.
+pub fn host_changes(before: &HostState, after: &HostState, ignored_mounts: &[PathBuf]) -> Vec<String> {
     let diff = |what: &str, a: &BTreeSet<String>, b: &BTreeSet<String>| -> Vec<String> {
         let mut out: Vec<String> = b.difference(a).map(|x| format!("{what} appeared: {x}")).collect();
         out.extend(a.difference(b).map(|x| format!("{what} vanished: {x}")));
         out
     };
     let strings = |set: &BTreeSet<PathBuf>| set.iter().map(|p| p.display().to_string()).collect::<BTreeSet<_>>();
-    let mut problems = diff("mount", &before.mounts, &after.mounts);
+    let kept = |mounts: &BTreeSet<String>| -> BTreeSet<String> {
+        mounts
+            .iter()
+            .filter(|line| {
+                let point = mount_point(line);
+                !ignored_mounts.iter().any(|ignored| point.starts_with(ignored))
+            })
+            .cloned()
+            .collect()
+    };
+    let mut problems = diff("mount", &kept(&before.mounts), &kept(&after.mounts));
     problems.extend(diff("cilab cgroup", &strings(&before.cilab_cgroups), &strings(&after.cilab_cgroups)));
     problems.extend(
         after
@@ -130,7 +154,155 @@ pub fn assert_host_unchanged(before: &HostState) {
     );
     problems.extend(diff("scratch dir", &strings(&before.scratch_dirs), &strings(&after.scratch_dirs)));
     problems.extend(diff("run record", &strings(&before.run_records), &strings(&after.run_records)));
-    assert!(problems.is_empty(), "the host changed:\n{}", problems.join("\n"));
+    problems
+}
+
+/// The mount point of a `HostState::mounts` line (a mountinfo line without its two ids:
+/// `major:minor root mount-point options ...`), with mountinfo's octal escapes undone.
+pub fn mount_point(line: &str) -> PathBuf {
+    let escaped = line.split(' ').nth(2).unwrap_or_default();
+    let bytes = escaped.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes.get(i + 1..i + 4).and_then(|d| u8::from_str_radix(std::str::from_utf8(d).ok()?, 8).ok());
+        match (bytes[i], octal) {
+            (b'\\', Some(byte)) => {
+                out.push(byte);
+                i += 4;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    PathBuf::from(std::ffi::OsString::from_vec(out))
+}
+
+/// Builds every lab of the catalog (and cilab) with the cargo that runs the tests, so that
+/// what follows can pass `--no-build` and time only the runs.
+pub fn build_labs() {
+    let cargo = std::env::var("CARGO").expect("cargo test sets CARGO");
+    let mut command = std::process::Command::new(&cargo);
+    command.args(["build", "-q", "-p", "cilab"]);
+    for lab in cilab::catalog::all() {
+        command.args(["-p", lab.package]);
+    }
+    let status = command.status().expect("run cargo build");
+    assert!(status.success(), "cargo build of the catalog's labs failed: {status}");
+}
+
+/// The host state that the tests of one file compare must not be changed under them by
+/// another test of the same file: the tests that run labs or compare the host take this.
+pub fn host_lock() -> std::sync::MutexGuard<'static, ()> {
+    static HOST: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    HOST.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Threads of the test's own that keep CPUs busy (a busy loop each) until stopped: by
+/// `stop`, or on drop, a panic included.
+pub struct CpuHogs {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<u64>>,
+}
+
+impl CpuHogs {
+    /// One busy thread per CPU this process may run on.
+    pub fn on_every_cpu() -> Self {
+        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        Self::start(cpus)
+    }
+
+    pub fn start(count: usize) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let threads = (0..count)
+            .map(|i| {
+                let stop = stop.clone();
+                std::thread::Builder::new()
+                    .name(format!("cpu-hog-{i}"))
+                    .spawn(move || {
+                        let mut spins: u64 = 0;
+                        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            spins = std::hint::black_box(spins.wrapping_add(1));
+                        }
+                        spins
+                    })
+                    .expect("start a busy thread")
+            })
+            .collect();
+        CpuHogs { stop, threads }
+    }
+
+    pub fn count(&self) -> usize {
+        self.threads.len()
+    }
+
+    /// Stops the threads and returns how many loops each made (each was running).
+    pub fn stop(mut self) -> Vec<u64> {
+        self.halt()
+    }
+
+    fn halt(&mut self) -> Vec<u64> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.threads.drain(..).map(|t| t.join().unwrap_or(0)).collect()
+    }
+}
+
+impl Drop for CpuHogs {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+/// Held while a test runs cilab: if the test panics, `cilab doctor --clean` removes what
+/// a dead run may have left (cilab's teardown normally leaves nothing).
+pub struct CleanOnPanic;
+
+impl Drop for CleanOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = cilab().args(["doctor", "--clean"]).output();
+        }
+    }
+}
+
+/// Runs `command` with stdout and stderr captured; past `timeout`, kills it (the child
+/// we started, by its PID) and returns `None`.
+pub fn output_within(
+    command: &mut std::process::Command,
+    timeout: std::time::Duration,
+) -> Option<std::process::Output> {
+    use std::process::Stdio;
+    let mut child = command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().ok()?;
+    let stdout = child.stdout.take().map(read_all);
+    let stderr = child.stderr.take().map(read_all);
+    let deadline = std::time::Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+        }
+    };
+    let collect =
+        |reader: Option<std::thread::JoinHandle<Vec<u8>>>| reader.and_then(|h| h.join().ok()).unwrap_or_default();
+    let (stdout, stderr) = (collect(stdout), collect(stderr));
+    status.map(|status| std::process::Output { status, stdout, stderr })
+}
+
+fn read_all(mut stream: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = stream.read_to_end(&mut bytes);
+        bytes
+    })
 }
 
 /// Makes the test process the reaper of the orphans of what it starts (PR_SET_CHILD_SUBREAPER),

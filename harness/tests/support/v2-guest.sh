@@ -2,12 +2,19 @@
 # Runs `cilab doctor` and `cilab check --all` inside a QEMU guest whose only cgroup
 # filesystem is cgroup2 on /sys/fs/cgroup (pure v2, as on current Ubuntu), to prove the
 # v2 path on a machine that is itself hybrid. The guest boots a Debian kernel from an
-# initramfs made of busybox, the built cilab binaries and the libraries they need.
+# initramfs made of busybox, the built cilab binaries, the programs the labs need and
+# the libraries of all of them.
 #
-# Needs: qemu-system-x86 linux-image-cloud-amd64 busybox-static cpio (apt-get install -y ...).
-# Run as root after `cargo build --workspace`; CILAB_BIN_DIR names where the binaries
-# are (default: target/debug). harness/tests/cgroup_v2_guest.rs runs it and reads what
-# the guest prints. A seed for the qemu backend to come.
+# Needs: qemu-system-x86 linux-image-cloud-amd64 busybox-static cpio gzip (apt-get install -y ...).
+# Run as root after `cargo build --workspace`. harness/tests/cgroup_v2_guest.rs runs it,
+# with what the lab catalog declares, and reads what the guest prints:
+#   CILAB_BIN_DIR         where the built binaries are (default: target/debug)
+#   CILAB_GUEST_BINARIES  the lab binaries, by name, space-separated (cilab is always copied)
+#   CILAB_GUEST_TOOLS     the programs the labs run or copy (the catalog's tools), found on PATH
+# The guest prints `cilab doctor --format json` and `cilab check --all --format json`, each
+# between two marker lines (--- <what> json begin/end ---), and "guest: cilab check exited N".
+# Exits 3 when qemu or a kernel is missing, 2 when told too little, 4 when a program is missing.
+# A seed for the qemu backend to come.
 set -euo pipefail
 
 kernel=$(ls /boot/vmlinuz-* 2>/dev/null | sort -V | tail -n 1)
@@ -15,24 +22,64 @@ if [ -z "$kernel" ] || ! command -v qemu-system-x86_64 >/dev/null; then
   echo "v2-guest: needs a kernel in /boot and qemu-system-x86_64: apt-get install -y qemu-system-x86 linux-image-cloud-amd64" >&2
   exit 3
 fi
+for needed in busybox cpio gzip; do
+  if ! command -v "$needed" >/dev/null; then
+    echo "v2-guest: needs $needed: apt-get install -y busybox-static cpio gzip" >&2
+    exit 4
+  fi
+done
+if [ -z "${CILAB_GUEST_BINARIES:-}" ] || [ -z "${CILAB_GUEST_TOOLS+set}" ]; then
+  echo "v2-guest: set CILAB_GUEST_BINARIES (the lab binaries) and CILAB_GUEST_TOOLS (the programs they need)," \
+    "as harness/tests/cgroup_v2_guest.rs does from the lab catalog" >&2
+  exit 2
+fi
 bin_dir=${CILAB_BIN_DIR:-target/debug}
-bins=("$bin_dir/cilab" "$bin_dir/lab-pid-ns" "$bin_dir/lab-chroot-jail")
+bins=("$bin_dir/cilab")
+for binary in $CILAB_GUEST_BINARIES; do
+  bins+=("$bin_dir/$binary")
+done
+for binary in "${bins[@]}"; do
+  if [ ! -x "$binary" ]; then
+    echo "v2-guest: $binary is not built: cargo build --workspace" >&2
+    exit 4
+  fi
+done
+
 root=$(mktemp -d)
-trap 'rm -rf "$root"' EXIT
+image=$(mktemp)
+trap 'rm -rf "$root" "$image"' EXIT
 chmod 755 "$root"   # mktemp makes it 0700; a real / is searchable by everyone
 
 mkdir -p "$root"/{bin,proc,sys,dev,tmp,etc,root,work/bin,var/lib,usr/bin}
 cp "$(command -v busybox)" "$root/bin/busybox"
 cp "${bins[@]}" "$root/work/bin/"
-# ldd is a bash script; the chroot-jail lab needs a dynamically linked echo.
-cp /usr/bin/ldd "$root/usr/bin/ldd"
-cp /bin/bash "$root/bin/bash"
-cp /usr/bin/echo "$root/usr/bin/echo"
-for binary in "${bins[@]}" /bin/bash /usr/bin/echo; do
-  for library in $(ldd "$binary" | grep -o '/[^ ]*'); do
-    mkdir -p "$root$(dirname "$library")"
-    cp -L "$library" "$root$library"
-  done
+
+# Each program the labs need, at the path it has here (the chroot-jail lab needs a
+# dynamically linked echo), with the interpreter of a script (ldd is a bash script).
+copy_to_same_path() {
+  mkdir -p "$root$(dirname "$1")"
+  cp -L "$1" "$root$1"
+}
+elves=("${bins[@]}")
+for tool in $CILAB_GUEST_TOOLS; do
+  path=$(type -P "$tool") || { echo "v2-guest: $tool is not on PATH (a lab needs it)" >&2; exit 4; }
+  copy_to_same_path "$path"
+  elves+=("$path")
+  if [ "$(head -c 2 "$path")" = '#!' ]; then
+    read -r first_line < "$path"
+    interpreter=${first_line#'#!'}
+    read -r interpreter _ <<< "$interpreter"
+    copy_to_same_path "$interpreter"
+    elves+=("$interpreter")
+  fi
+done
+# And the libraries of every dynamically linked one (ldd fails on static ones and scripts).
+for binary in "${elves[@]}"; do
+  if libraries=$(ldd "$binary" 2>/dev/null); then
+    for library in $(grep -o '/[^ ]*' <<< "$libraries"); do
+      copy_to_same_path "$library"
+    done
+  fi
 done
 
 cat > "$root/init" <<'INIT'
@@ -43,17 +90,26 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
+# Kernel messages stay off the console: they would land between the marker lines.
+echo 1 > /proc/sys/kernel/printk
 echo "guest: $(uname -r); /sys/fs/cgroup offers: $(cat /sys/fs/cgroup/cgroup.controllers)"
 cilab doctor
-cilab check --all --no-build
+cilab doctor --format json > /tmp/doctor.json
+cilab check --all --no-build --format json > /tmp/report.json 2> /tmp/check.err
 echo "guest: cilab check exited $?"
-echo "guest: limits on a run: $(cilab check pid-ns --no-build --format json | tr -d ' \n' | grep -o '"cgroup_limits":\[[^]]*\]')"
+echo "--- cilab doctor json begin ---"
+cat /tmp/doctor.json
+echo "--- cilab doctor json end ---"
+echo "--- cilab check json begin ---"
+cat /tmp/report.json
+echo "--- cilab check json end ---"
+echo "guest: cilab check said on stderr:"
+cat /tmp/check.err
 cilab doctor | tail -n 1
 poweroff -f
 INIT
 chmod +x "$root/init"
 
-image=$(mktemp)
 (cd "$root" && find . | cpio -o -H newc --quiet) | gzip -1 > "$image"
 accel=tcg
 # /dev/kvm may exist and still hang (nested virtualisation): TCG unless told otherwise.
@@ -61,4 +117,3 @@ accel=tcg
 timeout 300 qemu-system-x86_64 -accel "$accel" -m 1024 -smp 2 -nographic -no-reboot \
   -kernel "$kernel" -initrd "$image" \
   -append "console=ttyS0 quiet panic=-1 cgroup_no_v1=all rdinit=/init"
-rm -f "$image"
