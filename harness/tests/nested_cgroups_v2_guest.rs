@@ -45,8 +45,12 @@ fn nested_start_cgroups_on_pure_v2_bound_runs_or_say_why_and_are_left_as_they_we
         assert!(alone.contains(limit), "{alone}");
     }
     assert_eq!(line("guest: alone after: "), "subtree_control='' children=0");
-    // pids.max=10 above the run: the lab runs out of processes; cilab says so, never panics.
-    assert_eq!(line("guest: tight exited "), "1", "{}", line("guest: tight saw: "));
+    // pids.max=10 above the run: the lab or the harness runs out of processes first; cilab
+    // says which (1: the lab's run failed; 2: the harness's own fork, named as such), never
+    // panics.
+    let tight = line("guest: tight exited ");
+    let saw = line("guest: tight saw: ");
+    assert!(tight == "1" || (tight == "2" && saw.contains("not checked")), "exit {tight}: {saw}");
     assert_eq!(line("guest: tight stderr: "), "");
     assert_eq!(line("guest: tight after: "), "subtree_control='' children=0");
     assert_eq!(line("guest: cilab dirs left: "), "0");

@@ -119,10 +119,17 @@ fn check_inside(group: &PidsCgroup, cilab: &Path) -> Outcome {
     let context = format!("exit {code}\nstdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(!stderr.contains("panicked"), "cilab panicked: {context}");
     let said = match code {
-        2 => {
-            let error = stderr.lines().find(|l| l.starts_with("cilab: error:"));
-            error.unwrap_or_else(|| panic!("exit 2 without an error line: {context}")).to_string()
-        }
+        // The harness failed: either before any report (an error line), or during a run,
+        // whose report then names the harness's failure (never the student's).
+        2 => match stderr.lines().find(|l| l.starts_with("cilab: error:")) {
+            Some(error) => error.to_string(),
+            None => {
+                let report: cilab::report::Report = serde_json::from_str(&stdout)
+                    .unwrap_or_else(|e| panic!("exit 2 with neither an error line nor a report ({e}): {context}"));
+                let failure = report.labs.iter().find_map(|l| l.harness_failure.clone());
+                failure.unwrap_or_else(|| panic!("exit 2 and the report names no harness failure: {context}"))
+            }
+        },
         1 => {
             let report: cilab::report::Report =
                 serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("exit 1 without a report ({e}): {context}"));
