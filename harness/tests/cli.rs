@@ -128,6 +128,39 @@ fn a_lab_whose_needs_are_missing_is_skipped_loudly_and_never_passes() {
     assert!(!report.all_passed());
 }
 
+/// Each tool a lab needs is found by the preflight, which names its package: a PATH with
+/// only the static busybox lacks the others (echo, ldd), and the lab is skipped, never
+/// failed as if the student's code were wrong.
+#[test]
+fn every_missing_tool_is_named_with_its_package_before_the_lab_runs() {
+    common::require_root();
+    let cargo = std::env::var("CARGO").expect("cargo test sets CARGO");
+    let built = std::process::Command::new(&cargo).args(["build", "-q", "--workspace"]).status();
+    assert!(built.expect("run cargo").success());
+    let busybox = which::which("busybox").expect("busybox-static is installed for the tests");
+    for lab in cilab::catalog::all() {
+        let Some(first_missing) = lab.needs.tools.iter().find(|t| !t.must_be_static) else {
+            continue;
+        };
+        let path = tempfile::tempdir().expect("tempdir");
+        std::os::unix::fs::symlink(&busybox, path.path().join("busybox")).expect("link busybox");
+        let output = common::cilab()
+            .args(["check", lab.name, "--no-build", "--format", "json"])
+            .env("PATH", path.path())
+            .output()
+            .expect("run cilab");
+        let report: cilab::report::Report = serde_json::from_slice(&output.stdout).expect("JSON report");
+        let stopped = report.labs[0].stopped.clone().unwrap_or_default();
+        assert!(
+            stopped.contains(first_missing.program) && stopped.contains(first_missing.package),
+            "{}: with only busybox on PATH the preflight names {}: {stopped}",
+            lab.name,
+            first_missing.program
+        );
+        assert_eq!(report.labs[0].result_word(), "skipped");
+    }
+}
+
 /// CI installs what the labs need: every package of the catalog is on .ci/run's install line.
 #[test]
 fn ci_installs_every_package_the_catalog_needs() {

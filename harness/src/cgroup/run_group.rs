@@ -17,6 +17,7 @@ use super::fs::{CgroupFs, Kernel};
 use super::harness::{self, Placement};
 use super::setup::CgroupSetup;
 use crate::error::{Error, Result};
+use crate::probe::pidfd::PidFd;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -157,6 +158,8 @@ impl RunCgroup {
             if Instant::now() >= deadline {
                 return Err(Error::Cgroup(format!("processes {procs:?} survived SIGKILL for {timeout:?}")));
             }
+            // Opened before the kill, each names exactly its process even once the PID is free.
+            let fds: Vec<PidFd> = procs.iter().filter_map(|pid| PidFd::open(*pid).ok()).collect();
             match &kill_file {
                 Some(file) if file.exists() => {
                     let _ = write_file(file, "1");
@@ -174,7 +177,15 @@ impl RunCgroup {
                     }
                 }
             }
-            std::thread::sleep(Duration::from_millis(5));
+            // Wake when they have all exited (or the deadline passed), then look again:
+            // one may have forked just before it died.
+            for fd in &fds {
+                fd.wait_exit(deadline.saturating_duration_since(Instant::now()));
+            }
+            if fds.is_empty() {
+                // Not one could be opened: they are exiting right now; look again shortly.
+                std::thread::yield_now();
+            }
         }
     }
 

@@ -583,7 +583,7 @@ fn fork_into(ns: &File) -> Result<String> {
 }
 
 /// Typical mistakes and lies; each region's `todo!()` is added by the corpus itself.
-pub const MISTAKES: [Mistake; 13] = [
+pub const MISTAKES: [Mistake; 14] = [
     Mistake {
         region: "unshare-pid",
         name: "unshare with no flag",
@@ -705,6 +705,16 @@ pub const MISTAKES: [Mistake; 13] = [
         name: "handlers installed at the init's start, before the host's first signals",
         kind: MistakeKind::Mistake,
         edits: &[Edit::Replace("    private_proc()?;\n", "    private_proc()?;\n    install_handlers()?;\n")],
+        caught_by: "signals-ignored",
+    },
+    Mistake {
+        region: "install-handlers",
+        name: "SIGTERM and SIGINT blocked in the init, so that they never arrive",
+        kind: MistakeKind::Lie,
+        edits: &[Edit::Replace(
+            "    private_proc()?;\n",
+            "    private_proc()?;\n    let mut blocked = SigSet::empty();\n    blocked.add(Signal::SIGTERM);\n    blocked.add(Signal::SIGINT);\n    blocked.thread_block().map_err(LabError::sys(\"sigprocmask\", \"SIGTERM SIGINT\"))?;\n",
+        )],
         caught_by: "signals-ignored",
     },
     Mistake {
