@@ -22,11 +22,6 @@ impl<T> Fact<T> {
     pub const fn new(key: &'static str) -> Self {
         Fact { key, value: PhantomData }
     }
-
-    /// The stage whose observation this is: the key up to its first dot.
-    pub fn stage(&self) -> &'static str {
-        stage_of(self.key)
-    }
 }
 
 impl<T> Clone for Fact<T> {
@@ -36,6 +31,7 @@ impl<T> Clone for Fact<T> {
 }
 impl<T> Copy for Fact<T> {}
 
+/// The stage whose observation a fact is: its key up to the first dot.
 pub fn stage_of(key: &str) -> &str {
     key.split_once('.').map_or(key, |(stage, _)| stage)
 }
@@ -151,7 +147,7 @@ mod tests {
         assert_eq!(evidence.asked(), vec!["stage-a.count", "stage-b.name"]);
         assert_eq!(evidence.missing(), vec!["stage-b.name"]);
         assert_eq!(evidence.seen(), vec![("stage-a.count".to_string(), serde_json::json!(3))]);
-        assert_eq!(NAME.stage(), "stage-b");
+        assert_eq!(stage_of(NAME.key), "stage-b");
     }
 
     #[test]

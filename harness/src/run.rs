@@ -1,5 +1,6 @@
-//! One run of a lab binary held by the harness: its own scratch dir and cgroup, the
-//! handshake at each stage, a timeout on every wait, and a teardown that is verified.
+//! One run of a lab binary held by the harness: its own scratch dir, cgroup and mount
+//! namespace, the handshake at each stage, a deadline on every wait, and a teardown that
+//! is verified.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::ffi::CString;
@@ -349,11 +350,6 @@ impl LabRun {
 
     pub fn cgroup_limits(&self) -> &[String] {
         &self.record.cgroup.limits_applied
-    }
-
-    /// The stage the lab holds at (or last held at).
-    pub fn stage(&self) -> Option<&str> {
-        self.stage.as_deref()
     }
 
     /// What the lab claimed at each stage (narration, never evidence).
