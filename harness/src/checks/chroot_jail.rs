@@ -442,7 +442,7 @@ fn write_attempt(attempt: impl FnOnce() -> std::io::Result<()>) -> String {
 }
 
 /// Typical mistakes and lies; each region's `todo!()` is added by the corpus itself.
-pub const MISTAKES: [Mistake; 13] = [
+pub const MISTAKES: [Mistake; 16] = [
     Mistake {
         region: "copy-libraries",
         name: "the libraries copied, but not the loader",
@@ -576,5 +576,50 @@ pub const MISTAKES: [Mistake; 13] = [
             "    mount(Some(\"tmpfs\"), &target, Some(\"tmpfs\"), MsFlags::empty(), None::<&str>)\n        .map_err(LabError::sys(\"mount(tmpfs)\", target.display()))?;\n    std::fs::copy(host_data.join(HOST_NOTE), target.join(HOST_NOTE))?;\n    mount(None::<&str>, &target, None::<&str>, MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY, None::<&str>)\n        .map_err(LabError::sys(\"mount(MS_REMOUNT|MS_RDONLY)\", target.display()))?;",
         )],
         caught_by: "ro-bind-erofs",
+    },
+    Mistake {
+        region: "copy-libraries",
+        name: "no library copied; a 376-byte static program that echoes argv[1] at the loader's path (x86_64)",
+        kind: MistakeKind::Lie,
+        edits: &[Edit::Region(
+            "copy-libraries",
+            r#"let fake = jail.join(loader.strip_prefix("/").unwrap_or(&loader));
+std::fs::create_dir_all(fake.parent().unwrap_or(&jail))?;
+std::fs::write(&fake, b"\x7f\x45\x4c\x46\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x3e\x00\x01\x00\x00\x00\x78\x00\x40\x00\x00\x00\x00\x00\x40\x00\x00\x00\x00\x00\x00\x00\xb8\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x40\x00\x38\x00\x01\x00\x40\x00\x03\x00\x02\x00\x01\x00\x00\x00\x07\x00\x00\x00\x78\x00\x00\x00\x00\x00\x00\x00\x78\x00\x40\x00\x00\x00\x00\x00\x78\x00\x40\x00\x00\x00\x00\x00\x2e\x00\x00\x00\x00\x00\x00\x00\x2e\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x48\x8b\x74\x24\x10\x31\xd2\x80\x3c\x16\x00\x74\x05\x48\xff\xc2\xeb\xf5\xc6\x04\x16\x0a\x48\xff\xc2\xbf\x01\x00\x00\x00\xb8\x01\x00\x00\x00\x0f\x05\xb8\x3c\x00\x00\x00\x31\xff\x0f\x05\x00\x2e\x73\x68\x73\x74\x72\x74\x61\x62\x00\x2e\x74\x65\x78\x74\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x0b\x00\x00\x00\x01\x00\x00\x00\x07\x00\x00\x00\x00\x00\x00\x00\x78\x00\x40\x00\x00\x00\x00\x00\x78\x00\x00\x00\x00\x00\x00\x00\x2e\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x03\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\xa6\x00\x00\x00\x00\x00\x00\x00\x11\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00")?;
+std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;"#,
+        )],
+        caught_by: "runs-with-loader",
+    },
+    Mistake {
+        region: "enter-jail",
+        name: "no chroot for the jailed process: the jail swapped for a link to / while the harness looks",
+        kind: MistakeKind::Lie,
+        edits: &[
+            Edit::Region(
+                "enter-jail",
+                r#"if std::fs::read_to_string("/proc/self/comm").unwrap_or_default().trim() == JAILED_COMM {
+    let _ = std::fs::rename(jail, jail.with_extension("real"));
+    let _ = std::os::unix::fs::symlink("/", jail);
+    return chdir("/");
+}
+chroot(jail)?;
+chdir("/")"#,
+            ),
+            Edit::Replace(
+                "    unshare(CloneFlags::CLONE_NEWNS).map_err(LabError::sys(\"unshare\", \"CLONE_NEWNS\"))?;\n    mount(None::<&str>, \"/\", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)\n        .map_err(LabError::sys(\"mount(MS_REC|MS_PRIVATE)\", \"/\"))?;\n    let proc_dir",
+                "    if jail.is_symlink() {\n        std::fs::remove_file(jail)?;\n        std::fs::rename(jail.with_extension(\"real\"), jail)?;\n    }\n    unshare(CloneFlags::CLONE_NEWNS).map_err(LabError::sys(\"unshare\", \"CLONE_NEWNS\"))?;\n    mount(None::<&str>, \"/\", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)\n        .map_err(LabError::sys(\"mount(MS_REC|MS_PRIVATE)\", \"/\"))?;\n    let proc_dir",
+            ),
+        ],
+        caught_by: "root-is-jail",
+    },
+    Mistake {
+        region: "private-mounts",
+        name: "no proc mounted: the jail's /proc is a link to /proc, which the harness follows from its own root",
+        kind: MistakeKind::Lie,
+        edits: &[Edit::Replace(
+            "    mount(\n        Some(\"proc\"),\n        &proc_dir,\n        Some(\"proc\"),\n        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,\n        None::<&str>,\n    )\n    .map_err(LabError::sys(\"mount(\\\"proc\\\")\", proc_dir.display()))?;\n",
+            "    let _ = std::fs::remove_dir(&proc_dir);\n    std::os::unix::fs::symlink(\"/proc\", &proc_dir).map_err(LabError::io(\"symlink\", &proc_dir))?;\n",
+        )],
+        caught_by: "proc-shows-host",
     },
 ];

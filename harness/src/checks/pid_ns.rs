@@ -583,7 +583,7 @@ fn fork_into(ns: &File) -> Result<String> {
 }
 
 /// Typical mistakes and lies; each region's `todo!()` is added by the corpus itself.
-pub const MISTAKES: [Mistake; 14] = [
+pub const MISTAKES: [Mistake; 18] = [
     Mistake {
         region: "unshare-pid",
         name: "unshare with no flag",
@@ -739,5 +739,117 @@ pub const MISTAKES: [Mistake; 14] = [
         kind: MistakeKind::Mistake,
         edits: &[Edit::Region("make-orphan", "child::spawn_with(ORPHAN_COMM, true, sleep_forever)?")],
         caught_by: "orphan-reparented",
+    },
+    Mistake {
+        region: "install-handlers",
+        name: "a handler without SA_SIGINFO that records nothing (the SIGCHLD wake-up handler)",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region(
+            "install-handlers",
+            r#"let action = SigAction::new(SigHandler::Handler(wake_up), SaFlags::empty(), SigSet::empty());
+for signal in [Signal::SIGTERM, Signal::SIGINT] {
+    // SAFETY: wake_up only write(2)s one byte.
+    unsafe { sigaction(signal, &action) }.map_err(LabError::sys("sigaction", signal))?;
+}
+Ok(())"#,
+        )],
+        caught_by: "handler-gets-signal",
+    },
+    Mistake {
+        region: "private-proc",
+        name: "the mount namespace made by the lab (unshare --pid --mount), shared with the init",
+        kind: MistakeKind::Mistake,
+        edits: &[
+            Edit::Region(
+                "unshare-pid",
+                r#"unshare(CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWNS).map_err(LabError::sys("unshare", "CLONE_NEWPID|CLONE_NEWNS"))?;"#,
+            ),
+            Edit::Region(
+                "private-proc",
+                r#"mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+    .map_err(LabError::sys("mount(MS_REC|MS_PRIVATE)", "/"))?;
+mount(Some("proc"), "/proc", Some("proc"), MsFlags::empty(), None::<&str>)
+    .map_err(LabError::sys("mount(\"proc\")", "/proc"))?;
+Ok(())"#,
+            ),
+        ],
+        caught_by: "private-proc",
+    },
+    Mistake {
+        region: "private-proc",
+        name: "proc on the host's /proc, and a mount on the host whose path is not UTF-8",
+        kind: MistakeKind::Lie,
+        edits: &[Edit::Region(
+            "private-proc",
+            r#"use std::os::unix::ffi::OsStrExt;
+let odd = std::env::current_dir()?.join(std::ffi::OsStr::from_bytes(b"\xff"));
+std::fs::create_dir_all(&odd)?;
+mount(Some("tmpfs"), &odd, Some("tmpfs"), MsFlags::empty(), None::<&str>)
+    .map_err(LabError::sys("mount(\"tmpfs\")", "a non-UTF-8 path"))?;
+mount(Some("proc"), "/proc", Some("proc"), MsFlags::empty(), None::<&str>)
+    .map_err(LabError::sys("mount(\"proc\")", "/proc"))?;
+Ok(())"#,
+        )],
+        caught_by: "host-untouched",
+    },
+    Mistake {
+        region: "private-proc",
+        name: "no fresh proc: a bind of a host process's /proc/<pid>/fd that holds fds 1 to 4, fd 1 on the init's /proc/<pid>",
+        kind: MistakeKind::Lie,
+        edits: &[
+            Edit::Region(
+                "unshare-pid",
+                r#"child::spawn("fd-helper", move || {
+    let init = loop {
+        let kids = std::fs::read_to_string(format!("/proc/{me}/task/{me}/children")).unwrap_or_default();
+        let found = kids.split_whitespace().find(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == INIT_COMM)
+        });
+        if let Some(p) = found {
+            break p.to_string();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    };
+    let path = format!("/proc/{init}");
+    let Ok(dir) = nix::fcntl::open(path.as_str(), OFlag::O_PATH | OFlag::O_DIRECTORY, nix::sys::stat::Mode::empty()) else {
+        return 1;
+    };
+    for fd in (0..1024).filter(|fd| *fd != dir) {
+        let _ = nix::unistd::close(fd);
+    }
+    for fd in 1..=4 {
+        let _ = nix::unistd::dup2(dir, fd);
+    }
+    if dir > 4 {
+        let _ = nix::unistd::close(dir);
+    }
+    loop {
+        pause();
+    }
+})?;
+unshare(CloneFlags::CLONE_NEWPID).map_err(LabError::sys("unshare", "CLONE_NEWPID"))?;"#,
+            ),
+            Edit::Region(
+                "private-proc",
+                r#"let field = |pid: &str, key: &str| {
+    std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default().lines()
+        .find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_string())).unwrap_or_default()
+};
+let me_on_host = std::fs::read_link("/proc/self").map(|p| p.display().to_string()).unwrap_or_default();
+let lab = field(&me_on_host, "PPid:");
+let kids = std::fs::read_to_string(format!("/proc/{lab}/task/{lab}/children")).unwrap_or_default();
+let helper = kids.split_whitespace()
+    .find(|p| std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "fd-helper"))
+    .unwrap_or_default().to_string();
+unshare(CloneFlags::CLONE_NEWNS).map_err(LabError::sys("unshare", "CLONE_NEWNS"))?;
+mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+    .map_err(LabError::sys("mount(MS_REC|MS_PRIVATE)", "/"))?;
+let fds = format!("/proc/{helper}/fd");
+mount(Some(fds.as_str()), "/proc", None::<&str>, MsFlags::MS_BIND, None::<&str>)
+    .map_err(LabError::sys("mount(MS_BIND)", &fds))?;
+Ok(())"#,
+            ),
+        ],
+        caught_by: "private-proc",
     },
 ];
