@@ -222,9 +222,9 @@ fn read_mounts(ns: &HeldNs) -> Result<Vec<Mount>> {
         let fd = openat(Some(proc_dir), "self/mountinfo", OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())?;
         // SAFETY: openat just returned this descriptor; the File owns it from here.
         let mut file = unsafe { File::from_raw_fd(fd) };
-        let mut text = String::new();
-        file.read_to_string(&mut text).map_err(|_| nix::errno::Errno::EIO)?;
-        out.write_all(text.as_bytes()).map_err(|_| nix::errno::Errno::EPIPE)
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(|_| nix::errno::Errno::EIO)?;
+        out.write_all(&bytes).map_err(|_| nix::errno::Errno::EPIPE)
     })?;
     match outcome.status {
         Ok(()) => procfs::parse_mountinfo(&outcome.output),

@@ -51,8 +51,8 @@ impl CgroupSetup {
         let magic =
             nix::sys::statfs::statfs(CGROUP_ROOT).map_err(Error::sys("statfs", CGROUP_ROOT))?.filesystem_type().0
                 as i64;
-        let mountinfo =
-            std::fs::read_to_string("/proc/self/mountinfo").map_err(Error::io("read", "/proc/self/mountinfo"))?;
+        let mountinfo = std::fs::read("/proc/self/mountinfo").map_err(Error::io("read", "/proc/self/mountinfo"))?;
+        let mountinfo = String::from_utf8_lossy(&mountinfo);
         Self::from_parts(magic, &mountinfo, |mount| std::fs::read_to_string(mount.join("cgroup.controllers")).ok())
     }
 

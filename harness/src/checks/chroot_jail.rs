@@ -17,7 +17,7 @@ use nix::sys::stat::{fstatat, Mode};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{chdir, chroot, execv, fork, ForkResult, Gid, Uid};
 
-use super::{errno_name, file_id, find_child_named, list_dir, proc_fs_type};
+use super::{errno_name, file_id, find_child_named, list_dir};
 use crate::catalog::Observer;
 use crate::corpus::{Edit, Mistake, MistakeKind};
 use crate::error::{Error, Result};
@@ -39,6 +39,7 @@ const LIB_LOADER_PRESENT: Fact<bool> = Fact::new("with-libraries.interpreter_pre
 const LIB_EXEC: Fact<String> = Fact::new("with-libraries.exec");
 const LIB_EXE_IS_PROGRAM: Fact<bool> = Fact::new("with-libraries.executed_file_is_the_dynamic_program");
 const LIB_LOADER_MAPPED: Fact<bool> = Fact::new("with-libraries.interpreter_mapped_after_exec");
+const LIB_LOADER_IS_HOSTS: Fact<bool> = Fact::new("with-libraries.interpreter_is_the_hosts_loader");
 
 const ROOT: Fact<Relation> = Fact::new("jailed.root_vs_jail_dir");
 const CWD: Fact<Relation> = Fact::new("jailed.cwd_after_cd_dotdot_twice_vs_jail_dir");
@@ -49,7 +50,7 @@ const NAMESPACES: Fact<BTreeMap<String, Relation>> = Fact::new("jailed.namespace
 const NOBODY_CHROOT: Fact<String> = Fact::new("jailed.chroot_as_uid_65534");
 
 const PRIVATE_MNT_NS: Fact<Relation> = Fact::new("private-mounts.mnt_ns_vs_host");
-const PROC_FS: Fact<String> = Fact::new("private-mounts.jail_proc_fs_type");
+const PROC_FS: Fact<String> = Fact::new("private-mounts.jail_proc_mount");
 const PROC_SHOWS_HARNESS: Fact<bool> = Fact::new("private-mounts.jail_proc_shows_the_harness_in_its_pid_ns");
 const HOST_MOUNT_CHANGES: Fact<Vec<String>> = Fact::new("private-mounts.host_mount_changes");
 const BIND_READ_ONLY: Fact<bool> = Fact::new("private-mounts.bind_mount_read_only");
@@ -85,7 +86,8 @@ pub const VERDICTS: [VerdictSpec; 11] = [
                 e.get(LIB_LOADER_PRESENT)?
                     && e.get(LIB_EXEC)? == "runs"
                     && e.get(LIB_EXE_IS_PROGRAM)?
-                    && e.get(LIB_LOADER_MAPPED)?,
+                    && e.get(LIB_LOADER_MAPPED)?
+                    && e.get(LIB_LOADER_IS_HOSTS)?,
             )
         },
     },
@@ -138,7 +140,7 @@ pub const VERDICTS: [VerdictSpec; 11] = [
         points: 2,
         region: Some("private-mounts"),
         hint: "mount a filesystem of type proc on <jail>/proc from a process still in the host's PID namespace",
-        decide: |e| Some(e.get(PROC_FS)? == "proc" && e.get(PROC_SHOWS_HARNESS)?),
+        decide: |e| Some(e.get(PROC_FS)? == super::PROC_MOUNTED && e.get(PROC_SHOWS_HARNESS)?),
     },
     VerdictSpec {
         id: "host-mounts-untouched",
@@ -190,18 +192,30 @@ pub fn prepare(scratch: &Path) -> Result<()> {
 }
 
 pub fn observer() -> Box<dyn Observer> {
-    Box::new(ChrootJail)
+    Box::new(ChrootJail::default())
 }
 
-struct ChrootJail;
+#[derive(Default)]
+struct ChrootJail {
+    /// The jail directory's (device, inode) when the lab first held: what "the jail" is,
+    /// whatever the lab later puts at its path.
+    jail_id: Option<(u64, u64)>,
+}
 
 impl Observer for ChrootJail {
     fn observe(&mut self, stage: &str, run: &mut LabRun, facts: &mut Facts) -> Result<()> {
         let jail = run.scratch().join(JAIL_DIR);
         match stage {
-            BINARY_ALONE => binary_alone(&jail, facts),
+            BINARY_ALONE => {
+                // lstat: the directory itself, never what a link at its path points to.
+                self.jail_id = std::fs::symlink_metadata(&jail)
+                    .ok()
+                    .filter(|m| m.is_dir())
+                    .map(|m| (std::os::unix::fs::MetadataExt::dev(&m), std::os::unix::fs::MetadataExt::ino(&m)));
+                binary_alone(&jail, facts)
+            }
             WITH_LIBRARIES => with_libraries(&jail, facts),
-            JAILED => jailed(run, &jail, facts),
+            JAILED => jailed(run, &jail, self.jail_id, facts),
             PRIVATE_MOUNTS => private_mounts(run, &jail, facts),
             other => Err(Error::Harness(format!("chroot-jail has no stage `{other}`"))),
         }
@@ -242,12 +256,12 @@ fn with_libraries(jail: &Path, facts: &mut Facts) -> Result<()> {
     facts.record(LIB_EXEC, exec.result);
     facts.record(LIB_EXE_IS_PROGRAM, exec.exe_is_program_and_dynamic);
     facts.record(LIB_LOADER_MAPPED, exec.interpreter_mapped);
+    facts.record(LIB_LOADER_IS_HOSTS, exec.interpreter_is_hosts);
     Ok(())
 }
 
-fn jailed(run: &mut LabRun, jail: &Path, facts: &mut Facts) -> Result<()> {
+fn jailed(run: &mut LabRun, jail: &Path, jail_id: Option<(u64, u64)>, facts: &mut Facts) -> Result<()> {
     let jailed = find_child_named(run, JAILED_COMM)?;
-    let jail_id = file_id(jail);
     // stat follows /proc/<pid>/root and cwd to the directories themselves.
     facts.record(ROOT, Relation::of(&file_id(Path::new(&format!("/proc/{jailed}/root"))), &jail_id));
     facts.record(CWD, Relation::of(&file_id(Path::new(&format!("/proc/{jailed}/cwd"))), &jail_id));
@@ -274,7 +288,8 @@ fn private_mounts(run: &mut LabRun, jail: &Path, facts: &mut Facts) -> Result<()
     let host_mnt = run.host_ns("mnt")?;
     facts.record(PRIVATE_MNT_NS, Relation::of(&run.namespace_of(private, "mnt")?, &Some(host_mnt)));
     let root = PathBuf::from(format!("/proc/{private}/root"));
-    facts.record(PROC_FS, proc_fs_type(&root.join("proc")));
+    let mounts = procfs::read_mountinfo(&private.to_string())?;
+    facts.record(PROC_FS, super::what_is_mounted_at(&mounts, "/proc"));
     // The harness's own entry in that proc, in the harness's PID namespace: host PIDs.
     let own = std::process::id();
     let own_pid_ns = run.host_ns("pid")?;
@@ -285,7 +300,6 @@ fn private_mounts(run: &mut LabRun, jail: &Path, facts: &mut Facts) -> Result<()
     );
     facts.record(HOST_MOUNT_CHANGES, run.mount_ns().changes()?.describe());
 
-    let mounts = procfs::read_mountinfo(&private.to_string())?;
     let bind = mounts.iter().rev().find(|m| m.mount_point == BIND_TARGET_IN_JAIL);
     facts.record(BIND_READ_ONLY, bind.is_some_and(procfs::Mount::is_read_only));
     let host_note = run.scratch().join(HOST_DATA_DIR).join(HOST_NOTE);
@@ -316,6 +330,8 @@ struct Exec {
     /// The file named by the program's PT_INTERP, resolved inside the jail, is mapped in
     /// the process right after execve: the kernel really loaded that loader.
     interpreter_mapped: bool,
+    /// That file has the bytes of the host's loader for the same program: the real one.
+    interpreter_is_hosts: bool,
 }
 
 /// A forked probe chroots into the jail and forks a child that asks to be traced and execs
@@ -324,6 +340,11 @@ struct Exec {
 fn exec_in_jail(jail: &Path, program: &str) -> Result<Exec> {
     let path = CString::new(program).map_err(|_| Error::parse("program path", program))?;
     let argv = [c"echo".to_owned(), CString::new(PROBE_WORD).map_err(|_| Error::parse("word", PROBE_WORD))?];
+    // The host's own loader for the program, to compare with whatever the jail holds.
+    let hosts_loader: Option<Vec<u8>> = which::which(DYNAMIC_PROGRAM)
+        .ok()
+        .and_then(|program| labkit::elf::interpreter(&program).ok().flatten())
+        .and_then(|loader| std::fs::read(loader).ok());
     let outcome = forked::probe("exec in the jail", PROBE_TIMEOUT, |out| {
         // The host's /proc, opened before the chroot: inside the jail there is none.
         let proc_dir =
@@ -351,6 +372,11 @@ fn exec_in_jail(jail: &Path, program: &str) -> Result<Exec> {
                         (e.st_dev, e.st_ino) == (p.st_dev, p.st_ino) && p.st_mode & libc::S_IFMT == libc::S_IFREG
                     });
                     let interpreter = labkit::elf::interpreter(Path::new(program)).ok().flatten();
+                    let is_hosts = interpreter
+                        .as_ref()
+                        .and_then(|i| std::fs::read(i).ok())
+                        .is_some_and(|bytes| hosts_loader.as_deref() == Some(bytes.as_slice()));
+                    forked::say(out, &format!("interpreter-is-hosts {is_hosts}"));
                     let mapped = interpreter.and_then(|i| nix::sys::stat::stat(&i).ok()).is_some_and(|st| {
                         maps_contain(&read_at(proc_dir, &format!("{child}/maps")), st.st_dev, st.st_ino)
                     });
@@ -368,11 +394,9 @@ fn exec_in_jail(jail: &Path, program: &str) -> Result<Exec> {
         }
     })?;
     let said = |key: &str| outcome.output.lines().any(|l| l == format!("{key} true"));
-    let printed: Vec<&str> = outcome
-        .output
-        .lines()
-        .filter(|l| !l.starts_with("exe-is-program") && !l.starts_with("interpreter-mapped"))
-        .collect();
+    // The probe's own lines; everything else is what the program printed.
+    const SAID: [&str; 3] = ["exe-is-program ", "interpreter-mapped ", "interpreter-is-hosts "];
+    let printed: Vec<&str> = outcome.output.lines().filter(|l| !SAID.iter().any(|k| l.starts_with(k))).collect();
     let result = match outcome.status {
         Ok(()) if printed == [PROBE_WORD] => "runs".to_string(),
         Ok(()) => format!("runs, printed {:?}", printed.join(" ")),
@@ -383,6 +407,7 @@ fn exec_in_jail(jail: &Path, program: &str) -> Result<Exec> {
         result,
         exe_is_program_and_dynamic: said("exe-is-program"),
         interpreter_mapped: said("interpreter-mapped"),
+        interpreter_is_hosts: said("interpreter-is-hosts"),
     })
 }
 

@@ -39,19 +39,17 @@ pub fn find_child_named(run: &mut LabRun, comm: &str) -> Result<i32> {
     }
 }
 
-/// The filesystem type at `path` by its statfs magic: "proc", "tmpfs", ... or the number.
-pub fn proc_fs_type(path: &Path) -> String {
-    const PROC_SUPER_MAGIC: i64 = 0x9fa0;
-    const TMPFS_MAGIC: i64 = 0x0102_1994;
-    const SYSFS_MAGIC: i64 = 0x6265_6572;
-    match nix::sys::statfs::statfs(path) {
-        Ok(fs) => match fs.filesystem_type().0 {
-            PROC_SUPER_MAGIC => "proc".to_string(),
-            TMPFS_MAGIC => "tmpfs".to_string(),
-            SYSFS_MAGIC => "sysfs".to_string(),
-            other => format!("{other:#x}"),
-        },
-        Err(errno) => errno_name(errno),
+/// What `what_is_mounted_at` says of a fresh proc mounted there.
+pub const PROC_MOUNTED: &str = "proc, mount root /";
+
+/// What a process sees mounted at `point` (in its own mount table, whose paths are relative
+/// to its root): the topmost mount there, its type and the part of its filesystem it shows
+/// ("proc, mount root /" for a fresh proc; a bind of some /proc/<pid>/fd shows another
+/// root). "nothing" if no mount is there (a directory, or a symlink, of the filesystem below).
+pub fn what_is_mounted_at(mounts: &[procfs::Mount], point: &str) -> String {
+    match mounts.iter().rev().find(|m| m.mount_point == point) {
+        Some(mount) => format!("{}, mount root {}", mount.fs_type, mount.root),
+        None => "nothing".to_string(),
     }
 }
 

@@ -11,6 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use labkit::protocol::pid_ns::*;
+
 use nix::errno::Errno;
 use nix::sched::{setns, CloneFlags};
 use nix::sys::ptrace;
@@ -19,7 +20,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, getpid, ForkResult, Pid};
 use serde::{Deserialize, Serialize};
 
-use super::{errno_name, find_child_named, proc_fs_type};
+use super::{errno_name, find_child_named};
 use crate::catalog::Observer;
 use crate::corpus::{Edit, Mistake, MistakeKind};
 use crate::error::{Error, Result};
@@ -77,7 +78,8 @@ const INIT_NSPID_LEVELS: Fact<usize> = Fact::new("init-running.init_nspid_levels
 const INIT_PID_INSIDE: Fact<i32> = Fact::new("init-running.init_pid_inside");
 const MEMBERS: Fact<Vec<String>> = Fact::new("init-running.members");
 const INIT_MNT_NS: Fact<Relation> = Fact::new("init-running.init_mnt_ns_vs_host");
-const PROC_FS_TYPE: Fact<String> = Fact::new("init-running.proc_inside_fs_type");
+const INIT_MNT_NS_VS_LAB: Fact<Relation> = Fact::new("init-running.init_mnt_ns_vs_lab");
+const PROC_MOUNT: Fact<String> = Fact::new("init-running.proc_inside_mount");
 const PROC_PID_NS: Fact<Option<Relation>> = Fact::new("init-running.proc_inside_pid_ns_vs_init");
 const PROC_LISTS: Fact<Vec<i32>> = Fact::new("init-running.proc_inside_lists");
 const PROC_LISTS_MEMBERS: Fact<bool> = Fact::new("init-running.proc_inside_equals_namespace_members");
@@ -94,6 +96,8 @@ const CATCHES_TERM_INT: Fact<bool> = Fact::new("handler-installed.init_catches_t
 const KERNEL_SIGINFO: Fact<BTreeMap<String, String>> = Fact::new("handler-installed.kernel_siginfo");
 const HANDLER_RETURNED: Fact<BTreeMap<String, String>> = Fact::new("handler-installed.handler_run");
 const ALIVE_AFTER_HANDLERS: Fact<bool> = Fact::new("handler-installed.init_alive_after");
+const QUEUED_VALUES_WRITTEN: Fact<bool> =
+    Fact::new("handler-installed.handler_wrote_the_values_queued_with_the_signals");
 const KILL_HOST_FROM_INSIDE: Fact<String> = Fact::new("handler-installed.kill_host_pid_from_inside");
 const KILLED_INIT_DIED: Fact<bool> = Fact::new("handler-installed.sigkill_init_died");
 const MEMBERS_ALIVE_BEFORE_KILL: Fact<usize> = Fact::new("handler-installed.sigkill_other_members_alive_before");
@@ -136,7 +140,8 @@ pub const VERDICTS: [VerdictSpec; 10] = [
         decide: |e| {
             Some(
                 e.get(INIT_MNT_NS)? == Relation::Differs
-                    && e.get(PROC_FS_TYPE)? == "proc"
+                    && e.get(INIT_MNT_NS_VS_LAB)? == Relation::Differs
+                    && e.get(PROC_MOUNT)? == super::PROC_MOUNTED
                     && e.get(PROC_PID_NS)? == Some(Relation::Same)
                     && e.get(PROC_LISTS_MEMBERS)?,
             )
@@ -160,16 +165,17 @@ pub const VERDICTS: [VerdictSpec; 10] = [
     },
     VerdictSpec {
         id: "handler-gets-signal",
-        claim: "with handlers installed, SIGTERM and SIGINT from the host reach the init's handlers, which return, and the kernel's siginfo carries si_pid 0",
+        claim: "with SA_SIGINFO handlers installed, SIGTERM and SIGINT from the host reach the init's handlers, which return, read their siginfo, and get si_pid 0 from the kernel",
         points: 2,
         region: Some("install-handlers"),
-        hint: "install a handler for both signals with sigaction(SA_SIGINFO); it must return (not exit): a sender outside the namespace has no PID inside it",
+        hint: "install `record_sender` for both signals with sigaction(SA_SIGINFO); it must return (not exit). The harness also queues each signal with a random value (sigqueue(3)): only an SA_SIGINFO handler is handed it",
         decide: |e| {
             let both = |m: BTreeMap<String, String>, want: &str| m.len() == 2 && m.values().all(|v| v == want);
             Some(
                 e.get(CATCHES_TERM_INT)?
                     && both(e.get(KERNEL_SIGINFO)?, "si_pid 0")
                     && both(e.get(HANDLER_RETURNED)?, "returned")
+                    && e.get(QUEUED_VALUES_WRITTEN)?
                     && e.get(ALIVE_AFTER_HANDLERS)?,
             )
         },
@@ -259,7 +265,7 @@ impl Observer for PidNs {
                 Ok(())
             }
             ORPHANED => orphaned(self.init()?, facts),
-            HANDLER_INSTALLED => handler_installed(self.init()?, facts),
+            HANDLER_INSTALLED => handler_installed(self.init()?, &run.scratch().join(HANDLER_LOG), facts),
             INIT_GONE => {
                 let outcome = fork_into(&self.init()?.ns_file)?;
                 facts.record(FORK_INTO_DEAD_NS, outcome);
@@ -319,9 +325,13 @@ fn init_running(run: &mut LabRun, facts: &mut Facts) -> Result<Init> {
     // /proc as the init sees it, through its root: which filesystem, which PID namespace
     // (stat of proc's own ns link follows it to the nsfs inode; a fake symlink leads nowhere)
     // and what it lists.
-    facts.record(INIT_MNT_NS, Relation::of(&run.namespace_of(init, "mnt")?, &Some(host_mnt)));
+    let init_mnt = run.namespace_of(init, "mnt")?;
+    facts.record(INIT_MNT_NS, Relation::of(&init_mnt, &Some(host_mnt)));
+    facts.record(INIT_MNT_NS_VS_LAB, Relation::of(&init_mnt, &run.namespace_of(lab, "mnt")?));
+    // What is mounted on the init's /proc, from its own mount table: a fresh proc shows
+    // the root of its filesystem; a bind of some directory of another proc does not.
+    facts.record(PROC_MOUNT, super::what_is_mounted_at(&procfs::read_mountinfo(&init.to_string())?, "/proc"));
     let proc_inside = format!("/proc/{init}/root/proc");
-    facts.record(PROC_FS_TYPE, proc_fs_type(Path::new(&proc_inside)));
     let proc_pid_ns = nix::sys::stat::stat(format!("{proc_inside}/1/ns/pid").as_str())
         .ok()
         .map(|st| Relation::of(&NsId { dev: st.st_dev, ino: st.st_ino }, &ns));
@@ -397,7 +407,7 @@ fn orphaned(init: &Init, facts: &mut Facts) -> Result<()> {
     Ok(())
 }
 
-fn handler_installed(init: &Init, facts: &mut Facts) -> Result<()> {
+fn handler_installed(init: &Init, log_path: &Path, facts: &mut Facts) -> Result<()> {
     let status = procfs::read_status(init.pid)?;
     facts.record(CATCHES_TERM_INT, status.catches(libc::SIGTERM) && status.catches(libc::SIGINT));
     if ptrace_disabled() {
@@ -408,12 +418,23 @@ fn handler_installed(init: &Init, facts: &mut Facts) -> Result<()> {
         let mut siginfo = BTreeMap::new();
         let mut returned = BTreeMap::new();
         for signal in [Signal::SIGTERM, Signal::SIGINT] {
-            let (si_pid, handler) = signal_and_follow_handler(init.pid, signal)?;
+            let (si_pid, handler) = signal_and_follow_handler(init.pid, signal, None)?;
             siginfo.insert(signal.as_str().to_string(), si_pid);
             returned.insert(signal.as_str().to_string(), handler);
         }
         facts.record(KERNEL_SIGINFO, siginfo);
         facts.record(HANDLER_RETURNED, returned);
+        // A challenge only a handler that reads its siginfo can answer: each signal queued
+        // with a value nobody can guess, which the init must write to its handler log.
+        let log = log_path.to_path_buf();
+        let mut written = true;
+        for signal in [Signal::SIGTERM, Signal::SIGINT] {
+            let value = random_value()?;
+            signal_and_follow_handler(init.pid, signal, Some(value))?;
+            let line = format!("{} value {value}", signal.as_str());
+            written &= wait_for_line(&log, &line, Duration::from_secs(5));
+        }
+        facts.record(QUEUED_VALUES_WRITTEN, written);
     }
     facts.record(ALIVE_AFTER_HANDLERS, !init.fd.has_exited());
 
@@ -463,11 +484,21 @@ fn ptrace_disabled() -> bool {
 /// and follows the init from syscall stop to syscall stop until the handler returns
 /// (rt_sigreturn) or the init exits. Detaching leaves the init as it was; if the probe
 /// dies, the kernel detaches it.
-fn signal_and_follow_handler(init: i32, signal: Signal) -> Result<(String, String)> {
+fn signal_and_follow_handler(init: i32, signal: Signal, queued: Option<u32>) -> Result<(String, String)> {
     let target = Pid::from_raw(init);
     let outcome = forked::probe("follow a signal to the init's handler", PROBE_TIMEOUT, |out| {
         ptrace::seize(target, ptrace::Options::PTRACE_O_TRACESYSGOOD)?;
-        kill(target, signal)?;
+        match queued {
+            None => kill(target, signal)?,
+            Some(value) => {
+                // nix has no sigqueue: glibc's, with the value in the int of the union.
+                let sigval = libc::sigval { sival_ptr: value as usize as *mut libc::c_void };
+                // SAFETY: a PID, a signal number and a value; no pointer is dereferenced.
+                if unsafe { libc::sigqueue(init, signal as i32, sigval) } != 0 {
+                    return Err(Errno::last());
+                }
+            }
+        }
         let mut delivered = false;
         loop {
             match waitpid(target, Some(WaitPidFlag::__WALL))? {
@@ -510,6 +541,42 @@ fn signal_and_follow_handler(init: i32, signal: Signal) -> Result<(String, Strin
         format!("never returned ({:?})", outcome.status)
     };
     Ok((si_pid, handler))
+}
+
+/// Four random bytes from the kernel.
+fn random_value() -> Result<u32> {
+    let mut bytes = [0u8; 4];
+    std::io::Read::read_exact(&mut File::open("/dev/urandom").map_err(Error::io("open", "/dev/urandom"))?, &mut bytes)
+        .map_err(Error::io("read", "/dev/urandom"))?;
+    // Kept below 2^31: the handler stores it as a non-negative number.
+    Ok(u32::from_ne_bytes(bytes) & 0x7fff_ffff)
+}
+
+/// Waits until the file has a line `line`, woken by inotify as its directory changes.
+fn wait_for_line(file: &Path, line: &str, timeout: Duration) -> bool {
+    use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+    let has_line = || std::fs::read_to_string(file).is_ok_and(|t| t.lines().any(|l| l == line));
+    let Some(dir) = file.parent() else { return has_line() };
+    let Ok(inotify) = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC) else { return has_line() };
+    let flags = AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MODIFY | AddWatchFlags::IN_CLOSE_WRITE;
+    if inotify.add_watch(dir, flags).is_err() {
+        return has_line();
+    }
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        // Looked at after the watch is set: a write before it is seen here, one after wakes us.
+        if has_line() {
+            return true;
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        let millis = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+        let mut fds = [nix::poll::PollFd::new(inotify.as_fd(), nix::poll::PollFlags::POLLIN)];
+        let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(millis));
+        let _ = inotify.read_events();
+    }
 }
 
 /// The syscall a tracee stopped at the entry of. nix has no wrapper for

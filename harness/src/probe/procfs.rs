@@ -273,10 +273,12 @@ fn unescape(field: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Reads a process's mount table. Mount points are bytes, not always UTF-8 (a lab can
+/// mount on any name): they are read as such and shown lossily, never refused.
 pub fn read_mountinfo(pid: &str) -> Result<Vec<Mount>> {
     let path = format!("/proc/{pid}/mountinfo");
-    let text = std::fs::read_to_string(&path).map_err(Error::io("read", &path))?;
-    parse_mountinfo(&text)
+    let bytes = std::fs::read(&path).map_err(Error::io("read", &path))?;
+    parse_mountinfo(&String::from_utf8_lossy(&bytes))
 }
 
 /// The start time of a process (field 22 of /proc/<pid>/stat, in clock ticks since boot):

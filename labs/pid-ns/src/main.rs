@@ -14,7 +14,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, IntoRawFd};
 use std::path::Path;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicI64, Ordering};
 
 use anyhow::Result;
 use clap::Parser;
@@ -227,6 +227,10 @@ fn run(args: &LabArgs) -> Result<()> {
 /// The si_pid the init's handler saw, per signal (-1: none yet).
 static SIGTERM_SI_PID: AtomicI32 = AtomicI32::new(-1);
 static SIGINT_SI_PID: AtomicI32 = AtomicI32::new(-1);
+/// The value the last sigqueue(3) of each signal carried (-1: none yet). Only a handler
+/// installed with SA_SIGINFO is handed it: the harness checks for the values it queued.
+static SIGTERM_VALUE: AtomicI64 = AtomicI64::new(-1);
+static SIGINT_VALUE: AtomicI64 = AtomicI64::new(-1);
 /// The write end of the init's self-pipe (-1: none yet): a handler writes one byte there
 /// so that the init's poll wakes up exactly when a signal was handled.
 static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
@@ -236,11 +240,16 @@ static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
 extern "C" fn record_sender(signal: libc::c_int, info: *mut libc::siginfo_t, _context: *mut libc::c_void) {
     if !info.is_null() {
         // SAFETY: the kernel passes a valid siginfo_t to an SA_SIGINFO handler.
-        let sender = unsafe { (*info).si_pid() };
-        match signal {
-            libc::SIGTERM => SIGTERM_SI_PID.store(sender, Ordering::SeqCst),
-            libc::SIGINT => SIGINT_SI_PID.store(sender, Ordering::SeqCst),
-            _ => {}
+        let (code, sender, value) = unsafe { ((*info).si_code, (*info).si_pid(), (*info).si_int()) };
+        let (sender_slot, value_slot) = match signal {
+            libc::SIGTERM => (&SIGTERM_SI_PID, &SIGTERM_VALUE),
+            libc::SIGINT => (&SIGINT_SI_PID, &SIGINT_VALUE),
+            _ => return wake_up(signal),
+        };
+        if code == libc::SI_QUEUE {
+            value_slot.store(i64::from(value as u32), Ordering::SeqCst);
+        } else {
+            sender_slot.store(sender, Ordering::SeqCst);
         }
     }
     wake_up(signal);
@@ -299,10 +308,11 @@ fn namespace_init(voice: Voice, lab_host_pid: Pid, mut link: child::ChildEnd, ha
     link.ready();
 
     let mut logged = [false, false];
+    let mut values_logged = [-1i64, -1];
     let mut awaited: Option<usize> = None;
     loop {
         reap_children();
-        log_handled_signals(voice, handler_log, &mut logged)?;
+        log_handled_signals(voice, handler_log, &mut logged, &mut values_logged)?;
         if awaited.is_some_and(|index| logged[index]) {
             awaited = None;
             link.ready();
@@ -421,17 +431,31 @@ fn exit_code(voice: Voice, who: &str, outcome: Result<()>) -> i32 {
     }
 }
 
-fn log_handled_signals(voice: Voice, log: &Path, logged: &mut [bool; 2]) -> Result<()> {
-    for (index, (name, slot)) in [("SIGTERM", &SIGTERM_SI_PID), ("SIGINT", &SIGINT_SI_PID)].into_iter().enumerate() {
-        let sender = slot.load(Ordering::SeqCst);
-        if sender < 0 || logged[index] {
+fn log_handled_signals(voice: Voice, log: &Path, logged: &mut [bool; 2], values: &mut [i64; 2]) -> Result<()> {
+    let signals = [("SIGTERM", &SIGTERM_SI_PID, &SIGTERM_VALUE), ("SIGINT", &SIGINT_SI_PID, &SIGINT_VALUE)];
+    for (index, (name, sender_slot, value_slot)) in signals.into_iter().enumerate() {
+        let mut lines = Vec::new();
+        let sender = sender_slot.load(Ordering::SeqCst);
+        if sender >= 0 && !logged[index] {
+            logged[index] = true;
+            voice.inside(&format!("handler ran: {name} with si_pid {sender}"));
+            lines.push(format!("{name} {sender}"));
+        }
+        // A value queued with the signal (sigqueue): written down each time it changes.
+        let value = value_slot.load(Ordering::SeqCst);
+        if value >= 0 && value != values[index] {
+            values[index] = value;
+            voice.inside(&format!("handler ran: {name} queued with the value {value}"));
+            lines.push(format!("{name} value {value}"));
+        }
+        if lines.is_empty() {
             continue;
         }
-        logged[index] = true;
-        voice.inside(&format!("handler ran: {name} with si_pid {sender}"));
         let mut file =
             std::fs::OpenOptions::new().create(true).append(true).open(log).map_err(LabError::io("open", log))?;
-        writeln!(file, "{name} {sender}").map_err(LabError::io("write", log))?;
+        for line in lines {
+            writeln!(file, "{line}").map_err(LabError::io("write", log))?;
+        }
     }
     Ok(())
 }
