@@ -393,6 +393,16 @@ impl LabRun {
         Ok(Some(id))
     }
 
+    /// What a forked probe needs to enter this run: the run's cgroup (so that teardown kills
+    /// whatever it leaves) and its mount namespace (so that whatever it mounts stays there).
+    /// Opened here, before the fork; see [`RunDoor::enter`].
+    pub fn door(&self) -> Result<RunDoor> {
+        Ok(RunDoor {
+            procs: self.record.cgroup.open_procs_files()?,
+            mount_ns: self.mount_ns.file().try_clone().map_err(Error::io("dup", "the run's mount namespace"))?,
+        })
+    }
+
     /// The panic the lab reported, if it did.
     pub fn panic(&self) -> Option<&LabPanic> {
         self.panic.as_ref()
@@ -573,6 +583,9 @@ fn spawn_in_run(mut command: Command, record: &RunRecord, mount_ns: &RunMountNs,
             nix::sched::setns(BorrowedFd::borrow_raw(ns_fd), nix::sched::CloneFlags::CLONE_NEWNS)
                 .map_err(std::io::Error::from)?;
             nix::unistd::chdir(workdir.as_c_str()).map_err(std::io::Error::from)?;
+            // The same umask for every run: what the lab makes, the harness's unprivileged
+            // probes (uid 65534) can reach, whatever the caller's umask.
+            nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
             if own_group {
                 nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0)).map_err(std::io::Error::from)?;
             }
@@ -601,6 +614,23 @@ fn held_command(binary: &Path, scratch: &Path) -> Command {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     command
+}
+
+/// Descriptors into a run, for a forked probe that runs code the lab controls.
+#[derive(Debug)]
+pub struct RunDoor {
+    procs: Vec<std::fs::File>,
+    mount_ns: std::fs::File,
+}
+
+impl RunDoor {
+    /// In the forked probe: join the run's cgroup and enter its mount namespace.
+    pub fn enter(&self) -> nix::Result<()> {
+        for file in &self.procs {
+            nix::unistd::write(file, b"0")?;
+        }
+        nix::sched::setns(self.mount_ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNS)
+    }
 }
 
 /// Set while a person runs a lab: Ctrl-C is then the lab's to handle (it cleans up and

@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::facts::{Fact, Facts, Relation};
 use crate::probe::forked::{self, ProbeFailure};
 use crate::probe::procfs::{self, NAMESPACE_KINDS};
-use crate::run::LabRun;
+use crate::run::{LabRun, RunDoor};
 use crate::verdict::VerdictSpec;
 
 // ── facts, by stage ──────────────────────────────────────────────────────────────
@@ -207,14 +207,15 @@ impl Observer for ChrootJail {
         let jail = run.scratch().join(JAIL_DIR);
         match stage {
             BINARY_ALONE => {
+                let door = run.door()?;
                 // lstat: the directory itself, never what a link at its path points to.
                 self.jail_id = std::fs::symlink_metadata(&jail)
                     .ok()
                     .filter(|m| m.is_dir())
                     .map(|m| (std::os::unix::fs::MetadataExt::dev(&m), std::os::unix::fs::MetadataExt::ino(&m)));
-                binary_alone(&jail, facts)
+                binary_alone(&jail, &door, facts)
             }
-            WITH_LIBRARIES => with_libraries(&jail, facts),
+            WITH_LIBRARIES => with_libraries(&jail, &run.door()?, facts),
             JAILED => jailed(run, &jail, self.jail_id, facts),
             PRIVATE_MOUNTS => private_mounts(run, &jail, facts),
             other => Err(Error::Harness(format!("chroot-jail has no stage `{other}`"))),
@@ -231,16 +232,16 @@ fn interpreter_of(program: &Path) -> Option<PathBuf> {
     labkit::elf::interpreter(program).ok().flatten()
 }
 
-fn binary_alone(jail: &Path, facts: &mut Facts) -> Result<()> {
+fn binary_alone(jail: &Path, door: &RunDoor, facts: &mut Facts) -> Result<()> {
     let program = in_jail(jail, DYNAMIC_PROGRAM_IN_JAIL);
     let interpreter = interpreter_of(&program);
     facts.record(ALONE_PRESENT, program.is_file());
     facts.record(ALONE_DYNAMIC, interpreter.is_some());
     facts.record(ALONE_LOADER_PRESENT, loader_present(jail, interpreter.as_deref()));
-    facts.record(ALONE_EXEC, exec_in_jail(jail, DYNAMIC_PROGRAM_IN_JAIL)?.result);
+    facts.record(ALONE_EXEC, exec_in_jail(jail, DYNAMIC_PROGRAM_IN_JAIL, door)?.result);
     let busybox = in_jail(jail, BUSYBOX_IN_JAIL);
     facts.record(BUSYBOX_STATIC, busybox.is_file() && labkit::elf::interpreter(&busybox).is_ok_and(|i| i.is_none()));
-    facts.record(BUSYBOX_EXEC, exec_in_jail(jail, BUSYBOX_IN_JAIL)?.result);
+    facts.record(BUSYBOX_EXEC, exec_in_jail(jail, BUSYBOX_IN_JAIL, door)?.result);
     Ok(())
 }
 
@@ -249,10 +250,10 @@ fn loader_present(jail: &Path, interpreter: Option<&Path>) -> bool {
     interpreter.is_some_and(|i| in_jail(jail, &i.to_string_lossy()).exists())
 }
 
-fn with_libraries(jail: &Path, facts: &mut Facts) -> Result<()> {
+fn with_libraries(jail: &Path, door: &RunDoor, facts: &mut Facts) -> Result<()> {
     let program = in_jail(jail, DYNAMIC_PROGRAM_IN_JAIL);
     facts.record(LIB_LOADER_PRESENT, loader_present(jail, interpreter_of(&program).as_deref()));
-    let exec = exec_in_jail(jail, DYNAMIC_PROGRAM_IN_JAIL)?;
+    let exec = exec_in_jail(jail, DYNAMIC_PROGRAM_IN_JAIL, door)?;
     facts.record(LIB_EXEC, exec.result);
     facts.record(LIB_EXE_IS_PROGRAM, exec.exe_is_program_and_dynamic);
     facts.record(LIB_LOADER_MAPPED, exec.interpreter_mapped);
@@ -308,11 +309,9 @@ fn private_mounts(run: &mut LabRun, jail: &Path, facts: &mut Facts) -> Result<()
         BIND_IS_HOST_DIR,
         file_id(&host_note).is_some() && file_id(&through.join(HOST_NOTE)) == file_id(&host_note),
     );
-    facts.record(
-        APPEND,
-        write_attempt(|| std::fs::OpenOptions::new().append(true).open(through.join(HOST_NOTE)).map(drop)),
-    );
-    facts.record(CREATE, write_attempt(|| std::fs::write(through.join("new-file"), "x")));
+    let (append, create) = write_attempts(private)?;
+    facts.record(APPEND, append);
+    facts.record(CREATE, create);
     let note_unchanged = std::fs::read_to_string(&host_note).is_ok_and(|t| t == PLANTED_NOTE);
     let no_new_file = !run.scratch().join(HOST_DATA_DIR).join("new-file").exists();
     facts.record(HOST_NOTE_UNCHANGED, note_unchanged && no_new_file);
@@ -334,10 +333,13 @@ struct Exec {
     interpreter_is_hosts: bool,
 }
 
-/// A forked probe chroots into the jail and forks a child that asks to be traced and execs
-/// `program` as `echo PROBE_WORD`. A successful execve stops the child (SIGTRAP) before its
-/// first instruction: the probe reads /proc/<child>/exe and maps, then lets it run.
-fn exec_in_jail(jail: &Path, program: &str) -> Result<Exec> {
+/// A forked probe enters the run (its cgroup and mount namespace: whatever the lab's files
+/// do stays in the run and dies with it), chroots into the jail and forks a child that
+/// becomes uid 65534 without capabilities or a way to gain them, asks to be traced and
+/// execs `program` as `echo PROBE_WORD`: files the lab controls never run as root on the
+/// host. A successful execve stops the child (SIGTRAP) before its first instruction: the
+/// probe reads /proc/<child>/exe and maps, then lets it run.
+fn exec_in_jail(jail: &Path, program: &str, door: &RunDoor) -> Result<Exec> {
     let path = CString::new(program).map_err(|_| Error::parse("program path", program))?;
     let argv = [c"echo".to_owned(), CString::new(PROBE_WORD).map_err(|_| Error::parse("word", PROBE_WORD))?];
     // The host's own loader for the program, to compare with whatever the jail holds.
@@ -349,12 +351,14 @@ fn exec_in_jail(jail: &Path, program: &str) -> Result<Exec> {
         // The host's /proc, opened before the chroot: inside the jail there is none.
         let proc_dir =
             nix::fcntl::open("/proc", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())?;
+        door.enter()?;
         chroot(jail)?;
         chdir("/")?;
         // SAFETY: the child makes syscalls and execs or _exits.
         match unsafe { fork() }? {
             ForkResult::Child => {
-                let code = ptrace::traceme()
+                let code = drop_to_nobody()
+                    .and_then(|()| ptrace::traceme())
                     .and_then(|()| forked::pipe_as_stdout(out))
                     .and_then(|()| execv(&path, &argv).map(drop))
                     .err()
@@ -377,9 +381,9 @@ fn exec_in_jail(jail: &Path, program: &str) -> Result<Exec> {
                         .and_then(|i| std::fs::read(i).ok())
                         .is_some_and(|bytes| hosts_loader.as_deref() == Some(bytes.as_slice()));
                     forked::say(out, &format!("interpreter-is-hosts {is_hosts}"));
-                    let mapped = interpreter.and_then(|i| nix::sys::stat::stat(&i).ok()).is_some_and(|st| {
-                        maps_contain(&read_at(proc_dir, &format!("{child}/maps")), st.st_dev, st.st_ino)
-                    });
+                    let mapped = interpreter
+                        .and_then(|i| nix::sys::stat::stat(&i).ok())
+                        .is_some_and(|st| maps_file(proc_dir, child.as_raw(), st.st_dev, st.st_ino));
                     forked::say(out, &format!("exe-is-program {}", is_program && interpreter_named(program)));
                     forked::say(out, &format!("interpreter-mapped {mapped}"));
                     ptrace::detach(child, None)?;
@@ -416,40 +420,40 @@ fn interpreter_named(program: &str) -> bool {
     labkit::elf::interpreter(Path::new(program)).is_ok_and(|i| i.is_some())
 }
 
-/// A file's text, by a path relative to an open directory (empty if unreadable).
-fn read_at(dir: std::os::fd::RawFd, path: &str) -> String {
-    use std::io::Read;
-    use std::os::fd::FromRawFd;
-    let Ok(fd) = nix::fcntl::openat(Some(dir), path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()) else {
-        return String::new();
+/// Whether the process maps the file with this device and inode. Each mapping's own file
+/// is stat'ed through /proc/<pid>/map_files (device numbers in /proc/<pid>/maps differ
+/// from stat's on some filesystems, btrfs among them).
+fn maps_file(proc_dir: std::os::fd::RawFd, pid: i32, dev: u64, ino: u64) -> bool {
+    let path = format!("{pid}/map_files");
+    let Ok(mut dir) =
+        nix::dir::Dir::openat(Some(proc_dir), path.as_str(), OFlag::O_RDONLY | OFlag::O_DIRECTORY, Mode::empty())
+    else {
+        return false;
     };
-    // SAFETY: openat just returned this descriptor; the File owns it from here.
-    let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
-    let mut text = String::new();
-    let _ = file.read_to_string(&mut text);
-    text
+    let names: Vec<String> = dir
+        .iter()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().ok().map(String::from))
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    names.iter().any(|name| {
+        fstatat(Some(proc_dir), format!("{path}/{name}").as_str(), AtFlags::empty())
+            .is_ok_and(|st| (st.st_dev, st.st_ino) == (dev, ino))
+    })
 }
 
-/// A /proc/<pid>/maps text lists a mapping of the file with this device and inode.
-fn maps_contain(maps: &str, dev: u64, ino: u64) -> bool {
-    let (major, minor) = (libc::major(dev), libc::minor(dev));
-    maps.lines().any(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let (Some(device), Some(inode)) = (fields.get(3), fields.get(4)) else {
-            return false;
-        };
-        let same_device = device.split_once(':').is_some_and(|(ma, mi)| {
-            u32::from_str_radix(ma, 16).ok() == Some(major) && u32::from_str_radix(mi, 16).ok() == Some(minor)
-        });
-        same_device && inode.parse::<u64>().ok() == Some(ino)
-    })
+/// Becomes uid and gid 65534 with no groups: no capabilities, and (no_new_privs) no
+/// set-user-ID program can give any back.
+fn drop_to_nobody() -> nix::Result<()> {
+    nix::unistd::setgroups(&[])?;
+    nix::unistd::setresgid(Gid::from_raw(NOBODY), Gid::from_raw(NOBODY), Gid::from_raw(NOBODY))?;
+    nix::unistd::setresuid(Uid::from_raw(NOBODY), Uid::from_raw(NOBODY), Uid::from_raw(NOBODY))?;
+    nix::sys::prctl::set_no_new_privs()
 }
 
 fn chroot_as_nobody(jail: &Path) -> Result<String> {
     let outcome = forked::probe("chroot as nobody", PROBE_TIMEOUT, |_| {
-        nix::unistd::setgroups(&[])?;
-        nix::unistd::setresgid(Gid::from_raw(NOBODY), Gid::from_raw(NOBODY), Gid::from_raw(NOBODY))?;
-        nix::unistd::setresuid(Uid::from_raw(NOBODY), Uid::from_raw(NOBODY), Uid::from_raw(NOBODY))?;
+        drop_to_nobody()?;
         chroot(jail)
     })?;
     Ok(match outcome.status {
@@ -459,11 +463,41 @@ fn chroot_as_nobody(jail: &Path) -> Result<String> {
     })
 }
 
-fn write_attempt(attempt: impl FnOnce() -> std::io::Result<()>) -> String {
-    match attempt() {
-        Ok(()) => "the write went through".to_string(),
-        Err(e) => e.raw_os_error().map(|code| errno_name(Errno::from_raw(code))).unwrap_or_else(|| e.to_string()),
-    }
+/// Tries, as root, to append to the note and to create a file through the lab's bind
+/// mount: in a forked probe chrooted into the jailed process's own root (so that no link
+/// the lab made can lead the writes anywhere else), never following a link at the end,
+/// never blocking on a FIFO, under a deadline.
+fn write_attempts(private: i32) -> Result<(String, String)> {
+    let root = format!("/proc/{private}/root");
+    let outcome = forked::probe("write through the bind mount", PROBE_TIMEOUT, |out| {
+        let dir =
+            nix::fcntl::open(root.as_str(), OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())?;
+        nix::unistd::fchdir(dir)?;
+        chroot(".")?;
+        let base = BIND_TARGET_IN_JAIL.trim_start_matches('/');
+        let no_surprises = OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+        let note = format!("{base}/{HOST_NOTE}");
+        let append = nix::fcntl::open(note.as_str(), OFlag::O_WRONLY | OFlag::O_APPEND | no_surprises, Mode::empty());
+        let new_file = format!("{base}/new-file");
+        let create_flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | no_surprises;
+        let create = nix::fcntl::open(new_file.as_str(), create_flags, Mode::from_bits_truncate(0o644));
+        for (what, result) in [("append", append), ("create", create)] {
+            let said = match result {
+                Ok(fd) => {
+                    let _ = nix::unistd::close(fd);
+                    "the write went through".to_string()
+                }
+                Err(errno) => errno_name(errno),
+            };
+            forked::say(out, &format!("{what} {said}"));
+        }
+        Ok(())
+    })?;
+    let said = |what: &str| {
+        let found = outcome.output.lines().find_map(|l| l.strip_prefix(&format!("{what} ")).map(String::from));
+        found.unwrap_or_else(|| format!("not tried ({:?})", outcome.status))
+    };
+    Ok((said("append"), said("create")))
 }
 
 /// Typical mistakes and lies; each region's `todo!()` is added by the corpus itself.
