@@ -52,8 +52,12 @@ pub fn files_left(cgroup: &RunCgroup, scratch: &Path) -> Vec<String> {
 /// it can be removed. They are the run's by their place; each is returned as a leak.
 pub fn detach_mounts_under(scratch: &Path) -> Vec<String> {
     let Ok(mounts) = procfs::read_mountinfo("self") else { return Vec::new() };
-    let mut under: Vec<&procfs::Mount> =
-        mounts.iter().filter(|m| Path::new(&m.mount_point).starts_with(scratch)).collect();
+    // The run's own scratch filesystem is not a leak (registry::unmount_scratch removes it).
+    let mut under: Vec<&procfs::Mount> = mounts
+        .iter()
+        .filter(|m| Path::new(&m.mount_point).starts_with(scratch))
+        .filter(|m| !(Path::new(&m.mount_point) == scratch && m.source == "cilab-scratch"))
+        .collect();
     // Deepest first, so that nested mounts go before the ones they sit on.
     under.sort_by_key(|m| std::cmp::Reverse(m.mount_point.len()));
     under

@@ -70,12 +70,32 @@ pub fn create_scratch_dir(path: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     while_open("create scratch directory", path, || {
         std::fs::create_dir_all(path).map_err(Error::io("create scratch directory", path))?;
-        for dir in [Path::new(STATE_DIR), &scratch_root(), path] {
+        for dir in [Path::new(STATE_DIR), &scratch_root()] {
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
                 .map_err(Error::io("chmod 0755", dir))?;
         }
-        Ok(())
+        // A filesystem of the run's own: whatever a lab does to the filesystem it works on
+        // (a remount read-only without MS_BIND applies to the whole filesystem) stays
+        // with the run, never the host's disk. Sized to the run's memory limit.
+        let options = format!("mode=0755,size={}", crate::cgroup::Limits::default().memory_max_bytes);
+        nix::mount::mount(
+            Some("cilab-scratch"),
+            path,
+            Some("tmpfs"),
+            nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
+            Some(options.as_str()),
+        )
+        .map_err(Error::sys("mount(\"tmpfs\")", path.display()))
     })
+}
+
+/// Unmounts a run's scratch filesystem (see `create_scratch_dir`); nothing if it is not one.
+pub fn unmount_scratch(path: &Path) {
+    let is_ours = crate::probe::procfs::read_mountinfo("self")
+        .is_ok_and(|mounts| mounts.iter().any(|m| Path::new(&m.mount_point) == path && m.source == "cilab-scratch"));
+    if is_ours {
+        let _ = nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH);
+    }
 }
 
 /// Writes a file whole or not at all (a temporary file renamed over it): a reader never

@@ -53,7 +53,7 @@ const PRIVATE_MNT_NS: Fact<Relation> = Fact::new("private-mounts.mnt_ns_vs_host"
 const PROC_FS: Fact<String> = Fact::new("private-mounts.jail_proc_mount");
 const PROC_SHOWS_HARNESS: Fact<bool> = Fact::new("private-mounts.jail_proc_shows_the_harness_in_its_pid_ns");
 const HOST_MOUNT_CHANGES: Fact<Vec<String>> = Fact::new("private-mounts.host_mount_changes");
-const BIND_READ_ONLY: Fact<bool> = Fact::new("private-mounts.bind_mount_read_only");
+const BIND_READ_ONLY: Fact<bool> = Fact::new("private-mounts.bind_mount_read_only_over_a_writable_filesystem");
 const BIND_IS_HOST_DIR: Fact<bool> = Fact::new("private-mounts.bind_shows_the_planted_host_file");
 const APPEND: Fact<String> = Fact::new("private-mounts.append_to_note");
 const CREATE: Fact<String> = Fact::new("private-mounts.create_file");
@@ -302,7 +302,10 @@ fn private_mounts(run: &mut LabRun, jail: &Path, facts: &mut Facts) -> Result<()
     facts.record(HOST_MOUNT_CHANGES, run.mount_ns().changes()?.describe());
 
     let bind = mounts.iter().rev().find(|m| m.mount_point == BIND_TARGET_IN_JAIL);
-    facts.record(BIND_READ_ONLY, bind.is_some_and(procfs::Mount::is_read_only));
+    // Read-only as a mount, over a filesystem still writable: a remount without MS_BIND
+    // would have made the whole filesystem read-only instead.
+    let filesystem_writable = |m: &procfs::Mount| m.super_options.split(',').any(|o| o == "rw");
+    facts.record(BIND_READ_ONLY, bind.is_some_and(|m| m.is_read_only() && filesystem_writable(m)));
     let host_note = run.scratch().join(HOST_DATA_DIR).join(HOST_NOTE);
     let through = PathBuf::from(format!("/proc/{private}/root{BIND_TARGET_IN_JAIL}"));
     facts.record(
@@ -501,7 +504,7 @@ fn write_attempts(private: i32) -> Result<(String, String)> {
 }
 
 /// Typical mistakes and lies; each region's `todo!()` is added by the corpus itself.
-pub const MISTAKES: [Mistake; 16] = [
+pub const MISTAKES: [Mistake; 17] = [
     Mistake {
         region: "copy-libraries",
         name: "the libraries copied, but not the loader",
@@ -612,6 +615,16 @@ pub const MISTAKES: [Mistake; 16] = [
             "    nix::mount::umount2(\"/proc\", nix::mount::MntFlags::MNT_DETACH).map_err(LabError::sys(\"umount2\", \"/proc\"))?;\n    unshare(CloneFlags::CLONE_NEWNS).map_err(LabError::sys(\"unshare\", \"CLONE_NEWNS\"))?;\n    mount(None::<&str>, \"/\", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)",
         )],
         caught_by: "host-mounts-untouched",
+    },
+    Mistake {
+        region: "private-mounts",
+        name: "the read-only remount without MS_BIND: the whole filesystem goes read-only",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Replace(
+            "        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,\n",
+            "        MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,\n",
+        )],
+        caught_by: "ro-bind-erofs",
     },
     Mistake {
         region: "private-mounts",
