@@ -182,6 +182,23 @@ mod tests {
         }
     }
 
+    /// A verdict counts after verdicts of its own lab that themselves count after nothing
+    /// (requirements are decided in one step).
+    #[test]
+    fn requirements_name_verdicts_of_the_lab_without_chains() {
+        for lab in all() {
+            let verdicts = lab.all_verdicts();
+            for verdict in &verdicts {
+                for required in verdict.requires {
+                    let found = verdicts.iter().find(|v| v.id == *required);
+                    let found =
+                        found.unwrap_or_else(|| panic!("{}: `{}` requires unknown `{required}`", lab.name, verdict.id));
+                    assert!(found.requires.is_empty(), "{}: `{required}` has requirements of its own", lab.name);
+                }
+            }
+        }
+    }
+
     /// Points are earned only where the student's code can fail the check: every graded
     /// verdict of a lab names one of its STUDENT regions, every region is graded by some
     /// verdict, and a verdict that names no region is a fact shown without points.

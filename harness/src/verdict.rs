@@ -19,6 +19,10 @@ pub struct VerdictSpec {
     pub points: u32,
     /// The STUDENT region whose work this verdict grades; `None` for facts and the run.
     pub region: Option<&'static str>,
+    /// Verdicts this one counts after: if one of them did not pass, this one earns nothing
+    /// and shows no hint (a check that nothing done passes, or whose failure follows from
+    /// another region's mistake, is charged to that mistake alone).
+    pub requires: &'static [&'static str],
     /// Shown when the check fails: where to look, not the answer.
     pub hint: &'static str,
     /// Decides on the facts: `None` when a fact it needs was never observed.
@@ -54,6 +58,7 @@ pub const COMMON: [VerdictSpec; 2] = [
         claim: "the lab ran through every stage and exited with status 0",
         points: 1,
         region: None,
+        requires: &[],
         hint: "run the lab by hand (`cilab run <lab>`) and read its last lines: an error names the syscall that failed",
         decide: |e| Some(e.get(run_facts::ALL_STAGES_REACHED)? && e.get(run_facts::LAB_EXIT)? == "exit status 0"),
     },
@@ -63,6 +68,7 @@ pub const COMMON: [VerdictSpec; 2] = [
             "after the run, the lab's host (the run's mount namespace), its cgroup and its processes are as they were",
         points: 2,
         region: None,
+        requires: &[LAB_FINISHED],
         hint: "make the mount tree private before mounting, kill and reap every child, and remove what you created",
         decide: |e| Some(e.get(run_facts::LEAKS)?.is_empty()),
     },
@@ -203,8 +209,38 @@ pub fn decide_all(
             verdict
         })
         .collect();
+    apply_requirements(specs, &mut verdicts);
     keep_first_hints(&mut verdicts, stop);
     verdicts
+}
+
+/// A verdict that passed counts only once what it requires passed too (no points for
+/// what doing nothing passes). A verdict that failed defers to a requirement that failed on
+/// its own evidence: it keeps its outcome but gives no hint (the mistake is charged once,
+/// to the region it is in). A requirement never reached (the run stopped first) takes
+/// nothing from a failure decided on evidence.
+fn apply_requirements(specs: &[VerdictSpec], verdicts: &mut [Verdict]) {
+    let not_reached = |v: &Verdict| v.detail.as_deref().is_some_and(|d| d.starts_with("not reached"));
+    let passed: BTreeSet<String> =
+        verdicts.iter().filter(|v| v.outcome == Outcome::Pass).map(|v| v.id.clone()).collect();
+    let failed_on_evidence: BTreeSet<String> =
+        verdicts.iter().filter(|v| v.outcome == Outcome::Fail && !not_reached(v)).map(|v| v.id.clone()).collect();
+    for (spec, verdict) in specs.iter().zip(verdicts.iter_mut()) {
+        if verdict.outcome == Outcome::Skip || not_reached(verdict) {
+            continue;
+        }
+        if verdict.outcome == Outcome::Pass {
+            if let Some(missing) = spec.requires.iter().find(|r| !passed.contains(**r)) {
+                verdict.outcome = Outcome::Fail;
+                verdict.points = 0;
+                verdict.detail = Some(format!("counts only once `{missing}` passes (it held on its own)"));
+            }
+        } else if let Some(failed) = spec.requires.iter().find(|r| failed_on_evidence.contains(**r)) {
+            verdict.hint = None;
+            let own = verdict.detail.take().unwrap_or_default();
+            verdict.detail = Some(format!("counts only once `{failed}` passes ({own})"));
+        }
+    }
 }
 
 fn hint_text(lab: &str, spec: &VerdictSpec, regions: &RegionHints) -> String {
@@ -330,6 +366,7 @@ mod tests {
             claim: "A holds",
             points: 2,
             region: Some("r1"),
+            requires: &[],
             hint: "look at A",
             decide: |e| Some(e.get(X)? == 1),
         },
@@ -338,15 +375,25 @@ mod tests {
             claim: "B holds",
             points: 1,
             region: Some("r1"),
+            requires: &[],
             hint: "look at B",
             decide: |e| Some(e.get(X)? == 2),
         },
-        VerdictSpec { id: "c", claim: "C holds", points: 0, region: None, hint: "look at C", decide: |e| e.get(Y) },
+        VerdictSpec {
+            id: "c",
+            claim: "C holds",
+            points: 0,
+            region: None,
+            requires: &[],
+            hint: "look at C",
+            decide: |e| e.get(Y),
+        },
         VerdictSpec {
             id: "d",
             claim: "D holds",
             points: 1,
             region: Some("r2"),
+            requires: &[],
             hint: "look at D",
             decide: |e| Some(e.get(Y)? && e.get(X)? > 0),
         },
@@ -414,6 +461,36 @@ mod tests {
         let verdicts = decide_all("lab", &SPECS, &facts, Some(&stop), &["one", "two"], &regions());
         let hinted: Vec<&str> = verdicts.iter().filter(|v| v.hint.is_some()).map(|v| v.id.as_str()).collect();
         assert_eq!(hinted, ["b", "c", "d"], "b failed at stage one; c and d were not reached at stage two");
+    }
+
+    #[test]
+    fn a_verdict_counts_only_after_what_it_requires() {
+        const NEEDS_A: [VerdictSpec; 2] = [
+            VerdictSpec {
+                id: "a",
+                claim: "A",
+                points: 2,
+                region: Some("r1"),
+                requires: &[],
+                hint: "look at A",
+                decide: |e| Some(e.get(X)? == 1),
+            },
+            VerdictSpec {
+                id: "b",
+                claim: "B",
+                points: 1,
+                region: Some("r2"),
+                requires: &["a"],
+                hint: "look at B",
+                decide: |e| Some(e.get(X)? > 0),
+            },
+        ];
+        let mut facts = Facts::default();
+        facts.record(X, 5);
+        let verdicts = decide_all("lab", &NEEDS_A, &facts, None, &["one"], &regions());
+        assert_eq!((verdicts[0].outcome, verdicts[0].hint.is_some()), (Outcome::Fail, true));
+        assert_eq!((verdicts[1].outcome, verdicts[1].points, verdicts[1].hint.is_some()), (Outcome::Fail, 0, false));
+        assert_eq!(verdicts[1].detail.as_deref(), Some("counts only once `a` passes (it held on its own)"));
     }
 
     #[test]

@@ -65,6 +65,7 @@ pub const VERDICTS: [VerdictSpec; 11] = [
         claim: "a dynamically linked program copied alone into the jail is there, yet exec fails with ENOENT: its ELF interpreter is missing",
         points: 2,
         region: Some("copy-libraries"),
+        requires: &["runs-with-loader"],
         hint: "copy only the program at first (the libraries come in step 2): ENOENT names the loader from its PT_INTERP header, not the program",
         decide: |e| {
             Some(
@@ -80,6 +81,7 @@ pub const VERDICTS: [VerdictSpec; 11] = [
         claim: "once its loader and libraries are copied into the jail, the same program runs there with that loader mapped",
         points: 2,
         region: Some("copy-libraries"),
+        requires: &[],
         hint: "copy the PT_INTERP loader and every library `ldd` lists, each to the same path inside the jail",
         decide: |e| {
             Some(
@@ -96,6 +98,7 @@ pub const VERDICTS: [VerdictSpec; 11] = [
         claim: "a statically linked busybox runs in the jail with no libraries at all",
         points: 0,
         region: None,
+        requires: &[],
         hint: "use the busybox from busybox-static: a dynamic busybox needs its loader too",
         decide: |e| Some(e.get(BUSYBOX_STATIC)? && e.get(BUSYBOX_EXEC)? == "runs" && !e.get(ALONE_LOADER_PRESENT)?),
     },
@@ -104,6 +107,7 @@ pub const VERDICTS: [VerdictSpec; 11] = [
         claim: "on the host, /proc/<pid>/root of the jailed process is the jail directory",
         points: 2,
         region: Some("enter-jail"),
+        requires: &[],
         hint: "chroot(jail) in the process that stays in the jail: chdir alone changes only where relative paths start",
         decide: |e| Some(e.get(ROOT)? == Relation::Same),
     },
@@ -112,6 +116,7 @@ pub const VERDICTS: [VerdictSpec; 11] = [
         claim: "inside, cd .. twice from / leaves the jailed process at the top of the jail",
         points: 2,
         region: Some("enter-jail"),
+        requires: &[],
         hint: "after chroot, chdir(\"/\"): a working directory left outside the new root lets `cd ..` walk out of the jail",
         decide: |e| Some(e.get(CWD)? == Relation::Same),
     },
@@ -120,6 +125,7 @@ pub const VERDICTS: [VerdictSpec; 11] = [
         claim: "inside, / lists the jail, not the host's root",
         points: 0,
         region: None,
+        requires: &[],
         hint: "the jailed process's / is its root directory: the jail",
         decide: |e| Some(e.get(SLASH_IS_JAIL)? && !e.get(SLASH_IS_HOST)?),
     },
@@ -128,6 +134,7 @@ pub const VERDICTS: [VerdictSpec; 11] = [
         claim: "chroot changes no namespace: the jailed process shares every namespace with the host",
         points: 0,
         region: None,
+        requires: &[],
         hint: "the plain jailed process must not unshare anything: chroot alone is the point of this step",
         decide: |e| {
             let namespaces = e.get(NAMESPACES)?;
@@ -139,6 +146,7 @@ pub const VERDICTS: [VerdictSpec; 11] = [
         claim: "proc mounted inside the jail shows the host's processes: chroot does not isolate PIDs",
         points: 2,
         region: Some("private-mounts"),
+        requires: &[],
         hint: "mount a filesystem of type proc on <jail>/proc from a process still in the host's PID namespace",
         decide: |e| Some(e.get(PROC_FS)? == super::PROC_MOUNTED && e.get(PROC_SHOWS_HARNESS)?),
     },
@@ -147,6 +155,7 @@ pub const VERDICTS: [VerdictSpec; 11] = [
         claim: "the jail's mounts live in a private mount namespace: the lab's host (the run's mount namespace) does not change",
         points: 1,
         region: Some("private-mounts"),
+        requires: &[],
         hint: "unshare(CLONE_NEWNS) and mount / MS_REC|MS_PRIVATE before mounting anything: the host's / is shared",
         decide: |e| Some(e.get(PRIVATE_MNT_NS)? == Relation::Differs && e.get(HOST_MOUNT_CHANGES)?.is_empty()),
     },
@@ -155,6 +164,7 @@ pub const VERDICTS: [VerdictSpec; 11] = [
         claim: "a read-only bind mount of the host's directory in the jail refuses writes with EROFS, and the file on the host is unchanged",
         points: 2,
         region: Some("private-mounts"),
+        requires: &[],
         hint: "bind-mount host-data, then remount it with MS_BIND|MS_REMOUNT|MS_RDONLY: MS_RDONLY on the first bind is ignored",
         decide: |e| {
             Some(
@@ -171,6 +181,7 @@ pub const VERDICTS: [VerdictSpec; 11] = [
         claim: "chroot by a user without CAP_SYS_CHROOT fails with EPERM",
         points: 0,
         region: None,
+        requires: &[],
         hint: "EACCES means uid 65534 cannot reach the jail (a directory on its path is not searchable: chmod 755); \
                the capability is checked only after the path",
         decide: |e| Some(e.get(NOBODY_CHROOT)? == "EPERM"),

@@ -112,6 +112,7 @@ pub const VERDICTS: [VerdictSpec; 10] = [
         claim: "after unshare(CLONE_NEWPID) the lab itself stays in the host's PID namespace; only its children enter the new one",
         points: 2,
         region: Some("unshare-pid"),
+        requires: &[],
         hint: "compare /proc/<lab>/ns/pid with /proc/<lab>/ns/pid_for_children after the unshare: which one changed?",
         decide: |e| {
             Some(
@@ -128,6 +129,7 @@ pub const VERDICTS: [VerdictSpec; 10] = [
         claim: "the namespace's first process is PID 1 inside and another PID on the host (NSpid has both)",
         points: 2,
         region: Some("fork-init"),
+        requires: &[],
         hint: "fork after unshare(CLONE_NEWPID); the child, not the caller, is PID 1 (grep NSpid /proc/<pid>/status)",
         decide: |e| Some(e.get(INIT_NSPID_LEVELS)? == 2 && e.get(INIT_PID_INSIDE)? == 1),
     },
@@ -136,6 +138,7 @@ pub const VERDICTS: [VerdictSpec; 10] = [
         claim: "a proc filesystem mounted in the init's own mount namespace lists only the namespace's processes",
         points: 2,
         region: Some("private-proc"),
+        requires: &["init-is-pid-1"],
         hint: "the init needs its own mount namespace and a fresh mount of type proc on /proc, made from inside the new PID namespace",
         decide: |e| {
             Some(
@@ -152,6 +155,7 @@ pub const VERDICTS: [VerdictSpec; 10] = [
         claim: "the lab's host (the run's mount namespace) keeps its /proc and every mount while the lab runs",
         points: 1,
         region: Some("private-proc"),
+        requires: &[],
         hint: "a mount made outside a mount namespace of your own, or before / is made MS_REC|MS_PRIVATE there, lands on the host",
         decide: |e| Some(e.get(HOST_MOUNT_CHANGES)?.is_empty()),
     },
@@ -160,6 +164,7 @@ pub const VERDICTS: [VerdictSpec; 10] = [
         claim: "SIGTERM and SIGINT sent from the host to the namespace init without a handler are dropped by the kernel",
         points: 2,
         region: Some("install-handlers"),
+        requires: &["init-is-pid-1", "handler-gets-signal"],
         hint: "until the harness has sent these, the init must neither catch, ignore nor block them: SigCgt, SigIgn and SigBlk in its status say what it did",
         decide: |e| Some(e.get(DISPOSITION_BEFORE)? == Disposition::Default && e.get(AFTER_TERM_INT)? == AfterSignal::Dropped),
     },
@@ -168,6 +173,7 @@ pub const VERDICTS: [VerdictSpec; 10] = [
         claim: "with SA_SIGINFO handlers installed, SIGTERM and SIGINT from the host reach the init's handlers, which return, read their siginfo, and get si_pid 0 from the kernel",
         points: 2,
         region: Some("install-handlers"),
+        requires: &[],
         hint: "install `record_sender` for both signals with sigaction(SA_SIGINFO); it must return (not exit). The harness also queues each signal with a random value (sigqueue(3)): only an SA_SIGINFO handler is handed it",
         decide: |e| {
             let both = |m: BTreeMap<String, String>, want: &str| m.len() == 2 && m.values().all(|v| v == want);
@@ -185,6 +191,7 @@ pub const VERDICTS: [VerdictSpec; 10] = [
         claim: "an orphan inside the namespace is re-parented to the namespace init",
         points: 2,
         region: Some("make-orphan"),
+        requires: &["init-is-pid-1"],
         hint: "the orphan must be a child of pidns-parent that survives its parent's death (no PR_SET_PDEATHSIG); then its PPid becomes the init's",
         decide: |e| {
             Some(
@@ -200,6 +207,7 @@ pub const VERDICTS: [VerdictSpec; 10] = [
         claim: "a process inside the namespace cannot signal a host process it cannot see (ESRCH)",
         points: 0,
         region: None,
+        requires: &[],
         hint: "kill(2) looks the PID up in the caller's namespace; a host PID has no meaning inside",
         decide: |e| Some(e.get(KILL_HOST_FROM_INSIDE)? == "ESRCH"),
     },
@@ -208,6 +216,7 @@ pub const VERDICTS: [VerdictSpec; 10] = [
         claim: "SIGKILL from the host kills the init, and every other process in the namespace dies with it",
         points: 0,
         region: None,
+        requires: &[],
         hint: "the namespace must still hold its other processes when the init is killed",
         decide: |e| {
             Some(
@@ -223,6 +232,7 @@ pub const VERDICTS: [VerdictSpec; 10] = [
         claim: "once the init is gone, fork into the namespace fails with ENOMEM",
         points: 0,
         region: None,
+        requires: &[],
         hint: "the lab must stay alive after its init died: its pid_for_children still names the dead namespace",
         decide: |e| Some(e.get(FORK_INTO_DEAD_NS)? == "ENOMEM"),
     },
