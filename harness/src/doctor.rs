@@ -437,6 +437,10 @@ fn clean_leftovers(leftovers: &[Leftover]) -> Vec<String> {
     let mut done = Vec::new();
     for leftover in leftovers.iter().filter(|l| l.kind == "mount") {
         done.extend(crate::leaks::detach_mounts_under(&leftover.path));
+        // A run's own scratch filesystem, which the loop above leaves to its owner.
+        if crate::registry::unmount_scratch(&leftover.path) {
+            done.push(format!("unmounted the scratch filesystem at {}", leftover.path.display()));
+        }
     }
     // One run's dirs together: on v1 its freezer stops forks while the pids dir is killed.
     let mut groups: BTreeMap<String, RunCgroup> = BTreeMap::new();

@@ -89,13 +89,12 @@ pub fn create_scratch_dir(path: &Path) -> Result<()> {
     })
 }
 
-/// Unmounts a run's scratch filesystem (see `create_scratch_dir`); nothing if it is not one.
-pub fn unmount_scratch(path: &Path) {
+/// Unmounts a run's scratch filesystem (see `create_scratch_dir`); nothing if it is not
+/// one. True if it unmounted one.
+pub fn unmount_scratch(path: &Path) -> bool {
     let is_ours = crate::probe::procfs::read_mountinfo("self")
         .is_ok_and(|mounts| mounts.iter().any(|m| Path::new(&m.mount_point) == path && m.source == "cilab-scratch"));
-    if is_ours {
-        let _ = nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH);
-    }
+    is_ours && nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH).is_ok()
 }
 
 /// Writes a file whole or not at all (a temporary file renamed over it): a reader never

@@ -159,7 +159,7 @@ fn dismantle(record: &RunRecord) -> Vec<String> {
         Err(error) => leaks.push(format!("could not remove the run's cgroup: {error}")),
     }
     leaks.extend(leaks::detach_mounts_under(&record.scratch));
-    registry::unmount_scratch(&record.scratch);
+    let _ = registry::unmount_scratch(&record.scratch);
     match std::fs::remove_dir_all(&record.scratch) {
         Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
             leaks.push(format!("could not remove the scratch dir: {error}"))
