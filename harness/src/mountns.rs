@@ -52,14 +52,21 @@ pub struct MountChanges {
 }
 
 impl MountChanges {
+    /// Mount by mount: what each mount is (place, source, per-mount options, propagation),
+    /// not its filesystem's own options, which belong to a filesystem every namespace
+    /// shares: a remount of it on the real host (a tmpfs resized) shows here as well, and is
+    /// nobody's doing in this run.
     pub fn between(before: &[Mount], now: &[Mount]) -> Self {
+        let per_mount = |m: &Mount| Mount { super_options: String::new(), ..m.clone() };
         let before_by_id: BTreeMap<u32, &Mount> = before.iter().map(|m| (m.id, m)).collect();
         let now_by_id: BTreeMap<u32, &Mount> = now.iter().map(|m| (m.id, m)).collect();
         let mut changes = MountChanges::default();
         for (id, mount) in &now_by_id {
             match before_by_id.get(id) {
                 None => changes.added.push((*mount).clone()),
-                Some(old) if old != mount => changes.changed.push(((*old).clone(), (*mount).clone())),
+                Some(old) if per_mount(old) != per_mount(mount) => {
+                    changes.changed.push(((*old).clone(), (*mount).clone()))
+                }
                 Some(_) => {}
             }
         }
@@ -274,5 +281,7 @@ mod tests {
         );
         assert!(!changes.is_empty());
         assert!(MountChanges::between(&mounts(BEFORE), &mounts(BEFORE)).is_empty());
+        let resized = BEFORE.replace("tmpfs tmpfs rw\n", "tmpfs tmpfs rw,size=1024k\n");
+        assert!(MountChanges::between(&mounts(BEFORE), &mounts(&resized)).is_empty(), "a filesystem's own options");
     }
 }

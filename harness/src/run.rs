@@ -715,6 +715,41 @@ fn keep_line(narration: &Mutex<VecDeque<String>>, line: String) {
     lines.push_back(line);
 }
 
+/// Protocol lines waiting for the harness; a lab that writes more waits.
+const PROTOCOL_LINES_QUEUED: usize = 256;
+/// The longest line kept from a lab's output; the rest of a longer one is dropped.
+const LINE_BYTES_KEPT: usize = 16 * 1024;
+
+/// The next line of a lab's output, at most `LINE_BYTES_KEPT` bytes of it (the rest of the
+/// line is read and dropped), lossily decoded; `None` at the end.
+fn read_bounded_line(reader: &mut impl BufRead) -> Option<String> {
+    let mut kept = Vec::new();
+    let mut read_any = false;
+    loop {
+        let buffer = match reader.fill_buf() {
+            Ok(buffer) => buffer,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        if buffer.is_empty() {
+            break;
+        }
+        read_any = true;
+        let (chunk, ends_line) = match buffer.iter().position(|b| *b == b'\n') {
+            Some(at) => (&buffer[..at], Some(at + 1)),
+            None => (buffer, None),
+        };
+        let room = LINE_BYTES_KEPT.saturating_sub(kept.len());
+        kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        let used = ends_line.unwrap_or(buffer.len());
+        reader.consume(used);
+        if ends_line.is_some() {
+            break;
+        }
+    }
+    read_any.then(|| String::from_utf8_lossy(&kept).into_owned())
+}
+
 struct Readers {
     protocol: Receiver<String>,
     narration: Arc<Mutex<VecDeque<String>>>,
@@ -725,7 +760,8 @@ struct Readers {
 /// are kept as narration. A thread that cannot start (a tight pids limit) is the harness's
 /// failure, returned with the child so that the caller can end it.
 fn attach_readers(mut child: Child) -> std::result::Result<(Child, Readers), (Child, Error)> {
-    let (sender, receiver) = std::sync::mpsc::channel();
+    // Bounded: a lab that floods its stdout waits for the harness, it cannot fill its memory.
+    let (sender, receiver) = std::sync::mpsc::sync_channel(PROTOCOL_LINES_QUEUED);
     let narration = Arc::new(Mutex::new(VecDeque::new()));
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
@@ -733,7 +769,8 @@ fn attach_readers(mut child: Child) -> std::result::Result<(Child, Readers), (Ch
         .name("lab-stdout".into())
         .spawn(move || {
             if let Some(stdout) = stdout {
-                for line in BufReader::new(stdout).lines().map_while(std::result::Result::ok) {
+                let mut reader = BufReader::new(stdout);
+                while let Some(line) = read_bounded_line(&mut reader) {
                     if sender.send(line).is_err() {
                         break;
                     }
@@ -744,7 +781,8 @@ fn attach_readers(mut child: Child) -> std::result::Result<(Child, Readers), (Ch
             let narration = Arc::clone(&narration);
             std::thread::Builder::new().name("lab-stderr".into()).spawn(move || {
                 if let Some(stderr) = stderr {
-                    for line in BufReader::new(stderr).lines().map_while(std::result::Result::ok) {
+                    let mut reader = BufReader::new(stderr);
+                    while let Some(line) = read_bounded_line(&mut reader) {
                         keep_line(&narration, line);
                     }
                 }
@@ -753,5 +791,20 @@ fn attach_readers(mut child: Child) -> std::result::Result<(Child, Readers), (Ch
     match spawned {
         Ok(stderr_reader) => Ok((child, Readers { protocol: receiver, narration, stderr_reader: Some(stderr_reader) })),
         Err(e) => Err((child, Error::Harness(format!("could not start a thread to read the lab's output: {e}")))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lab_line_is_kept_up_to_its_bound_and_the_next_line_is_intact() {
+        let flood = format!("{}\nnext\nlast without newline", "x".repeat(LINE_BYTES_KEPT * 3));
+        let mut reader = BufReader::with_capacity(1024, flood.as_bytes());
+        assert_eq!(read_bounded_line(&mut reader).map(|l| l.len()), Some(LINE_BYTES_KEPT));
+        assert_eq!(read_bounded_line(&mut reader).as_deref(), Some("next"));
+        assert_eq!(read_bounded_line(&mut reader).as_deref(), Some("last without newline"));
+        assert_eq!(read_bounded_line(&mut reader), None);
     }
 }
