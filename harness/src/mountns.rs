@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, FromRawFd};
+use std::path::Path;
 
 use nix::fcntl::{open, openat, OFlag};
 use nix::sys::stat::Mode;
@@ -108,7 +109,8 @@ impl RunMountNs {
     /// Makes the namespace in a forked child (unshare and mount change only that child),
     /// holds it open through `/proc/<child>/ns/mnt`; then the child makes the private
     /// reference copy, which is held the same way, and goes.
-    pub fn create() -> Result<Self> {
+    pub fn create(scratch: &Path) -> Result<Self> {
+        let scratch = scratch.to_path_buf();
         let (ready_rx, ready_tx) = nix::unistd::pipe().map_err(Error::harness("pipe", "run mount namespace"))?;
         let (go_rx, go_tx) = nix::unistd::pipe().map_err(Error::harness("pipe", "run mount namespace"))?;
         // SAFETY: the child makes syscalls, reads and writes pipes, and leaves with _exit.
@@ -124,7 +126,8 @@ impl RunMountNs {
                     &|| {
                         unshare(CloneFlags::CLONE_NEWNS)?;
                         private(MsFlags::MS_PRIVATE)?;
-                        private(MsFlags::MS_SHARED)
+                        private(MsFlags::MS_SHARED)?;
+                        read_only_but_scratch(&scratch)
                     },
                     &|| {
                         unshare(CloneFlags::CLONE_NEWNS)?;
@@ -217,6 +220,65 @@ impl RunMountNs {
     pub fn root_is_shared(&self) -> Result<bool> {
         Ok(self.mounts()?.iter().any(|m| m.mount_point == "/" && m.is_shared()))
     }
+}
+
+/// Filesystems a lab may need to write through (a process's own files in /proc, cgroups,
+/// devices): kernel interfaces, not the host's data.
+const KERNEL_FILESYSTEMS: [&str; 9] =
+    ["proc", "sysfs", "cgroup", "cgroup2", "devtmpfs", "devpts", "mqueue", "binfmt_misc", "hugetlbfs"];
+
+/// In the namespace being made: every mount becomes read-only in it, but for the run's own
+/// scratch filesystem and the kernel's interfaces that were writable. The host's mounts
+/// keep their own flags; here a lab can neither write on the host's disk by mistake nor
+/// delete a directory that is a mount point of the host (which would take that mount away
+/// from the host too). Needs mount_setattr(2) (Linux 5.12); without it the namespace stays
+/// writable, as before.
+fn read_only_but_scratch(scratch: &Path) -> nix::Result<()> {
+    let mounts = procfs::read_mountinfo("self").map_err(|_| nix::errno::Errno::EIO)?;
+    match set_read_only(Path::new("/"), true, true) {
+        Err(nix::errno::Errno::ENOSYS) => return Ok(()),
+        other => other?,
+    }
+    for mount in mounts.iter().filter(|m| !m.is_read_only()) {
+        let point = Path::new(&mount.mount_point);
+        if point == scratch || KERNEL_FILESYSTEMS.contains(&mount.fs_type.as_str()) {
+            set_read_only(point, false, false)?;
+        }
+    }
+    Ok(())
+}
+
+/// mount_setattr(2) with MOUNT_ATTR_RDONLY set or cleared, on one mount or all below.
+/// nix has no wrapper for it: a raw syscall, with the kernel's struct mount_attr.
+fn set_read_only(point: &Path, read_only: bool, recursive: bool) -> nix::Result<()> {
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    const MOUNT_ATTR_RDONLY: u64 = 0x1;
+    let attr = MountAttr {
+        attr_set: if read_only { MOUNT_ATTR_RDONLY } else { 0 },
+        attr_clr: if read_only { 0 } else { MOUNT_ATTR_RDONLY },
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let path = std::ffi::CString::new(point.as_os_str().as_encoded_bytes()).map_err(|_| nix::errno::Errno::EINVAL)?;
+    let flags = if recursive { libc::AT_RECURSIVE } else { 0 };
+    // SAFETY: a NUL-terminated path, a struct of the size passed, no other pointers.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            flags,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    nix::errno::Errno::result(rc).map(drop)
 }
 
 /// The mount table of a namespace, read by a forked child that enters it.

@@ -291,10 +291,11 @@ impl LabRun {
         become_subreaper()?;
         let id = format!("{lab}-{}-{}", std::process::id(), RUN_COUNTER.fetch_add(1, Ordering::SeqCst));
         let record = open_run(lab, &id, setup, &options.limits)?;
-        let started = prepare(&record.scratch).and_then(|()| RunMountNs::create()).and_then(|mount_ns| {
-            let child = spawn_in_run(held_command(binary, &record.scratch), &record, &mount_ns, true)?;
-            Ok((mount_ns, child))
-        });
+        let started =
+            prepare(&record.scratch).and_then(|()| RunMountNs::create(&record.scratch)).and_then(|mount_ns| {
+                let child = spawn_in_run(held_command(binary, &record.scratch), &record, &mount_ns, true)?;
+                Ok((mount_ns, child))
+            });
         let (mount_ns, child) = match started {
             Ok(started) => started,
             Err(error) => {
@@ -658,7 +659,7 @@ pub fn run_by_hand(lab: &str, binary: &Path, setup: &CgroupSetup, how: ByHand) -
     become_subreaper()?;
     let id = format!("{lab}-{}-by-hand-{}", std::process::id(), RUN_COUNTER.fetch_add(1, Ordering::SeqCst));
     let record = open_run(lab, &id, setup, &Limits::default())?;
-    let mount_ns = match RunMountNs::create() {
+    let mount_ns = match RunMountNs::create(&record.scratch) {
         Ok(ns) => ns,
         Err(error) => {
             abort(&record);

@@ -515,7 +515,7 @@ fn write_attempts(private: i32) -> Result<(String, String)> {
 }
 
 /// Typical mistakes and lies; each region's `todo!()` is added by the corpus itself.
-pub const MISTAKES: [Mistake; 17] = [
+pub const MISTAKES: [Mistake; 18] = [
     Mistake {
         region: "copy-libraries",
         name: "the libraries copied, but not the loader",
@@ -634,6 +634,16 @@ pub const MISTAKES: [Mistake; 17] = [
         edits: &[Edit::Replace(
             "        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,\n",
             "        MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,\n",
+        )],
+        caught_by: "ro-bind-erofs",
+    },
+    Mistake {
+        region: "private-mounts",
+        name: "the bind target made without the jail's prefix: on the host's disk",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Replace(
+            "    let target = jail.join(BIND_TARGET_IN_JAIL.trim_start_matches('/'));",
+            "    let target = PathBuf::from(BIND_TARGET_IN_JAIL);",
         )],
         caught_by: "ro-bind-erofs",
     },
