@@ -328,7 +328,7 @@ fn find_leftovers(found: &[scan::Found]) -> (Vec<Leftover>, Vec<String>) {
             Ok(record) => {
                 let why = format!("whose cilab (PID {}) is gone", record.owner_pid);
                 leftovers.push(record_leftover(&record, &why));
-                record_dirs.extend(record.cgroup.dirs.iter().filter(|d| d.path.exists()).cloned());
+                record_dirs.extend(record.cgroup.dirs.iter().filter(|d| names_its_run(&record, d)).cloned());
             }
             Err(error) => {
                 leftovers.push(Leftover { kind: "run".into(), path: registry::runs_dir(), detail: error, group: None })
@@ -472,6 +472,21 @@ fn clean_leftovers(leftovers: &[Leftover]) -> Vec<String> {
     done
 }
 
+/// A record's cgroup dir is acted on only if it has the shape cilab gives one,
+/// `<...>/cilab/<the record's run id>`, and exists: a record is a file anyone root can
+/// write (a lab, say), and doctor kills what is in the cgroups it names.
+fn names_its_run(record: &registry::RunRecord, dir: &GroupDir) -> bool {
+    has_run_shape(&record.id, &dir.path) && dir.path.exists()
+}
+
+fn has_run_shape(run_id: &str, path: &Path) -> bool {
+    let name = path.file_name().and_then(|n| n.to_str());
+    let parent = path.parent().and_then(|p| p.file_name()).and_then(|n| n.to_str());
+    name == Some(run_id)
+        && parent == Some(crate::cgroup::PARENT_DIR)
+        && path.starts_with(crate::cgroup::setup::CGROUP_ROOT)
+}
+
 /// After an interrupt, once this cilab makes nothing more: removes whatever of its own
 /// runs is still on the machine (records, cgroups, scratch dirs, mounts), as `cilab
 /// doctor --clean` would once it had exited.
@@ -481,7 +496,8 @@ pub fn clean_own() -> Vec<String> {
     let mut dirs: BTreeMap<PathBuf, GroupDir> = BTreeMap::new();
     for record in registry::all_records().into_iter().flatten().filter(|r| r.owner_pid == me) {
         leftovers.push(record_leftover(&record, "of this cilab, interrupted"));
-        dirs.extend(record.cgroup.dirs.into_iter().map(|d| (d.path.clone(), d)));
+        let own: Vec<GroupDir> = record.cgroup.dirs.iter().filter(|d| names_its_run(&record, d)).cloned().collect();
+        dirs.extend(own.into_iter().map(|d| (d.path.clone(), d)));
     }
     dirs.extend(crate::cgroup::harness::own_run_dirs().into_iter().map(|d| (d.path.clone(), d)));
     leftovers.extend(dirs.into_values().filter(|d| d.path.exists()).map(|d| cgroup_leftover("cgroup", d)));
@@ -494,6 +510,17 @@ pub fn clean_own() -> Vec<String> {
 mod tests {
     use super::*;
     use crate::registry::RunRecord;
+
+    #[test]
+    fn a_record_names_only_its_own_run_cgroups() {
+        let id = "pid-ns-1-0";
+        assert!(has_run_shape(id, Path::new("/sys/fs/cgroup/pids/cilab/pid-ns-1-0")));
+        assert!(has_run_shape(id, Path::new("/sys/fs/cgroup/memory/process_api/x/cilab/pid-ns-1-0")));
+        for planted in ["/sys/fs/cgroup/unified/victim", "/sys/fs/cgroup/pids/cilab/other-run", "/tmp/cilab/pid-ns-1-0"]
+        {
+            assert!(!has_run_shape(id, Path::new(planted)), "{planted}");
+        }
+    }
 
     #[test]
     fn a_record_whose_owner_is_gone_is_not_alive() {
