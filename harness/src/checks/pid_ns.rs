@@ -660,7 +660,7 @@ fn fork_into(ns: &File) -> Result<String> {
 }
 
 /// Typical mistakes and lies; each region's `todo!()` is added by the corpus itself.
-pub const MISTAKES: [Mistake; 18] = [
+pub const MISTAKES: [Mistake; 19] = [
     Mistake {
         region: "unshare-pid",
         name: "unshare with no flag",
@@ -698,6 +698,16 @@ pub const MISTAKES: [Mistake; 18] = [
         name: "the init forked, but it does not run the init's body",
         kind: MistakeKind::Mistake,
         edits: &[Edit::Region("fork-init", "let _ = (voice, link, &handler_log);\nchild::spawn(INIT_COMM, || 0)?")],
+        caught_by: "init-is-pid-1",
+    },
+    Mistake {
+        region: "fork-init",
+        name: "fork-init returns a PID that is not the init's (the lab's own): nothing may be signalled",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region(
+            "fork-init",
+            "let _init = child::spawn(INIT_COMM, move || init_process(voice, me, link, &handler_log))?;\ngetpid()",
+        )],
         caught_by: "init-is-pid-1",
     },
     Mistake {

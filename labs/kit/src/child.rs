@@ -100,6 +100,22 @@ pub fn spawn_with(name: &str, die_with_parent: bool, body: impl FnOnce() -> i32)
 
 /// Waits (at most [`DEADLINE`]) for the child `pid` to exit, reaps it and forgets it.
 /// A child that panicked is an error: the panic is the news, not its exit status.
+/// Refuses a PID that is not a child of this process. Whatever a lab signals, it signals
+/// its own children: a wrong PID (1, say, whose SIGINT reboots a systemd machine) must
+/// never reach someone else's process.
+pub fn ensure_own_child(pid: Pid, what: &str) -> Result<()> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let parent = status.lines().find_map(|l| l.strip_prefix("PPid:")).map(str::trim);
+    if pid.as_raw() > 0 && parent == Some(nix::unistd::getpid().to_string().as_str()) {
+        return Ok(());
+    }
+    Err(LabError::Setup(format!(
+        "{what} is PID {pid}, which is not a child of this lab (its parent is {}): the lab signals only \
+         its own children, so it stops here",
+        parent.unwrap_or("unknown")
+    )))
+}
+
 pub fn wait(pid: Pid, doing: &str) -> Result<WaitStatus> {
     let who = describe_child(pid);
     let pidfd = pidfd_open(pid)?;
