@@ -281,13 +281,9 @@ fn run_entry(
     };
     // The lab's host namespace is thrown away with the run: what counts is what would
     // stay behind, and a lab that hangs.
-    result.problems.extend(
-        by_hand
-            .leaks
-            .iter()
-            .filter(|l| !l.starts_with("the lab's host mount namespace changed"))
-            .map(|l| format!("by hand: {l}")),
-    );
+    result
+        .problems
+        .extend(by_hand.leaks.iter().filter(|l| !l.starts_with(run::HOST_CHANGED)).map(|l| format!("by hand: {l}")));
     result.problems.extend(before.differences(&HostView::take()?));
     Ok(result)
 }

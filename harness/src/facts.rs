@@ -81,10 +81,6 @@ impl Facts {
         self.skips.get(id).map(String::as_str)
     }
 
-    pub fn values(&self) -> &BTreeMap<String, Value> {
-        &self.values
-    }
-
     pub fn into_values(self) -> BTreeMap<String, Value> {
         self.values
     }

@@ -175,6 +175,10 @@ impl RunMountNs {
                 let reference = reference?.ok_or_else(failed)?;
                 let mut ns = RunMountNs { held, reference, baseline: Vec::new() };
                 ns.baseline = ns.mounts()?;
+                // The promise to every lab: its host's / is shared, as under systemd.
+                if !ns.baseline.iter().any(|m| m.mount_point == "/" && m.is_shared()) {
+                    return Err(Error::Harness("the run's / did not become shared (MS_REC|MS_SHARED)".into()));
+                }
                 Ok(ns)
             }
         }
@@ -194,11 +198,6 @@ impl RunMountNs {
         read_mounts(&self.held)
     }
 
-    /// The mount table as the lab found it.
-    pub fn baseline(&self) -> &[Mount] {
-        &self.baseline
-    }
-
     /// What changed in the lab's host since the run began. One change is the real host's
     /// and not the lab's: when a directory or file that is a mount point is deleted on the
     /// host (Docker removing a container, a temp dir going away), the kernel detaches that
@@ -214,11 +213,6 @@ impl RunMountNs {
         };
         changes.removed.retain(|gone| reference.iter().any(|kept| same_place(gone, kept)));
         Ok(changes)
-    }
-
-    /// Whether `/` of the namespace is shared (it is made so; a lab may have changed it).
-    pub fn root_is_shared(&self) -> Result<bool> {
-        Ok(self.mounts()?.iter().any(|m| m.mount_point == "/" && m.is_shared()))
     }
 }
 

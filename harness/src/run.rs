@@ -526,11 +526,7 @@ impl LabRun {
         }
         // std reaps the lab itself, before `dismantle` reaps everything else.
         let exit = exited.or_else(|| self.child.wait().ok());
-        match self.mount_ns.changes() {
-            Ok(changes) => leaks
-                .extend(changes.describe().into_iter().map(|c| format!("the lab's host mount namespace changed: {c}"))),
-            Err(error) => leaks.push(format!("could not re-read the run's mount table: {error}")),
-        }
+        leaks.extend(host_changes(&self.mount_ns));
         leaks.extend(dismantle(&self.record));
         leaks.extend(leaks::processes_left(&self.record.cgroup, &self.namespaces));
         leaks.extend(leaks::files_left(&self.record.cgroup, &self.record.scratch));
@@ -618,6 +614,17 @@ fn held_command(binary: &Path, scratch: &Path) -> Command {
     command
 }
 
+/// How every change to the lab's host begins, as a leak.
+pub const HOST_CHANGED: &str = "the lab's host mount namespace changed";
+
+/// What the run changed in the lab's host, as leaks (each begins with `HOST_CHANGED`).
+fn host_changes(mount_ns: &RunMountNs) -> Vec<String> {
+    match mount_ns.changes() {
+        Ok(changes) => changes.describe().into_iter().map(|c| format!("{HOST_CHANGED}: {c}")).collect(),
+        Err(error) => vec![format!("could not re-read the run's mount table: {error}")],
+    }
+}
+
 /// Descriptors into a run, for a forked probe that runs code the lab controls.
 #[derive(Debug)]
 pub struct RunDoor {
@@ -691,12 +698,7 @@ pub fn run_by_hand(lab: &str, binary: &Path, setup: &CgroupSetup, how: ByHand) -
     if exit.is_ok() && !timed_out {
         leaks.extend(outlived(&record));
     }
-    match mount_ns.changes() {
-        Ok(changes) => {
-            leaks.extend(changes.describe().into_iter().map(|c| format!("the lab's host mount namespace changed: {c}")))
-        }
-        Err(error) => leaks.push(format!("could not re-read the run's mount table: {error}")),
-    }
+    leaks.extend(host_changes(&mount_ns));
     leaks.extend(dismantle(&record));
     drop(mount_ns);
     leaks.extend(leaks::files_left(&record.cgroup, &record.scratch));

@@ -116,6 +116,14 @@ pub struct Verdict {
     pub hint: Option<String>,
 }
 
+/// How the detail of a verdict the run never got to begins.
+const NOT_REACHED: &str = "not reached";
+
+/// The run stopped before this verdict's facts were observed.
+fn not_reached(verdict: &Verdict) -> bool {
+    verdict.detail.as_deref().is_some_and(|d| d.starts_with(NOT_REACHED))
+}
+
 /// Why a run ended before its last stage.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stop {
@@ -198,7 +206,7 @@ pub fn decide_all(
                             verdict.detail = Some(format!("not checked: {}", stop.why));
                         }
                         Some(stop) => {
-                            verdict.detail = Some(format!("not reached: {}", stop.why));
+                            verdict.detail = Some(format!("{NOT_REACHED}: {}", stop.why));
                             verdict.hint = Some(hint_text(lab, spec, regions));
                         }
                         // Every stage ran and still a fact is missing: a bug in the checks.
@@ -220,7 +228,6 @@ pub fn decide_all(
 /// to the region it is in). A requirement never reached (the run stopped first) takes
 /// nothing from a failure decided on evidence.
 fn apply_requirements(specs: &[VerdictSpec], verdicts: &mut [Verdict]) {
-    let not_reached = |v: &Verdict| v.detail.as_deref().is_some_and(|d| d.starts_with("not reached"));
     let passed: BTreeSet<String> =
         verdicts.iter().filter(|v| v.outcome == Outcome::Pass).map(|v| v.id.clone()).collect();
     let failed_on_evidence: BTreeSet<String> =
@@ -259,7 +266,7 @@ fn hint_text(lab: &str, spec: &VerdictSpec, regions: &RegionHints) -> String {
 fn keep_first_hints(verdicts: &mut [Verdict], stop: Option<&Stop>) {
     let mut hinted: BTreeSet<(bool, Option<String>, Option<String>)> = BTreeSet::new();
     for verdict in verdicts.iter_mut().filter(|v| v.hint.is_some()) {
-        let not_reached = verdict.detail.as_deref().is_some_and(|d| d.starts_with("not reached"));
+        let not_reached = not_reached(verdict);
         let region = verdict.region.clone().or_else(|| Some(verdict.id.clone()));
         let keep = match (not_reached, stop) {
             (true, Some(stop)) => match stop.panic_region.as_deref() {
