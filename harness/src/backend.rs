@@ -183,14 +183,7 @@ fn skipped(lab: &LabSpec, backend: &str, why: &str) -> LabReport {
         title: lab.title.to_string(),
         backend: backend.to_string(),
         verdicts,
-        observations: Default::default(),
-        leaks: Vec::new(),
         stopped: Some(format!("not run: {why}")),
-        harness_failure: None,
-        panic: None,
-        narration_tail: Vec::new(),
-        lab_claims: Vec::new(),
-        cgroup_limits: Vec::new(),
-        duration_ms: 0,
+        ..LabReport::default()
     }
 }

@@ -8,7 +8,7 @@ use crate::verdict::{Kind, Outcome, Verdict};
 /// The facts a run recorded, by key, redacted: what the snapshots record.
 pub type Observations = std::collections::BTreeMap<String, serde_json::Value>;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct LabReport {
     pub lab: String,
     pub title: String,
