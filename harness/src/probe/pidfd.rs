@@ -1,9 +1,10 @@
 //! Process file descriptors: signal exactly the process the harness looked at, even if
 //! its PID is reused, and wait for a process that is not the harness's child to exit.
 //!
-//! nix 0.29 has no wrappers for pidfd_open(2) and pidfd_send_signal(2): raw libc syscalls.
+//! nix 0.29 has no wrapper for pidfd_send_signal(2): a raw libc syscall. pidfd_open is
+//! labkit's.
 
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -20,13 +21,7 @@ pub struct PidFd {
 
 impl PidFd {
     pub fn open(pid: i32) -> Result<Self> {
-        // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-        if fd < 0 {
-            return Err(Error::sys("pidfd_open", pid)(Errno::last()));
-        }
-        // SAFETY: the kernel just gave us this descriptor; nothing else owns it.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+        let fd = labkit::child::pidfd_open(nix::unistd::Pid::from_raw(pid)).map_err(Error::sys("pidfd_open", pid))?;
         Ok(PidFd { pid, fd })
     }
 

@@ -118,7 +118,7 @@ pub fn ensure_own_child(pid: Pid, what: &str) -> Result<()> {
 
 pub fn wait(pid: Pid, doing: &str) -> Result<WaitStatus> {
     let who = describe_child(pid);
-    let pidfd = pidfd_open(pid)?;
+    let pidfd = pidfd_open(pid).map_err(LabError::sys("pidfd_open", pid))?;
     if !poll_until(&mut [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)], Instant::now() + DEADLINE)? {
         return Err(LabError::Child(format!("{who} did not exit within {DEADLINE:?} while {doing}")));
     }
@@ -140,14 +140,13 @@ fn describe_child(pid: Pid) -> String {
 }
 
 /// A pidfd turns readable when its process exits: a wait that poll can bound.
-/// nix 0.29 has no wrapper for pidfd_open(2), hence the raw syscall.
-fn pidfd_open(pid: Pid) -> Result<OwnedFd> {
+/// A process file descriptor for `pid`: it names exactly that process, and polls readable
+/// once it has exited. nix 0.29 has no wrapper for pidfd_open(2), hence the raw syscall.
+/// (The harness opens its pidfds with this too.)
+pub fn pidfd_open(pid: Pid) -> nix::Result<OwnedFd> {
     // SAFETY: pidfd_open takes a PID and flags, and returns a new descriptor or -1.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
-    if fd < 0 {
-        return Err(LabError::sys("pidfd_open", pid)(Errno::last()));
-    }
-    let fd = RawFd::try_from(fd).map_err(|_| LabError::Setup(format!("pidfd_open({pid}) returned {fd}")))?;
+    let fd = RawFd::try_from(Errno::result(fd)?).map_err(|_| Errno::EBADF)?;
     // SAFETY: the kernel just made this descriptor and nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
@@ -220,7 +219,12 @@ impl Link {
         let _ = nix::unistd::close(self.child_commands);
         // SAFETY: these descriptors came from pipe() in `new` and nothing else owns them here.
         let (ready, commands) = unsafe { (File::from_raw_fd(self.lab_ready), File::from_raw_fd(self.lab_commands)) };
-        Ok(LabEnd { who: describe_child(child), pidfd: pidfd_open(child)?, ready, commands })
+        Ok(LabEnd {
+            who: describe_child(child),
+            pidfd: pidfd_open(child).map_err(LabError::sys("pidfd_open", child))?,
+            ready,
+            commands,
+        })
     }
 
     /// Call first thing in the child.
