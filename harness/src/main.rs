@@ -78,13 +78,13 @@ enum Command {
         #[arg(long, hide = true, value_parser = parse_fault)]
         fault: Option<Fault>,
     },
-    /// Check this machine: root, kernel, cgroups (v1, v2 or hybrid), user namespaces,
-    /// busybox, whether it is a disposable VM, and leftovers of interrupted runs.
     /// Tools for course authors (the mistake corpus).
     Dev {
         #[command(subcommand)]
         command: DevCommand,
     },
+    /// Check this machine: root, kernel, cgroups (v1, v2 or hybrid), user namespaces,
+    /// busybox, whether it is a disposable VM, and leftovers of interrupted runs.
     Doctor {
         /// Kill and remove what interrupted runs left behind.
         #[arg(long)]
@@ -269,14 +269,14 @@ fn interrupted(signal: i32) -> ! {
 }
 
 fn dispatch(command: Command) -> Result<ExitCode> {
+    // Every command that runs labs tears them down on Ctrl-C.
+    if matches!(command, Command::Run { .. } | Command::Check { .. } | Command::Dev { .. }) {
+        install_interrupt_handler()?;
+    }
     match command {
         Command::List => list(),
-        Command::Run { lab, step, no_build } => {
-            install_interrupt_handler()?;
-            run_by_hand(&lab, step, no_build)
-        }
+        Command::Run { lab, step, no_build } => run_by_hand(&lab, step, no_build),
         Command::Check { labs, all, format, repeat, no_build, fault } => {
-            install_interrupt_handler()?;
             check(&labs, all, format, repeat, no_build, fault)
         }
         Command::Doctor { clean, format } => doctor_command(clean, format),
