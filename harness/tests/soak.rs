@@ -33,7 +33,6 @@ fn four_hundred_runs_under_load_pass_and_leave_nothing() {
 
     assert!(spins.iter().all(|&s| s > 0), "a busy thread never ran: {spins:?}");
     assert_eq!(report.labs.len(), per_lab * labs.len(), "one report per run");
-    assert!(report.labs.len() >= RUNS);
     // `--repeat` runs each lab N times in a row, in the order named.
     let runs: Vec<&catalog::LabSpec> = labs.iter().flat_map(|l| vec![l; per_lab]).collect();
     let got: Vec<&str> = report.labs.iter().map(|l| l.lab.as_str()).collect();

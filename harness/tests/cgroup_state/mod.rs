@@ -1,34 +1,13 @@
-//! cilab's cgroups as the tests see them for themselves: runs and cilab leaves are made
-//! below the cgroup cilab was started in, so `common::host_state`'s look at
-//! `<hierarchy>/cilab` misses the nested ones (here, memory is nested). This walks every
-//! hierarchy (bounded) for `cilab` directories and what is in them.
+//! cilab's cgroups as the tests see them for themselves (runs and cilab leaves are made
+//! below the cgroup cilab was started in), and the test's own place in them.
 #![allow(dead_code)] // each test file uses a different part of this module
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-const MAX_DEPTH: usize = 12;
-
 /// Every `cilab` directory under /sys/fs/cgroup, and every directory in one.
 pub fn cilab_cgroups() -> BTreeSet<PathBuf> {
-    let mut found = BTreeSet::new();
-    walk(Path::new("/sys/fs/cgroup"), 0, &mut found);
-    found
-}
-
-fn walk(dir: &Path, depth: usize, found: &mut BTreeSet<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    for entry in entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())) {
-        let path = entry.path();
-        if entry.file_name() == "cilab" {
-            found.insert(path.clone());
-            if let Ok(inside) = std::fs::read_dir(&path) {
-                found.extend(inside.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| e.path()));
-            }
-        } else if depth < MAX_DEPTH {
-            walk(&path, depth + 1, found);
-        }
-    }
+    crate::common::cilab_cgroups()
 }
 
 /// Asserts that cilab's cgroups are as `before`, naming every difference.

@@ -61,6 +61,32 @@ pub fn assert_all_passed(report: &Report) {
     assert!(report.all_passed(), "summary: {:?}", report.summary);
 }
 
+/// Runs and cilab leaves are made below the cgroup cilab was started in, at any depth
+/// (memory is nested on the machines this is built on): every hierarchy is walked, bounded.
+const MAX_CGROUP_DEPTH: usize = 12;
+
+/// Every `cilab` directory under /sys/fs/cgroup, and every directory in one.
+pub fn cilab_cgroups() -> BTreeSet<PathBuf> {
+    let mut found = BTreeSet::new();
+    walk_cgroups(std::path::Path::new("/sys/fs/cgroup"), 0, &mut found);
+    found
+}
+
+fn walk_cgroups(dir: &std::path::Path, depth: usize, found: &mut BTreeSet<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())) {
+        let path = entry.path();
+        if entry.file_name() == "cilab" {
+            found.insert(path.clone());
+            if let Ok(inside) = std::fs::read_dir(&path) {
+                found.extend(inside.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| e.path()));
+            }
+        } else if depth < MAX_CGROUP_DEPTH {
+            walk_cgroups(&path, depth + 1, found);
+        }
+    }
+}
+
 /// The host state that no run may change, seen by the test itself (not by cilab).
 #[derive(Debug, PartialEq, Eq)]
 pub struct HostState {
@@ -81,15 +107,7 @@ pub fn host_state() -> HostState {
         // Drop the mount and parent ids: what matters is what is mounted where.
         .map(|l| l.splitn(3, ' ').nth(2).unwrap_or(l).to_string())
         .collect();
-    let mut cilab_cgroups = BTreeSet::new();
-    for hierarchy in std::fs::read_dir("/sys/fs/cgroup").expect("cgroup root").flatten() {
-        for candidate in [hierarchy.path().join("cilab"), PathBuf::from("/sys/fs/cgroup/cilab")] {
-            if let Ok(entries) = std::fs::read_dir(&candidate) {
-                cilab_cgroups.insert(candidate.clone());
-                cilab_cgroups.extend(entries.flatten().filter(|e| e.path().is_dir()).map(|e| e.path()));
-            }
-        }
-    }
+    let cilab_cgroups = cilab_cgroups();
     let mut lab_processes = BTreeSet::new();
     for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
