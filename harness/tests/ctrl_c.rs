@@ -206,9 +206,7 @@ fn twenty_interrupted_checks_exit_130_grade_nothing_and_leave_nothing() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     common::adopt_orphans();
     let cilab = assert_cmd::cargo::cargo_bin("cilab");
-    let cargo = std::env::var("CARGO").expect("cargo test sets CARGO");
-    let built = Command::new(&cargo).args(["build", "-q", "-p", "lab-pid-ns", "-p", "lab-chroot-jail"]).status();
-    assert!(built.expect("run cargo").success());
+    common::build_labs();
     // Results to keep intact: one graded check makes sure this tree has some.
     if saved_results().is_none() {
         let (_, report) = common::check(&["pid-ns", "--no-build"]);
@@ -218,28 +216,15 @@ fn twenty_interrupted_checks_exit_130_grade_nothing_and_leave_nothing() {
     let before = common::host_state();
     let cgroups_before = cgroup_state::cilab_cgroups();
 
-    let cases: [(&str, Moment); 20] = [
-        ("pid-ns", Moment::HandlerInstalled),
-        ("chroot-jail", Moment::HandlerInstalled),
-        ("pid-ns", Moment::RecordSaved),
-        ("chroot-jail", Moment::RecordSaved),
-        ("pid-ns", Moment::LabRunning),
-        ("chroot-jail", Moment::LabRunning),
-        ("pid-ns", Moment::HeldAt("unshared")),
-        ("pid-ns", Moment::HeldAt("init-running")),
-        ("pid-ns", Moment::HeldAt("orphaned")),
-        ("pid-ns", Moment::HeldAt("handler-installed")),
-        ("pid-ns", Moment::HeldAt("init-gone")),
-        ("chroot-jail", Moment::HeldAt("binary-alone")),
-        ("chroot-jail", Moment::HeldAt("with-libraries")),
-        ("chroot-jail", Moment::HeldAt("jailed")),
-        ("chroot-jail", Moment::HeldAt("private-mounts")),
-        ("pid-ns", Moment::TearingDownAfter("unshared")),
-        ("pid-ns", Moment::TearingDownAfter("orphaned")),
-        ("pid-ns", Moment::TearingDownAfter("init-gone")),
-        ("chroot-jail", Moment::TearingDownAfter("binary-alone")),
-        ("chroot-jail", Moment::TearingDownAfter("private-mounts")),
-    ];
+    // Every lab of the catalog, interrupted at every moment: before and during the run,
+    // held at each stage, and tearing down after each stage.
+    let mut cases: Vec<(&str, Moment)> = Vec::new();
+    for lab in cilab::catalog::all() {
+        cases.extend([Moment::HandlerInstalled, Moment::RecordSaved, Moment::LabRunning].map(|m| (lab.name, m)));
+        cases.extend(lab.stages.iter().map(|stage| (lab.name, Moment::HeldAt(stage))));
+        cases.extend(lab.stages.iter().map(|stage| (lab.name, Moment::TearingDownAfter(stage))));
+    }
+    assert!(cases.len() >= 20, "the issue's reproduction interrupted 20 checks; the catalog gives {}", cases.len());
     let mut missed = 0;
     for (lab, moment) in &cases {
         // A teardown lasts milliseconds: a missed moment is tried again (a fault run,
@@ -261,7 +246,7 @@ fn twenty_interrupted_checks_exit_130_grade_nothing_and_leave_nothing() {
         common::assert_host_unchanged(&before);
         cgroup_state::assert_unchanged(&cgroups_before);
     }
-    eprintln!("20/20 interrupted checks exited 130; teardown moments missed and retried: {missed}");
+    eprintln!("{0}/{0} interrupted checks exited 130; teardown moments missed and retried: {missed}", cases.len());
 }
 
 #[test]
