@@ -56,7 +56,7 @@ pub fn detach_mounts_under(scratch: &Path) -> Vec<String> {
     let mut under: Vec<&procfs::Mount> = mounts
         .iter()
         .filter(|m| Path::new(&m.mount_point).starts_with(scratch))
-        .filter(|m| !(Path::new(&m.mount_point) == scratch && m.source == "cilab-scratch"))
+        .filter(|m| !crate::registry::is_scratch_filesystem(m, scratch))
         .collect();
     // Deepest first, so that nested mounts go before the ones they sit on.
     under.sort_by_key(|m| std::cmp::Reverse(m.mount_point.len()));

@@ -79,7 +79,7 @@ pub fn create_scratch_dir(path: &Path) -> Result<()> {
         // with the run, never the host's disk. Sized to the run's memory limit.
         let options = format!("mode=0755,size={}", crate::cgroup::Limits::default().memory_max_bytes);
         nix::mount::mount(
-            Some("cilab-scratch"),
+            Some(SCRATCH_SOURCE),
             path,
             Some("tmpfs"),
             nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
@@ -89,11 +89,33 @@ pub fn create_scratch_dir(path: &Path) -> Result<()> {
     })
 }
 
+/// The source name of a run's scratch filesystem in the mount table.
+pub const SCRATCH_SOURCE: &str = "cilab-scratch";
+
+/// `mount` is the scratch filesystem of the run whose scratch dir is `scratch`.
+pub fn is_scratch_filesystem(mount: &crate::probe::procfs::Mount, scratch: &Path) -> bool {
+    Path::new(&mount.mount_point) == scratch && mount.source == SCRATCH_SOURCE
+}
+
+/// Removes a run's scratch dir: whatever the lab mounted in it is detached and returned as
+/// leaks, the run's own filesystem unmounted, the directory removed.
+pub fn remove_scratch(scratch: &Path) -> Vec<String> {
+    let mut leaks = crate::leaks::detach_mounts_under(scratch);
+    let _ = unmount_scratch(scratch);
+    match std::fs::remove_dir_all(scratch) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+            leaks.push(format!("could not remove the scratch dir: {error}"))
+        }
+        _ => {}
+    }
+    leaks
+}
+
 /// Unmounts a run's scratch filesystem (see `create_scratch_dir`); nothing if it is not
 /// one. True if it unmounted one.
 pub fn unmount_scratch(path: &Path) -> bool {
     let is_ours = crate::probe::procfs::read_mountinfo("self")
-        .is_ok_and(|mounts| mounts.iter().any(|m| Path::new(&m.mount_point) == path && m.source == "cilab-scratch"));
+        .is_ok_and(|mounts| mounts.iter().any(|m| is_scratch_filesystem(m, path)));
     is_ours && nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH).is_ok()
 }
 

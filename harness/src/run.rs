@@ -158,14 +158,7 @@ fn dismantle(record: &RunRecord) -> Vec<String> {
         Ok(nested) => leaks.extend(nested.iter().map(|d| format!("the lab left a cgroup behind: {}", d.display()))),
         Err(error) => leaks.push(format!("could not remove the run's cgroup: {error}")),
     }
-    leaks.extend(leaks::detach_mounts_under(&record.scratch));
-    let _ = registry::unmount_scratch(&record.scratch);
-    match std::fs::remove_dir_all(&record.scratch) {
-        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
-            leaks.push(format!("could not remove the scratch dir: {error}"))
-        }
-        _ => {}
-    }
+    leaks.extend(registry::remove_scratch(&record.scratch));
     active().retain(|r| r.id != record.id);
     record.delete();
     leaks
