@@ -24,9 +24,11 @@ const ADOPTION_ROUNDS: usize = 8;
 struct Registry {
     children: Vec<Pid>,
     dirs: Vec<PathBuf>,
+    /// Commands that undo what the lab made outside itself (`docker rm -f <name>`).
+    undo: Vec<Vec<String>>,
 }
 
-static REGISTRY: Mutex<Registry> = Mutex::new(Registry { children: Vec::new(), dirs: Vec::new() });
+static REGISTRY: Mutex<Registry> = Mutex::new(Registry { children: Vec::new(), dirs: Vec::new(), undo: Vec::new() });
 
 fn with_registry<T>(f: impl FnOnce(&mut Registry) -> T) -> T {
     // A panic while holding the lock must not stop the cleanup: use the data anyway.
@@ -66,6 +68,18 @@ pub fn track_dir(path: &Path) {
     with_registry(|r| r.dirs.push(path.to_path_buf()));
 }
 
+/// Registers a command (program and arguments) that undoes something the lab made outside
+/// its own processes and directories, such as a Docker container: [`run_all`] runs it
+/// (newest first) after killing the lab's children.
+pub fn track_undo(command: &[&str]) {
+    with_registry(|r| r.undo.push(command.iter().map(|s| s.to_string()).collect()));
+}
+
+/// The lab undid it itself: forget the command registered with exactly these words.
+pub fn forget_undo(command: &[&str]) {
+    with_registry(|r| r.undo.retain(|c| c.iter().map(String::as_str).ne(command.iter().copied())));
+}
+
 /// Removes every directory the lab made (newest first) and forgets them: how a lab that
 /// finished cleans up, by the same list Ctrl-C and errors use.
 pub fn remove_made_dirs() -> Result<()> {
@@ -85,19 +99,34 @@ pub fn forget_all() {
     with_registry(|r| {
         r.children.clear();
         r.dirs.clear();
+        r.undo.clear();
     });
 }
 
 /// Kills every tracked child (SIGKILL, by PID, then reaps it), then every process the lab
 /// adopted as a subreaper, and removes tracked dirs.
 pub fn run_all() {
-    let (children, dirs) = with_registry(|r| (std::mem::take(&mut r.children), std::mem::take(&mut r.dirs)));
+    let (children, dirs, undo) =
+        with_registry(|r| (std::mem::take(&mut r.children), std::mem::take(&mut r.dirs), std::mem::take(&mut r.undo)));
     for pid in children {
         if kill(pid, Signal::SIGKILL).is_ok() {
             let _ = waitpid(pid, None);
         }
     }
     kill_adopted();
+    for command in undo.iter().rev() {
+        if let Some((program, args)) = command.split_first() {
+            let quiet = std::process::Stdio::null();
+            let ran = std::process::Command::new(program)
+                .args(args)
+                .stdout(quiet)
+                .stderr(std::process::Stdio::null())
+                .status();
+            if !ran.as_ref().is_ok_and(|s| s.success()) {
+                eprintln!("lab: could not undo with `{}`: {ran:?}", command.join(" "));
+            }
+        }
+    }
     for dir in dirs.iter().rev() {
         if let Err(e) = std::fs::remove_dir_all(dir) {
             if e.kind() != std::io::ErrorKind::NotFound {

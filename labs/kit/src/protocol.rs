@@ -109,6 +109,63 @@ pub mod chroot_jail {
     pub const PRIVATE_COMM: &str = "jail-private";
 }
 
+/// The nsenter-join lab: stages (the lab's own target container, and the `--docker`
+/// variant's, named apart), the names its processes give themselves, and what the target
+/// container holds.
+pub mod nsenter_join {
+    pub const RUNNING: &str = "running";
+    pub const JOINED: &str = "joined";
+    pub const DEBUGGING: &str = "debugging";
+    pub const ALL_BUT_PID: &str = "all-but-pid";
+    pub const STOPPED: &str = "stopped";
+    pub const STAGES: [&str; 5] = [RUNNING, JOINED, DEBUGGING, ALL_BUT_PID, STOPPED];
+
+    /// The argument that makes the target a real Docker container (the variant).
+    pub const DOCKER_FLAG: &str = "--docker";
+    pub const DOCKER_RUNNING: &str = "docker-running";
+    pub const DOCKER_JOINED: &str = "docker-joined";
+    pub const DOCKER_DEBUGGING: &str = "docker-debugging";
+    pub const DOCKER_ALL_BUT_PID: &str = "docker-all-but-pid";
+    pub const DOCKER_STOPPED: &str = "docker-stopped";
+    pub const DOCKER_REMOVED: &str = "docker-removed";
+    pub const DOCKER_STAGES: [&str; 6] =
+        [DOCKER_RUNNING, DOCKER_JOINED, DOCKER_DEBUGGING, DOCKER_ALL_BUT_PID, DOCKER_STOPPED, DOCKER_REMOVED];
+    /// The label (its value: the lab's workdir) on the Docker image and container the lab
+    /// makes: how the harness finds them from outside, and removes them if the lab cannot.
+    pub const DOCKER_LABEL: &str = "cilab.scratch";
+    /// The image the lab imports (`<repository>:<lab's PID>`).
+    pub const DOCKER_REPOSITORY: &str = "cilab-nsenter-join";
+    /// The Docker container's PID limit (`docker run --pids-limit`).
+    pub const DOCKER_PIDS_LIMIT: u32 = 64;
+
+    /// The lab's own container: the process that unshares its namespaces and forks its init.
+    pub const SHIM_COMM: &str = "nsj-shim";
+    /// Joins ipc, uts, net and pid of the target, then forks the joined processes.
+    pub const JOINER_COMM: &str = "nsj-joiner";
+    /// The joined process (the seed's `nsenter ... sleep 600`).
+    pub const JOINED_COMM: &str = "nsj-sleep";
+    /// A second joined process, for a kill from inside the container.
+    pub const VICTIM_COMM: &str = "nsj-victim";
+    /// The debug tool: joins pid and net, not mnt; its child mounts a proc of its own.
+    pub const DEBUGGER_COMM: &str = "nsj-debugger";
+    pub const DEBUG_COMM: &str = "nsj-debug";
+    /// Joins every namespace of the target but its PID namespace.
+    pub const NOPID_COMM: &str = "nsj-nopid";
+    /// Tries setns(CLONE_NEWNS) with two threads.
+    pub const THREADED_COMM: &str = "nsj-threaded";
+
+    /// The container's rootfs, relative to the workdir.
+    pub const ROOTFS_DIR: &str = "rootfs";
+    /// The service on the container's loopback (busybox httpd) and what it serves.
+    pub const SERVICE_PORT: u16 = 7654;
+    pub const SERVICE_FILE: &str = "www/cilab";
+    pub const SERVICE_WORD: &str = "cilab-service-in-the-container";
+    /// What the container's init prints once its service listens.
+    pub const LISTENING: &str = "cilab-listening";
+    /// The container's hostname (the lab's own container).
+    pub const HOSTNAME: &str = "nsj-target";
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
