@@ -140,7 +140,7 @@ const BUSYBOX: Tool = Tool { program: "busybox", package: "busybox-static", must
 const ECHO: Tool = Tool { program: "echo", package: "coreutils", must_be_static: false };
 const LDD: Tool = Tool { program: "ldd", package: "libc-bin", must_be_static: false };
 
-static LABS: [LabSpec; 2] = [
+static LABS: [LabSpec; 3] = [
     LabSpec {
         name: "chroot-jail",
         order: 1,
@@ -172,6 +172,27 @@ static LABS: [LabSpec; 2] = [
         prepare: checks::pid_ns::prepare,
         observer: checks::pid_ns::observer,
         mistakes: &checks::pid_ns::MISTAKES,
+    },
+    LabSpec {
+        name: "nsenter-join",
+        order: 3,
+        title: "Joining a running container",
+        summary: "setns into a container's namespaces as nsenter does: which PID, who can kill it, what stop does",
+        package: "lab-nsenter-join",
+        binary: "lab-nsenter-join",
+        source: include_str!("../../labs/nsenter-join/src/main.rs"),
+        stages: &labkit::protocol::nsenter_join::STAGES,
+        variants: &[Variant {
+            name: "docker",
+            args: &[labkit::protocol::nsenter_join::DOCKER_FLAG],
+            stages: &labkit::protocol::nsenter_join::DOCKER_STAGES,
+            available: checks::nsenter_join::docker_available,
+        }],
+        needs: Needs { root: true, tools: &[BUSYBOX], cgroup_controllers: &[] },
+        verdicts: &checks::nsenter_join::VERDICTS,
+        prepare: checks::nsenter_join::prepare,
+        observer: checks::nsenter_join::observer,
+        mistakes: &checks::nsenter_join::MISTAKES,
     },
 ];
 
