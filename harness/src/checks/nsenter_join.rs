@@ -139,7 +139,8 @@ macro_rules! keys {
 }
 
 const OWN: Keys = keys!("running", "joined", "debugging", "all-but-pid", "stopped");
-const DOCKER: Keys = keys!("docker-running", "docker-joined", "docker-debugging", "docker-all-but-pid", "docker-stopped");
+const DOCKER: Keys =
+    keys!("docker-running", "docker-joined", "docker-debugging", "docker-all-but-pid", "docker-stopped");
 const DOCKER_GONE: Fact<Vec<String>> = Fact::new("docker-removed.labelled_containers_and_images_left");
 
 /// What the joiner joins, what the debug tool joins, what nsj-nopid joins.
@@ -337,7 +338,7 @@ pub const VERDICTS: [VerdictSpec; 22] = [
     },
     VerdictSpec {
         id: "docker-shares-joined-only",
-        claim: "joined into a Docker container, the process shares exactly ipc, net, pid and uts with the container's init, and every other namespace with the host",
+        claim: "joined into a Docker container, the process shares exactly ipc, net, pid and uts with the container's init (every other namespace with the host) and reaches the service on the container's 127.0.0.1, which the host's network namespace refuses",
         points: 1,
         region: Some("join-namespaces"),
         requires: &[],
@@ -674,10 +675,8 @@ impl NsenterJoin {
         let levels = status.as_ref().map_or(0, |s| s.nspid.len());
         facts.record(keys.joined_nspid_levels, levels);
         let inner = status.as_ref().and_then(|s| s.inner_pid());
-        facts.record(
-            keys.joined_pid_inside_differs,
-            status.as_ref().is_some_and(|s| s.nspid.first() != s.nspid.last()),
-        );
+        facts
+            .record(keys.joined_pid_inside_differs, status.as_ref().is_some_and(|s| s.nspid.first() != s.nspid.last()));
         // The container's own view: its /proc, through its init's root.
         let inside = PathBuf::from(format!("/proc/{}/root/proc", target.pid()));
         let inside_status = inner.filter(|_| levels >= 2).and_then(|inner| {
@@ -685,10 +684,7 @@ impl NsenterJoin {
                 .ok()
                 .and_then(|t| procfs::parse_status(&t).ok())
         });
-        facts.record(
-            keys.joined_ppid_inside,
-            inside_status.as_ref().filter(|s| s.name == JOINED_COMM).map(|s| s.ppid),
-        );
+        facts.record(keys.joined_ppid_inside, inside_status.as_ref().filter(|s| s.name == JOINED_COMM).map(|s| s.ppid));
         facts.record(keys.joined_listed_inside, inside_status.is_some_and(|s| s.name == JOINED_COMM));
         match joined {
             Some(pid) => {
@@ -734,7 +730,10 @@ impl NsenterJoin {
         let root = PathBuf::from(format!("/proc/{debug}/root"));
         let host_file = run.scratch().join(HOST_FILE);
         let through = root.join(host_file.strip_prefix("/").unwrap_or(&host_file));
-        facts.record(keys.debug_sees_host_file, file_id(&host_file).is_some() && file_id(&through) == file_id(&host_file));
+        facts.record(
+            keys.debug_sees_host_file,
+            file_id(&host_file).is_some() && file_id(&through) == file_id(&host_file),
+        );
         facts.record(
             keys.debug_proc_mount,
             super::what_is_mounted_at(&procfs::read_mountinfo(&debug.to_string())?, "/proc"),
@@ -765,7 +764,8 @@ impl NsenterJoin {
         let target = self.target()?;
         facts.record(keys.nopid_namespaces, sharing(run, target, nopid)?);
         let root_of = |pid: i32| file_id(Path::new(&format!("/proc/{pid}/root")));
-        facts.record(keys.nopid_root_is_containers, root_of(nopid).is_some() && root_of(nopid) == root_of(target.pid()));
+        facts
+            .record(keys.nopid_root_is_containers, root_of(nopid).is_some() && root_of(nopid) == root_of(target.pid()));
         let inside = PathBuf::from(format!("/proc/{}/root/proc", target.pid()));
         let listed = procfs::pid_entries(&inside).unwrap_or_default().into_iter().any(|pid| {
             std::fs::read_to_string(inside.join(pid.to_string()).join("comm")).is_ok_and(|c| c.trim() == NOPID_COMM)
@@ -775,7 +775,9 @@ impl NsenterJoin {
         let pid_ns = target.ns_file("pid")?;
         // A kill "from inside" a PID namespace that is the host's would reach host PIDs.
         if target.ns("pid") == Some(run.host_ns("pid")?) {
-            return Err(lab_error("the container's init is in the host's PID namespace: nothing to kill from inside".into()));
+            return Err(lab_error(
+                "the container's init is in the host's PID namespace: nothing to kill from inside".into(),
+            ));
         }
         facts.record(keys.kill_nopid_from_inside, kill_from_inside(pid_ns, nopid)?);
         facts.record(keys.nopid_alive_after_kill, !nopid_fd.has_exited());
@@ -948,4 +950,174 @@ fn kill_from_inside(pid_ns: &File, pid: i32) -> Result<String> {
 }
 
 /// Typical mistakes and lies; each region's `todo!()` is added by the corpus itself.
-pub const MISTAKES: [Mistake; 0] = [];
+pub const MISTAKES: [Mistake; 13] = [
+    Mistake {
+        region: "join-namespaces",
+        name: "only the pid namespace joined (nsenter --pid alone)",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region(
+            "join-namespaces",
+            r#"for kind in kinds.iter().filter(|k| **k == "pid") {
+    let path = PathBuf::from(format!("/proc/{target}/ns/{kind}"));
+    let file = File::open(&path).map_err(LabError::io("open", &path))?;
+    setns(file.as_fd(), CloneFlags::empty()).map_err(LabError::sys("setns", path.display()))?;
+}
+Ok(())"#,
+        )],
+        caught_by: "joiner-stays",
+    },
+    Mistake {
+        region: "join-namespaces",
+        name: "unshare instead of setns: new, empty namespaces instead of the container's",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region(
+            "join-namespaces",
+            r#"let _ = (target, kinds);
+let flags = CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWPID;
+unshare(flags).map_err(LabError::sys("unshare", "ipc uts net pid"))?;
+Ok(())"#,
+        )],
+        caught_by: "joiner-stays",
+    },
+    Mistake {
+        region: "join-namespaces",
+        name: "joins ipc, uts and net, and fakes the pid join with a PID namespace of its own (two NSpid levels, PPid 0)",
+        kind: MistakeKind::Lie,
+        edits: &[Edit::Region(
+            "join-namespaces",
+            r#"for kind in kinds.iter().filter(|k| **k != "pid") {
+    let path = PathBuf::from(format!("/proc/{target}/ns/{kind}"));
+    let file = File::open(&path).map_err(LabError::io("open", &path))?;
+    setns(file.as_fd(), CloneFlags::empty()).map_err(LabError::sys("setns", path.display()))?;
+}
+if kinds.contains(&"pid") {
+    unshare(CloneFlags::CLONE_NEWPID).map_err(LabError::sys("unshare", "CLONE_NEWPID"))?;
+}
+Ok(())"#,
+        )],
+        caught_by: "shares-joined-only",
+    },
+    Mistake {
+        region: "fork-joined",
+        name: "the joined process exits at once instead of sleeping",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region("fork-joined", "child::spawn(name, || 0)")],
+        caught_by: "two-pids",
+    },
+    Mistake {
+        region: "fork-joined",
+        name: "forked before the join: the sleeper stays on the host",
+        kind: MistakeKind::Mistake,
+        edits: &[
+            Edit::Replace(
+                "    let joined = spawn_joined(JOINED_COMM)?;\n    let victim = spawn_joined(VICTIM_COMM)?;\n    voice.inside(&format!(\"nsj-joiner forked",
+                "    voice.inside(&format!(\"nsj-joiner forked",
+            ),
+            Edit::Replace(
+                "    join(target, &JOINED_KINDS)?;\n",
+                "    let joined = spawn_joined(JOINED_COMM)?;\n    let victim = spawn_joined(VICTIM_COMM)?;\n    join(target, &JOINED_KINDS)?;\n",
+            ),
+        ],
+        caught_by: "two-pids",
+    },
+    Mistake {
+        region: "fork-joined",
+        name: "each joined process made PID 1 of a namespace of its own, to look joined",
+        kind: MistakeKind::Lie,
+        edits: &[Edit::Region(
+            "fork-joined",
+            r#"child::spawn(name, || match unshare(CloneFlags::CLONE_NEWPID) {
+    Ok(()) => match child::spawn("nsj-inner", sleep_forever) {
+        Ok(_) => sleep_forever(),
+        Err(_) => 1,
+    },
+    Err(_) => 1,
+})"#,
+        )],
+        caught_by: "two-pids",
+    },
+    Mistake {
+        region: "debug-tool",
+        name: "no mount namespace of its own: proc lands on the host's /proc",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Replace(
+            "    unshare(CloneFlags::CLONE_NEWNS).map_err(LabError::sys(\"unshare\", \"CLONE_NEWNS\"))?;\n    mount(None::<&str>, \"/\", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)",
+            "    mount(None::<&str>, \"/\", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)",
+        )],
+        caught_by: "host-untouched",
+    },
+    Mistake {
+        region: "debug-tool",
+        name: "/ not made private: the proc mount propagates to the host",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region(
+            "debug-tool",
+            r#"unshare(CloneFlags::CLONE_NEWNS).map_err(LabError::sys("unshare", "CLONE_NEWNS"))?;
+mount(Some("proc"), "/proc", Some("proc"), MsFlags::empty(), None::<&str>)
+    .map_err(LabError::sys("mount(\"proc\")", "/proc"))?;
+Ok(())"#,
+        )],
+        caught_by: "host-untouched",
+    },
+    Mistake {
+        region: "debug-tool",
+        name: "a private mount namespace, but no fresh proc: the host's /proc stays",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region(
+            "debug-tool",
+            r#"unshare(CloneFlags::CLONE_NEWNS).map_err(LabError::sys("unshare", "CLONE_NEWNS"))?;
+mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+    .map_err(LabError::sys("mount(MS_REC|MS_PRIVATE)", "/"))?;
+Ok(())"#,
+        )],
+        caught_by: "debug-tool",
+    },
+    Mistake {
+        region: "debug-tool",
+        name: "a tmpfs on /proc with directories named like the container's PIDs",
+        kind: MistakeKind::Lie,
+        edits: &[Edit::Region(
+            "debug-tool",
+            r#"unshare(CloneFlags::CLONE_NEWNS).map_err(LabError::sys("unshare", "CLONE_NEWNS"))?;
+mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+    .map_err(LabError::sys("mount(MS_REC|MS_PRIVATE)", "/"))?;
+mount(Some("tmpfs"), "/proc", Some("tmpfs"), MsFlags::empty(), None::<&str>)
+    .map_err(LabError::sys("mount(\"tmpfs\")", "/proc"))?;
+for pid in 1..=12 {
+    std::fs::create_dir_all(format!("/proc/{pid}"))?;
+}
+Ok(())"#,
+        )],
+        caught_by: "debug-tool",
+    },
+    Mistake {
+        region: "all-but-pid",
+        name: "the mount namespace left out (nsenter without --mount)",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Replace(
+            "    join(target, &[\"ipc\", \"uts\", \"net\", \"mnt\"])?;",
+            "    join(target, &[\"ipc\", \"uts\", \"net\"])?;",
+        )],
+        caught_by: "invisible-without-pid",
+    },
+    Mistake {
+        region: "all-but-pid",
+        name: "no chroot after joining mnt: left at the root of the mount namespace, not the container's",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region("all-but-pid", "let _ = root;\njoin(target, &[\"ipc\", \"uts\", \"net\", \"mnt\"])?;\nOk(())")],
+        caught_by: "invisible-without-pid",
+    },
+    Mistake {
+        region: "all-but-pid",
+        name: "joins nothing, only chroots into the container's root",
+        kind: MistakeKind::Lie,
+        edits: &[Edit::Region(
+            "all-but-pid",
+            r#"let _ = target;
+fchdir(root.as_raw_fd()).map_err(LabError::sys("fchdir", "the container's root"))?;
+chroot(".").map_err(LabError::sys("chroot", "."))?;
+Ok(())"#,
+        )],
+        caught_by: "invisible-without-pid",
+    },
+];
