@@ -698,10 +698,13 @@ impl NsenterJoin {
                         .map(|c| c.into_iter().map(|g| (g.hierarchy, g.pathname)).collect::<Vec<_>>())
                         .ok()
                 };
-                let joined_cgroups = cgroups(pid);
-                facts.record(keys.cgroup_vs_container, Relation::of(&joined_cgroups, &cgroups(target.pid())));
-                facts.record(keys.cgroup_vs_lab, Relation::of(&joined_cgroups, &cgroups(run.pid())));
-                facts.record(keys.container_pids_max, pids_max(target.pid()));
+                // Only a Docker container has cgroups of its own (the lab's shares the run's).
+                if target.container.is_some() {
+                    let joined_cgroups = cgroups(pid);
+                    facts.record(keys.cgroup_vs_container, Relation::of(&joined_cgroups, &cgroups(target.pid())));
+                    facts.record(keys.cgroup_vs_lab, Relation::of(&joined_cgroups, &cgroups(run.pid())));
+                    facts.record(keys.container_pids_max, pids_max(target.pid()));
+                }
             }
             None => {
                 facts.record(keys.joined_namespaces, BTreeMap::new());
