@@ -713,7 +713,9 @@ impl NsenterJoin {
         }
         self.joined = joined.and_then(|pid| PidFd::open(pid).ok());
         self.victim = victim.and_then(|pid| {
-            let inner = procfs::read_status(pid).ok()?.inner_pid()?;
+            let status = procfs::read_status(pid).ok()?;
+            // Only a PID inside the container (a second NSpid level).
+            let inner = status.inner_pid().filter(|_| status.nspid.len() >= 2)?;
             Some((PidFd::open(pid).ok()?, inner))
         });
         Ok(())
@@ -923,6 +925,10 @@ fn setns_mnt_with_two_threads(mnt: &File) -> Result<String> {
 /// A forked probe joins the container's PID namespace (for its children) and forks; the
 /// grandchild, inside, sends SIGKILL to `pid` as the container numbers its processes.
 fn kill_from_inside(pid_ns: &File, pid: i32) -> Result<String> {
+    // kill(0) and kill(-n) name process groups, never one process.
+    if pid <= 0 {
+        return Ok(format!("no PID to kill ({pid})"));
+    }
     let outcome = forked::probe("kill from inside the container", PROBE_TIMEOUT, |out| {
         setns(pid_ns.as_fd(), CloneFlags::CLONE_NEWPID)?;
         // SAFETY: the grandchild only calls kill and _exit.

@@ -202,8 +202,9 @@ fn run(args: &LabArgs, docker: bool) -> Result<()> {
     lab.why("a mount namespace holds the root and cwd that all threads of a process share (CLONE_FS): the kernel refuses to move one thread of a shared fs_struct (EINVAL).");
     if lab.plays_host() {
         let inside = File::open(format!("/proc/{init}/ns/pid")).with_context(|| format!("open /proc/{init}/ns/pid"))?;
-        if let Some(victim) = victim {
-            let inner = nspid(victim).last().copied().unwrap_or_default();
+        // Only a PID the container has: kill(0) or kill(-1) would reach whole groups.
+        let inner = victim.map(nspid).filter(|levels| levels.len() >= 2).and_then(|levels| levels.last().copied());
+        if let (Some(victim), Some(inner)) = (victim, inner.filter(|pid| *pid > 0)) {
             lab.as_host(&format!(
                 "from inside the container: kill -KILL {inner}   (nsj-victim, PID {victim} on the host)"
             ));
@@ -411,6 +412,9 @@ fn threaded_setns(target: Pid) -> i32 {
 /// From inside the container: a child joins its PID namespace (for its children), and
 /// its child kills `inner` (a PID as the container sees it). Says what happened.
 fn kill_from_inside(pid_ns: &File, inner: Pid) -> Result<String> {
+    if inner.as_raw() <= 0 {
+        bail!("refusing to kill PID {inner} from inside: that names a group of processes, not one");
+    }
     let ns = pid_ns.try_clone().context("dup the container's pid namespace")?;
     let prober = child::spawn("nsj-inside", move || {
         if setns(ns.as_fd(), CloneFlags::CLONE_NEWPID).is_err() {
