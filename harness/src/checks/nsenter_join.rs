@@ -1031,17 +1031,15 @@ Ok(())"#,
     },
     Mistake {
         region: "fork-joined",
-        name: "each joined process made PID 1 of a namespace of its own, to look joined",
+        name: "the sleeper forked back in the lab's PID namespace, while the lab claims it joined",
         kind: MistakeKind::Lie,
         edits: &[Edit::Region(
             "fork-joined",
-            r#"child::spawn(name, || match unshare(CloneFlags::CLONE_NEWPID) {
-    Ok(()) => match child::spawn("nsj-inner", sleep_forever) {
-        Ok(_) => sleep_forever(),
-        Err(_) => 1,
-    },
-    Err(_) => 1,
-})"#,
+            r#"let lab = nix::unistd::getppid();
+let path = PathBuf::from(format!("/proc/{lab}/ns/pid"));
+let host = File::open(&path).map_err(LabError::io("open", &path))?;
+setns(host.as_fd(), CloneFlags::CLONE_NEWPID).map_err(LabError::sys("setns", path.display()))?;
+child::spawn(name, sleep_forever)"#,
         )],
         caught_by: "two-pids",
     },

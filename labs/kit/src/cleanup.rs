@@ -108,11 +108,10 @@ pub fn forget_all() {
 pub fn run_all() {
     let (children, dirs, undo) =
         with_registry(|r| (std::mem::take(&mut r.children), std::mem::take(&mut r.dirs), std::mem::take(&mut r.undo)));
-    for pid in children {
-        if kill(pid, Signal::SIGKILL).is_ok() {
-            let _ = waitpid(pid, None);
-        }
+    for pid in &children {
+        let _ = kill(*pid, Signal::SIGKILL);
     }
+    reap(&children);
     kill_adopted();
     for command in undo.iter().rev() {
         if let Some((program, args)) = command.split_first() {
@@ -149,19 +148,42 @@ pub fn kill_adopted() -> Vec<String> {
         if adopted.is_empty() {
             break;
         }
-        for pid in adopted {
+        for pid in &adopted {
             let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
             // A zombie is already dead: reap it, nothing to say.
-            if !matches!(waitpid(pid, Some(WaitPidFlag::WNOHANG)), Ok(WaitStatus::StillAlive)) {
+            if !matches!(waitpid(*pid, Some(WaitPidFlag::WNOHANG)), Ok(WaitStatus::StillAlive)) {
                 continue;
             }
-            if kill(pid, Signal::SIGKILL).is_ok() {
+            if kill(*pid, Signal::SIGKILL).is_ok() {
                 killed.push(format!("{} (PID {pid})", comm.trim()));
             }
-            let _ = waitpid(pid, None);
         }
+        reap(&adopted);
     }
     killed
+}
+
+/// Reaps `pids` (each sent SIGKILL already) in whatever order they end. Waiting for one
+/// of them in particular could wait forever: a PID namespace's init that was adopted here
+/// does not finish dying before the zombies of its namespace, adopted here too, are reaped.
+fn reap(pids: &[Pid]) {
+    let mut left = pids.to_vec();
+    loop {
+        let mine = children_of(getpid());
+        left.retain(|pid| mine.contains(pid));
+        if left.is_empty() {
+            return;
+        }
+        match waitpid(None::<Pid>, None) {
+            Ok(status) => {
+                if let Some(pid) = status.pid() {
+                    left.retain(|p| *p != pid);
+                }
+            }
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return,
+        }
+    }
 }
 
 /// The live children of `parent`, from the PPid field of every /proc/<pid>/stat.
