@@ -134,13 +134,25 @@ pub fn become_subreaper() -> Result<()> {
 /// of cilab's own labs, re-parented to it: nothing else makes cilab their parent. Each is
 /// waited for through its pidfd: a killed process leaves the cgroup a moment before it
 /// becomes a zombie.
+/// They are reaped in whatever order they end: a PID namespace's init (a container's)
+/// finishes dying only once the zombies of its namespace, orphans of cilab too, are reaped.
 fn reap_orphans() {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
     let own = std::process::id() as i32;
-    for pid in procfs::children(own) {
-        if let Ok(fd) = PidFd::open(pid) {
-            fd.wait_exit(Duration::from_secs(2));
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let alive: Vec<PidFd> = procfs::children(own)
+            .into_iter()
+            .filter(|pid| {
+                matches!(waitpid(Pid::from_raw(*pid), Some(WaitPidFlag::WNOHANG)), Ok(WaitStatus::StillAlive))
+            })
+            .filter_map(|pid| PidFd::open(pid).ok())
+            .collect();
+        let left = deadline.saturating_duration_since(Instant::now());
+        if alive.is_empty() || left.is_zero() {
+            return;
         }
-        let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+        PidFd::wait_any(&alive, left);
     }
 }
 
