@@ -311,6 +311,13 @@ impl ChildEnd {
         let _ = self.ready.write_all(b"r");
     }
 
+    /// The descriptors of this end: a child that closes the descriptors it inherited
+    /// keeps these.
+    pub fn raw_fds(&self) -> [RawFd; 2] {
+        use std::os::fd::AsRawFd;
+        [self.ready.as_raw_fd(), self.commands.as_raw_fd()]
+    }
+
     /// Blocks for the next command; `None` once the lab closed its end (or died).
     pub fn next_command(&mut self) -> Option<u8> {
         let mut byte = [0u8];
