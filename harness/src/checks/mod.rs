@@ -4,6 +4,7 @@
 
 pub mod chroot_jail;
 pub mod pid_ns;
+pub mod pivot_root;
 
 use std::path::Path;
 
