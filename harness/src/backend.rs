@@ -51,52 +51,45 @@ impl Backend for Local {
             return Ok(skipped(lab, self.name(), &missing));
         }
         let binary = self.binaries.join(lab.binary);
-        let mut run = LabRun::start(lab.name, &binary, &self.setup, options.clone(), lab.prepare)?;
-        let mut observer = (lab.observer)();
         let mut facts = Facts::default();
+        // The lab's own run, then each variant's, as if one long run: the first run that
+        // stops ends the check (what the others would have shown is "not reached").
+        let main = (None, lab.stages, &[][..]);
+        let plans = std::iter::once(main).chain(lab.variants.iter().map(|v| (Some(v), v.stages, v.args)));
+        let mut runs: Vec<RunOutcome> = Vec::new();
         let mut stop: Option<Stop> = None;
-        for stage in lab.stages {
-            let stage_went = run.await_hold(stage).and_then(|()| observer.observe(stage, &mut run, &mut facts));
-            if let Err(error) = stage_went.and_then(|()| run.release()) {
-                stop = Some(stop_at(Some(stage), &error, &run));
+        for (variant, stages, args) in plans {
+            let name = variant.map(|v| v.name);
+            if stop.is_some() {
                 break;
             }
+            if let Some(Err(why)) = variant.map(|v| (v.available)()) {
+                for stage in stages {
+                    facts.skip_stage(stage, format!("variant `{}` skipped: {why}", name.unwrap_or_default()));
+                }
+                continue;
+            }
+            let outcome = run_once(lab, &binary, &self.setup, options, args, stages, name, &mut facts)?;
+            stop = outcome.stop.clone();
+            runs.push(outcome);
         }
         facts.record(run_facts::ALL_STAGES_REACHED, stop.is_none());
-        let exit = if stop.is_none() {
-            match run.finish() {
-                Ok(status) => Some(status),
-                Err(error) => {
-                    stop = Some(stop_at(None, &error, &run));
-                    None
-                }
-            }
-        } else {
-            None
-        };
-        let panic = run.panic().cloned();
-        let cgroup_limits = run.cgroup_limits().to_vec();
-        let redactor = run.redactor().clone();
-        let mut lab_claims: Vec<StageClaims> = run
-            .claims()
-            .iter()
-            .map(|(stage, claims)| StageClaims { stage: stage.clone(), claims: claims.clone() })
-            .collect();
-        for claim in &mut lab_claims {
-            redactor.value(&mut claim.claims);
-        }
-        let teardown = run.teardown();
-        let exit = exit.or(teardown.exit);
-        facts.record(run_facts::LAB_EXIT, describe_exit(exit));
-        let leaks: Vec<String> = teardown.leaks.iter().map(|l| redactor.text(l)).collect();
+        let exit = runs.iter().find(|r| !r.exit_ok()).unwrap_or(&runs[0]);
+        facts.record(run_facts::LAB_EXIT, exit.described_exit());
+        let leaks: Vec<String> = runs.iter().flat_map(|r| r.leaks.iter().cloned()).collect();
         facts.record(run_facts::LEAKS, leaks.clone());
-        let failed_somewhere = stop.is_some() || !exit.is_some_and(|s| s.success());
+        let failed_somewhere = stop.is_some() || runs.iter().any(|r| !r.exit_ok());
+        let every_stage = lab.every_stage();
         let verdicts =
-            decide_all(lab.name, &lab.all_verdicts(), &facts, stop.as_ref(), lab.stages, &lab.region_hints());
+            decide_all(lab.name, &lab.all_verdicts(), &facts, stop.as_ref(), &every_stage, &lab.region_hints());
         let mut observations = facts.into_values();
+        let first = &runs[0];
         for value in observations.values_mut() {
-            redactor.value(value);
+            for run in &runs {
+                run.redactor.value(value);
+            }
         }
+        let stopped_run = runs.iter().find(|r| r.stop.is_some());
         Ok(LabReport {
             lab: lab.name.to_string(),
             title: lab.title.to_string(),
@@ -104,15 +97,119 @@ impl Backend for Local {
             verdicts,
             observations,
             leaks,
-            stopped: stop.as_ref().map(|s| redactor.text(&describe_stop(s))),
+            stopped: stopped_run.and_then(|r| r.stop.as_ref().map(|s| r.redactor.text(&describe_stop(s)))),
             harness_failure: stop.as_ref().filter(|s| s.harness_failure).map(|s| s.why.clone()),
-            panic,
-            narration_tail: if failed_somewhere { teardown.narration_tail } else { Vec::new() },
-            lab_claims,
-            cgroup_limits,
+            panic: runs.iter().find_map(|r| r.panic.clone()),
+            narration_tail: if failed_somewhere {
+                runs.iter()
+                    .find(|r| r.stop.is_some() || !r.exit_ok())
+                    .map(|r| r.narration_tail.clone())
+                    .unwrap_or_default()
+            } else {
+                Vec::new()
+            },
+            lab_claims: runs.iter().flat_map(|r| r.claims.iter().cloned()).collect(),
+            cgroup_limits: first.cgroup_limits.clone(),
             duration_ms: started.elapsed().as_millis() as u64,
         })
     }
+}
+
+/// What one run of a lab binary (the lab's own, or a variant's) left to report.
+struct RunOutcome {
+    variant: Option<&'static str>,
+    stop: Option<Stop>,
+    exit: Option<ExitStatus>,
+    panic: Option<crate::run::LabPanic>,
+    cgroup_limits: Vec<String>,
+    claims: Vec<StageClaims>,
+    /// Redacted already.
+    leaks: Vec<String>,
+    narration_tail: Vec<String>,
+    redactor: crate::verdict::redact::Redactor,
+}
+
+impl RunOutcome {
+    fn exit_ok(&self) -> bool {
+        self.exit.is_some_and(|s| s.success())
+    }
+
+    fn described_exit(&self) -> String {
+        match self.variant {
+            Some(variant) => format!("{} (variant `{variant}`)", describe_exit(self.exit)),
+            None => describe_exit(self.exit),
+        }
+    }
+}
+
+/// Starts the lab held, observes it at each of `stages`, lets it finish, tears down.
+#[allow(clippy::too_many_arguments)]
+fn run_once(
+    lab: &LabSpec,
+    binary: &std::path::Path,
+    setup: &CgroupSetup,
+    options: &RunOptions,
+    args: &[&str],
+    stages: &[&str],
+    variant: Option<&'static str>,
+    facts: &mut Facts,
+) -> Result<RunOutcome> {
+    let mut run = LabRun::start(lab.name, binary, setup, options.clone(), lab.prepare, args)?;
+    let mut observer = (lab.observer)();
+    let mut stop: Option<Stop> = None;
+    for stage in stages {
+        let stage_went = run.await_hold(stage).and_then(|()| observer.observe(stage, &mut run, facts));
+        if let Err(error) = stage_went.and_then(|()| run.release()) {
+            stop = Some(stop_at(Some(stage), &error, &run));
+            break;
+        }
+    }
+    let exit = if stop.is_none() {
+        match run.finish() {
+            Ok(status) => Some(status),
+            Err(error) => {
+                stop = Some(stop_at(None, &error, &run));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let panic = run.panic().cloned();
+    let cgroup_limits = run.cgroup_limits().to_vec();
+    let redactor = run.redactor().clone();
+    let mut claims: Vec<StageClaims> = run
+        .claims()
+        .iter()
+        .map(|(stage, claims)| StageClaims { stage: stage.clone(), claims: claims.clone() })
+        .collect();
+    for claim in &mut claims {
+        redactor.value(&mut claim.claims);
+    }
+    let scratch = run.scratch().to_path_buf();
+    let teardown = run.teardown();
+    let exit = exit.or(teardown.exit);
+    // What the lab made outside the run is removed in any case; it is the lab's leak only
+    // if the lab ended by itself (one killed mid-run could not clean up).
+    let outside = observer.clean_up_outside(&scratch);
+    let outside = if teardown.exited_by_itself { outside } else { Vec::new() };
+    let mut leaks: Vec<String> = teardown.leaks.iter().chain(&outside).map(|l| redactor.text(l)).collect();
+    if let Some(variant) = variant {
+        for leak in &mut leaks {
+            *leak = format!("(variant `{variant}`) {leak}");
+        }
+    }
+    Ok(RunOutcome {
+        variant,
+        stop,
+        exit,
+        panic,
+        cgroup_limits,
+        claims,
+        leaks,
+        narration_tail: teardown.narration_tail,
+        redactor,
+    })
 }
 
 fn stop_at(stage: Option<&str>, error: &Error, run: &LabRun) -> Stop {
@@ -177,7 +274,7 @@ fn skipped(lab: &LabSpec, backend: &str, why: &str) -> LabReport {
     for spec in lab.all_verdicts() {
         facts.skip(spec.id, format!("not run: {why}"));
     }
-    let verdicts = decide_all(lab.name, &lab.all_verdicts(), &facts, None, lab.stages, &lab.region_hints());
+    let verdicts = decide_all(lab.name, &lab.all_verdicts(), &facts, None, &lab.every_stage(), &lab.region_hints());
     LabReport {
         lab: lab.name.to_string(),
         title: lab.title.to_string(),

@@ -36,6 +36,30 @@ pub struct Needs {
 /// verdict: verdicts are decided afterwards on the facts alone.
 pub trait Observer {
     fn observe(&mut self, stage: &str, run: &mut LabRun, facts: &mut Facts) -> Result<()>;
+
+    /// Called once the run is torn down (also after the lab was killed at any stage):
+    /// removes what the lab made outside the run, where the run's own teardown cannot
+    /// reach (a Docker container and image), and says what it had to remove. Each line is
+    /// a leak: a lab that finishes cleanly leaves nothing for this to find.
+    /// `scratch` is the run's scratch dir (the lab's workdir): gone by now, but a name the
+    /// lab can have labelled what it made with.
+    fn clean_up_outside(&mut self, _scratch: &Path) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// Another way to run the same lab binary, chosen by extra arguments (`--docker`,
+/// `--tmpfs`): a run of its own, with its own stages (named apart from the lab's), watched
+/// by a fresh observer and graded by the same verdicts. A check runs the lab, then each
+/// variant; a variant this machine cannot run turns every verdict that reads one of its
+/// stages into a SKIP that says why.
+#[derive(Debug, Clone, Copy)]
+pub struct Variant {
+    pub name: &'static str,
+    pub args: &'static [&'static str],
+    pub stages: &'static [&'static str],
+    /// `Err(what to do)` when this machine cannot run the variant.
+    pub available: fn() -> std::result::Result<(), String>,
 }
 
 pub struct LabSpec {
@@ -51,6 +75,8 @@ pub struct LabSpec {
     pub source: &'static str,
     /// The stages the lab holds at, in order (from labkit's protocol).
     pub stages: &'static [&'static str],
+    /// Further runs of the same binary with other arguments (none for most labs).
+    pub variants: &'static [Variant],
     pub needs: Needs,
     pub verdicts: &'static [VerdictSpec],
     /// Plants what the harness will look for, in the run's scratch dir, before the lab starts.
@@ -85,6 +111,25 @@ impl LabSpec {
         self.regions().unwrap_or_default().into_iter().map(|r| (r.name, r.hint)).collect()
     }
 
+    /// Every stage a full check holds at: the lab's, then each variant's.
+    pub fn every_stage(&self) -> Vec<&'static str> {
+        self.stages.iter().chain(self.variants.iter().flat_map(|v| v.stages.iter())).copied().collect()
+    }
+
+    pub fn variant(&self, name: &str) -> Result<&Variant> {
+        self.variants.iter().find(|v| v.name == name).ok_or_else(|| {
+            let known: Vec<&str> = self.variants.iter().map(|v| v.name).collect();
+            Error::Lab {
+                lab: self.name.to_string(),
+                message: if known.is_empty() {
+                    format!("has no variant `{name}` (it has none)")
+                } else {
+                    format!("has no variant `{name}` (it has: {})", known.join(", "))
+                },
+            }
+        })
+    }
+
     /// The packages this lab needs installed, by name.
     pub fn packages(&self) -> Vec<&'static str> {
         self.needs.tools.iter().map(|t| t.package).collect()
@@ -105,6 +150,7 @@ static LABS: [LabSpec; 3] = [
         binary: "lab-chroot-jail",
         source: include_str!("../../labs/chroot-jail/src/main.rs"),
         stages: &labkit::protocol::chroot_jail::STAGES,
+        variants: &[],
         needs: Needs { root: true, tools: &[BUSYBOX, ECHO, LDD], cgroup_controllers: &[] },
         verdicts: &checks::chroot_jail::VERDICTS,
         prepare: checks::chroot_jail::prepare,
@@ -120,6 +166,7 @@ static LABS: [LabSpec; 3] = [
         binary: "lab-pid-ns",
         source: include_str!("../../labs/pid-ns/src/main.rs"),
         stages: &labkit::protocol::pid_ns::STAGES,
+        variants: &[],
         needs: Needs { root: true, tools: &[], cgroup_controllers: &[] },
         verdicts: &checks::pid_ns::VERDICTS,
         prepare: checks::pid_ns::prepare,
@@ -167,6 +214,18 @@ pub fn packages() -> Vec<&'static str> {
 mod tests {
     use super::*;
     use crate::verdict::Kind;
+
+    /// Facts are keyed by stage: a variant's stages must not reuse the lab's or another's.
+    #[test]
+    fn stage_names_are_unique_across_a_lab_and_its_variants() {
+        for lab in all() {
+            let mut stages = lab.every_stage();
+            let count = stages.len();
+            stages.sort_unstable();
+            stages.dedup();
+            assert_eq!(stages.len(), count, "{}: a stage name is used twice", lab.name);
+        }
+    }
 
     #[test]
     fn labs_are_in_course_order_with_unique_names_and_verdict_ids() {

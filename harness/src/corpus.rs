@@ -274,7 +274,7 @@ fn run_entry(
         result.problems.push(format!("the harness failed: {:?}", report.harness_failure));
     }
     let how = ByHand { quiet: true, deadline: Some(BY_HAND_DEADLINE), ..ByHand::default() };
-    let by_hand = run::run_by_hand(entry.lab.name, &binaries.join(entry.lab.binary), setup, how)?;
+    let by_hand = run::run_by_hand(entry.lab, &binaries.join(entry.lab.binary), setup, how)?;
     result.by_hand = match by_hand.exit {
         Some(status) => status.to_string(),
         None => "did not exit".to_string(),

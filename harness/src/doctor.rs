@@ -455,6 +455,15 @@ fn clean_leftovers(leftovers: &[Leftover]) -> Vec<String> {
             Err(error) => done.push(format!("could not clean {}: {error}", paths.join(", "))),
         }
     }
+    // What an interrupted run's lab made outside the run (a Docker container), found by
+    // the lab's checks from the run's record, before the record goes.
+    let records = registry::all_records();
+    for leftover in leftovers.iter().filter(|l| l.kind == "run") {
+        let record = records.iter().flatten().find(|r| r.path() == leftover.path);
+        if let Some((record, lab)) = record.and_then(|r| Some((r, crate::catalog::find(&r.lab).ok()?))) {
+            done.extend((lab.observer)().clean_up_outside(&record.scratch));
+        }
+    }
     for leftover in leftovers {
         let result = match leftover.kind.as_str() {
             "scratch" => std::fs::remove_dir_all(&leftover.path),

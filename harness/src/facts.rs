@@ -60,6 +60,8 @@ pub struct Facts {
     values: BTreeMap<String, Value>,
     /// Verdicts that cannot be checked on this machine, and why (never a pass).
     skips: BTreeMap<String, String>,
+    /// Stages that cannot be run on this machine, and why: a verdict that reads one is a SKIP.
+    skipped_stages: BTreeMap<String, String>,
 }
 
 impl Facts {
@@ -79,6 +81,16 @@ impl Facts {
 
     pub fn skipped(&self, id: &str) -> Option<&str> {
         self.skips.get(id).map(String::as_str)
+    }
+
+    /// Marks `stage` as not run here, with the reason.
+    pub fn skip_stage(&mut self, stage: &str, why: impl Into<String>) {
+        self.skipped_stages.insert(stage.to_string(), why.into());
+    }
+
+    /// Why the stage of fact `key` was not run here, if it was skipped.
+    pub fn stage_skipped(&self, key: &str) -> Option<&str> {
+        self.skipped_stages.get(stage_of(key)).map(String::as_str)
     }
 
     pub fn into_values(self) -> BTreeMap<String, Value> {

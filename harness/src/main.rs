@@ -53,6 +53,10 @@ enum Command {
         /// Pause before each step until you press Enter.
         #[arg(long)]
         step: bool,
+        /// Run one of the lab's variants instead (`cilab list` names them), e.g.
+        /// `--variant docker` joins a real Docker container.
+        #[arg(long, value_name = "NAME")]
+        variant: Option<String>,
         /// Do not rebuild the lab binaries with cargo first.
         #[arg(long)]
         no_build: bool,
@@ -275,7 +279,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
     }
     match command {
         Command::List => list(),
-        Command::Run { lab, step, no_build } => run_by_hand(&lab, step, no_build),
+        Command::Run { lab, step, variant, no_build } => run_by_hand(&lab, step, variant.as_deref(), no_build),
         Command::Check { labs, all, format, repeat, no_build, fault } => {
             check(&labs, all, format, repeat, no_build, fault)
         }
@@ -302,6 +306,13 @@ fn list() -> Result<ExitCode> {
             ),
         }
         println!("    {}", lab.summary);
+        for variant in lab.variants {
+            let here = match (variant.available)() {
+                Ok(()) => String::new(),
+                Err(why) => format!(" (not on this machine: {why})"),
+            };
+            println!("    variant `{}`: cilab run {} --variant {}{here}", variant.name, lab.name, variant.name);
+        }
     }
     match &results.tree {
         Some(tree) => println!("\nResults of the source tree at {}.", tree.path.display()),
@@ -314,18 +325,27 @@ fn list() -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn run_by_hand(name: &str, step: bool, no_build: bool) -> Result<ExitCode> {
+fn run_by_hand(name: &str, step: bool, variant: Option<&str>, no_build: bool) -> Result<ExitCode> {
     let lab = catalog::find(name)?;
+    let args = match variant.map(|v| lab.variant(v)).transpose()? {
+        Some(variant) => {
+            if let Err(why) = (variant.available)() {
+                bail!("lab {} cannot run its variant `{}` here: {why}", lab.name, variant.name);
+            }
+            variant.args
+        }
+        None => &[],
+    };
     if !nix::unistd::geteuid().is_root() {
         return Err(cilab::Error::NotRoot.into());
     }
     let binaries = labbuild::ensure_built(&[lab], no_build)?;
     let setup = CgroupSetup::detect()?;
     let teardown = run::run_by_hand(
-        lab.name,
+        lab,
         &binaries.join(lab.binary),
         &setup,
-        run::ByHand { pause_each_step: step, ..run::ByHand::default() },
+        run::ByHand { pause_each_step: step, args, ..run::ByHand::default() },
     )?;
     for leak in &teardown.leaks {
         eprintln!("cilab: LEAK: {leak} (cleaned up)");
@@ -356,8 +376,12 @@ fn check(
         return Err(cilab::Error::NotRoot.into());
     }
     if let Some(Fault::KillLabAt(stage) | Fault::HangAt(stage)) = &fault {
-        if let Some(lab) = labs.iter().find(|l| !l.stages.contains(&stage.as_str())) {
-            bail!("--fault names stage `{stage}`, which lab {} does not have: {}", lab.name, lab.stages.join(", "));
+        if let Some(lab) = labs.iter().find(|l| !l.every_stage().contains(&stage.as_str())) {
+            bail!(
+                "--fault names stage `{stage}`, which lab {} does not have: {}",
+                lab.name,
+                lab.every_stage().join(", ")
+            );
         }
     }
     let binaries = labbuild::ensure_built(&labs, no_build)?;

@@ -21,6 +21,7 @@ use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::catalog::LabSpec;
 use crate::cgroup::{CgroupSetup, Limits, RunCgroup};
 use crate::error::{Error, Result};
 use crate::leaks;
@@ -66,6 +67,9 @@ impl Default for RunOptions {
 #[derive(Debug, Clone)]
 pub struct Teardown {
     pub exit: Option<ExitStatus>,
+    /// The lab exited before the teardown (rather than being killed by it): what it left
+    /// is its own doing.
+    pub exited_by_itself: bool,
     pub leaks: Vec<String>,
     /// The lab's last lines on stderr, all of them read.
     pub narration_tail: Vec<String>,
@@ -274,6 +278,7 @@ impl LabRun {
         setup: &CgroupSetup,
         options: RunOptions,
         prepare: fn(&Path) -> Result<()>,
+        args: &[&str],
     ) -> Result<Self> {
         if !binary.exists() {
             return Err(Error::Lab {
@@ -286,7 +291,7 @@ impl LabRun {
         let record = open_run(lab, &id, setup, &options.limits)?;
         let started =
             prepare(&record.scratch).and_then(|()| RunMountNs::create(&record.scratch)).and_then(|mount_ns| {
-                let child = spawn_in_run(held_command(binary, &record.scratch), &record, &mount_ns, true)?;
+                let child = spawn_in_run(held_command(binary, &record.scratch, args), &record, &mount_ns, true)?;
                 Ok((mount_ns, child))
             });
         let (mount_ns, child) = match started {
@@ -528,7 +533,12 @@ impl LabRun {
         if let Some(reader) = self.stderr_reader.take() {
             let _ = reader.join();
         }
-        Teardown { exit, leaks, narration_tail: self.narration_tail(NARRATION_TAIL) }
+        Teardown {
+            exit,
+            exited_by_itself: exited.is_some(),
+            leaks,
+            narration_tail: self.narration_tail(NARRATION_TAIL),
+        }
     }
 
     fn push_narration(&self, line: String) {
@@ -595,12 +605,13 @@ fn spawn_in_run(mut command: Command, record: &RunRecord, mount_ns: &RunMountNs,
     Ok(child)
 }
 
-fn held_command(binary: &Path, scratch: &Path) -> Command {
+fn held_command(binary: &Path, scratch: &Path, args: &[&str]) -> Command {
     let mut command = Command::new(binary);
     command
         .arg("--hold")
         .arg("--workdir")
         .arg(scratch)
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -650,9 +661,12 @@ pub struct ByHand {
     pub quiet: bool,
     /// Kill the lab if it has not exited by then; the teardown says so.
     pub deadline: Option<Duration>,
+    /// Arguments after the lab's own (a variant's, such as `--docker`).
+    pub args: &'static [&'static str],
 }
 
-pub fn run_by_hand(lab: &str, binary: &Path, setup: &CgroupSetup, how: ByHand) -> Result<Teardown> {
+pub fn run_by_hand(spec: &LabSpec, binary: &Path, setup: &CgroupSetup, how: ByHand) -> Result<Teardown> {
+    let lab = spec.name;
     if !how.quiet {
         BY_HAND.store(true, Ordering::SeqCst);
     }
@@ -671,6 +685,7 @@ pub fn run_by_hand(lab: &str, binary: &Path, setup: &CgroupSetup, how: ByHand) -
     if how.pause_each_step {
         command.arg("--step");
     }
+    command.args(how.args);
     if how.quiet {
         command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
     }
@@ -695,7 +710,11 @@ pub fn run_by_hand(lab: &str, binary: &Path, setup: &CgroupSetup, how: ByHand) -
     leaks.extend(dismantle(&record));
     drop(mount_ns);
     leaks.extend(leaks::files_left(&record.cgroup, &record.scratch));
-    Ok(Teardown { exit: Some(exit?), leaks, narration_tail: Vec::new() })
+    let outside = (spec.observer)().clean_up_outside(&record.scratch);
+    if !timed_out {
+        leaks.extend(outside);
+    }
+    Ok(Teardown { exit: Some(exit?), exited_by_itself: !timed_out, leaks, narration_tail: Vec::new() })
 }
 
 /// The narration a run keeps: the last lines only, whatever a lab prints.

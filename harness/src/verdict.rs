@@ -200,6 +200,11 @@ pub fn decide_all(
                     let missing = evidence.missing();
                     verdict.stage = missing.first().map(|k| stage_of(k)).filter(|s| *s != "run").map(String::from);
                     verdict.rests_on.retain(|k| !missing.contains(&k.as_str()));
+                    if let Some(why) = missing.iter().find_map(|k| facts.stage_skipped(k)) {
+                        verdict.outcome = Outcome::Skip;
+                        verdict.detail = Some(format!("not run on this machine: {why}"));
+                        return verdict;
+                    }
                     match stop {
                         Some(stop) if stop.harness_failure => {
                             verdict.outcome = Outcome::Skip;
@@ -513,6 +518,18 @@ mod tests {
         assert_eq!(verdicts[1].detail.as_deref(), Some("kernel too old"));
         assert_eq!(verdicts[3].outcome, Outcome::Skip);
         assert_eq!(verdicts[3].detail.as_deref(), Some("not checked: fork: EAGAIN"));
+    }
+
+    #[test]
+    fn a_stage_this_machine_cannot_run_skips_the_verdicts_that_read_it_and_only_those() {
+        let mut facts = Facts::default();
+        facts.record(X, 1);
+        facts.skip_stage("two", "Docker is not available");
+        let verdicts = decide_all("lab", &SPECS, &facts, None, &["one", "two"], &regions());
+        let outcomes: Vec<Outcome> = verdicts.iter().map(|v| v.outcome).collect();
+        assert_eq!(outcomes, [Outcome::Pass, Outcome::Fail, Outcome::Skip, Outcome::Skip]);
+        assert_eq!(verdicts[3].detail.as_deref(), Some("not run on this machine: Docker is not available"));
+        assert_eq!((verdicts[3].points, verdicts[3].hint.as_deref()), (0, None));
     }
 
     #[test]

@@ -221,8 +221,8 @@ fn twenty_interrupted_checks_exit_130_grade_nothing_and_leave_nothing() {
     let mut cases: Vec<(&str, Moment)> = Vec::new();
     for lab in cilab::catalog::all() {
         cases.extend([Moment::HandlerInstalled, Moment::RecordSaved, Moment::LabRunning].map(|m| (lab.name, m)));
-        cases.extend(lab.stages.iter().map(|stage| (lab.name, Moment::HeldAt(stage))));
-        cases.extend(lab.stages.iter().map(|stage| (lab.name, Moment::TearingDownAfter(stage))));
+        cases.extend(lab.every_stage().into_iter().map(|stage| (lab.name, Moment::HeldAt(stage))));
+        cases.extend(lab.every_stage().into_iter().map(|stage| (lab.name, Moment::TearingDownAfter(stage))));
     }
     assert!(cases.len() >= 20, "the issue's reproduction interrupted 20 checks; the catalog gives {}", cases.len());
     let mut missed = 0;
