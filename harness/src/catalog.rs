@@ -182,6 +182,12 @@ static LABS: [LabSpec; 3] = [
         binary: "lab-pivot-root",
         source: include_str!("../../labs/pivot-root/src/main.rs"),
         stages: &labkit::protocol::pivot_root::STAGES,
+        variants: &[Variant {
+            name: "tmpfs",
+            args: &[labkit::protocol::pivot_root::TMPFS_FLAG],
+            stages: &labkit::protocol::pivot_root::TMPFS_STAGES,
+            available: || Ok(()),
+        }],
         needs: Needs { root: true, tools: &[BUSYBOX], cgroup_controllers: &[] },
         verdicts: &checks::pivot_root::VERDICTS,
         prepare: checks::pivot_root::prepare,

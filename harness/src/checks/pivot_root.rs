@@ -83,13 +83,20 @@ const RUNC_ESCAPE_ROOT: Fact<Relation> = Fact::new("runc-pivoted.chroot_escape_l
 const RUNC_ESCAPE_SENTINEL: Fact<String> = Fact::new("runc-pivoted.chroot_escape_open_sentinel");
 const RUNC_HOST_CHANGES: Fact<Vec<String>> = Fact::new("runc-pivoted.host_mount_changes");
 
+const TMPFS_ROOT_DEVICE: Fact<Relation> = Fact::new("tmpfs-pivoted.root_device_vs_scratch_filesystem");
+const TMPFS_HOLDS_COPY: Fact<bool> = Fact::new("tmpfs-pivoted.root_holds_busybox");
+const TMPFS_MOUNTS: Fact<Vec<String>> = Fact::new("tmpfs-pivoted.namespace_mounts");
+const TMPFS_SENTINEL: Fact<String> = Fact::new("tmpfs-pivoted.open_sentinel_by_host_path");
+const TMPFS_VIA_OLDROOT: Fact<String> = Fact::new("tmpfs-pivoted.open_sentinel_under_oldroot");
+const TMPFS_HOST_CHANGES: Fact<Vec<String>> = Fact::new("tmpfs-pivoted.host_mount_changes");
+
 /// The mounts a pivoted container has: its root and its proc, nothing else.
 fn only_root_and_proc(mounts: &[String]) -> bool {
     let points: Vec<&str> = mounts.iter().filter_map(|m| m.split(' ').next()).collect();
     points == ["/", "/proc"] && mounts.iter().any(|m| m == "/proc proc")
 }
 
-pub const VERDICTS: [VerdictSpec; 14] = [
+pub const VERDICTS: [VerdictSpec; 15] = [
     VerdictSpec {
         id: "own-namespaces",
         claim: "the container's init is PID 1 in namespaces of its own: mount, UTS, IPC, network and PID all differ from the host's",
@@ -251,6 +258,26 @@ pub const VERDICTS: [VerdictSpec; 14] = [
             )
         },
     },
+    VerdictSpec {
+        id: "tmpfs-root",
+        claim: "with --tmpfs, the container's root is a tmpfs of its own holding the copied rootfs; the old root is gone and the sentinel unreachable",
+        points: 2,
+        region: Some("pivot"),
+        requires: &[],
+        hint: "the tmpfs is a mount point already: pivot_root onto it, then the lazy unmount of the old root (`cilab run pivot-root --variant tmpfs`)",
+        decide: |e| {
+            let mounts = e.get(TMPFS_MOUNTS)?;
+            Some(
+                e.get(TMPFS_ROOT_DEVICE)? == Relation::Differs
+                    && e.get(TMPFS_HOLDS_COPY)?
+                    && only_root_and_proc(&mounts)
+                    && mounts.first().is_some_and(|m| m == "/ tmpfs")
+                    && e.get(TMPFS_SENTINEL)? == "ENOENT"
+                    && e.get(TMPFS_VIA_OLDROOT)? == "ENOENT"
+                    && e.get(TMPFS_HOST_CHANGES)?.is_empty(),
+            )
+        },
+    },
 ];
 
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -330,6 +357,19 @@ impl Observer for PivotRoot {
                 facts.record(RUNC_HOST_CHANGES, run.mount_ns().changes()?.describe());
                 Ok(())
             }
+            TMPFS_PIVOTED => {
+                self.sentinel = file_id(&self.sentinel_path(run));
+                let init = container_init(run, TMPFS_LAUNCHER_COMM, TMPFS_INIT_COMM)?;
+                let view = self.view(run, init)?;
+                let scratch_device = nix::sys::stat::stat(run.scratch()).ok().map(|st| st.st_dev);
+                facts.record(TMPFS_ROOT_DEVICE, Relation::of(&view.root.map(|(dev, _)| dev), &scratch_device));
+                facts.record(TMPFS_HOLDS_COPY, view.has_busybox);
+                facts.record(TMPFS_MOUNTS, view.mounts);
+                facts.record(TMPFS_SENTINEL, view.sentinel);
+                facts.record(TMPFS_VIA_OLDROOT, view.via_oldroot);
+                facts.record(TMPFS_HOST_CHANGES, run.mount_ns().changes()?.describe());
+                Ok(())
+            }
             other => Err(Error::Harness(format!("pivot-root has no stage `{other}`"))),
         }
     }
@@ -396,6 +436,7 @@ impl PivotRoot {
             setns(ns.as_fd(), CloneFlags::CLONE_NEWNS)?;
             say_id(out, "root", Path::new("/"));
             say_id(out, "proc-pid-ns", Path::new("/proc/1/ns/pid"));
+            say_id(out, "busybox", Path::new("/bin/busybox"));
             let fd = openat(Some(proc_dir), "self/mountinfo", OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())?;
             // SAFETY: openat just returned this descriptor; the File owns it from here.
             let mut file = unsafe { File::from_raw_fd(fd) };
@@ -425,6 +466,7 @@ impl PivotRoot {
             outcome.output.lines().filter_map(|l| l.strip_prefix("mountinfo ")).map(|l| format!("{l}\n")).collect();
         Ok(View {
             root: id("root"),
+            has_busybox: id("busybox").is_some(),
             proc_pid_ns: id("proc-pid-ns"),
             mounts: describe_mounts(&procfs::parse_mountinfo(&mountinfo)?),
             sentinel: said("sentinel").unwrap_or_default(),
@@ -502,6 +544,7 @@ impl PivotRoot {
 /// What a probe in the container's mount namespace saw.
 struct View {
     root: Option<(u64, u64)>,
+    has_busybox: bool,
     proc_pid_ns: Option<(u64, u64)>,
     mounts: Vec<String>,
     sentinel: String,
