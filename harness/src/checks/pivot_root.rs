@@ -745,4 +745,180 @@ fn hostname_of(init: i32) -> Result<String> {
 }
 
 /// Typical mistakes and lies; each region's `todo!()` is added by the corpus itself.
-pub const MISTAKES: [Mistake; 0] = [];
+pub const MISTAKES: [Mistake; 15] = [
+    Mistake {
+        region: "unshare-namespaces",
+        name: "no CLONE_NEWPID: the init is not PID 1",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region(
+            "unshare-namespaces",
+            "unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWNET)\n    \
+             .map_err(LabError::sys(\"unshare\", \"CLONE_NEWNS|CLONE_NEWUTS|CLONE_NEWIPC|CLONE_NEWNET\"))?;\n\
+             Ok(())",
+        )],
+        caught_by: "own-namespaces",
+    },
+    Mistake {
+        region: "unshare-namespaces",
+        name: "no CLONE_NEWUTS: the init refuses to rename the host and stops",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region(
+            "unshare-namespaces",
+            "unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWPID)\n    \
+             .map_err(LabError::sys(\"unshare\", \"CLONE_NEWNS|CLONE_NEWIPC|CLONE_NEWNET|CLONE_NEWPID\"))?;\n\
+             Ok(())",
+        )],
+        caught_by: "own-namespaces",
+    },
+    Mistake {
+        region: "unshare-namespaces",
+        name: "no CLONE_NEWNET: the container shares the host's network",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region(
+            "unshare-namespaces",
+            "unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWPID)\n    \
+             .map_err(LabError::sys(\"unshare\", \"CLONE_NEWNS|CLONE_NEWUTS|CLONE_NEWIPC|CLONE_NEWPID\"))?;\n\
+             Ok(())",
+        )],
+        caught_by: "own-namespaces",
+    },
+    Mistake {
+        region: "make-private",
+        name: "MS_PRIVATE without MS_REC: the mounts below / stay shared",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region(
+            "make-private",
+            "mount(None::<&str>, \"/\", None::<&str>, MsFlags::MS_PRIVATE, None::<&str>)\n    \
+             .map_err(LabError::sys(\"mount(MS_PRIVATE)\", \"/\"))?;\n\
+             Ok(())",
+        )],
+        caught_by: "private-not-mount-point",
+    },
+    Mistake {
+        region: "make-private",
+        name: "propagation left as it is: everything stays shared with the host",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region("make-private", "Ok(())")],
+        caught_by: "private-not-mount-point",
+    },
+    Mistake {
+        region: "bind-new-root",
+        name: "the workdir bound onto the new root instead of the new root itself",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region(
+            "bind-new-root",
+            "let source = new_root.parent().unwrap_or(new_root);\n\
+             mount(Some(source), new_root, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)\n    \
+             .map_err(LabError::sys(\"mount(MS_BIND|MS_REC)\", new_root.display()))?;\n\
+             Ok(())",
+        )],
+        caught_by: "bind-makes-mount-point",
+    },
+    Mistake {
+        region: "bind-new-root",
+        name: "an empty tmpfs mounted on the new root instead of the bind",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region(
+            "bind-new-root",
+            "mount(Some(\"tmpfs\"), new_root, Some(\"tmpfs\"), MsFlags::empty(), None::<&str>)\n    \
+             .map_err(LabError::sys(\"mount(tmpfs)\", new_root.display()))?;\n\
+             Ok(())",
+        )],
+        caught_by: "bind-makes-mount-point",
+    },
+    Mistake {
+        region: "pivot",
+        name: "the old root left mounted at /oldroot (no umount)",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region(
+            "pivot",
+            "chdir(new_root).map_err(LabError::sys(\"chdir\", new_root.display()))?;\n\
+             pivot_root(\".\", PUT_OLD).map_err(LabError::sys(\"pivot_root\", format!(\". {PUT_OLD}\")))?;\n\
+             chdir(\"/\").map_err(LabError::sys(\"chdir\", \"/\"))?;\n\
+             Ok(())",
+        )],
+        caught_by: "only-root-and-proc",
+    },
+    Mistake {
+        region: "pivot",
+        name: "umount2 without MNT_DETACH: the busy old root refuses (EBUSY)",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Replace(
+            "    umount2(old.as_str(), MntFlags::MNT_DETACH).map_err(LabError::sys(\"umount2(MNT_DETACH)\", &old))?;",
+            "    umount2(old.as_str(), MntFlags::empty()).map_err(LabError::sys(\"umount2\", &old))?;",
+        )],
+        caught_by: "only-root-and-proc",
+    },
+    Mistake {
+        region: "pivot",
+        name: "chroot into the new root instead of pivot_root: the old root stays the namespace's",
+        kind: MistakeKind::Lie,
+        edits: &[Edit::Region(
+            "pivot",
+            "chroot(new_root).map_err(LabError::sys(\"chroot\", new_root.display()))?;\n\
+             chdir(\"/\").map_err(LabError::sys(\"chdir\", \"/\"))?;\n\
+             Ok(())",
+        )],
+        caught_by: "sentinel-unreachable",
+    },
+    Mistake {
+        region: "runc-pivot",
+        name: "no umount2 after pivot_root(\".\", \".\"): the old root stays on top",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Replace(
+            "    umount2(\".\", MntFlags::MNT_DETACH).map_err(LabError::sys(\"umount2(MNT_DETACH)\", \".\"))?;\n",
+            "",
+        )],
+        caught_by: "runc-pivot-same",
+    },
+    Mistake {
+        region: "runc-pivot",
+        name: "no chdir(\"/\") at the end: the working directory stays in the detached old root",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Replace(
+            "    umount2(\".\", MntFlags::MNT_DETACH).map_err(LabError::sys(\"umount2(MNT_DETACH)\", \".\"))?;\n    chdir(\"/\").map_err(LabError::sys(\"chdir\", \"/\"))?;\n",
+            "    umount2(\".\", MntFlags::MNT_DETACH).map_err(LabError::sys(\"umount2(MNT_DETACH)\", \".\"))?;\n",
+        )],
+        caught_by: "runc-pivot-same",
+    },
+    Mistake {
+        region: "close-fds",
+        name: "nothing closed: the workdir's descriptor goes into the container",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region("close-fds", "let _ = keep;\nOk(())")],
+        caught_by: "no-fd-leads-out",
+    },
+    Mistake {
+        region: "close-fds",
+        name: "every descriptor above 2 closed, the pipes to the lab too",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region(
+            "close-fds",
+            "let _ = keep;\n\
+             for fd in open_fds().into_iter().filter(|fd| *fd > 2) {\n    \
+             let _ = nix::unistd::close(fd);\n\
+             }\n\
+             Ok(())",
+        )],
+        caught_by: "no-fd-leads-out",
+    },
+    Mistake {
+        region: "close-fds",
+        name: "the outside directory moved onto fd 0 before the others are closed",
+        kind: MistakeKind::Lie,
+        edits: &[Edit::Region(
+            "close-fds",
+            "for fd in open_fds() {\n    \
+             if fd > 2 && !keep.contains(&fd) {\n        \
+             let is_dir = nix::sys::stat::fstat(fd).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR);\n        \
+             if is_dir {\n            \
+             let _ = nix::unistd::dup2(fd, 0);\n        \
+             }\n        \
+             let _ = nix::unistd::close(fd);\n    \
+             }\n\
+             }\n\
+             Ok(())",
+        )],
+        caught_by: "no-fd-leads-out",
+    },
+];
