@@ -348,7 +348,10 @@ impl Observer for PivotRoot {
                 let init = container_init(run, RUNC_LAUNCHER_COMM, RUNC_INIT_COMM)?;
                 let view = self.view(run, init)?;
                 facts.record(RUNC_ROOT, Relation::of(&view.root, &self.rootfs));
-                facts.record(RUNC_INIT_ROOT, Relation::of(&file_id(Path::new(&format!("/proc/{init}/root"))), &self.rootfs));
+                facts.record(
+                    RUNC_INIT_ROOT,
+                    Relation::of(&file_id(Path::new(&format!("/proc/{init}/root"))), &self.rootfs),
+                );
                 facts.record(RUNC_CWD, cwd_vs_root(init));
                 facts.record(RUNC_MOUNTS, view.mounts);
                 facts.record(RUNC_SENTINEL, view.sentinel);
@@ -417,7 +420,10 @@ impl PivotRoot {
         facts.record(ESCAPE_ROOT, Relation::of(&view.escape_root, &self.rootfs));
         facts.record(ESCAPE_SENTINEL, view.escape_sentinel);
         let fds = self.descriptors(run, init)?;
-        facts.record(LEAKED_FD, if fds.reached { REACHED.to_string() } else { "did not reach the sentinel".to_string() });
+        facts.record(
+            LEAKED_FD,
+            if fds.reached { REACHED.to_string() } else { "did not reach the sentinel".to_string() },
+        );
         facts.record(HOSTNAME_INSIDE, hostname_of(init)?);
         facts.record(HOST_HOSTNAME, Relation::of(&Some(hostname()), &self.host_hostname));
         facts.record(HOST_CHANGES, run.mount_ns().changes()?.describe());
@@ -446,7 +452,8 @@ impl PivotRoot {
                 forked::say(out, &format!("mountinfo {line}"));
             }
             forked::say(out, &format!("sentinel {}", open_sentinel(None, &sentinel_path, sentinel_id)));
-            let under_oldroot = Path::new("/").join(PUT_OLD).join(sentinel_path.strip_prefix("/").unwrap_or(&sentinel_path));
+            let under_oldroot =
+                Path::new("/").join(PUT_OLD).join(sentinel_path.strip_prefix("/").unwrap_or(&sentinel_path));
             forked::say(out, &format!("via-oldroot {}", open_sentinel(None, &under_oldroot, sentinel_id)));
             match escape() {
                 Ok(()) => {
@@ -460,7 +467,8 @@ impl PivotRoot {
         if let Err(failure) = outcome.status {
             return Err(Error::Harness(format!("the probe in the container's mount namespace failed: {failure:?}")));
         }
-        let said = |key: &str| outcome.output.lines().find_map(|l| l.strip_prefix(&format!("{key} "))).map(str::to_string);
+        let said =
+            |key: &str| outcome.output.lines().find_map(|l| l.strip_prefix(&format!("{key} "))).map(str::to_string);
         let id = |key: &str| said(key).and_then(|v| parse_id(&v));
         let mountinfo: String =
             outcome.output.lines().filter_map(|l| l.strip_prefix("mountinfo ")).map(|l| format!("{l}\n")).collect();
@@ -501,7 +509,8 @@ impl PivotRoot {
     /// container's root leads outside; from that top the probe tries the sentinel.
     fn descriptors(&self, run: &LabRun, init: i32) -> Result<Descriptors> {
         let ns = open_ns(init, "mnt")?;
-        let pidfd = labkit::child::pidfd_open(nix::unistd::Pid::from_raw(init)).map_err(Error::sys("pidfd_open", init))?;
+        let pidfd =
+            labkit::child::pidfd_open(nix::unistd::Pid::from_raw(init)).map_err(Error::sys("pidfd_open", init))?;
         let numbers: Vec<RawFd> = procfs::pid_entries(Path::new(&format!("/proc/{init}/fd")))?.into_iter().collect();
         let sentinel_path = self.sentinel_path(run);
         let scratch_relative = run.scratch().strip_prefix("/").unwrap_or(run.scratch()).to_path_buf();
@@ -561,10 +570,8 @@ struct Descriptors {
 /// The container's init: the one child named `init_comm` of the lab's child `launcher_comm`.
 fn container_init(run: &mut LabRun, launcher_comm: &str, init_comm: &str) -> Result<i32> {
     let launcher = find_child_named(run, launcher_comm)?;
-    let found: Vec<i32> = procfs::children(launcher)
-        .into_iter()
-        .filter(|pid| procfs::comm(*pid).as_deref() == Some(init_comm))
-        .collect();
+    let found: Vec<i32> =
+        procfs::children(launcher).into_iter().filter(|pid| procfs::comm(*pid).as_deref() == Some(init_comm)).collect();
     match found.as_slice() {
         [pid] => {
             run.track_pid(*pid);
@@ -578,7 +585,10 @@ fn container_init(run: &mut LabRun, launcher_comm: &str, init_comm: &str) -> Res
 }
 
 fn lstat_dir(path: &Path) -> Option<(u64, u64)> {
-    nix::sys::stat::lstat(path).ok().filter(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR).map(|st| (st.st_dev, st.st_ino))
+    nix::sys::stat::lstat(path)
+        .ok()
+        .filter(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+        .map(|st| (st.st_dev, st.st_ino))
 }
 
 fn open_ns(pid: i32, kind: &str) -> Result<File> {
@@ -694,7 +704,8 @@ fn walk_up(start: OwnedFd) -> nix::Result<OwnedFd> {
     let mut at = start;
     for _ in 0..4096 {
         let here = fstat(at.as_raw_fd()).map(|st| (st.st_dev, st.st_ino))?;
-        let up = openat(Some(at.as_raw_fd()), "..", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())?;
+        let up =
+            openat(Some(at.as_raw_fd()), "..", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())?;
         // SAFETY: openat just returned this descriptor; nothing else owns it.
         let up = unsafe { OwnedFd::from_raw_fd(up) };
         if fstat(up.as_raw_fd()).map(|st| (st.st_dev, st.st_ino))? == here {

@@ -143,7 +143,11 @@ fn classic_and_runc(lab: &mut Lab, setup: &Setup) -> Result<()> {
         "mount(NULL, \"/\", NULL, MS_REC|MS_PRIVATE, NULL)",
         "mount --make-rprivate /",
     );
-    container.command(MAKE_PRIVATE, "making its mounts private", "did make_private fail (its error would be above)?")?;
+    container.command(
+        MAKE_PRIVATE,
+        "making its mounts private",
+        "did make_private fail (its error would be above)?",
+    )?;
     lab.why("the mounts are private now, yet pivot_root still refuses with EINVAL: the new root must be a mount point, and a plain directory is not.");
     lab.hold(PRIVATE, json!({ "init": init.as_raw() }))?;
 
@@ -165,7 +169,11 @@ fn classic_and_runc(lab: &mut Lab, setup: &Setup) -> Result<()> {
     );
     container.command(PIVOT, "pivoting", "did pivot_into fail (its error would be above)?")?;
     lab.saw(&format!("on the host, /proc/{init}/root is the rootfs directory: {}", same_dir(init, &setup.rootfs)));
-    lab.saw(&format!("its mount table has {} mounts; mine has {}", count_mounts(&init.to_string()), count_mounts("self")));
+    lab.saw(&format!(
+        "its mount table has {} mounts; mine has {}",
+        count_mounts(&init.to_string()),
+        count_mounts("self")
+    ));
     lab.why("after the lazy unmount the old root is no longer in the container's mount namespace: no path leads there, `..` included. Only a descriptor opened before can still reach it.");
     lab.hold(PIVOTED, json!({ "init": init.as_raw() }))?;
 
@@ -175,7 +183,11 @@ fn classic_and_runc(lab: &mut Lab, setup: &Setup) -> Result<()> {
         "close(fd) for each inherited descriptor; execve(\"/bin/sh\")",
         "exec chroot / sh   (runc closes every descriptor above 2 before it execs)",
     );
-    container.command(CLOSE_FDS, "closing its descriptors", "did close_inherited_fds fail (its error would be above)?")?;
+    container.command(
+        CLOSE_FDS,
+        "closing its descriptors",
+        "did close_inherited_fds fail (its error would be above)?",
+    )?;
     lab.hold(FDS_CLOSED, json!({ "init": init.as_raw() }))?;
     container.finish("running its shell")?;
 
@@ -212,7 +224,11 @@ fn tmpfs_variant(lab: &mut Lab, setup: &Setup) -> Result<()> {
         "unshare --mount --uts --ipc --net --pid --fork --propagation private sh",
     );
     let mut container = Container::start(lab, setup, Method::Tmpfs, None)?;
-    container.command(MAKE_PRIVATE, "making its mounts private", "did make_private fail (its error would be above)?")?;
+    container.command(
+        MAKE_PRIVATE,
+        "making its mounts private",
+        "did make_private fail (its error would be above)?",
+    )?;
 
     // ── Step 2 ───────────────────────────────────────────────────────────────
     lab.step(
@@ -220,7 +236,11 @@ fn tmpfs_variant(lab: &mut Lab, setup: &Setup) -> Result<()> {
         "mount(\"tmpfs\", rootfs-tmpfs, \"tmpfs\"); copy every file, link and directory",
         "mount -t tmpfs tmpfs rootfs-tmpfs && (cd rootfs && find . | cpio -pdm ../rootfs-tmpfs)",
     );
-    container.command(COPY_TO_TMPFS, "copying the rootfs into a tmpfs", "did the copy fail (its error would be above)?")?;
+    container.command(
+        COPY_TO_TMPFS,
+        "copying the rootfs into a tmpfs",
+        "did the copy fail (its error would be above)?",
+    )?;
 
     // ── Step 3 ───────────────────────────────────────────────────────────────
     lab.step(
@@ -287,15 +307,21 @@ impl Container {
 
 /// The launcher: the runtime's part. It makes the namespaces, forks the init into them,
 /// and waits for it.
-fn launch(voice: Voice, setup: &Setup, method: Method, init_comm: &'static str, link: child::Link, leaked: Option<RawFd>) -> Result<i32> {
+fn launch(
+    voice: Voice,
+    setup: &Setup,
+    method: Method,
+    init_comm: &'static str,
+    link: child::Link,
+    leaked: Option<RawFd>,
+) -> Result<i32> {
     enter_namespaces()?;
     let for_init = setup.clone();
-    let init = child::spawn(init_comm, move || {
-        match container_init(voice, &for_init, method, link.child_side(), leaked) {
+    let init =
+        child::spawn(init_comm, move || match container_init(voice, &for_init, method, link.child_side(), leaked) {
             Ok(()) => 0,
             Err(error) => failed(voice, init_comm, &error),
-        }
-    })?;
+        })?;
     // The launcher keeps nothing of the container's: its copies of the pipes and of the
     // leaked descriptor go, so that only the init holds them.
     drop(link.child_side());
@@ -339,7 +365,13 @@ fn enter_namespaces() -> Result<()> {
 }
 
 /// The container's init, PID 1 of its namespace: each command of the lab is one step.
-fn container_init(voice: Voice, setup: &Setup, method: Method, mut link: child::ChildEnd, leaked: Option<RawFd>) -> Result<()> {
+fn container_init(
+    voice: Voice,
+    setup: &Setup,
+    method: Method,
+    mut link: child::ChildEnd,
+    leaked: Option<RawFd>,
+) -> Result<()> {
     refuse_host_namespaces(setup)?;
     sethostname(HOSTNAME).map_err(LabError::sys("sethostname", HOSTNAME))?;
     let name = nix::sys::utsname::uname().map(|u| u.nodename().to_string_lossy().into_owned()).unwrap_or_default();
@@ -562,7 +594,10 @@ fn look_around(voice: Voice, leaked: Option<RawFd>) {
         match attempt() {
             Ok(()) => {
                 let listed = list(Path::new("/")).join(" ");
-                let _ = std::fs::write("/proc/self/fd/2", format!("   inside:  after mkdir, chroot, cd .. x64, chroot .: ls / -> {listed}\n"));
+                let _ = std::fs::write(
+                    "/proc/self/fd/2",
+                    format!("   inside:  after mkdir, chroot, cd .. x64, chroot .: ls / -> {listed}\n"),
+                );
                 0
             }
             Err(errno) => errno as i32,
@@ -572,7 +607,12 @@ fn look_around(voice: Voice, leaked: Option<RawFd>) {
         let _ = child::wait(pid, "trying the chroot escape");
     }
     if let Some(fd) = leaked {
-        let through = openat(Some(fd), format!("{SENTINEL_DIR}/{SENTINEL_FILE}").as_str(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, FileMode::empty());
+        let through = openat(
+            Some(fd),
+            format!("{SENTINEL_DIR}/{SENTINEL_FILE}").as_str(),
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            FileMode::empty(),
+        );
         let said = match through {
             Ok(file) => {
                 let _ = nix::unistd::close(file);
@@ -614,7 +654,10 @@ fn compare_namespaces(pid: Pid) -> String {
     let kinds = ["mnt", "uts", "ipc", "net", "pid"];
     let differ: Vec<&str> =
         kinds.iter().copied().filter(|k| ns_identity(&pid.to_string(), k) != ns_identity("self", k)).collect();
-    format!("its namespaces that differ from mine: {}", if differ.is_empty() { "none".into() } else { differ.join(", ") })
+    format!(
+        "its namespaces that differ from mine: {}",
+        if differ.is_empty() { "none".into() } else { differ.join(", ") }
+    )
 }
 
 /// The children of `pid`, from /proc/<pid>/task/<pid>/children.
@@ -664,8 +707,11 @@ fn describe_mounts(pid: &str) -> String {
 }
 
 fn mounts_under(pid: &str, dir: &Path) -> String {
-    let found: Vec<String> =
-        mounts(pid).into_iter().filter(|(point, _)| Path::new(point).starts_with(dir)).map(|(p, k)| format!("{p} ({k})")).collect();
+    let found: Vec<String> = mounts(pid)
+        .into_iter()
+        .filter(|(point, _)| Path::new(point).starts_with(dir))
+        .map(|(p, k)| format!("{p} ({k})"))
+        .collect();
     if found.is_empty() {
         "none: the bind lives in the container's private mount namespace".to_string()
     } else {
