@@ -104,15 +104,14 @@ pub fn spawn_with(name: &str, die_with_parent: bool, body: impl FnOnce() -> i32)
 /// its own children: a wrong PID (1, say, whose SIGINT reboots a systemd machine) must
 /// never reach someone else's process.
 pub fn ensure_own_child(pid: Pid, what: &str) -> Result<()> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let parent = status.lines().find_map(|l| l.strip_prefix("PPid:")).map(str::trim);
-    if pid.as_raw() > 0 && parent == Some(nix::unistd::getpid().to_string().as_str()) {
+    let parent = procfs::process::Process::new(pid.as_raw()).and_then(|p| p.stat()).map(|stat| stat.ppid).ok();
+    if pid.as_raw() > 0 && parent == Some(nix::unistd::getpid().as_raw()) {
         return Ok(());
     }
     Err(LabError::Setup(format!(
         "{what} is PID {pid}, which is not a child of this lab (its parent is {}): the lab signals only \
          its own children, so it stops here",
-        parent.unwrap_or("unknown")
+        parent.map_or("unknown".to_string(), |p| p.to_string())
     )))
 }
 
