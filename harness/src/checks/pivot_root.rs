@@ -72,6 +72,7 @@ const HOST_HOSTNAME: Fact<Relation> = Fact::new("pivoted.host_hostname_vs_before
 const HOST_CHANGES: Fact<Vec<String>> = Fact::new("pivoted.host_mount_changes");
 
 const FDS_OUT: Fact<usize> = Fact::new("fds-closed.init_descriptors_leading_outside");
+const FDS_CWD_OUT: Fact<bool> = Fact::new("fds-closed.init_cwd_leads_outside");
 const FDS_ROOT: Fact<Relation> = Fact::new("fds-closed.init_root_vs_rootfs");
 
 const RUNC_ROOT: Fact<Relation> = Fact::new("runc-pivoted.namespace_root_vs_rootfs");
@@ -81,6 +82,7 @@ const RUNC_MOUNTS: Fact<Vec<String>> = Fact::new("runc-pivoted.namespace_mounts"
 const RUNC_SENTINEL: Fact<String> = Fact::new("runc-pivoted.open_sentinel_by_host_path");
 const RUNC_ESCAPE_ROOT: Fact<Relation> = Fact::new("runc-pivoted.chroot_escape_lands_vs_rootfs");
 const RUNC_ESCAPE_SENTINEL: Fact<String> = Fact::new("runc-pivoted.chroot_escape_open_sentinel");
+const RUNC_FDS_OUT: Fact<usize> = Fact::new("runc-pivoted.init_descriptors_leading_outside");
 const RUNC_HOST_CHANGES: Fact<Vec<String>> = Fact::new("runc-pivoted.host_mount_changes");
 
 const TMPFS_ROOT_DEVICE: Fact<Relation> = Fact::new("tmpfs-pivoted.root_device_vs_scratch_filesystem");
@@ -232,20 +234,20 @@ pub const VERDICTS: [VerdictSpec; 15] = [
     },
     VerdictSpec {
         id: "no-fd-leads-out",
-        claim: "before the exec, the init holds no descriptor that leads outside its root",
+        claim: "before the exec, the init holds no descriptor that leads outside its root and survives the exec, and its working directory is inside its root",
         points: 2,
         region: Some("close-fds"),
         requires: &["open-fd-leads-out"],
-        hint: "every descriptor above 2 the init inherited must be closed, except its pipes to the lab",
-        decide: |e| Some(e.get(FDS_OUT)? == 0 && e.get(FDS_ROOT)? == Relation::Same),
+        hint: "every descriptor above 2 the init inherited must be closed (or close-on-exec), except its pipes to the lab; and the working directory stays inside the root",
+        decide: |e| Some(e.get(FDS_OUT)? == 0 && !e.get(FDS_CWD_OUT)? && e.get(FDS_ROOT)? == Relation::Same),
     },
     VerdictSpec {
         id: "runc-pivot-same",
-        claim: "pivot_root(\".\", \".\") followed by umount2(\".\", MNT_DETACH), as runc does it, gives the same result: the rootfs as root, only root and proc mounted, no way to the sentinel",
+        claim: "pivot_root(\".\", \".\") followed by umount2(\".\", MNT_DETACH), as runc does it, gives the same result: the rootfs as root, only root and proc mounted, no way to the sentinel, no descriptor of the old root left open",
         points: 2,
         region: Some("runc-pivot"),
         requires: &[],
-        hint: "after pivot_root(\".\", \".\") the old root is stacked on top of the new one: fchdir to the old root's descriptor before unmounting \".\", then chdir(\"/\")",
+        hint: "after pivot_root(\".\", \".\") the old root is stacked on top of the new one: fchdir to the old root's descriptor before unmounting \".\", then chdir(\"/\"); close both descriptors",
         decide: |e| {
             Some(
                 e.get(RUNC_ROOT)? == Relation::Same
@@ -254,7 +256,8 @@ pub const VERDICTS: [VerdictSpec; 15] = [
                     && only_root_and_proc(&e.get(RUNC_MOUNTS)?)
                     && e.get(RUNC_SENTINEL)? == "ENOENT"
                     && e.get(RUNC_ESCAPE_ROOT)? == Relation::Same
-                    && e.get(RUNC_ESCAPE_SENTINEL)? == "ENOENT",
+                    && e.get(RUNC_ESCAPE_SENTINEL)? == "ENOENT"
+                    && e.get(RUNC_FDS_OUT)? == 0,
             )
         },
     },
@@ -339,8 +342,10 @@ impl Observer for PivotRoot {
             PIVOTED => self.pivoted(run, facts),
             FDS_CLOSED => {
                 let init = self.init()?;
-                let fds = self.descriptors(run, init)?;
+                // Right before the exec: a close-on-exec descriptor does not reach the shell.
+                let fds = self.descriptors(run, init, true)?;
                 facts.record(FDS_OUT, fds.leading_out);
+                facts.record(FDS_CWD_OUT, fds.cwd_leads_out);
                 facts.record(FDS_ROOT, Relation::of(&file_id(Path::new(&format!("/proc/{init}/root"))), &self.rootfs));
                 Ok(())
             }
@@ -357,6 +362,8 @@ impl Observer for PivotRoot {
                 facts.record(RUNC_SENTINEL, view.sentinel);
                 facts.record(RUNC_ESCAPE_ROOT, Relation::of(&view.escape_root, &self.rootfs));
                 facts.record(RUNC_ESCAPE_SENTINEL, view.escape_sentinel);
+                // This init never execs: close-on-exec changes nothing for it.
+                facts.record(RUNC_FDS_OUT, self.descriptors(run, init, false)?.leading_out);
                 facts.record(RUNC_HOST_CHANGES, run.mount_ns().changes()?.describe());
                 Ok(())
             }
@@ -419,7 +426,7 @@ impl PivotRoot {
         facts.record(VIA_OLDROOT, view.via_oldroot);
         facts.record(ESCAPE_ROOT, Relation::of(&view.escape_root, &self.rootfs));
         facts.record(ESCAPE_SENTINEL, view.escape_sentinel);
-        let fds = self.descriptors(run, init)?;
+        let fds = self.descriptors(run, init, false)?;
         facts.record(
             LEAKED_FD,
             if fds.reached { REACHED.to_string() } else { "did not reach the sentinel".to_string() },
@@ -506,18 +513,32 @@ impl PivotRoot {
 
     /// Takes each descriptor of the init (pidfd_getfd) in a probe inside the container's
     /// mount namespace, and walks `..` up from each directory: one whose top is not the
-    /// container's root leads outside; from that top the probe tries the sentinel.
-    fn descriptors(&self, run: &LabRun, init: i32) -> Result<Descriptors> {
+    /// container's root leads outside; from that top the probe tries the sentinel. The
+    /// init's working directory is walked the same way. With `skip_cloexec`, descriptors
+    /// the kernel closes at the next execve (O_CLOEXEC in fdinfo) are not counted.
+    fn descriptors(&self, run: &LabRun, init: i32, skip_cloexec: bool) -> Result<Descriptors> {
         let ns = open_ns(init, "mnt")?;
         let pidfd =
             labkit::child::pidfd_open(nix::unistd::Pid::from_raw(init)).map_err(Error::sys("pidfd_open", init))?;
-        let numbers: Vec<RawFd> = procfs::pid_entries(Path::new(&format!("/proc/{init}/fd")))?.into_iter().collect();
+        let numbers: Vec<RawFd> = procfs::pid_entries(Path::new(&format!("/proc/{init}/fd")))?
+            .into_iter()
+            .filter(|number| !(skip_cloexec && close_on_exec(init, *number)))
+            .collect();
+        let cwd_path = format!("/proc/{init}/cwd");
+        let cwd = open(cwd_path.as_str(), OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+            .map_err(Error::sys("open", &cwd_path))?;
+        // SAFETY: open just returned this descriptor; nothing else owns it.
+        let cwd = unsafe { OwnedFd::from_raw_fd(cwd) };
         let sentinel_path = self.sentinel_path(run);
         let scratch_relative = run.scratch().strip_prefix("/").unwrap_or(run.scratch()).to_path_buf();
         let sentinel_id = self.sentinel;
         let outcome = forked::probe("walk out through the init's descriptors", PROBE_TIMEOUT, |out| {
             setns(ns.as_fd(), CloneFlags::CLONE_NEWNS)?;
             let root = nix::sys::stat::stat("/").map(|st| (st.st_dev, st.st_ino))?;
+            let cwd_top = walk_up(cwd.try_clone().map_err(|_| Errno::EBADF)?)?;
+            if fstat(cwd_top.as_raw_fd()).map(|st| (st.st_dev, st.st_ino))? != root {
+                forked::say(out, "cwd-leads-out");
+            }
             for number in &numbers {
                 let Ok(fd) = pidfd_getfd(pidfd.as_raw_fd(), *number) else { continue };
                 if fstat(fd.as_raw_fd()).map_or(true, |st| st.st_mode & libc::S_IFMT != libc::S_IFDIR) {
@@ -545,6 +566,7 @@ impl PivotRoot {
         }
         Ok(Descriptors {
             leading_out: outcome.output.lines().filter(|l| *l == "leads-out").count(),
+            cwd_leads_out: outcome.output.lines().any(|l| l == "cwd-leads-out"),
             reached: outcome.output.lines().any(|l| l == "reached"),
         })
     }
@@ -564,6 +586,7 @@ struct View {
 
 struct Descriptors {
     leading_out: usize,
+    cwd_leads_out: bool,
     reached: bool,
 }
 
@@ -726,6 +749,17 @@ fn pidfd_getfd(pidfd: RawFd, number: RawFd) -> nix::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// Whether descriptor `number` of `pid` is close-on-exec (the `flags` line of its fdinfo).
+fn close_on_exec(pid: i32, number: RawFd) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{number}"))
+        .ok()
+        .and_then(|text| {
+            let flags = text.lines().find_map(|l| l.strip_prefix("flags:"))?.trim().to_string();
+            i32::from_str_radix(&flags, 8).ok()
+        })
+        .is_some_and(|flags| flags & libc::O_CLOEXEC != 0)
+}
+
 /// Whether the process's working directory is its root.
 fn cwd_vs_root(pid: i32) -> Relation {
     let root = file_id(Path::new(&format!("/proc/{pid}/root")));
@@ -756,7 +790,7 @@ fn hostname_of(init: i32) -> Result<String> {
 }
 
 /// Typical mistakes and lies; each region's `todo!()` is added by the corpus itself.
-pub const MISTAKES: [Mistake; 15] = [
+pub const MISTAKES: [Mistake; 20] = [
     Mistake {
         region: "unshare-namespaces",
         name: "no CLONE_NEWPID: the init is not PID 1",
@@ -931,5 +965,72 @@ pub const MISTAKES: [Mistake; 15] = [
              Ok(())",
         )],
         caught_by: "no-fd-leads-out",
+    },
+    Mistake {
+        region: "close-fds",
+        name: "the outside directory made the working directory, then closed",
+        kind: MistakeKind::Lie,
+        edits: &[Edit::Region(
+            "close-fds",
+            "for fd in open_fds() {\n    \
+             if fd > 2 && !keep.contains(&fd) {\n        \
+             let _ = fchdir(fd);\n        \
+             let _ = nix::unistd::close(fd);\n    \
+             }\n\
+             }\n\
+             Ok(())",
+        )],
+        caught_by: "no-fd-leads-out",
+    },
+    Mistake {
+        region: "runc-pivot",
+        name: "the old root's descriptor kept open after the pivot",
+        kind: MistakeKind::Lie,
+        edits: &[Edit::Replace(
+            "    chdir(\"/\").map_err(LabError::sys(\"chdir\", \"/\"))?;\n    Ok(())\n    // STUDENT: end runc-pivot",
+            "    chdir(\"/\").map_err(LabError::sys(\"chdir\", \"/\"))?;\n    std::mem::forget(old);\n    Ok(())\n    // STUDENT: end runc-pivot",
+        )],
+        caught_by: "runc-pivot-same",
+    },
+    Mistake {
+        region: "make-private",
+        name: "the mounts made private in a throwaway namespace of a child",
+        kind: MistakeKind::Lie,
+        edits: &[Edit::Region(
+            "make-private",
+            "let copy = child::spawn(\"private-copy\", || {\n    \
+             let _ = unshare(CloneFlags::CLONE_NEWNS);\n    \
+             let _ = mount(None::<&str>, \"/\", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>);\n    \
+             0\n\
+             })?;\n\
+             child::wait(copy, \"making a private copy\")?;\n\
+             Ok(())",
+        )],
+        caught_by: "private-not-mount-point",
+    },
+    Mistake {
+        region: "pivot",
+        name: "the old root bound at /mnt before the lazy unmount",
+        kind: MistakeKind::Lie,
+        edits: &[Edit::Replace(
+            "    let old = format!(\"/{PUT_OLD}\");\n    umount2(",
+            "    let old = format!(\"/{PUT_OLD}\");\n    \
+             mount(Some(old.as_str()), \"/mnt\", None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)\n        \
+             .map_err(LabError::sys(\"mount(MS_BIND|MS_REC)\", \"/mnt\"))?;\n    umount2(",
+        )],
+        caught_by: "only-root-and-proc",
+    },
+    Mistake {
+        region: "pivot",
+        name: "pivot_root by absolute paths, no chdir: the working directory stays outside",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region(
+            "pivot",
+            "pivot_root(new_root, &new_root.join(PUT_OLD)).map_err(LabError::sys(\"pivot_root\", new_root.display()))?;\n\
+             let old = format!(\"/{PUT_OLD}\");\n\
+             umount2(old.as_str(), MntFlags::MNT_DETACH).map_err(LabError::sys(\"umount2(MNT_DETACH)\", &old))?;\n\
+             Ok(())",
+        )],
+        caught_by: "root-is-rootfs",
     },
 ];
