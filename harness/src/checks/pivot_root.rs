@@ -71,8 +71,8 @@ const HOSTNAME_INSIDE: Fact<String> = Fact::new("pivoted.hostname_inside");
 const HOST_HOSTNAME: Fact<Relation> = Fact::new("pivoted.host_hostname_vs_before");
 const HOST_CHANGES: Fact<Vec<String>> = Fact::new("pivoted.host_mount_changes");
 
-const FDS_OUT: Fact<usize> = Fact::new("fds-closed.init_descriptors_leading_outside");
-const FDS_CWD_OUT: Fact<bool> = Fact::new("fds-closed.init_cwd_leads_outside");
+const FDS_OUT: Fact<usize> = Fact::new("fds-closed.container_descriptors_leading_outside");
+const FDS_PLACE_OUT: Fact<bool> = Fact::new("fds-closed.container_cwd_or_root_leads_outside");
 const FDS_ROOT: Fact<Relation> = Fact::new("fds-closed.init_root_vs_rootfs");
 
 const RUNC_ROOT: Fact<Relation> = Fact::new("runc-pivoted.namespace_root_vs_rootfs");
@@ -234,12 +234,12 @@ pub const VERDICTS: [VerdictSpec; 15] = [
     },
     VerdictSpec {
         id: "no-fd-leads-out",
-        claim: "before the exec, the init holds no descriptor that leads outside its root and survives the exec, and its working directory is inside its root",
+        claim: "before the exec, neither the init nor any process below it holds a descriptor that leads outside its root and survives the exec, or has its working directory or root outside it",
         points: 2,
         region: Some("close-fds"),
         requires: &["open-fd-leads-out"],
         hint: "every descriptor above 2 the init inherited must be closed (or close-on-exec), except its pipes to the lab; and the working directory stays inside the root",
-        decide: |e| Some(e.get(FDS_OUT)? == 0 && !e.get(FDS_CWD_OUT)? && e.get(FDS_ROOT)? == Relation::Same),
+        decide: |e| Some(e.get(FDS_OUT)? == 0 && !e.get(FDS_PLACE_OUT)? && e.get(FDS_ROOT)? == Relation::Same),
     },
     VerdictSpec {
         id: "runc-pivot-same",
@@ -345,7 +345,7 @@ impl Observer for PivotRoot {
                 // Right before the exec: a close-on-exec descriptor does not reach the shell.
                 let fds = self.descriptors(run, init, true)?;
                 facts.record(FDS_OUT, fds.leading_out);
-                facts.record(FDS_CWD_OUT, fds.cwd_leads_out);
+                facts.record(FDS_PLACE_OUT, fds.place_leads_out);
                 facts.record(FDS_ROOT, Relation::of(&file_id(Path::new(&format!("/proc/{init}/root"))), &self.rootfs));
                 Ok(())
             }
@@ -511,65 +511,94 @@ impl PivotRoot {
         })
     }
 
-    /// Takes each descriptor of the init (pidfd_getfd) in a probe inside the container's
-    /// mount namespace, and walks `..` up from each directory: one whose top is not the
-    /// container's root leads outside; from that top the probe tries the sentinel. The
-    /// init's working directory is walked the same way. With `skip_cloexec`, descriptors
-    /// the kernel closes at the next execve (O_CLOEXEC in fdinfo) are not counted.
+    /// Takes each descriptor of the init and of every process below it (pidfd_getfd) in a
+    /// probe inside the container's mount namespace, and walks `..` up from each directory:
+    /// one whose top is not the container's root leads outside; from that top the probe
+    /// tries the sentinel. Their working directories and roots are walked the same way.
+    /// With `skip_cloexec`, the init's descriptors that the kernel closes at its next
+    /// execve (O_CLOEXEC in fdinfo) are not counted.
     fn descriptors(&self, run: &LabRun, init: i32, skip_cloexec: bool) -> Result<Descriptors> {
         let ns = open_ns(init, "mnt")?;
-        let pidfd =
-            labkit::child::pidfd_open(nix::unistd::Pid::from_raw(init)).map_err(Error::sys("pidfd_open", init))?;
-        let numbers: Vec<RawFd> = procfs::pid_entries(Path::new(&format!("/proc/{init}/fd")))?
-            .into_iter()
-            .filter(|number| !(skip_cloexec && close_on_exec(init, *number)))
-            .collect();
-        let cwd_path = format!("/proc/{init}/cwd");
-        let cwd = open(cwd_path.as_str(), OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-            .map_err(Error::sys("open", &cwd_path))?;
-        // SAFETY: open just returned this descriptor; nothing else owns it.
-        let cwd = unsafe { OwnedFd::from_raw_fd(cwd) };
-        let sentinel_path = self.sentinel_path(run);
+        let mut processes = Vec::new();
+        for pid in container_processes(init) {
+            // A process that is gone by now holds nothing; the init must be there.
+            let Ok(pidfd) = labkit::child::pidfd_open(nix::unistd::Pid::from_raw(pid)) else {
+                if pid == init {
+                    return Err(Error::Harness(format!("pidfd_open({init}): the container's init is gone")));
+                }
+                continue;
+            };
+            let numbers: Vec<RawFd> = procfs::pid_entries(Path::new(&format!("/proc/{pid}/fd")))
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|number| !(skip_cloexec && pid == init && close_on_exec(pid, *number)))
+                .collect();
+            let places: Vec<OwnedFd> = ["cwd", "root"]
+                .iter()
+                .filter_map(|which| {
+                    let path = format!("/proc/{pid}/{which}");
+                    let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+                    // SAFETY: open just returned this descriptor; nothing else owns it.
+                    open(path.as_str(), flags, Mode::empty()).ok().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
+                })
+                .collect();
+            processes.push((pidfd, numbers, places));
+        }
         let scratch_relative = run.scratch().strip_prefix("/").unwrap_or(run.scratch()).to_path_buf();
         let sentinel_id = self.sentinel;
-        let outcome = forked::probe("walk out through the init's descriptors", PROBE_TIMEOUT, |out| {
+        let outcome = forked::probe("walk out through the container's descriptors", PROBE_TIMEOUT, |out| {
             setns(ns.as_fd(), CloneFlags::CLONE_NEWNS)?;
             let root = nix::sys::stat::stat("/").map(|st| (st.st_dev, st.st_ino))?;
-            let cwd_top = walk_up(cwd.try_clone().map_err(|_| Errno::EBADF)?)?;
-            if fstat(cwd_top.as_raw_fd()).map(|st| (st.st_dev, st.st_ino))? != root {
-                forked::say(out, "cwd-leads-out");
-            }
-            for number in &numbers {
-                let Ok(fd) = pidfd_getfd(pidfd.as_raw_fd(), *number) else { continue };
-                if fstat(fd.as_raw_fd()).map_or(true, |st| st.st_mode & libc::S_IFMT != libc::S_IFDIR) {
-                    continue;
-                }
+            let top_of = |fd: OwnedFd| -> nix::Result<Option<OwnedFd>> {
                 let top = walk_up(fd)?;
                 let top_id = fstat(top.as_raw_fd()).map(|st| (st.st_dev, st.st_ino))?;
-                if top_id == root {
-                    continue;
+                Ok((top_id != root).then_some(top))
+            };
+            for (pidfd, numbers, places) in &processes {
+                for place in places {
+                    if top_of(place.try_clone().map_err(|_| Errno::EBADF)?)?.is_some() {
+                        forked::say(out, "place-leads-out");
+                    }
                 }
-                forked::say(out, "leads-out");
-                let in_scratch = Path::new(SENTINEL_DIR).join(SENTINEL_FILE);
-                let from_host_root = scratch_relative.join(&in_scratch);
-                for relative in [in_scratch, from_host_root] {
-                    if open_sentinel(Some(top.as_raw_fd()), &relative, sentinel_id) == REACHED {
-                        forked::say(out, "reached");
+                for number in numbers {
+                    let Ok(fd) = pidfd_getfd(pidfd.as_raw_fd(), *number) else { continue };
+                    if fstat(fd.as_raw_fd()).map_or(true, |st| st.st_mode & libc::S_IFMT != libc::S_IFDIR) {
+                        continue;
+                    }
+                    let Some(top) = top_of(fd)? else { continue };
+                    forked::say(out, "leads-out");
+                    let in_scratch = Path::new(SENTINEL_DIR).join(SENTINEL_FILE);
+                    let from_host_root = scratch_relative.join(&in_scratch);
+                    for relative in [in_scratch, from_host_root] {
+                        if open_sentinel(Some(top.as_raw_fd()), &relative, sentinel_id) == REACHED {
+                            forked::say(out, "reached");
+                        }
                     }
                 }
             }
-            let _ = &sentinel_path;
             Ok(())
         })?;
         if let Err(failure) = outcome.status {
-            return Err(Error::Harness(format!("the probe of the init's descriptors failed: {failure:?}")));
+            return Err(Error::Harness(format!("the probe of the container's descriptors failed: {failure:?}")));
         }
         Ok(Descriptors {
             leading_out: outcome.output.lines().filter(|l| *l == "leads-out").count(),
-            cwd_leads_out: outcome.output.lines().any(|l| l == "cwd-leads-out"),
+            place_leads_out: outcome.output.lines().any(|l| l == "place-leads-out"),
             reached: outcome.output.lines().any(|l| l == "reached"),
         })
     }
+}
+
+/// The init and every process below it.
+fn container_processes(init: i32) -> Vec<i32> {
+    let mut found = vec![init];
+    let mut next = 0;
+    while next < found.len() {
+        let kids = procfs::children(found[next]);
+        found.extend(kids.into_iter().filter(|kid| !found.contains(kid)).collect::<Vec<_>>());
+        next += 1;
+    }
+    found
 }
 
 /// What a probe in the container's mount namespace saw.
@@ -586,7 +615,7 @@ struct View {
 
 struct Descriptors {
     leading_out: usize,
-    cwd_leads_out: bool,
+    place_leads_out: bool,
     reached: bool,
 }
 
@@ -790,7 +819,7 @@ fn hostname_of(init: i32) -> Result<String> {
 }
 
 /// Typical mistakes and lies; each region's `todo!()` is added by the corpus itself.
-pub const MISTAKES: [Mistake; 20] = [
+pub const MISTAKES: [Mistake; 23] = [
     Mistake {
         region: "unshare-namespaces",
         name: "no CLONE_NEWPID: the init is not PID 1",
@@ -813,7 +842,7 @@ pub const MISTAKES: [Mistake; 20] = [
              .map_err(LabError::sys(\"unshare\", \"CLONE_NEWNS|CLONE_NEWIPC|CLONE_NEWNET|CLONE_NEWPID\"))?;\n\
              Ok(())",
         )],
-        caught_by: "own-namespaces",
+        caught_by: "hostname-tupperware",
     },
     Mistake {
         region: "unshare-namespaces",
@@ -1032,5 +1061,48 @@ pub const MISTAKES: [Mistake; 20] = [
              Ok(())",
         )],
         caught_by: "root-is-rootfs",
+    },
+    Mistake {
+        region: "close-fds",
+        name: "a child of the init keeps the outside directory open",
+        kind: MistakeKind::Lie,
+        edits: &[Edit::Region(
+            "close-fds",
+            "let _keeper = child::spawn(\"fd-keeper\", || {\n    \
+             std::thread::sleep(std::time::Duration::from_secs(20));\n    \
+             0\n\
+             })?;\n\
+             for fd in open_fds() {\n    \
+             if fd > 2 && !keep.contains(&fd) {\n        \
+             let _ = nix::unistd::close(fd);\n    \
+             }\n\
+             }\n\
+             Ok(())",
+        )],
+        caught_by: "no-fd-leads-out",
+    },
+    Mistake {
+        region: "make-private",
+        name: "MS_REC|MS_SHARED instead of MS_PRIVATE: the bind lands on the host",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region(
+            "make-private",
+            "mount(None::<&str>, \"/\", None::<&str>, MsFlags::MS_REC | MsFlags::MS_SHARED, None::<&str>)\n    \
+             .map_err(LabError::sys(\"mount(MS_REC|MS_SHARED)\", \"/\"))?;\n\
+             Ok(())",
+        )],
+        caught_by: "host-untouched",
+    },
+    Mistake {
+        region: "pivot",
+        name: "chdir into the new root and chroot(\".\"): a chroot, not a pivot",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region(
+            "pivot",
+            "chdir(new_root).map_err(LabError::sys(\"chdir\", new_root.display()))?;\n\
+             chroot(\".\").map_err(LabError::sys(\"chroot\", \".\"))?;\n\
+             Ok(())",
+        )],
+        caught_by: "escape-stays-inside",
     },
 ];
