@@ -57,6 +57,7 @@ const BOUND_PIVOT: Fact<String> = Fact::new("bound.pivot_root_by_the_harness");
 const BOUND_HOST_CHANGES: Fact<Vec<String>> = Fact::new("bound.host_mount_changes");
 
 const ROOT: Fact<Relation> = Fact::new("pivoted.namespace_root_vs_rootfs");
+const MNT_NS: Fact<Relation> = Fact::new("pivoted.init_mnt_namespace_vs_host");
 const INIT_ROOT: Fact<Relation> = Fact::new("pivoted.init_root_vs_rootfs");
 const INIT_CWD: Fact<Relation> = Fact::new("pivoted.init_cwd_vs_its_root");
 const MOUNTS: Fact<Vec<String>> = Fact::new("pivoted.namespace_mounts");
@@ -76,6 +77,7 @@ const FDS_PLACE_OUT: Fact<bool> = Fact::new("fds-closed.container_cwd_or_root_le
 const FDS_ROOT: Fact<Relation> = Fact::new("fds-closed.init_root_vs_rootfs");
 
 const RUNC_ROOT: Fact<Relation> = Fact::new("runc-pivoted.namespace_root_vs_rootfs");
+const RUNC_MNT_NS: Fact<Relation> = Fact::new("runc-pivoted.init_mnt_namespace_vs_host");
 const RUNC_INIT_ROOT: Fact<Relation> = Fact::new("runc-pivoted.init_root_vs_rootfs");
 const RUNC_CWD: Fact<Relation> = Fact::new("runc-pivoted.init_cwd_vs_its_root");
 const RUNC_MOUNTS: Fact<Vec<String>> = Fact::new("runc-pivoted.namespace_mounts");
@@ -174,14 +176,15 @@ pub const VERDICTS: [VerdictSpec; 15] = [
     },
     VerdictSpec {
         id: "root-is-rootfs",
-        claim: "after pivot_root the root of the container's mount namespace is the rootfs, and so are the init's root and working directory",
+        claim: "after pivot_root the root of the container's mount namespace (not the host's) is the rootfs, and so are the init's root and working directory",
         points: 2,
         region: Some("pivot"),
         requires: &[],
         hint: "pivot_root moves the namespace's root (chroot moves only the caller's); chdir(\"/\") after it",
         decide: |e| {
             Some(
-                e.get(ROOT)? == Relation::Same
+                e.get(MNT_NS)? == Relation::Differs
+                    && e.get(ROOT)? == Relation::Same
                     && e.get(INIT_ROOT)? == Relation::Same
                     && e.get(INIT_CWD)? == Relation::Same,
             )
@@ -250,7 +253,8 @@ pub const VERDICTS: [VerdictSpec; 15] = [
         hint: "after pivot_root(\".\", \".\") the old root is stacked on top of the new one: fchdir to the old root's descriptor before unmounting \".\", then chdir(\"/\"); close both descriptors",
         decide: |e| {
             Some(
-                e.get(RUNC_ROOT)? == Relation::Same
+                e.get(RUNC_MNT_NS)? == Relation::Differs
+                    && e.get(RUNC_ROOT)? == Relation::Same
                     && e.get(RUNC_INIT_ROOT)? == Relation::Same
                     && e.get(RUNC_CWD)? == Relation::Same
                     && only_root_and_proc(&e.get(RUNC_MOUNTS)?)
@@ -352,6 +356,8 @@ impl Observer for PivotRoot {
             RUNC_PIVOTED => {
                 let init = container_init(run, RUNC_LAUNCHER_COMM, RUNC_INIT_COMM)?;
                 let view = self.view(run, init)?;
+                let mnt_ns = run.namespace_of(init, "mnt")?;
+                facts.record(RUNC_MNT_NS, Relation::of(&mnt_ns, &Some(run.host_ns("mnt")?)));
                 facts.record(RUNC_ROOT, Relation::of(&view.root, &self.rootfs));
                 facts.record(
                     RUNC_INIT_ROOT,
@@ -415,6 +421,9 @@ impl PivotRoot {
     fn pivoted(&self, run: &mut LabRun, facts: &mut Facts) -> Result<()> {
         let init = self.init()?;
         let view = self.view(run, init)?;
+        // The namespace pivoted must still be the container's, not the host's.
+        let mnt_ns = run.namespace_of(init, "mnt")?;
+        facts.record(MNT_NS, Relation::of(&mnt_ns, &Some(run.host_ns("mnt")?)));
         facts.record(ROOT, Relation::of(&view.root, &self.rootfs));
         facts.record(INIT_ROOT, Relation::of(&file_id(Path::new(&format!("/proc/{init}/root"))), &self.rootfs));
         facts.record(INIT_CWD, cwd_vs_root(init));
