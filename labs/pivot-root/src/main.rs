@@ -134,7 +134,7 @@ fn classic_and_runc(lab: &mut Lab, setup: &Setup) -> Result<()> {
     let mut container = container?;
     let init = container.init;
     lab.saw(&format!("pivot-init is PID {init} on the host; {}", compare_namespaces(init)));
-    lab.why("while the mounts are shared with the host, pivot_root refuses with EINVAL: moving the root would propagate to the host.");
+    lab.why("while the mounts are shared with the host, pivot_root refuses with EINVAL: moving the root would propagate to the host. (Where / was private already, the refusal is the next step's.)");
     lab.hold(SHARED, json!({ "init": init.as_raw(), "leaked_fd": outside }))?;
 
     // ── Step 2 ───────────────────────────────────────────────────────────────
@@ -148,7 +148,7 @@ fn classic_and_runc(lab: &mut Lab, setup: &Setup) -> Result<()> {
         "making its mounts private",
         "did make_private fail (its error would be above)?",
     )?;
-    lab.why("the mounts are private now, yet pivot_root still refuses with EINVAL: the new root must be a mount point, and a plain directory is not.");
+    lab.why("the mounts are private now, yet pivot_root still refuses: the new root must be a mount point, and a plain directory is not (EINVAL; EBUSY instead when that directory lies on the mount of / itself, as /tmp often does).");
     lab.hold(PRIVATE, json!({ "init": init.as_raw() }))?;
 
     // ── Step 3 ───────────────────────────────────────────────────────────────
@@ -437,12 +437,15 @@ fn try_pivot(voice: Voice, new_root: &Path) {
         Ok(()) => "it worked (!)".to_string(),
         Err(errno) => format!("{errno:?} ({})", errno.desc()),
     };
-    let shared = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default().contains(" shared:");
+    // The root mount's propagation: the last line for "/" in the mount table.
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let root_line = mountinfo.lines().filter(|l| l.split_whitespace().nth(4) == Some("/")).last().unwrap_or_default();
+    let root_shared = root_line.split(" - ").next().is_some_and(|l| l.contains(" shared:"));
     voice.inside(&format!(
-        "pivot_root({}, {}) -> {outcome}; mounts marked shared here: {}",
+        "pivot_root({}, {}) -> {outcome}; / is {} here",
         new_root.display(),
         put_old.display(),
-        if shared { "some" } else { "none" }
+        if root_shared { "shared" } else { "not shared" }
     ));
 }
 
