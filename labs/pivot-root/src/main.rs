@@ -439,7 +439,7 @@ fn try_pivot(voice: Voice, new_root: &Path) {
     };
     // The root mount's propagation: the last line for "/" in the mount table.
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let root_line = mountinfo.lines().filter(|l| l.split_whitespace().nth(4) == Some("/")).last().unwrap_or_default();
+    let root_line = mountinfo.lines().rfind(|l| l.split_whitespace().nth(4) == Some("/")).unwrap_or_default();
     let root_shared = root_line.split(" - ").next().is_some_and(|l| l.contains(" shared:"));
     voice.inside(&format!(
         "pivot_root({}, {}) -> {outcome}; / is {} here",
