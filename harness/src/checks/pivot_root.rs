@@ -171,7 +171,7 @@ pub const VERDICTS: [VerdictSpec; 15] = [
         points: 2,
         region: Some("bind-new-root"),
         requires: &["private-not-mount-point"],
-        hint: "mount(new_root, new_root, NULL, MS_BIND|MS_REC): the source and the target are the same directory",
+        hint: "a bind mount whose source and target are both the new root: the same files, now a mount point",
         decide: |e| Some(e.get(BOUND_MOUNT_POINT)? && e.get(BOUND_SAME_FILES)? && e.get(BOUND_PIVOT)? == PIVOTS),
     },
     VerdictSpec {

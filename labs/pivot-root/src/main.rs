@@ -474,8 +474,9 @@ fn bind_new_root(new_root: &Path) -> Result<()> {
 /// In the init: new_root becomes `/`; the old root, put at /oldroot, is detached.
 fn pivot_into(new_root: &Path) -> Result<()> {
     // STUDENT: begin pivot
-    // Hint: chdir into new_root, pivot_root(".", PUT_OLD) (nix::unistd::pivot_root), chdir("/"),
-    // then umount2 of "/" + PUT_OLD: busy as it is, only a lazy unmount (MNT_DETACH) succeeds.
+    // Hint: pivot_root(2) (nix::unistd::pivot_root) takes put_old relative to where you are:
+    // stand in new_root first. Where is your working directory afterwards? The old root, now
+    // under "/" + PUT_OLD, is busy: umount(2) names the one flag that unmounts it anyway.
     chdir(new_root).map_err(LabError::sys("chdir", new_root.display()))?;
     pivot_root(".", PUT_OLD).map_err(LabError::sys("pivot_root", format!(". {PUT_OLD}")))?;
     chdir("/").map_err(LabError::sys("chdir", "/"))?;
@@ -488,8 +489,9 @@ fn pivot_into(new_root: &Path) -> Result<()> {
 /// In the runc-style init: the same without a directory for the old root.
 fn pivot_like_runc(new_root: &Path) -> Result<()> {
     // STUDENT: begin runc-pivot
-    // Hint: keep descriptors of "/" and of new_root (open O_DIRECTORY, closed on return);
-    // fchdir(new), pivot_root(".", "."), fchdir(old), umount2(".", MNT_DETACH), chdir("/").
+    // Hint: pivot_root(2), NOTES: after pivot_root(".", ".") which root is on top at "."?
+    // umount2(".") unmounts the top one of where you stand: descriptors of both roots, opened
+    // before (O_DIRECTORY, closed on return), get you there and back. End at "/".
     let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
     let old = Fd(open("/", flags, FileMode::empty()).map_err(LabError::sys("open", "/"))?);
     let new = Fd(open(new_root, flags, FileMode::empty()).map_err(LabError::sys("open", new_root.display()))?);
