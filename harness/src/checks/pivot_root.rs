@@ -1092,7 +1092,7 @@ pub const MISTAKES: [Mistake; 23] = [
     },
     Mistake {
         region: "make-private",
-        name: "MS_REC|MS_SHARED instead of MS_PRIVATE: the bind lands on the host",
+        name: "MS_REC|MS_SHARED instead of MS_PRIVATE: the mounts stay peers of the host's",
         kind: MistakeKind::Mistake,
         edits: &[Edit::Region(
             "make-private",
@@ -1100,7 +1100,7 @@ pub const MISTAKES: [Mistake; 23] = [
              .map_err(LabError::sys(\"mount(MS_REC|MS_SHARED)\", \"/\"))?;\n\
              Ok(())",
         )],
-        caught_by: "host-untouched",
+        caught_by: "private-not-mount-point",
     },
     Mistake {
         region: "pivot",

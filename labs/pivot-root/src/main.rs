@@ -157,7 +157,11 @@ fn classic_and_runc(lab: &mut Lab, setup: &Setup) -> Result<()> {
         "mount(rootfs, rootfs, NULL, MS_BIND|MS_REC, NULL)",
         "mount --bind rootfs rootfs",
     );
-    container.command(BIND, "bind-mounting the new root", "did bind_new_root fail (its error would be above)?")?;
+    container.command(
+        BIND,
+        "bind-mounting the new root",
+        "did bind_new_root fail, or are the mounts still shared (its error would be above)?",
+    )?;
     lab.saw(&format!("mounts under the rootfs in my own mount table: {}", mounts_under("self", &setup.rootfs)));
     lab.hold(BOUND, json!({ "init": init.as_raw() }))?;
 
@@ -392,8 +396,14 @@ fn container_init(
                     try_pivot(voice, &new_root);
                 }
             }
-            BIND => bind_new_root(&new_root)?,
-            COPY_TO_TMPFS => copy_into_tmpfs(&setup.rootfs, &new_root)?,
+            BIND => {
+                refuse_shared_parent(&new_root)?;
+                bind_new_root(&new_root)?;
+            }
+            COPY_TO_TMPFS => {
+                refuse_shared_parent(&new_root)?;
+                copy_into_tmpfs(&setup.rootfs, &new_root)?;
+            }
             PIVOT => {
                 match method {
                     Method::Runc => pivot_like_runc(&new_root)?,
@@ -426,6 +436,29 @@ fn refuse_host_namespaces(setup: &Setup) -> Result<()> {
                 ns_link("self", kind)
             ));
         }
+    }
+    Ok(())
+}
+
+/// Nor does it mount anything that would propagate to the host: a mount lands in
+/// every peer of the mount it is made on, and run by hand, on a machine whose mounts are
+/// shared (systemd), the host's is one of them.
+fn refuse_shared_parent(new_root: &Path) -> Result<()> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(LabError::io("read", Path::new("/proc/self/mountinfo")))?;
+    let parent = mountinfo
+        .lines()
+        .filter_map(|line| Some((line.split_whitespace().nth(4)?, line.split(" - ").next()?.contains(" shared:"))))
+        .filter(|(point, _)| new_root.starts_with(point))
+        .fold(None, |best: Option<(&str, bool)>, (point, shared)| match best {
+            Some((best_point, _)) if best_point.len() > point.len() => best,
+            _ => Some((point, shared)),
+        });
+    if let Some((point, true)) = parent {
+        return Err(anyhow!(
+            "the mount {point} that {} lies on is still shared with the host: a mount there would appear on the host too; the container stops here",
+            new_root.display()
+        ));
     }
     Ok(())
 }
