@@ -542,15 +542,18 @@ impl PivotRoot {
                 .into_iter()
                 .filter(|number| !(skip_cloexec && pid == init && close_on_exec(pid, *number)))
                 .collect();
-            let places: Vec<OwnedFd> = ["cwd", "root"]
-                .iter()
-                .filter_map(|which| {
-                    let path = format!("/proc/{pid}/{which}");
-                    let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+            let mut places = Vec::new();
+            for which in ["cwd", "root"] {
+                let path = format!("/proc/{pid}/{which}");
+                let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+                match open(path.as_str(), flags, Mode::empty()) {
                     // SAFETY: open just returned this descriptor; nothing else owns it.
-                    open(path.as_str(), flags, Mode::empty()).ok().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
-                })
-                .collect();
+                    Ok(fd) => places.push(unsafe { OwnedFd::from_raw_fd(fd) }),
+                    // Not seen is not inside: the init's must be seen.
+                    Err(errno) if pid == init => return Err(Error::sys("open", &path)(errno)),
+                    Err(_) => {}
+                }
+            }
             processes.push((pidfd, numbers, places));
         }
         let scratch_relative = run.scratch().strip_prefix("/").unwrap_or(run.scratch()).to_path_buf();
