@@ -140,7 +140,7 @@ const BUSYBOX: Tool = Tool { program: "busybox", package: "busybox-static", must
 const ECHO: Tool = Tool { program: "echo", package: "coreutils", must_be_static: false };
 const LDD: Tool = Tool { program: "ldd", package: "libc-bin", must_be_static: false };
 
-static LABS: [LabSpec; 3] = [
+static LABS: [LabSpec; 4] = [
     LabSpec {
         name: "chroot-jail",
         order: 1,
@@ -193,6 +193,27 @@ static LABS: [LabSpec; 3] = [
         prepare: checks::nsenter_join::prepare,
         observer: checks::nsenter_join::observer,
         mistakes: &checks::nsenter_join::MISTAKES,
+    },
+    LabSpec {
+        name: "pivot-root",
+        order: 4,
+        title: "A root of the container's own",
+        summary: "pivot_root into a busybox rootfs, unmount the old root, and find which ways out are closed",
+        package: "lab-pivot-root",
+        binary: "lab-pivot-root",
+        source: include_str!("../../labs/pivot-root/src/main.rs"),
+        stages: &labkit::protocol::pivot_root::STAGES,
+        variants: &[Variant {
+            name: "tmpfs",
+            args: &[labkit::protocol::pivot_root::TMPFS_FLAG],
+            stages: &labkit::protocol::pivot_root::TMPFS_STAGES,
+            available: || Ok(()),
+        }],
+        needs: Needs { root: true, tools: &[BUSYBOX], cgroup_controllers: &[] },
+        verdicts: &checks::pivot_root::VERDICTS,
+        prepare: checks::pivot_root::prepare,
+        observer: checks::pivot_root::observer,
+        mistakes: &checks::pivot_root::MISTAKES,
     },
 ];
 

@@ -178,7 +178,13 @@ impl HostView {
                 .unwrap_or_default()
         };
         Ok(HostView {
-            mounts: procfs::read_mountinfo("self")?.iter().map(procfs::Mount::describe).collect(),
+            // Another cilab's runs (a second terminal, a colleague's corpus) come and go
+            // on the same host: their scratch filesystems are theirs, not this corpus's.
+            mounts: procfs::read_mountinfo("self")?
+                .iter()
+                .filter(|m| !registry::is_scratch_of_another_cilab(m))
+                .map(procfs::Mount::describe)
+                .collect(),
             scratch: list(registry::scratch_root()),
             records: list(registry::runs_dir()),
         })

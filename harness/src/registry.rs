@@ -97,6 +97,14 @@ pub fn is_scratch_filesystem(mount: &crate::probe::procfs::Mount, scratch: &Path
     Path::new(&mount.mount_point) == scratch && mount.source == SCRATCH_SOURCE
 }
 
+/// `mount` is the scratch filesystem of a run that belongs to a cilab other than this one.
+pub fn is_scratch_of_another_cilab(mount: &crate::probe::procfs::Mount) -> bool {
+    let point = Path::new(&mount.mount_point);
+    let run = point.strip_prefix(scratch_root()).ok().and_then(|p| p.iter().next()).map(|c| c.to_string_lossy());
+    mount.source == SCRATCH_SOURCE
+        && run.is_some_and(|id| run_id_owner(&id).is_some_and(|owner| owner != std::process::id() as i32))
+}
+
 /// Removes a run's scratch dir: whatever the lab mounted in it is detached and returned as
 /// leaks, the run's own filesystem unmounted, the directory removed.
 pub fn remove_scratch(scratch: &Path) -> Vec<String> {

@@ -99,18 +99,14 @@ fn run_record(lab: &str, pid: u32) -> Option<RunRecord> {
 }
 
 fn catches_sigint(pid: u32) -> bool {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let caught = status.lines().find_map(|l| l.strip_prefix("SigCgt:")).map(str::trim).unwrap_or("0");
-    u64::from_str_radix(caught, 16).is_ok_and(|mask| mask & (1 << (libc::SIGINT - 1)) != 0)
+    let status = procfs::process::Process::new(pid as i32).and_then(|p| p.status());
+    status.is_ok_and(|s| s.sigcgt & (1 << (libc::SIGINT - 1)) != 0)
 }
 
 /// The lab: the process in the run's cgroup whose parent is cilab.
 fn lab_process(record: &RunRecord, cilab_pid: u32) -> Option<i32> {
     record.cgroup.procs().into_iter().find(|pid| {
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|stat| stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse().ok()))
-            == Some(cilab_pid as i32)
+        procfs::process::Process::new(*pid).and_then(|p| p.stat()).is_ok_and(|stat| stat.ppid == cilab_pid as i32)
     })
 }
 

@@ -1,8 +1,13 @@
 //! Which cgroup a process is in, per hierarchy: /proc/<pid>/cgroup (cgroups(7)).
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use ::procfs::process::Process;
+use ::procfs::{FromRead, ProcessCGroups};
 
 use crate::error::{Error, Result};
+use crate::probe::procfs;
 
 /// Paths are relative to each hierarchy's root as seen from the process's cgroup
 /// namespace, e.g. "/user.slice/user-1000.slice/session-3.scope".
@@ -15,31 +20,37 @@ pub struct Membership {
 }
 
 impl Membership {
+    /// Parses the text of /proc/<pid>/cgroup (the crate's parser, which splits each line at
+    /// its first two ':' only: the path may hold more).
     pub fn parse(text: &str) -> Result<Self> {
-        let mut membership = Membership::default();
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            // The path may itself contain ':', so split at the first two only.
-            let mut fields = line.splitn(3, ':');
-            let (Some(id), Some(controllers), Some(path)) = (fields.next(), fields.next(), fields.next()) else {
-                return Err(Error::parse("/proc/<pid>/cgroup line", line));
-            };
-            if !path.starts_with('/') {
-                return Err(Error::parse("/proc/<pid>/cgroup line", line));
-            }
-            if id == "0" && controllers.is_empty() {
-                membership.v2 = Some(path.to_string());
-                continue;
-            }
-            for controller in controllers.split(',').filter(|c| !c.is_empty() && !c.starts_with("name=")) {
-                membership.v1.insert(controller.to_string(), path.to_string());
-            }
-        }
-        Ok(membership)
+        let groups = ProcessCGroups::from_read(text.as_bytes())
+            .map_err(|e| Error::parse("/proc/<pid>/cgroup", e.to_string()))?;
+        Self::from_groups(groups, "/proc/<pid>/cgroup")
     }
 
     pub fn read(pid: &str) -> Result<Self> {
         let path = format!("/proc/{pid}/cgroup");
-        Self::parse(&std::fs::read_to_string(&path).map_err(Error::io("read", &path))?)
+        let groups = Process::new_with_root(PathBuf::from(format!("/proc/{pid}")))
+            .and_then(|process| process.cgroups())
+            .map_err(procfs::proc_error("read", path.clone()))?;
+        Self::from_groups(groups, &path)
+    }
+
+    fn from_groups(groups: ProcessCGroups, what: &str) -> Result<Self> {
+        let mut membership = Membership::default();
+        for group in groups {
+            if !group.pathname.starts_with('/') {
+                return Err(Error::parse(what, format!("a path that is not absolute: {:?}", group.pathname)));
+            }
+            if group.hierarchy == 0 && group.controllers.is_empty() {
+                membership.v2 = Some(group.pathname);
+                continue;
+            }
+            for controller in group.controllers.into_iter().filter(|c| !c.starts_with("name=")) {
+                membership.v1.insert(controller, group.pathname.clone());
+            }
+        }
+        Ok(membership)
     }
 }
 
@@ -68,5 +79,14 @@ mod tests {
     #[test]
     fn a_line_without_a_path_is_an_error() {
         assert!(Membership::parse("8:pids\n").is_err());
+        assert!(Membership::parse("8:pids:relative\n").is_err());
+        assert!(Membership::parse("x:pids:/\n").is_err());
+    }
+
+    #[test]
+    fn own_membership_and_a_gone_process() {
+        let own = Membership::read("self").expect("own cgroup");
+        assert!(own.v2.is_some() || !own.v1.is_empty());
+        assert!(matches!(Membership::read(&i32::MAX.to_string()), Err(Error::Io { .. })));
     }
 }

@@ -5,6 +5,7 @@
 pub mod chroot_jail;
 pub mod nsenter_join;
 pub mod pid_ns;
+pub mod pivot_root;
 
 use std::path::Path;
 

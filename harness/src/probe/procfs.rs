@@ -1,8 +1,14 @@
-//! /proc parsing: status, namespace links, mountinfo, children. Parsers take text so
-//! that they are unit-tested without root; `read_*` functions add the file access.
+//! /proc: status, namespace links, mountinfo, children, on the `procfs` crate's parsers,
+//! mapped to the few fields the checks use. Parsers take text so that they are unit-tested
+//! without root; `read_*` functions add the file access. By hand only what the crate lacks
+//! or gets wrong for us (each says why): one namespace link, mountinfo's octal escapes and
+//! non-UTF-8 lines.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+
+use procfs::process::{MountInfo, MountOptFields, Process, Status};
+use procfs::{FromRead, ProcError};
 
 use crate::error::{Error, Result};
 
@@ -52,49 +58,50 @@ impl ProcStatus {
     }
 }
 
+/// Parses the text of /proc/<pid>/status (the crate's parser, mapped to the fields above).
 pub fn parse_status(text: &str) -> Result<ProcStatus> {
-    let mut status = ProcStatus::default();
-    let bad = |field: &str, value: &str| Error::parse("/proc/<pid>/status", format!("{field}: {value:?}"));
-    let hex = |field: &str, value: &str| u64::from_str_radix(value.trim(), 16).map_err(|_| bad(field, value));
-    for line in text.lines() {
-        let Some((key, value)) = line.split_once(':') else {
-            continue;
-        };
-        let value = value.trim();
-        match key {
-            "Name" => status.name = value.to_string(),
-            "State" => status.state = value.chars().next().ok_or_else(|| bad(key, value))?,
-            "PPid" => status.ppid = value.parse().map_err(|_| bad(key, value))?,
-            "NSpid" => {
-                status.nspid = value
-                    .split_whitespace()
-                    .map(str::parse)
-                    .collect::<std::result::Result<_, _>>()
-                    .map_err(|_| bad(key, value))?
-            }
-            "Uid" => {
-                let ids: Vec<u32> = value.split_whitespace().filter_map(|v| v.parse().ok()).collect();
-                status.uid = ids.try_into().map_err(|_| bad(key, value))?;
-            }
-            "CapEff" => status.cap_eff = hex(key, value)?,
-            "SigCgt" => status.sig_cgt = hex(key, value)?,
-            "SigIgn" => status.sig_ign = hex(key, value)?,
-            "SigBlk" => status.sig_blk = hex(key, value)?,
-            "SigPnd" => status.sig_pnd = hex(key, value)?,
-            "ShdPnd" => status.shd_pnd = hex(key, value)?,
-            _ => {}
-        }
-    }
-    if status.nspid.is_empty() {
-        return Err(bad("NSpid", "missing (kernel older than 4.1?)"));
-    }
-    Ok(status)
+    status_from_text(text, "/proc/<pid>/status")
 }
 
 pub fn read_status(pid: i32) -> Result<ProcStatus> {
+    // Read here rather than by Process::status(): the text also gives the Name the crate
+    // truncates (below), and the I/O error keeps its errno (ESRCH: the process is gone).
     let path = format!("/proc/{pid}/status");
     let text = std::fs::read_to_string(&path).map_err(Error::io("read", &path))?;
-    parse_status(&text)
+    status_from_text(&text, &path)
+}
+
+fn status_from_text(text: &str, what: &str) -> Result<ProcStatus> {
+    let status = Status::from_read(text.as_bytes()).map_err(|e| Error::parse(what, e.to_string()))?;
+    let nspid = status.nspid.ok_or_else(|| Error::parse(what, "NSpid: missing (kernel older than 4.1?)"))?;
+    // The crate splits each line at every ':' and keeps the second piece, so a name with
+    // a colon ("init:1") loses its tail; the kernel puts the whole name after the first.
+    let name = text.lines().find_map(|l| l.strip_prefix("Name:")).map_or(status.name, |n| n.trim().to_string());
+    Ok(ProcStatus {
+        name,
+        state: status.state.chars().next().ok_or_else(|| Error::parse(what, "State: empty"))?,
+        ppid: status.ppid,
+        nspid,
+        uid: [status.ruid, status.euid, status.suid, status.fuid],
+        cap_eff: status.capeff,
+        sig_cgt: status.sigcgt,
+        sig_ign: status.sigign,
+        sig_blk: status.sigblk,
+        sig_pnd: status.sigpnd,
+        shd_pnd: status.shdpnd,
+    })
+}
+
+/// A procfs error as the harness's: a process or file that is not there keeps its
+/// "not found" kind (callers read it as "the process is gone"), a refusal names the path.
+pub(crate) fn proc_error(action: &'static str, path: String) -> impl FnOnce(ProcError) -> Error {
+    move |error| match error {
+        // The crate folds ENOENT and ESRCH into NotFound and keeps no errno: ENOENT stands for both.
+        ProcError::NotFound(_) => Error::io(action, path)(std::io::Error::from_raw_os_error(libc::ENOENT)),
+        ProcError::PermissionDenied(_) => Error::io(action, path)(std::io::Error::from_raw_os_error(libc::EACCES)),
+        ProcError::Io(cause, _) => Error::io(action, path)(cause),
+        other => Error::parse(path, other.to_string()),
+    }
 }
 
 /// A namespace's identity: the device and inode of its nsfs file. The inode number alone
@@ -111,6 +118,11 @@ pub const NAMESPACE_KINDS: [&str; 8] = ["cgroup", "ipc", "mnt", "net", "pid", "t
 
 /// The namespace of `kind` that `pid` is in; `None` if the link does not exist
 /// (pid_for_children before the namespace has an init, a process that is gone).
+///
+/// One stat of one link, by hand: the crate's `Process::namespaces()` stats every link
+/// at once and fails whole, with an InternalError and no errno, when one cannot be stat'ed
+/// — as pid_for_children cannot between unshare(CLONE_NEWPID) and the first fork, the very
+/// moment the pid-ns lab is observed in. Its identity is the same (st_dev, st_ino).
 pub fn ns_id(pid: i32, kind: &str) -> Result<Option<NsId>> {
     let path = format!("/proc/{pid}/ns/{kind}");
     match nix::sys::stat::stat(path.as_str()) {
@@ -155,15 +167,17 @@ pub fn comm(pid: i32) -> Option<String> {
     std::fs::read_to_string(format!("/proc/{pid}/comm")).ok().map(|s| s.trim_end().to_string())
 }
 
-/// The PIDs of `pid`'s children (all threads), from /proc/<pid>/task/*/children.
+/// The PIDs of `pid`'s children (all threads), from /proc/<pid>/task/*/children. Empty if
+/// the process is gone: whoever asks wants the children there are.
 pub fn children(pid: i32) -> Vec<i32> {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+    let Ok(tasks) = Process::new(pid).and_then(|p| p.tasks()) else {
         return Vec::new();
     };
     let mut kids: Vec<i32> = tasks
         .flatten()
-        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
-        .flat_map(|text| text.split_whitespace().filter_map(|p| p.parse().ok()).collect::<Vec<_>>())
+        .filter_map(|task| task.children().ok())
+        .flatten()
+        .filter_map(|kid| i32::try_from(kid).ok())
         .collect();
     kids.sort_unstable();
     kids
@@ -230,32 +244,65 @@ impl Mount {
     }
 }
 
+/// Parses mountinfo text, line by line with the crate's parser. Blank lines are skipped, a
+/// broken line is an error.
 pub fn parse_mountinfo(text: &str) -> Result<Vec<Mount>> {
     text.lines().filter(|l| !l.trim().is_empty()).map(parse_mount_line).collect()
 }
 
 fn parse_mount_line(line: &str) -> Result<Mount> {
     let bad = || Error::parse("mountinfo line", line);
-    let (before, after) = line.split_once(" - ").ok_or_else(bad)?;
-    let fields: Vec<&str> = before.split(' ').collect();
-    let tail: Vec<&str> = after.split(' ').collect();
-    if fields.len() < 6 || tail.len() < 3 {
-        return Err(bad());
-    }
+    let info = MountInfo::from_line(line).map_err(|_| bad())?;
+    // The crate keeps options in HashMaps; their order, which `describe` shows and the
+    // snapshots hold, is the kernel's, read from the line the crate split the same way.
+    let fields: Vec<&str> = line.split(' ').collect();
+    let super_at = fields.iter().skip(6).position(|f| *f == "-").map(|dash| 6 + dash + 3);
     Ok(Mount {
-        id: fields[0].parse().map_err(|_| bad())?,
-        parent: fields[1].parse().map_err(|_| bad())?,
-        root: unescape(fields[3]),
-        mount_point: unescape(fields[4]),
-        options: fields[5].to_string(),
-        propagation: fields[6..].iter().map(|f| f.to_string()).collect(),
-        fs_type: tail[0].to_string(),
-        source: unescape(tail[1]),
-        super_options: tail[2].to_string(),
+        id: u32::try_from(info.mnt_id).map_err(|_| bad())?,
+        parent: u32::try_from(info.pid).map_err(|_| bad())?,
+        root: unescape(&info.root),
+        mount_point: unescape(&info.mount_point.to_string_lossy()),
+        options: options_in_order(&info.mount_options, fields.get(5).copied()),
+        propagation: info.opt_fields.iter().map(propagation_field).collect(),
+        fs_type: info.fs_type,
+        // The crate reads the kernel's "none" (no source) as None: shown as the kernel does.
+        source: unescape(info.mount_source.as_deref().unwrap_or("none")),
+        super_options: options_in_order(&info.super_options, super_at.and_then(|at| fields.get(at).copied())),
     })
 }
 
-/// mountinfo escapes space, tab, newline and backslash as octal (`\040`).
+fn propagation_field(field: &MountOptFields) -> String {
+    match field {
+        MountOptFields::Shared(group) => format!("shared:{group}"),
+        MountOptFields::Master(group) => format!("master:{group}"),
+        MountOptFields::PropagateFrom(group) => format!("propagate_from:{group}"),
+        MountOptFields::Unbindable => "unbindable".to_string(),
+    }
+}
+
+/// An option map as a comma-separated list, in the order of `raw` (the field as the kernel
+/// wrote it) when that lists the same names, sorted otherwise: the same mount always gives
+/// the same string, which `MountChanges` compares.
+fn options_in_order(options: &HashMap<String, Option<String>>, raw: Option<&str>) -> String {
+    let mut names: Vec<&str> = Vec::new();
+    for name in raw.into_iter().flat_map(|r| r.split(',')).map(|o| o.split_once('=').map_or(o, |(n, _)| n)) {
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    if names.len() != options.len() || !names.iter().all(|n| options.contains_key(*n)) {
+        names = options.keys().map(String::as_str).collect();
+        names.sort_unstable();
+    }
+    let render = |name: &str| match options.get(name) {
+        Some(Some(value)) => format!("{name}={value}"),
+        _ => name.to_string(),
+    };
+    names.into_iter().map(render).collect::<Vec<_>>().join(",")
+}
+
+/// mountinfo escapes space, tab, newline and backslash as octal (`\040`). Kept by hand: the
+/// crate leaves the escapes in root, mount point and source.
 fn unescape(field: &str) -> String {
     let bytes = field.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -274,7 +321,9 @@ fn unescape(field: &str) -> String {
 }
 
 /// Reads a process's mount table. Mount points are bytes, not always UTF-8 (a lab can
-/// mount on any name): they are read as such and shown lossily, never refused.
+/// mount on any name): they are read as such and shown lossily, never refused. (The crate's
+/// `Process::mountinfo()` reads lines as UTF-8 and fails on such a mount point: the bytes are
+/// read here and only the lines go to its parser.)
 pub fn read_mountinfo(pid: &str) -> Result<Vec<Mount>> {
     let path = format!("/proc/{pid}/mountinfo");
     let bytes = std::fs::read(&path).map_err(Error::io("read", &path))?;
@@ -284,22 +333,23 @@ pub fn read_mountinfo(pid: &str) -> Result<Vec<Mount>> {
 /// The start time of a process (field 22 of /proc/<pid>/stat, in clock ticks since boot):
 /// with the PID, it names one process even after the PID is reused.
 pub fn start_time(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command may contain spaces and parentheses: fields start after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    rest.split_whitespace().nth(19)?.parse().ok()
+    Process::new(pid).and_then(|p| p.stat()).ok().map(|stat| stat.starttime)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// A namespace init's status as a 6.x kernel writes it (the fields the crate requires,
+    /// and some it does not know).
     const INIT_STATUS: &str = "Name:\tpidns-init\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t4347\n\
         Ngid:\t0\nPid:\t4347\nPPid:\t4345\nTracerPid:\t0\nUid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\n\
-        NStgid:\t4347\t1\nNSpid:\t4347\t1\nNSpgid:\t4345\t0\nNSsid:\t100\t0\n\
-        SigQ:\t0/95000\nSigPnd:\t0000000000000000\nShdPnd:\t0000000000000000\n\
-        SigBlk:\t0000000000000000\nSigIgn:\t0000000000001000\nSigCgt:\t0000000000004002\n\
-        CapInh:\t0000000000000000\nCapPrm:\t000001ffffffffff\nCapEff:\t000001ffffffffff\n";
+        FDSize:\t64\nGroups:\t \nNStgid:\t4347\t1\nNSpid:\t4347\t1\nNSpgid:\t4345\t0\nNSsid:\t100\t0\n\
+        Kthread:\t0\nVmPeak:\t    3060 kB\nThreads:\t1\nSigQ:\t0/95000\nSigPnd:\t0000000000000000\n\
+        ShdPnd:\t0000000000000000\nSigBlk:\t0000000000000000\nSigIgn:\t0000000000001000\n\
+        SigCgt:\t0000000000004002\nCapInh:\t0000000000000000\nCapPrm:\t000001ffffffffff\n\
+        CapEff:\t000001ffffffffff\nCapBnd:\t000001ffffffffff\nSeccomp:\t0\n\
+        Cpus_allowed_list:\t0-1\nvoluntary_ctxt_switches:\t3\n";
 
     #[test]
     fn status_fields_of_a_namespace_init() {
@@ -318,7 +368,16 @@ mod tests {
 
     #[test]
     fn status_without_nspid_is_an_error() {
-        assert!(parse_status("Name:\tx\nState:\tR (running)\nPPid:\t1\n").is_err());
+        let old_kernel: String =
+            INIT_STATUS.lines().filter(|l| !l.starts_with("NS")).map(|l| format!("{l}\n")).collect();
+        assert!(matches!(parse_status(&old_kernel), Err(Error::Parse { detail, .. }) if detail.contains("NSpid")));
+        assert!(parse_status("Name:\tx\nState:\tR (running)\nPPid:\t1\nNSpid:\t5\n").is_err(), "fields missing");
+    }
+
+    #[test]
+    fn a_name_with_a_colon_is_whole() {
+        let status = parse_status(&INIT_STATUS.replace("pidns-init", "init:1")).expect("parses");
+        assert_eq!(status.name, "init:1");
     }
 
     #[test]
@@ -334,32 +393,97 @@ mod tests {
     }
 
     #[test]
+    fn own_status_and_a_gone_process() {
+        let own = std::process::id() as i32;
+        let status = read_status(own).expect("own status");
+        assert_eq!(status.nspid.first(), Some(&own));
+        assert!(start_time(own).is_some());
+        // PIDs stop well below i32::MAX (pid_max is at most 2^22).
+        assert!(matches!(read_status(i32::MAX), Err(Error::Io { .. })));
+        assert_eq!(start_time(i32::MAX), None);
+        assert!(children(i32::MAX).is_empty());
+    }
+
+    #[test]
+    fn children_of_this_process_include_a_spawned_one() {
+        let mut child = std::process::Command::new("sleep").arg("5").spawn().expect("spawn sleep");
+        let found = children(std::process::id() as i32).contains(&(child.id() as i32));
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(found);
+    }
+
+    #[test]
     fn a_held_namespace_has_the_identity_stat_gives() {
         let own = std::process::id() as i32;
         let held = HeldNs::open(own, "net").expect("open").expect("own net ns");
         assert_eq!(ns_id(own, "net").expect("stat"), Some(held.id));
         assert_eq!(ns_id(own, "no-such-kind").expect("absent is not an error"), None);
+        assert_eq!(ns_id(i32::MAX, "net").expect("a gone process is not an error"), None);
     }
 
     #[test]
     fn mountinfo_lines_with_optional_fields_and_escapes() {
         let text = "27 1 254:0 / / rw,relatime - ext4 /dev/vda rw,discard\n\
                     42 27 254:0 /var/lib/docker /var/lib/docker rw,relatime shared:1 - ext4 /dev/vda rw\n\
-                    90 27 0:50 / /mnt/my\\040dir ro,nosuid master:3 shared:7 - tmpfs none rw\n";
+                    90 27 0:50 /a\\134b /mnt/my\\040dir ro,nosuid master:3 shared:7 - tmpfs none rw\n";
         let mounts = parse_mountinfo(text).expect("parses");
         assert_eq!(mounts.len(), 3);
+        assert_eq!((mounts[0].id, mounts[0].parent), (27, 1));
         assert_eq!(mounts[1].mount_point, "/var/lib/docker");
         assert_eq!(mounts[1].fs_type, "ext4");
         assert_eq!(mounts[2].mount_point, "/mnt/my dir");
+        assert_eq!(mounts[2].root, "/a\\b");
         assert!(mounts[2].is_read_only() && !mounts[0].is_read_only());
         assert_eq!(mounts[2].source, "none");
         assert_eq!(mounts[2].propagation, vec!["master:3", "shared:7"]);
         assert!(mounts[2].is_shared() && mounts[1].is_shared() && !mounts[0].is_shared());
-        assert_eq!(mounts[2].describe(), "mount 90: none on /mnt/my dir type tmpfs (ro,nosuid)");
+        assert_eq!(mounts[2].describe(), "mount 90: none on /mnt/my dir type tmpfs (ro,nosuid) root /a\\b");
+    }
+
+    #[test]
+    fn options_keep_the_kernels_order() {
+        let line = "35 24 0:30 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime unbindable - cgroup2 cgroup2 \
+                    rw,nsdelegate,memory_recursiveprot,size=10%\n";
+        let mounts = parse_mountinfo(line).expect("parses");
+        assert_eq!(mounts[0].options, "rw,nosuid,nodev,noexec,relatime");
+        assert_eq!(mounts[0].super_options, "rw,nsdelegate,memory_recursiveprot,size=10%");
+        assert_eq!(mounts[0].propagation, vec!["unbindable"]);
+        assert_eq!(
+            mounts[0].describe(),
+            "mount 35: cgroup2 on /sys/fs/cgroup type cgroup2 (rw,nosuid,nodev,noexec,relatime)"
+        );
     }
 
     #[test]
     fn a_broken_mountinfo_line_is_an_error() {
         assert!(parse_mountinfo("27 1 254:0 / / rw\n").is_err());
+        assert!(parse_mountinfo("x 1 254:0 / / rw - ext4 /dev/vda rw\n").is_err());
+        assert!(parse_mountinfo("27 1 254:0 / / rw shared:x - ext4 /dev/vda rw\n").is_err());
+    }
+
+    #[test]
+    fn a_non_utf8_mount_point_is_read_lossily() {
+        let mut bytes = b"27 1 254:0 / / rw - ext4 /dev/vda rw\n90 27 0:50 / /mnt/caf".to_vec();
+        bytes.extend_from_slice(b"\xe9 rw shared:4 - tmpfs tmpfs rw\n");
+        let mounts = parse_mountinfo(&String::from_utf8_lossy(&bytes)).expect("parses");
+        assert_eq!(mounts[1].mount_point, "/mnt/caf\u{fffd}");
+        assert!(mounts[1].is_shared());
+        // An escape that decodes to a byte that is not UTF-8 on its own.
+        let escaped = parse_mountinfo("90 27 0:50 / /mnt/caf\\351 rw - tmpfs tmpfs rw\n").expect("parses");
+        assert_eq!(escaped[0].mount_point, "/mnt/caf\u{fffd}");
+    }
+
+    #[test]
+    fn own_mount_table_reads() {
+        let mounts = read_mountinfo("self").expect("own mountinfo");
+        assert!(mounts.iter().any(|m| m.mount_point == "/"));
+        // The options rebuilt from the crate's maps are the kernel's strings, line by line.
+        let bytes = std::fs::read("/proc/self/mountinfo").expect("read");
+        for (mount, line) in mounts.iter().zip(String::from_utf8_lossy(&bytes).lines()) {
+            let (before, after) = line.split_once(" - ").expect("separator");
+            assert_eq!(Some(mount.options.as_str()), before.split(' ').nth(5), "{line}");
+            assert_eq!(Some(mount.super_options.as_str()), after.split(' ').nth(2), "{line}");
+        }
     }
 }

@@ -21,22 +21,18 @@ pub fn assert_unchanged(before: &BTreeSet<PathBuf>) {
 /// The cgroup this process is in, in the hierarchy of `controller` (v1) or v2 (`None`),
 /// as a directory.
 pub fn own_cgroup(controller: Option<&str>) -> PathBuf {
-    let text = std::fs::read_to_string("/proc/self/cgroup").expect("read /proc/self/cgroup");
-    for line in text.lines() {
-        let mut fields = line.splitn(3, ':');
-        let (Some(_), Some(controllers), Some(path)) = (fields.next(), fields.next(), fields.next()) else {
-            continue;
-        };
+    let groups = procfs::process::Process::myself().and_then(|p| p.cgroups()).expect("read /proc/self/cgroup").0;
+    for group in &groups {
         let mount = match controller {
             // Pure v2 has cgroup2 on /sys/fs/cgroup itself; hybrid mounts it at unified/.
-            None if controllers.is_empty() && Path::new("/sys/fs/cgroup/cgroup.controllers").exists() => {
+            None if group.controllers.is_empty() && Path::new("/sys/fs/cgroup/cgroup.controllers").exists() => {
                 PathBuf::from("/sys/fs/cgroup")
             }
-            None if controllers.is_empty() => PathBuf::from("/sys/fs/cgroup/unified"),
-            Some(wanted) if controllers.split(',').any(|c| c == wanted) => Path::new("/sys/fs/cgroup").join(wanted),
+            None if group.controllers.is_empty() => PathBuf::from("/sys/fs/cgroup/unified"),
+            Some(wanted) if group.controllers.iter().any(|c| c == wanted) => Path::new("/sys/fs/cgroup").join(wanted),
             _ => continue,
         };
-        return mount.join(path.trim_start_matches('/'));
+        return mount.join(group.pathname.trim_start_matches('/'));
     }
-    panic!("this process is in no {controller:?} cgroup:\n{text}");
+    panic!("this process is in no {controller:?} cgroup: {groups:?}");
 }

@@ -125,11 +125,13 @@ pub struct HostState {
 const LAB_COMMS: [&str; 4] = ["lab-", "pidns-", "jail-", "chroot-"];
 
 pub fn host_state() -> HostState {
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
-    let mounts = mountinfo
+    // Read as bytes, lossily: a lab may mount on a name that is not UTF-8 (the crate's own
+    // Process::mountinfo() would refuse the whole table).
+    let mountinfo = std::fs::read("/proc/self/mountinfo").expect("mountinfo");
+    let mounts = String::from_utf8_lossy(&mountinfo)
         .lines()
-        // Drop the mount and parent ids: what matters is what is mounted where.
-        .map(|l| l.splitn(3, ' ').nth(2).unwrap_or(l).to_string())
+        .map(|line| procfs::process::MountInfo::from_line(line).unwrap_or_else(|e| panic!("mountinfo {line:?}: {e}")))
+        .map(|mount| mount_line(&mount))
         .collect();
     let cilab_cgroups = cilab_cgroups();
     let mut lab_processes = BTreeSet::new();
@@ -199,8 +201,41 @@ pub fn host_changes(before: &HostState, after: &HostState, ignored_mounts: &[Pat
     problems
 }
 
-/// The mount point of a `HostState::mounts` line (a mountinfo line without its two ids:
-/// `major:minor root mount-point options ...`), with mountinfo's octal escapes undone.
+/// A mount as `HostState::mounts` holds it: its mountinfo line without the mount and parent
+/// ids (what matters is what is mounted where), options sorted (the crate keeps them
+/// unordered), escapes left in place.
+fn mount_line(mount: &procfs::process::MountInfo) -> String {
+    use procfs::process::MountOptFields;
+    let options = |map: &std::collections::HashMap<String, Option<String>>| {
+        let mut list: Vec<String> =
+            map.iter().map(|(name, value)| value.as_ref().map_or(name.clone(), |v| format!("{name}={v}"))).collect();
+        list.sort();
+        list.join(",")
+    };
+    let propagation: String = mount
+        .opt_fields
+        .iter()
+        .map(|field| match field {
+            MountOptFields::Shared(group) => format!("shared:{group} "),
+            MountOptFields::Master(group) => format!("master:{group} "),
+            MountOptFields::PropagateFrom(group) => format!("propagate_from:{group} "),
+            MountOptFields::Unbindable => "unbindable ".to_string(),
+        })
+        .collect();
+    format!(
+        "{} {} {} {} {propagation}- {} {} {}",
+        mount.majmin,
+        mount.root,
+        mount.mount_point.display(),
+        options(&mount.mount_options),
+        mount.fs_type,
+        mount.mount_source.as_deref().unwrap_or("none"),
+        options(&mount.super_options)
+    )
+}
+
+/// The mount point of a `HostState::mounts` line (`major:minor root mount-point options
+/// ...`), with mountinfo's octal escapes undone (the crate leaves them in).
 pub fn mount_point(line: &str) -> PathBuf {
     let escaped = line.split(' ').nth(2).unwrap_or_default();
     let bytes = escaped.as_bytes();
@@ -360,15 +395,7 @@ pub fn reap_adopted(timeout: std::time::Duration) {
     let deadline = std::time::Instant::now() + timeout;
     loop {
         let own = std::process::id();
-        let children: Vec<i32> = std::fs::read_dir(format!("/proc/{own}/task"))
-            .map(|tasks| {
-                tasks
-                    .flatten()
-                    .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
-                    .flat_map(|text| text.split_whitespace().filter_map(|p| p.parse().ok()).collect::<Vec<i32>>())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let children = cilab::probe::procfs::children(own as i32);
         if children.is_empty() || std::time::Instant::now() >= deadline {
             return;
         }

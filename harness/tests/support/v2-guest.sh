@@ -84,6 +84,17 @@ done
 
 cat > "$root/init" <<'INIT'
 #!/bin/busybox sh
+# The kernel's initramfs cannot be pivoted away from (pivot_root gives EINVAL on it):
+# first move everything onto a tmpfs and switch_root there, so labs run as on a machine
+# booted from a disk.
+if [ "$1" != on-tmpfs ]; then
+  /bin/busybox mkdir /newroot
+  /bin/busybox mount -t tmpfs -o mode=0755 guest-root /newroot
+  for entry in /*; do
+    [ "$entry" = /newroot ] || /bin/busybox cp -a "$entry" /newroot/
+  done
+  exec /bin/busybox switch_root /newroot /init on-tmpfs
+fi
 /bin/busybox --install -s /bin
 export PATH=/usr/bin:/bin:/work/bin
 mount -t proc proc /proc

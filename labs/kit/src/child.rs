@@ -104,15 +104,14 @@ pub fn spawn_with(name: &str, die_with_parent: bool, body: impl FnOnce() -> i32)
 /// its own children: a wrong PID (1, say, whose SIGINT reboots a systemd machine) must
 /// never reach someone else's process.
 pub fn ensure_own_child(pid: Pid, what: &str) -> Result<()> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let parent = status.lines().find_map(|l| l.strip_prefix("PPid:")).map(str::trim);
-    if pid.as_raw() > 0 && parent == Some(nix::unistd::getpid().to_string().as_str()) {
+    let parent = procfs::process::Process::new(pid.as_raw()).and_then(|p| p.stat()).map(|stat| stat.ppid).ok();
+    if pid.as_raw() > 0 && parent == Some(nix::unistd::getpid().as_raw()) {
         return Ok(());
     }
     Err(LabError::Setup(format!(
         "{what} is PID {pid}, which is not a child of this lab (its parent is {}): the lab signals only \
          its own children, so it stops here",
-        parent.unwrap_or("unknown")
+        parent.map_or("unknown".to_string(), |p| p.to_string())
     )))
 }
 
@@ -309,6 +308,13 @@ pub struct ChildEnd {
 impl ChildEnd {
     pub fn ready(&mut self) {
         let _ = self.ready.write_all(b"r");
+    }
+
+    /// The descriptors of this end: a child that closes the descriptors it inherited
+    /// keeps these.
+    pub fn raw_fds(&self) -> [RawFd; 2] {
+        use std::os::fd::AsRawFd;
+        [self.ready.as_raw_fd(), self.commands.as_raw_fd()]
     }
 
     /// Blocks for the next command; `None` once the lab closed its end (or died).

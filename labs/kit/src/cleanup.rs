@@ -188,17 +188,11 @@ fn reap(pids: &[Pid]) {
 
 /// The live children of `parent`, from the PPid field of every /proc/<pid>/stat.
 fn children_of(parent: Pid) -> Vec<Pid> {
-    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
-    entries
+    let Ok(processes) = procfs::process::all_processes() else { return Vec::new() };
+    processes
         .flatten()
-        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
-            let fields = stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect::<Vec<_>>());
-            fields.and_then(|f| f.get(1).and_then(|ppid| ppid.parse::<i32>().ok())) == Some(parent.as_raw())
-        })
-        .map(Pid::from_raw)
+        .filter(|process| process.stat().is_ok_and(|stat| stat.ppid == parent.as_raw()))
+        .map(|process| Pid::from_raw(process.pid))
         .collect()
 }
 

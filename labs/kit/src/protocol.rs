@@ -166,6 +166,46 @@ pub mod nsenter_join {
     pub const HOSTNAME: &str = "nsj-target";
 }
 
+/// The pivot-root lab: stages, names of its processes, and where things are in its workdir.
+pub mod pivot_root {
+    /// The container's namespaces are made; its mounts are still shared with the host's.
+    pub const SHARED: &str = "shared";
+    /// `/` made private (MS_REC|MS_PRIVATE) in the container's mount namespace.
+    pub const PRIVATE: &str = "private";
+    /// The new root bind-mounted onto itself: a mount point.
+    pub const BOUND: &str = "bound";
+    /// pivot_root done, the old root lazily unmounted, proc mounted.
+    pub const PIVOTED: &str = "pivoted";
+    /// The descriptors that led outside are closed, right before the exec.
+    pub const FDS_CLOSED: &str = "fds-closed";
+    /// A second container, pivoted the way runc does it: pivot_root(".", ".").
+    pub const RUNC_PIVOTED: &str = "runc-pivoted";
+    pub const STAGES: [&str; 6] = [SHARED, PRIVATE, BOUND, PIVOTED, FDS_CLOSED, RUNC_PIVOTED];
+
+    /// The variant `--tmpfs`: the rootfs copied into a tmpfs, and the pivot onto that.
+    pub const TMPFS_FLAG: &str = "--tmpfs";
+    pub const TMPFS_PIVOTED: &str = "tmpfs-pivoted";
+    pub const TMPFS_STAGES: [&str; 1] = [TMPFS_PIVOTED];
+
+    /// The new root, relative to the workdir.
+    pub const ROOTFS_DIR: &str = "rootfs";
+    /// Where the tmpfs variant mounts its tmpfs (relative to the workdir).
+    pub const TMPFS_ROOT_DIR: &str = "rootfs-tmpfs";
+    /// Where pivot_root puts the old root, inside the new one.
+    pub const PUT_OLD: &str = "oldroot";
+    /// A directory outside the new root, with a file the container must not reach.
+    pub const SENTINEL_DIR: &str = "outside";
+    pub const SENTINEL_FILE: &str = "sentinel.txt";
+    pub const HOSTNAME: &str = "tupperware";
+
+    pub const LAUNCHER_COMM: &str = "pivot-launch";
+    pub const INIT_COMM: &str = "pivot-init";
+    pub const RUNC_LAUNCHER_COMM: &str = "runc-launch";
+    pub const RUNC_INIT_COMM: &str = "runc-init";
+    pub const TMPFS_LAUNCHER_COMM: &str = "tmpfs-launch";
+    pub const TMPFS_INIT_COMM: &str = "tmpfs-init";
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
