@@ -101,6 +101,9 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
+# A booted machine has its loopback up (the nsenter-join lab connects to a service on a
+# container's 127.0.0.1 from the host's network namespace and expects a refusal).
+ip link set lo up
 # Kernel messages stay off the console: they would land between the marker lines.
 echo 1 > /proc/sys/kernel/printk
 echo "guest: $(uname -r); /sys/fs/cgroup offers: $(cat /sys/fs/cgroup/cgroup.controllers)"
