@@ -191,7 +191,7 @@ fn run_once(
     let exit = exit.or(teardown.exit);
     // What the lab made outside the run is removed in any case; it is the lab's leak only
     // if the lab ended by itself (one killed mid-run could not clean up).
-    let outside = observer.clean_up_outside(&scratch);
+    let outside = observer.clean_up_outside(&scratch, &teardown.killed);
     let outside = if teardown.exited_by_itself { outside } else { Vec::new() };
     let mut leaks: Vec<String> = teardown.leaks.iter().chain(&outside).map(|l| redactor.text(l)).collect();
     if let Some(variant) = variant {

@@ -42,8 +42,10 @@ pub trait Observer {
     /// reach (a Docker container and image), and says what it had to remove. Each line is
     /// a leak: a lab that finishes cleanly leaves nothing for this to find.
     /// `scratch` is the run's scratch dir (the lab's workdir): gone by now, but a name the
-    /// lab can have labelled what it made with.
-    fn clean_up_outside(&mut self, _scratch: &Path) -> Vec<String> {
+    /// lab can have labelled what it made with. `killed` names the commands of the run's
+    /// processes that were killed rather than left to finish: a request one had in flight
+    /// (a `docker run` cut short) can still complete after the run.
+    fn clean_up_outside(&mut self, _scratch: &Path, _killed: &[String]) -> Vec<String> {
         Vec::new()
     }
 }

@@ -448,7 +448,9 @@ fn clean_leftovers(leftovers: &[Leftover]) -> Vec<String> {
         let name = dir.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         groups.entry(name).or_default().dirs.push(dir);
     }
-    for group in groups.values() {
+    let mut killed: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for (name, group) in &groups {
+        killed.insert(name.as_str(), crate::run::commands_in(group));
         let paths: Vec<String> = group.dirs.iter().map(|d| d.path.display().to_string()).collect();
         match group.kill_all(Duration::from_secs(5)).and_then(|()| group.remove()) {
             Ok(_) => done.push(format!("killed what was in and removed {}", paths.join(", "))),
@@ -461,7 +463,8 @@ fn clean_leftovers(leftovers: &[Leftover]) -> Vec<String> {
     for leftover in leftovers.iter().filter(|l| l.kind == "run") {
         let record = records.iter().flatten().find(|r| r.path() == leftover.path);
         if let Some((record, lab)) = record.and_then(|r| Some((r, crate::catalog::find(&r.lab).ok()?))) {
-            done.extend((lab.observer)().clean_up_outside(&record.scratch));
+            let killed = killed.get(record.id.as_str()).cloned().unwrap_or_default();
+            done.extend((lab.observer)().clean_up_outside(&record.scratch, &killed));
         }
     }
     for leftover in leftovers {

@@ -26,12 +26,13 @@ pub fn scratch_root() -> PathBuf {
 }
 
 /// The PID of the cilab that made a run, from the run's id: `<lab>-<pid>-<n>` or
-/// `<lab>-<pid>-by-hand` (scratch dirs, records and cgroups are named after it).
+/// `<lab>-<pid>-by-hand-<n>` (scratch dirs, records and cgroups are named after it).
 pub fn run_id_owner(id: &str) -> Option<i32> {
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    let rest = match id.strip_suffix("-by-hand") {
+    let without_counter = id.rsplit_once('-').filter(|(_, n)| digits(n)).map(|(rest, _)| rest);
+    let rest = match without_counter.unwrap_or(id).strip_suffix("-by-hand") {
         Some(rest) => rest,
-        None => id.rsplit_once('-').filter(|(_, n)| digits(n))?.0,
+        None => without_counter?,
     };
     let (lab, pid) = rest.rsplit_once('-')?;
     let lab_like = !lab.is_empty() && lab.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
@@ -441,6 +442,7 @@ mod tests {
     fn run_ids_name_their_cilab() {
         assert_eq!(run_id_owner("pid-ns-4242-0"), Some(4242));
         assert_eq!(run_id_owner("chroot-jail-17-by-hand"), Some(17));
+        assert_eq!(run_id_owner("nsenter-join-19178-by-hand-1"), Some(19178));
         assert_eq!(run_id_owner("chroot-jail-17-12"), Some(17));
         for not_a_run in ["harness-12", "pid-ns", "pid-ns-x-1", "cilab.service", "-12-0", "Pid-12-0", "a-+1-0"] {
             assert_eq!(run_id_owner(not_a_run), None, "{not_a_run}");

@@ -73,6 +73,9 @@ pub struct Teardown {
     pub leaks: Vec<String>,
     /// The lab's last lines on stderr, all of them read.
     pub narration_tail: Vec<String>,
+    /// The commands (comm) of the run's processes the teardown found alive and killed: a
+    /// request one of them had in flight (a `docker run`) may still complete outside.
+    pub killed: Vec<String>,
 }
 
 /// A panic the lab reported (labkit's panic hook writes it on stdout when held): which
@@ -278,6 +281,8 @@ pub struct LabRun {
     stage: Option<String>,
     panic: Option<LabPanic>,
     options: RunOptions,
+    /// The harness killed the lab (an injected fault): what it could not clean up is not its leak.
+    killed_by_harness: bool,
     torn_down: bool,
 }
 
@@ -342,6 +347,7 @@ impl LabRun {
             stage: None,
             panic: None,
             options,
+            killed_by_harness: false,
             torn_down: false,
         })
     }
@@ -484,6 +490,7 @@ impl LabRun {
         match &self.options.fault {
             Some(Fault::KillLabAt(at)) if at == stage => {
                 let _ = nix::sys::signal::kill(Pid::from_raw(self.pid()), Signal::SIGKILL);
+                self.killed_by_harness = true;
                 Err(self.failure(format!("fault injected: SIGKILL to the lab at `{stage}`")))
             }
             Some(Fault::HangAt(at)) if at == stage => {
@@ -530,6 +537,7 @@ impl LabRun {
         self.stdin = None;
         // A lab that exited by itself must have taken its processes with it.
         let exited = self.child.try_wait().ok().flatten();
+        let killed = commands_in(&self.record.cgroup);
         let mut leaks = if exited.is_some() { outlived(&self.record) } else { Vec::new() };
         if exited.is_none() {
             let _ = self.record.cgroup.kill_all(Duration::from_secs(5));
@@ -547,9 +555,10 @@ impl LabRun {
         }
         Teardown {
             exit,
-            exited_by_itself: exited.is_some(),
+            exited_by_itself: exited.is_some() && !self.killed_by_harness,
             leaks,
             narration_tail: self.narration_tail(NARRATION_TAIL),
+            killed,
         }
     }
 
@@ -702,15 +711,18 @@ pub fn run_by_hand(spec: &LabSpec, binary: &Path, setup: &CgroupSetup, how: ByHa
         command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
     }
     let mut timed_out = false;
+    let mut killed = Vec::new();
     let exit = spawn_in_run(command, &record, &mount_ns, false).and_then(|mut child| {
         if let (Some(deadline), Ok(fd)) = (how.deadline, PidFd::open(child.id() as i32)) {
             if !fd.wait_exit(deadline) {
                 timed_out = true;
+                killed = commands_in(&record.cgroup);
                 let _ = record.cgroup.kill_all(Duration::from_secs(5));
             }
         }
         child.wait().map_err(Error::io("wait for", binary))
     });
+    killed.extend(commands_in(&record.cgroup));
     let mut leaks = Vec::new();
     if timed_out {
         leaks.push(format!("the lab did not exit within {:?}: it was killed", how.deadline.unwrap_or_default()));
@@ -722,11 +734,16 @@ pub fn run_by_hand(spec: &LabSpec, binary: &Path, setup: &CgroupSetup, how: ByHa
     leaks.extend(dismantle(&record));
     drop(mount_ns);
     leaks.extend(leaks::files_left(&record.cgroup, &record.scratch));
-    let outside = (spec.observer)().clean_up_outside(&record.scratch);
+    let outside = (spec.observer)().clean_up_outside(&record.scratch, &killed);
     if !timed_out {
         leaks.extend(outside);
     }
-    Ok(Teardown { exit: Some(exit?), exited_by_itself: !timed_out, leaks, narration_tail: Vec::new() })
+    Ok(Teardown { exit: Some(exit?), exited_by_itself: !timed_out, leaks, narration_tail: Vec::new(), killed })
+}
+
+/// The commands (comm) of the processes in a run's cgroup.
+pub fn commands_in(cgroup: &RunCgroup) -> Vec<String> {
+    cgroup.procs().into_iter().filter_map(procfs::comm).collect()
 }
 
 /// The narration a run keeps: the last lines only, whatever a lab prints.

@@ -496,6 +496,23 @@ fn labelled(scratch: &Path) -> Result<(Vec<String>, Vec<String>)> {
     Ok((containers, images))
 }
 
+/// How long dockerd may take to finish a request whose client was killed.
+const CUT_REQUEST_SETTLES: Duration = Duration::from_secs(2);
+
+/// A docker client killed mid-request (`docker run`, `docker import`) does not stop the
+/// daemon: the container or image can appear after the client is gone. The daemon's own
+/// event stream for this run's label is read until the requests had time to complete
+/// (`--until` bounds it), so the removal that follows sees what they made.
+fn settle_cut_requests(scratch: &Path) {
+    let until = std::time::SystemTime::now() + CUT_REQUEST_SETTLES;
+    let until = until.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() + 1).unwrap_or_default();
+    let filter = label_filter(scratch);
+    let _ = docker(
+        &["events", "--since", "5m", "--until", &until.to_string(), "--filter", &filter, "--format", "{{.ID}}"],
+        CUT_REQUEST_SETTLES + Duration::from_secs(3),
+    );
+}
+
 #[derive(Default)]
 struct NsenterJoin {
     docker: bool,
@@ -561,9 +578,12 @@ impl Observer for NsenterJoin {
         }
     }
 
-    fn clean_up_outside(&mut self, scratch: &Path) -> Vec<String> {
+    fn clean_up_outside(&mut self, scratch: &Path, killed: &[String]) -> Vec<String> {
         if which::which("docker").is_err() {
             return Vec::new();
+        }
+        if killed.iter().any(|command| command == "docker") {
+            settle_cut_requests(scratch);
         }
         let mut leaks = Vec::new();
         let Ok((containers, images)) = labelled(scratch) else { return leaks };
