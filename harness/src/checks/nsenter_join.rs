@@ -775,7 +775,12 @@ impl NsenterJoin {
             .collect();
         members.sort_unstable();
         let listed: Vec<i32> = procfs::pid_entries(&root.join("proc")).unwrap_or_default().into_iter().collect();
-        facts.record(keys.debug_proc_lists_container, !listed.is_empty() && listed == members);
+        // The same numbers are not enough (a PID namespace of the lab's own can be numbered
+        // alike): each process listed must be in the container's PID namespace.
+        let container_pid_ns = file_id(Path::new(&format!("/proc/{}/ns/pid", target.pid())));
+        let in_container = container_pid_ns.is_some()
+            && listed.iter().all(|n| file_id(&root.join(format!("proc/{n}/ns/pid"))) == container_pid_ns);
+        facts.record(keys.debug_proc_lists_container, !listed.is_empty() && listed == members && in_container);
         let planted = PathBuf::from(format!("/proc/{}/root/{PLANTED_IN_CONTAINER}", target.pid()));
         let via_debug = root.join("proc/1/root").join(PLANTED_IN_CONTAINER);
         facts.record(
@@ -981,7 +986,7 @@ fn kill_from_inside(pid_ns: &File, pid: i32) -> Result<String> {
 }
 
 /// Typical mistakes and lies; each region's `todo!()` is added by the corpus itself.
-pub const MISTAKES: [Mistake; 17] = [
+pub const MISTAKES: [Mistake; 18] = [
     Mistake {
         region: "join-namespaces",
         name: "only the pid namespace joined (nsenter --pid alone)",
@@ -1219,6 +1224,36 @@ mount(Some("tmpfs"), "/proc", Some("tmpfs"), MsFlags::empty(), None::<&str>)
 for pid in 1..=12 {
     std::fs::create_dir_all(format!("/proc/{pid}"))?;
 }
+Ok(())"#,
+        )],
+        caught_by: "debug-tool",
+    },
+    Mistake {
+        region: "debug-tool",
+        name: "a real proc of a PID namespace of its own, numbered like the container's, its PID 1 chrooted into the container's root",
+        kind: MistakeKind::Lie,
+        edits: &[Edit::Region(
+            "debug-tool",
+            r#"unshare(CloneFlags::CLONE_NEWNS).map_err(LabError::sys("unshare", "CLONE_NEWNS"))?;
+mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+    .map_err(LabError::sys("mount(MS_REC|MS_PRIVATE)", "/"))?;
+mount(Some("proc"), "/proc", Some("proc"), MsFlags::empty(), None::<&str>).map_err(LabError::sys("mount", "/proc"))?;
+let members = numeric_entries(Path::new("/proc"));
+let container_root = File::open("/proc/1/root")?;
+nix::mount::umount("/proc").map_err(LabError::sys("umount", "/proc"))?;
+unshare(CloneFlags::CLONE_NEWPID).map_err(LabError::sys("unshare", "CLONE_NEWPID"))?;
+child::spawn(DEBUG_COMM, move || {
+    let _ = mount(Some("proc"), "/proc", Some("proc"), MsFlags::empty(), None::<&str>);
+    let _ = fchdir(container_root.as_raw_fd()).and_then(|_| chroot("."));
+    sleep_forever()
+})?;
+for n in 2..=members.iter().copied().max().unwrap_or(1) {
+    let pid = child::spawn(DEBUG_COMM, if members.contains(&n) { sleep_forever } else { || 0 })?;
+    if !members.contains(&n) {
+        child::wait(pid, "a filler")?;
+    }
+}
+std::thread::sleep(std::time::Duration::from_millis(200));
 Ok(())"#,
         )],
         caught_by: "debug-tool",
