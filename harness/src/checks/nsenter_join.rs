@@ -586,7 +586,16 @@ impl Observer for NsenterJoin {
             return Vec::new();
         }
         let mut leaks = Vec::new();
-        let Ok((containers, images)) = labelled(scratch) else { return leaks };
+        let (containers, images) = match labelled(scratch) {
+            Ok(found) => found,
+            // A run that used Docker must not pass unlooked-at when the daemon does not
+            // answer; a run that never did has nothing there to ask about.
+            Err(error) if self.docker => {
+                leaks.push(format!("could not ask Docker what is labelled with {}: {error}", scratch.display()));
+                return leaks;
+            }
+            Err(_) => return leaks,
+        };
         for id in containers {
             let removed = docker(&["rm", "-f", &id], DOCKER_TIMEOUT).map(drop);
             leaks.push(format!("the lab left Docker container {id} (removed: {removed:?})"));
