@@ -64,6 +64,7 @@ pub struct Keys {
     joined_pid_inside_differs: Fact<bool>,
     joined_ppid_inside: Fact<Option<i32>>,
     joined_listed_inside: Fact<bool>,
+    victim_pid_ns: Fact<Relation>,
     service_from_joined: Fact<String>,
     cgroup_vs_container: Fact<Relation>,
     cgroup_vs_lab: Fact<Relation>,
@@ -106,6 +107,7 @@ macro_rules! keys {
             joined_pid_inside_differs: Fact::new(concat!($joined, ".joined_pid_inside_differs_from_outside")),
             joined_ppid_inside: Fact::new(concat!($joined, ".joined_ppid_in_the_containers_proc")),
             joined_listed_inside: Fact::new(concat!($joined, ".joined_listed_in_the_containers_proc")),
+            victim_pid_ns: Fact::new(concat!($joined, ".victim_pid_ns_vs_container")),
             service_from_joined: Fact::new(concat!($joined, ".service_from_the_joined_net_ns")),
             cgroup_vs_container: Fact::new(concat!($joined, ".joined_cgroups_vs_container_init")),
             cgroup_vs_lab: Fact::new(concat!($joined, ".joined_cgroups_vs_lab")),
@@ -176,13 +178,27 @@ fn shares_joined_only(e: &Evidence, k: &Keys) -> Option<bool> {
     Some(shares_exactly(&e.get(k.joined_namespaces)?, &JOINED_KINDS, &[]))
 }
 
+/// Whether the joined process is in the container's namespace of `kind`, as the kernel's
+/// links say: what it shows (a service, a PID, a death) counts only then, since a lab can
+/// make a look-alike of any of them.
+fn joined_in(e: &Evidence, k: &Keys, kind: &str) -> Option<bool> {
+    Some(e.get(k.joined_namespaces)?.get(kind) == Some(&Sharing::Container))
+}
+
 fn reaches_service(e: &Evidence, k: &Keys) -> Option<bool> {
-    Some(e.get(k.service_from_joined)? == "answers" && e.get(k.service_from_host)? == "ECONNREFUSED")
+    Some(
+        joined_in(e, k, "net")?
+            && e.get(k.service_from_joined)? == "answers"
+            // Refused where the host's loopback is up; unreachable where it is down (a
+            // minimal VM guest): either way the host's 127.0.0.1 is not the container's.
+            && matches!(e.get(k.service_from_host)?.as_str(), "ECONNREFUSED" | "ENETUNREACH"),
+    )
 }
 
 fn two_pids(e: &Evidence, k: &Keys) -> Option<bool> {
     Some(
-        e.get(k.joined_nspid_levels)? == 2
+        joined_in(e, k, "pid")?
+            && e.get(k.joined_nspid_levels)? == 2
             && e.get(k.joined_pid_inside_differs)?
             && e.get(k.joined_ppid_inside)? == Some(0)
             && e.get(k.joined_listed_inside)?,
@@ -190,11 +206,15 @@ fn two_pids(e: &Evidence, k: &Keys) -> Option<bool> {
 }
 
 fn killed_from_inside(e: &Evidence, k: &Keys) -> Option<bool> {
-    Some(e.get(k.kill_victim_from_inside)? == "kill succeeded" && e.get(k.victim_died)?)
+    Some(
+        e.get(k.victim_pid_ns)? == Relation::Same
+            && e.get(k.kill_victim_from_inside)? == "kill succeeded"
+            && e.get(k.victim_died)?,
+    )
 }
 
 fn dies_with_init(e: &Evidence, k: &Keys) -> Option<bool> {
-    Some(e.get(k.init_died)? && e.get(k.joined_died_with_init)?)
+    Some(joined_in(e, k, "pid")? && e.get(k.init_died)? && e.get(k.joined_died_with_init)?)
 }
 
 fn debug_tool(e: &Evidence, k: &Keys) -> Option<bool> {
@@ -239,7 +259,7 @@ pub const VERDICTS: [VerdictSpec; 22] = [
     },
     VerdictSpec {
         id: "joined-reaches-service",
-        claim: "the service on the container's 127.0.0.1 answers from the joined process's network namespace and refuses a connection from the host's (ECONNREFUSED)",
+        claim: "the service on the container's 127.0.0.1 answers from the joined process's network namespace and not from the host's (ECONNREFUSED, or ENETUNREACH where the host's loopback is down)",
         points: 1,
         region: Some("join-namespaces"),
         requires: &[],
@@ -586,7 +606,16 @@ impl Observer for NsenterJoin {
             settle_cut_requests(scratch);
         }
         let mut leaks = Vec::new();
-        let Ok((containers, images)) = labelled(scratch) else { return leaks };
+        let (containers, images) = match labelled(scratch) {
+            Ok(found) => found,
+            // A run that used Docker must not pass unlooked-at when the daemon does not
+            // answer; a run that never did has nothing there to ask about.
+            Err(error) if self.docker => {
+                leaks.push(format!("could not ask Docker what is labelled with {}: {error}", scratch.display()));
+                return leaks;
+            }
+            Err(_) => return leaks,
+        };
         for id in containers {
             let removed = docker(&["rm", "-f", &id], DOCKER_TIMEOUT).map(drop);
             leaks.push(format!("the lab left Docker container {id} (removed: {removed:?})"));
@@ -731,13 +760,17 @@ impl NsenterJoin {
                 facts.record(keys.service_from_joined, "no joined process".to_string());
             }
         }
-        self.joined = joined.and_then(|pid| PidFd::open(pid).ok());
-        self.victim = victim.and_then(|pid| {
+        // Killed from inside by its PID there: only a victim in the container's PID namespace
+        // has one (in a namespace of its own, that number names another process inside).
+        let victim_ns = victim.and_then(|pid| procfs::ns_id(pid, "pid").ok().flatten());
+        let victim_pid_ns = Relation::of(&victim_ns, &target.ns("pid"));
+        facts.record(keys.victim_pid_ns, victim_pid_ns);
+        self.victim = victim.filter(|_| victim_pid_ns == Relation::Same).and_then(|pid| {
             let status = procfs::read_status(pid).ok()?;
-            // Only a PID inside the container (a second NSpid level).
             let inner = status.inner_pid().filter(|_| status.nspid.len() >= 2)?;
             Some((PidFd::open(pid).ok()?, inner))
         });
+        self.joined = joined.and_then(|pid| PidFd::open(pid).ok());
         Ok(())
     }
 
@@ -773,7 +806,12 @@ impl NsenterJoin {
             .collect();
         members.sort_unstable();
         let listed: Vec<i32> = procfs::pid_entries(&root.join("proc")).unwrap_or_default().into_iter().collect();
-        facts.record(keys.debug_proc_lists_container, !listed.is_empty() && listed == members);
+        // The same numbers are not enough (a PID namespace of the lab's own can be numbered
+        // alike): each process listed must be in the container's PID namespace.
+        let container_pid_ns = file_id(Path::new(&format!("/proc/{}/ns/pid", target.pid())));
+        let in_container = container_pid_ns.is_some()
+            && listed.iter().all(|n| file_id(&root.join(format!("proc/{n}/ns/pid"))) == container_pid_ns);
+        facts.record(keys.debug_proc_lists_container, !listed.is_empty() && listed == members && in_container);
         let planted = PathBuf::from(format!("/proc/{}/root/{PLANTED_IN_CONTAINER}", target.pid()));
         let via_debug = root.join("proc/1/root").join(PLANTED_IN_CONTAINER);
         facts.record(
@@ -979,7 +1017,7 @@ fn kill_from_inside(pid_ns: &File, pid: i32) -> Result<String> {
 }
 
 /// Typical mistakes and lies; each region's `todo!()` is added by the corpus itself.
-pub const MISTAKES: [Mistake; 13] = [
+pub const MISTAKES: [Mistake; 18] = [
     Mistake {
         region: "join-namespaces",
         name: "only the pid namespace joined (nsenter --pid alone)",
@@ -1027,6 +1065,33 @@ Ok(())"#,
         caught_by: "shares-joined-only",
     },
     Mistake {
+        region: "join-namespaces",
+        name: "a look-alike network namespace with a service of its own on 127.0.0.1 instead of the container's",
+        kind: MistakeKind::Lie,
+        edits: &[Edit::Region(
+            "join-namespaces",
+            r#"for kind in kinds.iter().filter(|k| **k != "net") {
+    let path = PathBuf::from(format!("/proc/{target}/ns/{kind}"));
+    let file = File::open(&path).map_err(LabError::io("open", &path))?;
+    setns(file.as_fd(), CloneFlags::empty()).map_err(LabError::sys("setns", path.display()))?;
+}
+if kinds.contains(&"net") {
+    unshare(CloneFlags::CLONE_NEWNET).map_err(LabError::sys("unshare", "CLONE_NEWNET"))?;
+    std::process::Command::new("/bin/busybox").args(["ip", "link", "set", "lo", "up"]).status()?;
+    let listener = std::net::TcpListener::bind(("127.0.0.1", SERVICE_PORT))?;
+    child::spawn("nsj-lookalike", move || {
+        for mut stream in listener.incoming().flatten() {
+            let _ = stream.read(&mut [0u8; 512]);
+            let _ = stream.write_all(format!("HTTP/1.0 200 OK\r\n\r\n{SERVICE_WORD}\n").as_bytes());
+        }
+        0
+    })?;
+}
+Ok(())"#,
+        )],
+        caught_by: "joined-reaches-service",
+    },
+    Mistake {
         region: "fork-joined",
         name: "the joined process exits at once instead of sleeping",
         kind: MistakeKind::Mistake,
@@ -1062,6 +1127,83 @@ setns(host.as_fd(), CloneFlags::CLONE_NEWPID).map_err(LabError::sys("setns", pat
 child::spawn(name, sleep_forever)"#,
         )],
         caught_by: "two-pids",
+    },
+    Mistake {
+        region: "fork-joined",
+        name: "the sleeper is PID 1 of a PID namespace of its own, and the container's init is named nsj-sleep",
+        kind: MistakeKind::Lie,
+        edits: &[
+            Edit::Region(
+                "fork-joined",
+                r#"if name == JOINED_COMM {
+    let lab = nix::unistd::getppid();
+    let path = PathBuf::from(format!("/proc/{lab}/ns/pid"));
+    let host = File::open(&path).map_err(LabError::io("open", &path))?;
+    setns(host.as_fd(), CloneFlags::CLONE_NEWPID).map_err(LabError::sys("setns", path.display()))?;
+    unshare(CloneFlags::CLONE_NEWPID).map_err(LabError::sys("unshare", "CLONE_NEWPID"))?;
+    return child::spawn(name, sleep_forever);
+}
+child::spawn(name, sleep_forever)"#,
+            ),
+            Edit::Replace(
+                "&& exec /bin/busybox sleep 1000000",
+                "&& /bin/busybox ln -sf busybox /bin/nsj-sleep && exec -a sleep /bin/nsj-sleep 1000000",
+            ),
+        ],
+        caught_by: "two-pids",
+    },
+    Mistake {
+        region: "fork-joined",
+        name: "the sleeper stays on the host and exits when it sees the container's init die",
+        kind: MistakeKind::Lie,
+        edits: &[Edit::Region(
+            "fork-joined",
+            r#"if name != JOINED_COMM {
+    return child::spawn(name, sleep_forever);
+}
+use std::os::unix::fs::MetadataExt;
+let theirs = std::fs::metadata("/proc/self/ns/pid_for_children").map_err(LabError::io("stat", Path::new("/proc/self/ns/pid_for_children")))?.ino();
+let init = numeric_entries(Path::new("/proc")).into_iter().map(|p| Pid::from_raw(p as i32)).find(|p| {
+    std::fs::metadata(format!("/proc/{p}/ns/pid")).is_ok_and(|m| m.ino() == theirs) && nspid(*p).last() == Some(&1)
+});
+let lab = nix::unistd::getppid();
+let path = PathBuf::from(format!("/proc/{lab}/ns/pid"));
+let host = File::open(&path).map_err(LabError::io("open", &path))?;
+setns(host.as_fd(), CloneFlags::CLONE_NEWPID).map_err(LabError::sys("setns", path.display()))?;
+let watched = init.and_then(|init| child::pidfd_open(init).ok());
+child::spawn(name, move || match &watched {
+    Some(fd) => {
+        let _ = poll(&mut [PollFd::new(fd.as_fd(), PollFlags::POLLIN)], PollTimeout::NONE);
+        0
+    }
+    None => sleep_forever(),
+})"#,
+        )],
+        caught_by: "dies-with-init",
+    },
+    Mistake {
+        region: "fork-joined",
+        name: "the victim has nsj-sleep's container PID in a PID namespace of its own, whose init ends when nsj-sleep dies",
+        kind: MistakeKind::Lie,
+        edits: &[Edit::Replace(
+            "    let victim = spawn_joined(VICTIM_COMM)?;\n    voice.inside(&format!(\"nsj-joiner forked",
+            r#"    let inside = nspid(joined).last().copied().unwrap_or(0);
+    let lab = nix::unistd::getppid();
+    let host = File::open(format!("/proc/{lab}/ns/pid"))?;
+    setns(host.as_fd(), CloneFlags::CLONE_NEWPID)?;
+    unshare(CloneFlags::CLONE_NEWPID)?;
+    let watched = child::pidfd_open(joined)?;
+    child::spawn("nsj-own-init", move || {
+        let _ = poll(&mut [PollFd::new(watched.as_fd(), PollFlags::POLLIN)], PollTimeout::NONE);
+        0
+    })?;
+    for _ in 2..inside {
+        child::wait(child::spawn("nsj-filler", || 0)?, "a filler")?;
+    }
+    let victim = spawn_joined(VICTIM_COMM)?;
+    voice.inside(&format!("nsj-joiner forked"#,
+        )],
+        caught_by: "killed-from-inside",
     },
     Mistake {
         region: "debug-tool",
@@ -1113,6 +1255,36 @@ mount(Some("tmpfs"), "/proc", Some("tmpfs"), MsFlags::empty(), None::<&str>)
 for pid in 1..=12 {
     std::fs::create_dir_all(format!("/proc/{pid}"))?;
 }
+Ok(())"#,
+        )],
+        caught_by: "debug-tool",
+    },
+    Mistake {
+        region: "debug-tool",
+        name: "a real proc of a PID namespace of its own, numbered like the container's, its PID 1 chrooted into the container's root",
+        kind: MistakeKind::Lie,
+        edits: &[Edit::Region(
+            "debug-tool",
+            r#"unshare(CloneFlags::CLONE_NEWNS).map_err(LabError::sys("unshare", "CLONE_NEWNS"))?;
+mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+    .map_err(LabError::sys("mount(MS_REC|MS_PRIVATE)", "/"))?;
+mount(Some("proc"), "/proc", Some("proc"), MsFlags::empty(), None::<&str>).map_err(LabError::sys("mount", "/proc"))?;
+let members = numeric_entries(Path::new("/proc"));
+let container_root = File::open("/proc/1/root")?;
+nix::mount::umount("/proc").map_err(LabError::sys("umount", "/proc"))?;
+unshare(CloneFlags::CLONE_NEWPID).map_err(LabError::sys("unshare", "CLONE_NEWPID"))?;
+child::spawn(DEBUG_COMM, move || {
+    let _ = mount(Some("proc"), "/proc", Some("proc"), MsFlags::empty(), None::<&str>);
+    let _ = fchdir(container_root.as_raw_fd()).and_then(|_| chroot("."));
+    sleep_forever()
+})?;
+for n in 2..=members.iter().copied().max().unwrap_or(1) {
+    let pid = child::spawn(DEBUG_COMM, if members.contains(&n) { sleep_forever } else { || 0 })?;
+    if !members.contains(&n) {
+        child::wait(pid, "a filler")?;
+    }
+}
+std::thread::sleep(std::time::Duration::from_millis(200));
 Ok(())"#,
         )],
         caught_by: "debug-tool",

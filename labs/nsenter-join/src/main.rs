@@ -289,8 +289,9 @@ fn join(target: Pid, kinds: &[&str]) -> Result<()> {
 /// Forks one joined process named `name` (the seed's `sleep 600`) and returns its PID.
 fn spawn_joined(name: &str) -> labkit::Result<Pid> {
     // STUDENT: begin fork-joined
-    // Hint: labkit::child::spawn a child named `name` that runs sleep_forever: only a
-    // process forked after setns(pid) is born in the container's PID namespace.
+    // Hint: only a process forked after setns(pid) is born in the container's PID
+    // namespace, and it must stay alive (named `name`) until someone kills it: labkit's
+    // child module forks and names; this file has a body that never returns.
     child::spawn(name, sleep_forever)
     // STUDENT: end fork-joined
 }
@@ -380,9 +381,9 @@ fn nopid_process(voice: Voice, target: Pid, link: child::Link) -> Result<()> {
 
 fn enter_all_but_pid(target: Pid, root: &File) -> Result<()> {
     // STUDENT: begin all-but-pid
-    // Hint: join (above) the target's ipc, uts, net and mnt namespaces, not pid. setns into
-    // a mount namespace puts you at that namespace's root, which need not be the
-    // container's root: fchdir to `root` and chroot("."), as nsenter --root does.
+    // Hint: join (above) every namespace nsenter --ipc --uts --net --mount joins, not pid.
+    // setns into a mount namespace puts you at that namespace's root, which need not be
+    // the container's root: `root` was opened before; do what nsenter --root does with it.
     join(target, &["ipc", "uts", "net", "mnt"])?;
     fchdir(root.as_raw_fd()).map_err(LabError::sys("fchdir", "the container's root"))?;
     chroot(".").map_err(LabError::sys("chroot", "."))?;
