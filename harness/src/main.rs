@@ -245,12 +245,15 @@ fn interrupted(signal: i32) -> ! {
     registry::close();
     cgroup::harness::close();
     let me = std::process::id() as i32;
-    let runs: Vec<String> =
-        registry::all_records().into_iter().flatten().filter(|r| r.owner_pid == me).map(|r| r.id).collect();
+    let records: Vec<registry::RunRecord> =
+        registry::all_records().into_iter().flatten().filter(|r| r.owner_pid == me).collect();
+    let runs: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
     let deadline = Instant::now() + MAIN_GRACE;
+    let mut killed: Vec<String> = Vec::new();
     loop {
         // Again each time: a lab the main thread had forked just before `close` is killed too.
         let labs = RunCgroup { dirs: cgroup::harness::own_run_dirs(), limits_applied: Vec::new() };
+        killed.extend(run::commands_in(&labs));
         let _ = labs.kill_all(Duration::from_secs(1));
         let end = end();
         let left = deadline.saturating_duration_since(Instant::now());
@@ -262,7 +265,14 @@ fn interrupted(signal: i32) -> ! {
         }
     }
     let aborted = run::abort_all();
-    let cleaned = doctor::clean_own();
+    let mut cleaned = doctor::clean_own();
+    // What the runs' labs made outside them (a Docker container), which killing and
+    // removing the runs does not reach; the records said which labs and scratch dirs.
+    for record in &records {
+        if let Ok(lab) = catalog::find(&record.lab) {
+            cleaned.extend((lab.observer)().clean_up_outside(&record.scratch, &killed));
+        }
+    }
     let problems = cgroup::harness::leave();
     let mut stderr = std::io::stderr().lock();
     let _ = writeln!(stderr, "\ncilab: interrupted (signal {signal}): nothing graded or saved; runs removed: {runs:?}");
