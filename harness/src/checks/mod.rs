@@ -15,6 +15,56 @@ use crate::error::{Error, Result};
 use crate::probe::procfs;
 use crate::run::LabRun;
 
+/// Who a kill from inside a PID namespace aims at.
+#[derive(Debug, Clone, Copy)]
+pub enum KillTarget {
+    /// A PID as the namespace numbers its processes.
+    Inside(i32),
+    /// The probe itself, by its PID on the host (invisible inside unless it is there).
+    TheProbeOnTheHost,
+}
+
+/// A forked probe P joins `pid_ns` for its children (setns moves only those), forks G
+/// inside, and G sends `signal` to `target`. The probe's output is "kill succeeded" or the
+/// errno's name; a probe killed by its own signal is reported as such by `ProbeFailure`.
+pub fn kill_from_inside(
+    what: &str,
+    pid_ns: std::os::fd::BorrowedFd,
+    target: KillTarget,
+    signal: nix::sys::signal::Signal,
+    timeout: std::time::Duration,
+) -> Result<crate::probe::forked::ProbeOutcome> {
+    use nix::sys::wait::{waitpid, WaitStatus};
+    use nix::unistd::{fork, getpid, ForkResult, Pid};
+    crate::probe::forked::probe(what, timeout, |out| {
+        nix::sched::setns(pid_ns, nix::sched::CloneFlags::CLONE_NEWPID)?;
+        let target = match target {
+            KillTarget::Inside(pid) => Pid::from_raw(pid),
+            KillTarget::TheProbeOnTheHost => getpid(),
+        };
+        // SAFETY: the grandchild only calls kill and _exit.
+        match unsafe { fork() }? {
+            ForkResult::Child => {
+                let code = match nix::sys::signal::kill(target, signal) {
+                    Ok(()) => 0,
+                    Err(errno) => errno as i32,
+                };
+                // SAFETY: _exit has no preconditions (nix 0.29 has no wrapper).
+                unsafe { libc::_exit(code) }
+            }
+            ForkResult::Parent { child } => {
+                let result = match waitpid(child, None)? {
+                    WaitStatus::Exited(_, 0) => "kill succeeded".to_string(),
+                    WaitStatus::Exited(_, code) => errno_name(Errno::from_raw(code)),
+                    other => format!("{other:?}"),
+                };
+                crate::probe::forked::say(out, &result);
+                Ok(())
+            }
+        }
+    })
+}
+
 /// "ENOENT", never the number nor a sentence.
 pub fn errno_name(errno: Errno) -> String {
     format!("{errno:?}")

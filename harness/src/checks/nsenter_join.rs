@@ -17,9 +17,7 @@ use std::time::Duration;
 use labkit::protocol::nsenter_join::*;
 use nix::errno::Errno;
 use nix::sched::{setns, CloneFlags};
-use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::{fork, ForkResult, Pid};
+use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 
 use super::{errno_name, file_id, find_child_named};
@@ -987,29 +985,13 @@ fn kill_from_inside(pid_ns: &File, pid: i32) -> Result<String> {
     if pid <= 0 {
         return Ok(format!("no PID to kill ({pid})"));
     }
-    let outcome = forked::probe("kill from inside the container", PROBE_TIMEOUT, |out| {
-        setns(pid_ns.as_fd(), CloneFlags::CLONE_NEWPID)?;
-        // SAFETY: the grandchild only calls kill and _exit.
-        match unsafe { fork() }? {
-            ForkResult::Child => {
-                let code = match kill(Pid::from_raw(pid), Signal::SIGKILL) {
-                    Ok(()) => 0,
-                    Err(errno) => errno as i32,
-                };
-                // SAFETY: _exit has no preconditions (nix 0.29 has no wrapper).
-                unsafe { libc::_exit(code) }
-            }
-            ForkResult::Parent { child } => {
-                let result = match waitpid(child, None)? {
-                    WaitStatus::Exited(_, 0) => "kill succeeded".to_string(),
-                    WaitStatus::Exited(_, code) => errno_name(Errno::from_raw(code)),
-                    other => format!("{other:?}"),
-                };
-                forked::say(out, &result);
-                Ok(())
-            }
-        }
-    })?;
+    let outcome = super::kill_from_inside(
+        "kill from inside the container",
+        pid_ns.as_fd(),
+        super::KillTarget::Inside(pid),
+        Signal::SIGKILL,
+        PROBE_TIMEOUT,
+    )?;
     Ok(match outcome.status {
         Ok(()) => outcome.output.trim().to_string(),
         Err(failure) => format!("probe failed: {failure:?}"),

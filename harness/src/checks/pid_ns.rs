@@ -17,7 +17,7 @@ use nix::sched::{setns, CloneFlags};
 use nix::sys::ptrace;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::{fork, getpid, ForkResult, Pid};
+use nix::unistd::{fork, ForkResult, Pid};
 use serde::{Deserialize, Serialize};
 
 use super::{errno_name, find_child_named};
@@ -606,30 +606,13 @@ fn syscall_entry_number(pid: Pid) -> Option<u64> {
 /// A forked probe P joins the namespace for its children, forks G (inside), and G tries
 /// kill(P's host PID, SIGTERM). If that worked P would die; if not, G reports the errno.
 fn signal_host_from_inside(ns: &File) -> Result<String> {
-    let outcome = forked::probe("kill from inside the namespace", PROBE_TIMEOUT, |out| {
-        setns(ns.as_fd(), CloneFlags::CLONE_NEWPID)?;
-        let target = getpid();
-        // SAFETY: the grandchild only calls kill and _exit.
-        match unsafe { fork() }? {
-            ForkResult::Child => {
-                let code = match kill(target, Signal::SIGTERM) {
-                    Ok(()) => 0,
-                    Err(errno) => errno as i32,
-                };
-                // SAFETY: _exit has no preconditions (nix 0.29 has no wrapper).
-                unsafe { libc::_exit(code) }
-            }
-            ForkResult::Parent { child } => {
-                let result = match waitpid(child, None)? {
-                    WaitStatus::Exited(_, 0) => "kill succeeded".to_string(),
-                    WaitStatus::Exited(_, code) => errno_name(Errno::from_raw(code)),
-                    other => format!("{other:?}"),
-                };
-                forked::say(out, &result);
-                Ok(())
-            }
-        }
-    })?;
+    let outcome = super::kill_from_inside(
+        "kill from inside the namespace",
+        ns.as_fd(),
+        super::KillTarget::TheProbeOnTheHost,
+        Signal::SIGTERM,
+        PROBE_TIMEOUT,
+    )?;
     Ok(match outcome.status {
         Ok(()) => outcome.output.trim().to_string(),
         Err(forked::ProbeFailure::Signaled(Signal::SIGTERM)) => "the host process was killed from inside".to_string(),
