@@ -48,6 +48,13 @@ pub trait Observer {
     fn clean_up_outside(&mut self, _scratch: &Path, _killed: &[String]) -> Vec<String> {
         Vec::new()
     }
+
+    /// Everything labs like this one made outside their runs and that is still there (all
+    /// Docker containers and images labelled by some run), each with the scratch dir of the
+    /// run that made it: `cilab doctor` reports those of runs that are gone.
+    fn made_outside(&mut self) -> Vec<(std::path::PathBuf, String)> {
+        Vec::new()
+    }
 }
 
 /// Another way to run the same lab binary, chosen by extra arguments (`--docker`,

@@ -36,6 +36,9 @@ pub struct Leftover {
     /// For a cgroup: its hierarchy, to kill what is in it the right way.
     #[serde(skip)]
     pub group: Option<GroupDir>,
+    /// For what a lab made outside its run ("outside"): the lab whose checks remove it.
+    #[serde(skip)]
+    pub lab: Option<&'static str>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -330,9 +333,13 @@ fn find_leftovers(found: &[scan::Found]) -> (Vec<Leftover>, Vec<String>) {
                 leftovers.push(record_leftover(&record, &why));
                 record_dirs.extend(record.cgroup.dirs.iter().filter(|d| names_its_run(&record, d)).cloned());
             }
-            Err(error) => {
-                leftovers.push(Leftover { kind: "run".into(), path: registry::runs_dir(), detail: error, group: None })
-            }
+            Err(error) => leftovers.push(Leftover {
+                kind: "run".into(),
+                path: registry::runs_dir(),
+                detail: error,
+                group: None,
+                lab: None,
+            }),
         }
     }
     let is_live = |name: &str| live_ids.contains(name) || registry::run_id_owner(name).is_some_and(cilab_alive);
@@ -356,6 +363,23 @@ fn find_leftovers(found: &[scan::Found]) -> (Vec<Leftover>, Vec<String>) {
     leftovers.extend(cgroups.into_values());
     leftovers.extend(scratch_leftovers(|name| !is_live(name)));
     leftovers.extend(temporary_leftovers(|pid| !cilab_alive(pid)));
+    // What labs made outside their runs (Docker containers and images), labelled with the
+    // scratch dir of a run that is gone.
+    for lab in crate::catalog::all() {
+        for (scratch, what) in (lab.observer)().made_outside() {
+            let run = scratch.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            if !is_live(&run) {
+                let detail = format!("{what}, made by run {run} of lab {}", lab.name);
+                leftovers.push(Leftover {
+                    kind: "outside".into(),
+                    path: scratch,
+                    detail,
+                    group: None,
+                    lab: Some(lab.name),
+                });
+            }
+        }
+    }
     (leftovers, active)
 }
 
@@ -365,6 +389,7 @@ fn record_leftover(record: &RunRecord, why: &str) -> Leftover {
         path: record.path(),
         detail: format!("run {} of lab {} {why}", record.id, record.lab),
         group: None,
+        lab: None,
     }
 }
 
@@ -380,7 +405,7 @@ fn cgroup_leftover(kind: &str, dir: GroupDir) -> Leftover {
     if kind == "harness" {
         detail = format!("the cgroup a cilab moved itself into, {detail}");
     }
-    Leftover { kind: kind.into(), path: dir.path.clone(), detail, group: Some(dir) }
+    Leftover { kind: kind.into(), path: dir.path.clone(), detail, group: Some(dir), lab: None }
 }
 
 /// Scratch dirs, and mounts in them, of runs `left(run id)` says are leftovers.
@@ -395,6 +420,7 @@ fn scratch_leftovers(left: impl Fn(&str) -> bool) -> Vec<Leftover> {
                     path: entry.path(),
                     detail: "scratch directory".into(),
                     group: None,
+                    lab: None,
                 });
             }
         }
@@ -405,7 +431,7 @@ fn scratch_leftovers(left: impl Fn(&str) -> bool) -> Vec<Leftover> {
             let run = path.strip_prefix(&scratch_root).ok().and_then(|p| p.iter().next()).map(|c| c.to_string_lossy());
             if run.is_some_and(|run| left(&run)) {
                 let detail = format!("{} mount", mount.fs_type);
-                leftovers.push(Leftover { kind: "mount".into(), path, detail, group: None });
+                leftovers.push(Leftover { kind: "mount".into(), path, detail, group: None, lab: None });
             }
         }
     }
@@ -422,6 +448,7 @@ fn temporary_leftovers(left: impl Fn(i32) -> bool) -> Vec<Leftover> {
             path,
             detail: format!("a file cilab PID {pid} was writing when it stopped"),
             group: None,
+            lab: None,
         })
         .collect()
 }
@@ -465,6 +492,14 @@ fn clean_leftovers(leftovers: &[Leftover]) -> Vec<String> {
         if let Some((record, lab)) = record.and_then(|r| Some((r, crate::catalog::find(&r.lab).ok()?))) {
             let killed = killed.get(record.id.as_str()).cloned().unwrap_or_default();
             done.extend((lab.observer)().clean_up_outside(&record.scratch, &killed));
+        }
+    }
+    let mut outside_cleaned: BTreeSet<&Path> = BTreeSet::new();
+    for leftover in leftovers.iter().filter(|l| l.kind == "outside") {
+        if let Some(lab) = leftover.lab.and_then(|name| crate::catalog::find(name).ok()) {
+            if outside_cleaned.insert(&leftover.path) {
+                done.extend((lab.observer)().clean_up_outside(&leftover.path, &[]));
+            }
         }
     }
     for leftover in leftovers {

@@ -75,3 +75,65 @@ fn becoming_root_is_told_one_way_everywhere() {
         assert!(advice.contains(&format!("`{BECOME_ROOT}`")), "{topic}: {advice}");
     }
 }
+
+/// A Docker container and image labelled by a run that is gone (its cilab SIGKILLed once
+/// the run's record was removed, while `docker run` was still being answered): `cilab
+/// doctor` finds them by their label, and `--clean` removes them.
+#[test]
+fn doctor_finds_and_removes_what_a_gone_run_left_in_docker() {
+    common::require_root();
+    let timeout = std::time::Duration::from_secs(60);
+    let docker = |args: &[&str]| common::output_within(Command::new("docker").args(args), timeout);
+    if !docker(&["info"]).is_some_and(|o| o.status.success()) {
+        eprintln!("doctor_advice: SKIPPED (not a pass): no Docker engine answers here (`docker info`)");
+        return;
+    }
+    // A run id whose cilab is this test process: not a cilab, so the run is gone.
+    let run = format!("nsenter-join-{}-0", std::process::id());
+    let scratch = cilab::registry::scratch_root().join(&run);
+    let label = format!("cilab.scratch={}", scratch.display());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let busybox = labkit::rootfs::find_static_busybox().expect("a static busybox");
+    labkit::rootfs::build_busybox_rootfs(&dir.path().join("rootfs"), &busybox).expect("busybox rootfs");
+    let tarball = dir.path().join("rootfs.tar");
+    let tar = common::output_within(
+        Command::new("tar").arg("-C").arg(dir.path().join("rootfs")).arg("-cf").arg(&tarball).arg("."),
+        timeout,
+    );
+    assert!(tar.is_some_and(|o| o.status.success()), "tar of the rootfs");
+    let tag = format!("cilab-doctor-test:{}", std::process::id());
+    let change = format!("LABEL {label}");
+    let tarball = tarball.to_str().expect("a UTF-8 temp path");
+    assert!(docker(&["import", "--change", &change, tarball, &tag]).is_some_and(|o| o.status.success()));
+    let name = format!("cilab-doctor-test-{}", std::process::id());
+    let ran =
+        docker(&["run", "-d", "--network", "none", "--name", &name, "--label", &label, &tag, "/bin/sleep", "600"]);
+    assert!(ran.is_some_and(|o| o.status.success()), "docker run");
+
+    let cilab = assert_cmd::cargo::cargo_bin("cilab");
+    let output = Command::new(&cilab).args(["doctor", "--format", "json"]).output().expect("cilab doctor");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("doctor's JSON");
+    let outside: Vec<String> = report["leftovers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|l| l["kind"] == "outside" && l["path"] == scratch.display().to_string())
+        .map(|l| l["detail"].as_str().unwrap_or_default().to_string())
+        .collect();
+    let cleaned = Command::new(&cilab).args(["doctor", "--clean"]).output().expect("cilab doctor --clean");
+    let left = |what: &str| {
+        let listed = docker(&[what, "-aq", "--filter", &format!("label={label}")]);
+        listed.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default()
+    };
+    let (containers, images) = (left("ps"), left("images"));
+    // Whatever happened above, nothing of this test stays.
+    let _ = docker(&["rm", "-f", &name]);
+    let _ = docker(&["rmi", "-f", &tag]);
+    assert_eq!(outside.len(), 2, "one container and one image, each a leftover: {report:#}");
+    assert!(
+        outside.iter().any(|d| d.starts_with("Docker container"))
+            && outside.iter().any(|d| d.starts_with("Docker image"))
+    );
+    assert!(cleaned.status.success(), "doctor --clean: {}", String::from_utf8_lossy(&cleaned.stderr));
+    assert_eq!((containers.as_str(), images.as_str()), ("", ""), "left after doctor --clean");
+}

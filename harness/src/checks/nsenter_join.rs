@@ -596,6 +596,32 @@ impl Observer for NsenterJoin {
         }
     }
 
+    fn made_outside(&mut self) -> Vec<(std::path::PathBuf, String)> {
+        if which::which("docker").is_err() {
+            return Vec::new();
+        }
+        let label_of = |kind: &str, ids: &[&str]| -> Vec<(std::path::PathBuf, String)> {
+            if ids.is_empty() {
+                return Vec::new();
+            }
+            let format = format!("{{{{.Id}}}} {{{{index .Config.Labels \"{DOCKER_LABEL}\"}}}}");
+            let mut args = vec![kind, "inspect", "--format", format.as_str()];
+            args.extend_from_slice(ids);
+            let text = docker(&args, DOCKER_TIMEOUT).unwrap_or_default();
+            text.lines()
+                .filter_map(|line| line.split_once(' '))
+                .map(|(id, scratch)| (std::path::PathBuf::from(scratch), format!("Docker {kind} {id}")))
+                .collect()
+        };
+        let filter = format!("label={DOCKER_LABEL}");
+        let listed = |args: &[&str]| docker(args, DOCKER_TIMEOUT).unwrap_or_default();
+        let containers = listed(&["ps", "-aq", "--no-trunc", "--filter", &filter]);
+        let images = listed(&["images", "-q", "--no-trunc", "--filter", &filter]);
+        let mut found = label_of("container", &containers.split_whitespace().collect::<Vec<_>>());
+        found.extend(label_of("image", &images.split_whitespace().collect::<Vec<_>>()));
+        found
+    }
+
     fn clean_up_outside(&mut self, scratch: &Path, killed: &[String]) -> Vec<String> {
         if which::which("docker").is_err() {
             return Vec::new();
