@@ -50,26 +50,23 @@ impl Backend for Local {
         if let Err(missing) = preflight(lab, &self.setup) {
             return Ok(skipped(lab, self.name(), &missing));
         }
-        let binary = self.binaries.join(lab.binary);
         let mut facts = Facts::default();
         // The lab's own run, then each variant's, as if one long run: the first run that
         // stops ends the check (what the others would have shown is "not reached").
-        let main = (None, lab.stages, &[][..]);
-        let plans = std::iter::once(main).chain(lab.variants.iter().map(|v| (Some(v), v.stages, v.args)));
+        let plans = std::iter::once(None).chain(lab.variants.iter().map(Some));
         let mut runs: Vec<RunOutcome> = Vec::new();
         let mut stop: Option<Stop> = None;
-        for (variant, stages, args) in plans {
-            let name = variant.map(|v| v.name);
+        for variant in plans {
             if stop.is_some() {
                 break;
             }
-            if let Some(Err(why)) = variant.map(|v| (v.available)()) {
-                for stage in stages {
-                    facts.skip_stage(stage, format!("variant `{}` skipped: {why}", name.unwrap_or_default()));
+            if let Some((variant, Err(why))) = variant.map(|v| (v, (v.available)())) {
+                for stage in variant.stages {
+                    facts.skip_stage(stage, format!("variant `{}` skipped: {why}", variant.name));
                 }
                 continue;
             }
-            let outcome = run_once(lab, &binary, &self.setup, options, args, stages, name, &mut facts)?;
+            let outcome = self.run_once(lab, variant, options, &mut facts)?;
             stop = outcome.stop.clone();
             runs.push(outcome);
         }
@@ -142,74 +139,75 @@ impl RunOutcome {
     }
 }
 
-/// Starts the lab held, observes it at each of `stages`, lets it finish, tears down.
-#[allow(clippy::too_many_arguments)]
-fn run_once(
-    lab: &LabSpec,
-    binary: &std::path::Path,
-    setup: &CgroupSetup,
-    options: &RunOptions,
-    args: &[&str],
-    stages: &[&str],
-    variant: Option<&'static str>,
-    facts: &mut Facts,
-) -> Result<RunOutcome> {
-    let mut run = LabRun::start(lab.name, binary, setup, options.clone(), lab.prepare, args)?;
-    let mut observer = (lab.observer)();
-    let mut stop: Option<Stop> = None;
-    for stage in stages {
-        let stage_went = run.await_hold(stage).and_then(|()| observer.observe(stage, &mut run, facts));
-        if let Err(error) = stage_went.and_then(|()| run.release()) {
-            stop = Some(stop_at(Some(stage), &error, &run));
-            break;
-        }
-    }
-    let exit = if stop.is_none() {
-        match run.finish() {
-            Ok(status) => Some(status),
-            Err(error) => {
-                stop = Some(stop_at(None, &error, &run));
-                None
+impl Local {
+    /// Starts the lab (or one of its variants) held, observes it at each of its stages, lets
+    /// it finish, tears down.
+    fn run_once(
+        &self,
+        lab: &LabSpec,
+        variant: Option<&'static crate::catalog::Variant>,
+        options: &RunOptions,
+        facts: &mut Facts,
+    ) -> Result<RunOutcome> {
+        let (stages, args) = variant.map_or((lab.stages, &[][..]), |v| (v.stages, v.args));
+        let binary = self.binaries.join(lab.binary);
+        let mut run = LabRun::start(lab.name, &binary, &self.setup, options.clone(), lab.prepare, args)?;
+        let mut observer = (lab.observer)();
+        let mut stop: Option<Stop> = None;
+        for stage in stages {
+            let stage_went = run.await_hold(stage).and_then(|()| observer.observe(stage, &mut run, facts));
+            if let Err(error) = stage_went.and_then(|()| run.release()) {
+                stop = Some(stop_at(Some(stage), &error, &run));
+                break;
             }
         }
-    } else {
-        None
-    };
-    let panic = run.panic().cloned();
-    let cgroup_limits = run.cgroup_limits().to_vec();
-    let redactor = run.redactor().clone();
-    let mut claims: Vec<StageClaims> = run
-        .claims()
-        .iter()
-        .map(|(stage, claims)| StageClaims { stage: stage.clone(), claims: claims.clone() })
-        .collect();
-    for claim in &mut claims {
-        redactor.value(&mut claim.claims);
-    }
-    let scratch = run.scratch().to_path_buf();
-    let teardown = run.teardown();
-    let exit = exit.or(teardown.exit);
-    // What the lab made outside the run is removed in any case; it is the lab's leak only
-    // if the lab ended by itself (one killed mid-run could not clean up).
-    let outside = observer.clean_up_outside(&scratch, &teardown.killed);
-    let outside = if teardown.exited_by_itself { outside } else { Vec::new() };
-    let mut leaks: Vec<String> = teardown.leaks.iter().chain(&outside).map(|l| redactor.text(l)).collect();
-    if let Some(variant) = variant {
-        for leak in &mut leaks {
-            *leak = format!("(variant `{variant}`) {leak}");
+        let exit = if stop.is_none() {
+            match run.finish() {
+                Ok(status) => Some(status),
+                Err(error) => {
+                    stop = Some(stop_at(None, &error, &run));
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let panic = run.panic().cloned();
+        let cgroup_limits = run.cgroup_limits().to_vec();
+        let redactor = run.redactor().clone();
+        let mut claims: Vec<StageClaims> = run
+            .claims()
+            .iter()
+            .map(|(stage, claims)| StageClaims { stage: stage.clone(), claims: claims.clone() })
+            .collect();
+        for claim in &mut claims {
+            redactor.value(&mut claim.claims);
         }
+        let scratch = run.scratch().to_path_buf();
+        let teardown = run.teardown();
+        let exit = exit.or(teardown.exit);
+        // What the lab made outside the run is removed in any case; it is the lab's leak only
+        // if the lab ended by itself (one killed mid-run could not clean up).
+        let outside = observer.clean_up_outside(&scratch, &teardown.killed);
+        let outside = if teardown.exited_by_itself { outside } else { Vec::new() };
+        let mut leaks: Vec<String> = teardown.leaks.iter().chain(&outside).map(|l| redactor.text(l)).collect();
+        if let Some(variant) = variant {
+            for leak in &mut leaks {
+                *leak = format!("(variant `{}`) {leak}", variant.name);
+            }
+        }
+        Ok(RunOutcome {
+            variant: variant.map(|v| v.name),
+            stop,
+            exit,
+            panic,
+            cgroup_limits,
+            claims,
+            leaks,
+            narration_tail: teardown.narration_tail,
+            redactor,
+        })
     }
-    Ok(RunOutcome {
-        variant,
-        stop,
-        exit,
-        panic,
-        cgroup_limits,
-        claims,
-        leaks,
-        narration_tail: teardown.narration_tail,
-        redactor,
-    })
 }
 
 fn stop_at(stage: Option<&str>, error: &Error, run: &LabRun) -> Stop {

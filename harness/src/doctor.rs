@@ -484,23 +484,33 @@ fn clean_leftovers(leftovers: &[Leftover]) -> Vec<String> {
             Err(error) => done.push(format!("could not clean {}: {error}", paths.join(", "))),
         }
     }
-    // What an interrupted run's lab made outside the run (a Docker container), found by
-    // the lab's checks from the run's record, before the record goes.
+    // What interrupted runs' labs made outside them (a Docker container), once per run:
+    // named by a leftover record (whose killed processes may have had a request in flight)
+    // or found by its label.
     let records = registry::all_records();
-    for leftover in leftovers.iter().filter(|l| l.kind == "run") {
-        let record = records.iter().flatten().find(|r| r.path() == leftover.path);
-        if let Some((record, lab)) = record.and_then(|r| Some((r, crate::catalog::find(&r.lab).ok()?))) {
-            let killed = killed.get(record.id.as_str()).cloned().unwrap_or_default();
-            done.extend((lab.observer)().clean_up_outside(&record.scratch, &killed));
+    let mut outside: BTreeMap<PathBuf, (&'static crate::catalog::LabSpec, Vec<String>)> = BTreeMap::new();
+    for leftover in leftovers {
+        let (scratch, lab, killed) = match leftover.kind.as_str() {
+            "run" => match records.iter().flatten().find(|r| r.path() == leftover.path) {
+                Some(record) => (
+                    record.scratch.clone(),
+                    record.lab.as_str(),
+                    killed.get(record.id.as_str()).cloned().unwrap_or_default(),
+                ),
+                None => continue,
+            },
+            "outside" => match leftover.lab {
+                Some(lab) => (leftover.path.clone(), lab, Vec::new()),
+                None => continue,
+            },
+            _ => continue,
+        };
+        if let Ok(lab) = crate::catalog::find(lab) {
+            outside.entry(scratch).or_insert((lab, Vec::new())).1.extend(killed);
         }
     }
-    let mut outside_cleaned: BTreeSet<&Path> = BTreeSet::new();
-    for leftover in leftovers.iter().filter(|l| l.kind == "outside") {
-        if let Some(lab) = leftover.lab.and_then(|name| crate::catalog::find(name).ok()) {
-            if outside_cleaned.insert(&leftover.path) {
-                done.extend((lab.observer)().clean_up_outside(&leftover.path, &[]));
-            }
-        }
+    for (scratch, (lab, killed)) in &outside {
+        done.extend((lab.observer)().clean_up_outside(scratch, killed));
     }
     for leftover in leftovers {
         let result = match leftover.kind.as_str() {
