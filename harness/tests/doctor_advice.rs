@@ -102,10 +102,21 @@ fn doctor_finds_and_removes_what_a_gone_run_left_in_docker() {
     );
     assert!(tar.is_some_and(|o| o.status.success()), "tar of the rootfs");
     let tag = format!("cilab-doctor-test:{}", std::process::id());
+    let name = format!("cilab-doctor-test-{}", std::process::id());
+    // Whatever fails below, nothing of this test stays.
+    struct Remove(Vec<Vec<String>>);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            for args in &self.0 {
+                let _ = common::output_within(Command::new("docker").args(args), std::time::Duration::from_secs(60));
+            }
+        }
+    }
+    let _remove =
+        Remove(vec![vec!["rm".into(), "-f".into(), name.clone()], vec!["rmi".into(), "-f".into(), tag.clone()]]);
     let change = format!("LABEL {label}");
     let tarball = tarball.to_str().expect("a UTF-8 temp path");
     assert!(docker(&["import", "--change", &change, tarball, &tag]).is_some_and(|o| o.status.success()));
-    let name = format!("cilab-doctor-test-{}", std::process::id());
     let ran =
         docker(&["run", "-d", "--network", "none", "--name", &name, "--label", &label, &tag, "/bin/sleep", "600"]);
     assert!(ran.is_some_and(|o| o.status.success()), "docker run");
@@ -126,9 +137,6 @@ fn doctor_finds_and_removes_what_a_gone_run_left_in_docker() {
         listed.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default()
     };
     let (containers, images) = (left("ps"), left("images"));
-    // Whatever happened above, nothing of this test stays.
-    let _ = docker(&["rm", "-f", &name]);
-    let _ = docker(&["rmi", "-f", &tag]);
     assert_eq!(outside.len(), 2, "one container and one image, each a leftover: {report:#}");
     assert!(
         outside.iter().any(|d| d.starts_with("Docker container"))

@@ -483,12 +483,29 @@ fn docker(args: &[&str], timeout: Duration) -> Result<String> {
         .spawn()
         .map_err(Error::io("start", &what))?;
     let done = PidFd::open(child.id() as i32)?;
+    // Read while it runs: output larger than a pipe would otherwise stall it until the timeout.
+    let read = |stream: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut stream) = stream {
+                let _ = stream.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = read(child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>));
+    let stderr = read(child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>));
     if !done.wait_exit(timeout) {
         let _ = child.kill();
         let _ = child.wait();
         return Err(Error::Harness(format!("`{what}` did not finish within {timeout:?}")));
     }
-    let output = child.wait_with_output().map_err(Error::io("wait for", &what))?;
+    let status = child.wait().map_err(Error::io("wait for", &what))?;
+    let output = std::process::Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    };
     if !output.status.success() {
         return Err(Error::Harness(format!(
             "`{what}` failed ({}): {}",
@@ -507,10 +524,14 @@ fn label_filter(scratch: &Path) -> String {
 
 /// Docker containers (all, running or not) and images labelled with the run's scratch dir.
 fn labelled(scratch: &Path) -> Result<(Vec<String>, Vec<String>)> {
-    let filter = label_filter(scratch);
+    labelled_by(&label_filter(scratch))
+}
+
+/// Docker containers (all, running or not) and images that `filter` selects.
+fn labelled_by(filter: &str) -> Result<(Vec<String>, Vec<String>)> {
     let ids = |text: String| text.split_whitespace().map(str::to_string).collect::<Vec<_>>();
-    let containers = ids(docker(&["ps", "-aq", "--no-trunc", "--filter", &filter], DOCKER_TIMEOUT)?);
-    let images = ids(docker(&["images", "-q", "--no-trunc", "--filter", &filter], DOCKER_TIMEOUT)?);
+    let containers = ids(docker(&["ps", "-aq", "--no-trunc", "--filter", filter], DOCKER_TIMEOUT)?);
+    let images = ids(docker(&["images", "-q", "--no-trunc", "--filter", filter], DOCKER_TIMEOUT)?);
     Ok((containers, images))
 }
 
@@ -600,25 +621,23 @@ impl Observer for NsenterJoin {
         if which::which("docker").is_err() {
             return Vec::new();
         }
-        let label_of = |kind: &str, ids: &[&str]| -> Vec<(std::path::PathBuf, String)> {
+        // Each with the scratch dir its label names.
+        let label_of = |kind: &str, ids: &[String]| -> Vec<(std::path::PathBuf, String)> {
             if ids.is_empty() {
                 return Vec::new();
             }
             let format = format!("{{{{.Id}}}} {{{{index .Config.Labels \"{DOCKER_LABEL}\"}}}}");
             let mut args = vec![kind, "inspect", "--format", format.as_str()];
-            args.extend_from_slice(ids);
+            args.extend(ids.iter().map(String::as_str));
             let text = docker(&args, DOCKER_TIMEOUT).unwrap_or_default();
             text.lines()
                 .filter_map(|line| line.split_once(' '))
                 .map(|(id, scratch)| (std::path::PathBuf::from(scratch), format!("Docker {kind} {id}")))
                 .collect()
         };
-        let filter = format!("label={DOCKER_LABEL}");
-        let listed = |args: &[&str]| docker(args, DOCKER_TIMEOUT).unwrap_or_default();
-        let containers = listed(&["ps", "-aq", "--no-trunc", "--filter", &filter]);
-        let images = listed(&["images", "-q", "--no-trunc", "--filter", &filter]);
-        let mut found = label_of("container", &containers.split_whitespace().collect::<Vec<_>>());
-        found.extend(label_of("image", &images.split_whitespace().collect::<Vec<_>>()));
+        let (containers, images) = labelled_by(&format!("label={DOCKER_LABEL}")).unwrap_or_default();
+        let mut found = label_of("container", &containers);
+        found.extend(label_of("image", &images));
         found
     }
 
