@@ -206,6 +206,61 @@ pub mod pivot_root {
     pub const TMPFS_INIT_COMM: &str = "tmpfs-init";
 }
 
+/// The userns-maps lab: stages (the lab's own maps, and the `--subids` variant's, named
+/// apart), the names its processes give themselves, and where things are in its workdir.
+pub mod userns_maps {
+    /// The child has unshared its user namespace; no map is written yet.
+    pub const UNSHARED: &str = "unshared";
+    /// The parent wrote uid_map, setgroups and gid_map.
+    pub const MAPPED: &str = "mapped";
+    /// Root inside: a mount and a hostname in namespaces the user namespace owns, a file
+    /// made in the mapped user's directory, and a nested user namespace.
+    pub const ROOT_INSIDE: &str = "root-inside";
+    pub const STAGES: [&str; 3] = [UNSHARED, MAPPED, ROOT_INSIDE];
+
+    /// The variant `--subids`: maps written by newuidmap/newgidmap from /etc/subuid ranges.
+    pub const SUBIDS_FLAG: &str = "--subids";
+    pub const SUBIDS_MAPPED: &str = "subids-mapped";
+    pub const SUBIDS_STAGES: [&str; 1] = [SUBIDS_MAPPED];
+
+    /// The unprivileged writer of the maps (runs as the id the lab chose).
+    pub const PARENT_COMM: &str = "userns-parent";
+    /// The process that unshares the user namespace (root inside once mapped).
+    pub const CHILD_COMM: &str = "userns-child";
+    /// A child of the child that execs `sleep` as the unmapped user.
+    pub const EXEC_COMM: &str = "userns-exec";
+    /// A child of the child in a user namespace nested in the child's.
+    pub const NESTED_COMM: &str = "userns-nested";
+    /// The variant's writer (runs newuidmap/newgidmap) and its child.
+    pub const SUBIDS_PARENT_COMM: &str = "subids-parent";
+    pub const SUBIDS_CHILD_COMM: &str = "subids-child";
+
+    /// The lab chooses its unprivileged id from here up: an id with no account, no group
+    /// and no process on the machine (below the subordinate range).
+    pub const FIRST_CANDIDATE_ID: u32 = 42000;
+    pub const LAST_CANDIDATE_ID: u32 = 42999;
+    /// The subordinate range the variant adds to /etc/subuid and /etc/subgid.
+    pub const SUBID_START: u32 = 100000;
+    pub const SUBID_COUNT: u32 = 65536;
+    /// The account name the variant gives the lab's id in its copy of /etc/passwd.
+    pub const ACCOUNT: &str = "cilab-userns";
+
+    /// The mapped user's directory (relative to the workdir), owned by the lab's id.
+    pub const HOME_DIR: &str = "home";
+    /// Where root inside mounts a tmpfs (in its own mount namespace), under HOME_DIR.
+    pub const MOUNT_DIR: &str = "mnt";
+    /// The file root inside creates in HOME_DIR.
+    pub const MADE_INSIDE: &str = "made-inside";
+    /// The hostname root inside sets in its own UTS namespace.
+    pub const HOSTNAME: &str = "userns-lab";
+    /// The variant: a directory everybody may write in (mode 1777), and the file uid 1
+    /// inside creates there.
+    pub const SHARED_DIR: &str = "shared";
+    pub const MADE_BY_UID_1: &str = "made-by-uid-1";
+    /// The variant's copies of the files newuidmap reads (relative to the workdir).
+    pub const ETC_COPIES_DIR: &str = "etc";
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
