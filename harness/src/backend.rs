@@ -248,6 +248,7 @@ fn describe_exit(exit: Option<ExitStatus>) -> String {
 
 /// What the lab needs that this machine lacks, in words that say what to do.
 pub fn preflight(lab: &LabSpec, setup: &CgroupSetup) -> std::result::Result<(), String> {
+    (lab.available)()?;
     for tool in lab.needs.tools {
         if tool.must_be_static && tool.program == "busybox" {
             labkit::rootfs::find_static_busybox().map_err(|e| e.to_string())?;

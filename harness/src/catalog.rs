@@ -87,6 +87,9 @@ pub struct LabSpec {
     /// Further runs of the same binary with other arguments (none for most labs).
     pub variants: &'static [Variant],
     pub needs: Needs,
+    /// `Err(why, and what to do)` when this machine cannot run the lab at all (user
+    /// namespaces turned off, say): every verdict is then a SKIP that says so.
+    pub available: fn() -> std::result::Result<(), String>,
     pub verdicts: &'static [VerdictSpec],
     /// Plants what the harness will look for, in the run's scratch dir, before the lab starts.
     pub prepare: fn(&Path) -> Result<()>,
@@ -149,7 +152,7 @@ const BUSYBOX: Tool = Tool { program: "busybox", package: "busybox-static", must
 const ECHO: Tool = Tool { program: "echo", package: "coreutils", must_be_static: false };
 const LDD: Tool = Tool { program: "ldd", package: "libc-bin", must_be_static: false };
 
-static LABS: [LabSpec; 4] = [
+static LABS: [LabSpec; 5] = [
     LabSpec {
         name: "chroot-jail",
         order: 1,
@@ -161,6 +164,7 @@ static LABS: [LabSpec; 4] = [
         stages: &labkit::protocol::chroot_jail::STAGES,
         variants: &[],
         needs: Needs { root: true, tools: &[BUSYBOX, ECHO, LDD], cgroup_controllers: &[] },
+        available: || Ok(()),
         verdicts: &checks::chroot_jail::VERDICTS,
         prepare: checks::chroot_jail::prepare,
         observer: checks::chroot_jail::observer,
@@ -177,6 +181,7 @@ static LABS: [LabSpec; 4] = [
         stages: &labkit::protocol::pid_ns::STAGES,
         variants: &[],
         needs: Needs { root: true, tools: &[], cgroup_controllers: &[] },
+        available: || Ok(()),
         verdicts: &checks::pid_ns::VERDICTS,
         prepare: checks::pid_ns::prepare,
         observer: checks::pid_ns::observer,
@@ -198,6 +203,7 @@ static LABS: [LabSpec; 4] = [
             available: checks::nsenter_join::docker_available,
         }],
         needs: Needs { root: true, tools: &[BUSYBOX], cgroup_controllers: &[] },
+        available: || Ok(()),
         verdicts: &checks::nsenter_join::VERDICTS,
         prepare: checks::nsenter_join::prepare,
         observer: checks::nsenter_join::observer,
@@ -219,10 +225,33 @@ static LABS: [LabSpec; 4] = [
             available: || Ok(()),
         }],
         needs: Needs { root: true, tools: &[BUSYBOX], cgroup_controllers: &[] },
+        available: || Ok(()),
         verdicts: &checks::pivot_root::VERDICTS,
         prepare: checks::pivot_root::prepare,
         observer: checks::pivot_root::observer,
         mistakes: &checks::pivot_root::MISTAKES,
+    },
+    LabSpec {
+        name: "userns-maps",
+        order: 5,
+        title: "Who you are inside",
+        summary: "unshare a user namespace as an unprivileged id, write its maps, and find what root inside may do",
+        package: "lab-userns-maps",
+        binary: "lab-userns-maps",
+        source: include_str!("../../labs/userns-maps/src/main.rs"),
+        stages: &labkit::protocol::userns_maps::STAGES,
+        variants: &[Variant {
+            name: "subids",
+            args: &[labkit::protocol::userns_maps::SUBIDS_FLAG],
+            stages: &labkit::protocol::userns_maps::SUBIDS_STAGES,
+            available: checks::userns_maps::uidmap_available,
+        }],
+        needs: Needs { root: true, tools: &[], cgroup_controllers: &[] },
+        available: checks::userns_maps::userns_available,
+        verdicts: &checks::userns_maps::VERDICTS,
+        prepare: checks::userns_maps::prepare,
+        observer: checks::userns_maps::observer,
+        mistakes: &checks::userns_maps::MISTAKES,
     },
 ];
 

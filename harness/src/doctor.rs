@@ -244,11 +244,12 @@ fn describe_cgroups(setup: &CgroupSetup) -> String {
     }
 }
 
+/// Whether unprivileged user namespaces work here (the userns-maps lab needs them): the
+/// sysctls that turn them off, and a real try; what to do when they are off.
 fn user_namespaces() -> Finding {
     let read = |path: &str| std::fs::read_to_string(path).ok().map(|s| s.trim().to_string());
     let mut parts = Vec::new();
-    let max = read("/proc/sys/user/max_user_namespaces");
-    if let Some(max) = &max {
+    if let Some(max) = read("/proc/sys/user/max_user_namespaces") {
         parts.push(format!("max_user_namespaces={max}"));
     }
     if let Some(v) = read("/proc/sys/kernel/unprivileged_userns_clone") {
@@ -257,12 +258,20 @@ fn user_namespaces() -> Finding {
     if let Some(v) = read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") {
         parts.push(format!("apparmor_restrict_unprivileged_userns={v}"));
     }
-    let ok = max.as_deref().is_some_and(|m| m != "0");
+    let blocked = crate::checks::userns_maps::unprivileged_userns_blocked();
+    let detail = match &blocked {
+        None => format!("{}; an unprivileged user can make one", parts.join(", ")),
+        Some((why, _)) => {
+            format!("{}; off for unprivileged users: {why} (lab userns-maps is skipped)", parts.join(", "))
+        }
+    };
     Finding {
-        ok,
+        ok: blocked.is_none(),
         topic: "user namespaces".into(),
-        detail: parts.join(", "),
-        advice: Some("sysctl -w user.max_user_namespaces=15000".into()),
+        detail,
+        advice: Some(
+            blocked.map_or_else(|| "sysctl -w user.max_user_namespaces=15000".to_string(), |(_, advice)| advice),
+        ),
     }
 }
 

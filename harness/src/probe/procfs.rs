@@ -23,6 +23,9 @@ pub struct ProcStatus {
     pub nspid: Vec<i32>,
     /// Real, effective, saved, filesystem.
     pub uid: [u32; 4],
+    pub gid: [u32; 4],
+    /// Supplementary groups.
+    pub groups: Vec<u32>,
     pub cap_eff: u64,
     /// Signals with a handler installed (bit n-1 for signal n).
     pub sig_cgt: u64,
@@ -83,6 +86,8 @@ fn status_from_text(text: &str, what: &str) -> Result<ProcStatus> {
         ppid: status.ppid,
         nspid,
         uid: [status.ruid, status.euid, status.suid, status.fuid],
+        gid: [status.rgid, status.egid, status.sgid, status.fgid],
+        groups: status.groups,
         cap_eff: status.capeff,
         sig_cgt: status.sigcgt,
         sig_ign: status.sigign,
@@ -336,6 +341,71 @@ pub fn start_time(pid: i32) -> Option<u64> {
     Process::new(pid).and_then(|p| p.stat()).ok().map(|stat| stat.starttime)
 }
 
+/// One line of /proc/<pid>/uid_map or gid_map: `count` ids from `inside` on, in the
+/// process's user namespace, are the ids from `outside` on in the namespace of whoever
+/// reads the file (its parent's, when the reader is in the process's own namespace).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdMapLine {
+    pub inside: u32,
+    pub outside: u32,
+    pub count: u32,
+}
+
+impl std::fmt::Display for IdMapLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} {}", self.inside, self.outside, self.count)
+    }
+}
+
+/// Parses the text of a uid_map or gid_map: one line per range, three decimal numbers
+/// right-aligned in columns of 10 (the kernel's `%10u %10u %10u`). Empty text is a
+/// namespace whose map was never written. By hand: the procfs crate reads neither file.
+pub fn parse_id_map(text: &str) -> Result<Vec<IdMapLine>> {
+    text.lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            let numbers: Vec<u32> = line
+                .split_whitespace()
+                .map(|n| n.parse::<u32>().map_err(|e| Error::parse("an id map line", format!("{line:?}: {e}"))))
+                .collect::<Result<_>>()?;
+            match numbers.as_slice() {
+                [inside, outside, count] => Ok(IdMapLine { inside: *inside, outside: *outside, count: *count }),
+                _ => Err(Error::parse("an id map line", format!("{line:?}: expected three numbers"))),
+            }
+        })
+        .collect()
+}
+
+/// `/proc/<pid>/<file>` (`uid_map` or `gid_map`) as the harness (the host) reads it.
+pub fn read_id_map(pid: i32, file: &str) -> Result<Vec<IdMapLine>> {
+    let path = format!("/proc/{pid}/{file}");
+    let text = std::fs::read_to_string(&path).map_err(Error::io("read", &path))?;
+    parse_id_map(&text)
+}
+
+/// What /proc/<pid>/setgroups says: whether setgroups(2) may ever be allowed in the
+/// process's user namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Setgroups {
+    Allow,
+    Deny,
+}
+
+/// Parses the text of /proc/<pid>/setgroups ("allow" or "deny", and a newline).
+pub fn parse_setgroups(text: &str) -> Result<Setgroups> {
+    match text.trim() {
+        "allow" => Ok(Setgroups::Allow),
+        "deny" => Ok(Setgroups::Deny),
+        other => Err(Error::parse("setgroups", format!("{other:?}: neither allow nor deny"))),
+    }
+}
+
+pub fn read_setgroups(pid: i32) -> Result<Setgroups> {
+    let path = format!("/proc/{pid}/setgroups");
+    let text = std::fs::read_to_string(&path).map_err(Error::io("read", &path))?;
+    parse_setgroups(&text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -402,6 +472,44 @@ mod tests {
         assert!(matches!(read_status(i32::MAX), Err(Error::Io { .. })));
         assert_eq!(start_time(i32::MAX), None);
         assert!(children(i32::MAX).is_empty());
+    }
+
+    #[test]
+    fn id_maps_as_the_kernel_writes_them() {
+        let text = "         0       1000          1\n         1     100000      65536\n";
+        let map = parse_id_map(text).expect("parses");
+        assert_eq!(
+            map,
+            vec![
+                IdMapLine { inside: 0, outside: 1000, count: 1 },
+                IdMapLine { inside: 1, outside: 100000, count: 65536 }
+            ]
+        );
+        assert_eq!(map[1].to_string(), "1 100000 65536");
+        assert_eq!(parse_id_map("").expect("a map never written is empty"), vec![]);
+        // The init namespace's map, read from inside a user namespace that maps no root.
+        let init = parse_id_map("         0 4294967295 4294967295\n").expect("parses");
+        assert_eq!(init[0].outside, u32::MAX);
+        assert!(parse_id_map("0 1000\n").is_err(), "two numbers");
+        assert!(parse_id_map("0 -1 1\n").is_err(), "a negative id");
+        assert!(parse_id_map("0 1000 1 7\n").is_err(), "four numbers");
+    }
+
+    #[test]
+    fn setgroups_is_allow_or_deny() {
+        assert_eq!(parse_setgroups("allow\n").expect("parses"), Setgroups::Allow);
+        assert_eq!(parse_setgroups("deny\n").expect("parses"), Setgroups::Deny);
+        assert!(parse_setgroups("maybe\n").is_err());
+    }
+
+    #[test]
+    fn own_id_map_and_setgroups_read() {
+        let own = std::process::id() as i32;
+        let map = read_id_map(own, "uid_map").expect("own uid_map");
+        assert!(!map.is_empty(), "every process's namespace has a uid map");
+        assert!(read_setgroups(own).is_ok());
+        let status = read_status(own).expect("own status");
+        assert_eq!(status.gid[0], nix::unistd::getgid().as_raw());
     }
 
     #[test]
