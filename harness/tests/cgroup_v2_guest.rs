@@ -97,4 +97,42 @@ fn every_lab_passes_and_is_bounded_on_pure_cgroup_v2() {
         }
         assert!(lab.cgroup_limits.iter().all(|l| l.ends_with("(v2)")), "{}: {:?}", lab.lab, lab.cgroup_limits);
     }
+    userns_off_is_said_and_skipped(&console, &context);
+}
+
+/// With user.max_user_namespaces=0 in the guest (never on the machine the tests run on:
+/// the sysctl is host-wide), doctor fails its user-namespace finding with the sysctl to
+/// set, and every verdict of userns-maps is a SKIP that names it; cilab check exits 1.
+fn userns_off_is_said_and_skipped(console: &str, context: &str) {
+    const SYSCTL: &str = "user.max_user_namespaces";
+    const ADVICE: &str = "sysctl -w user.max_user_namespaces=15000";
+    let exit = console
+        .lines()
+        .find_map(|l| {
+            l.trim_end_matches('\r').strip_prefix("guest: cilab check userns-maps without user namespaces exited ")
+        })
+        .unwrap_or_else(|| panic!("the guest never ran userns-maps without user namespaces\n{context}"));
+    assert_eq!(exit.trim(), "1", "a check whose every verdict is a SKIP exits 1\n{context}");
+    let doctor: serde_json::Value = between_markers(console, "no-userns doctor")
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .unwrap_or_else(|| panic!("no doctor JSON without user namespaces\n{context}"));
+    let finding = doctor["findings"]
+        .as_array()
+        .and_then(|f| f.iter().find(|f| f["topic"] == "user namespaces"))
+        .unwrap_or_else(|| panic!("doctor has no user namespaces finding: {doctor:#}"));
+    assert_eq!(finding["ok"], false, "{finding:#}");
+    assert!(finding["detail"].as_str().unwrap_or_default().contains(SYSCTL), "{finding:#}");
+    assert!(finding["advice"].as_str().unwrap_or_default().contains(ADVICE), "{finding:#}");
+    let text = between_markers(console, "no-userns check")
+        .unwrap_or_else(|| panic!("no userns-maps report without user namespaces\n{context}"));
+    let report: Report = serde_json::from_str(&text).unwrap_or_else(|e| panic!("({e}):\n{text}"));
+    let [lab] = report.labs.as_slice() else { panic!("one lab report: {text}") };
+    assert_eq!(lab.lab, "userns-maps");
+    assert!(!lab.verdicts.is_empty());
+    for verdict in &lab.verdicts {
+        let detail = verdict.detail.as_deref().unwrap_or_default();
+        assert_eq!(verdict.outcome, cilab::verdict::Outcome::Skip, "{}: {detail}", verdict.id);
+        assert!(detail.contains(SYSCTL) && detail.contains(ADVICE), "{}: {detail}", verdict.id);
+    }
+    assert_eq!(report.summary.points, 0, "a SKIP earns nothing");
 }

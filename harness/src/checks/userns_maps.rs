@@ -484,9 +484,7 @@ impl UsernsMaps {
         facts.record(WRITER_GIDS, status.gid.iter().map(|id| self.name(*id)).collect());
         facts.record(WRITER_GROUPS, status.groups.iter().map(|id| self.name(*id)).collect());
         facts.record(LAB_ID_IS_ROOT, lab_id == 0);
-        let account = !matches!(nix::unistd::User::from_uid(Uid::from_raw(lab_id)), Ok(None))
-            || !matches!(nix::unistd::Group::from_gid(Gid::from_raw(lab_id)), Ok(None));
-        facts.record(LAB_ID_ACCOUNT, account);
+        facts.record(LAB_ID_ACCOUNT, has_account(lab_id));
         facts.record(LAB_ID_ELSEWHERE, processes_of_id_outside(lab_id, run.pid()));
         let userns = run.namespace_of(child, "user")?;
         let host_userns = run.host_ns("user")?;
@@ -895,6 +893,21 @@ fn only_child(run: &mut LabRun, parent: i32, comm: &str) -> Result<i32> {
             message: format!("the lab's process has {} children named `{comm}`; expected one", found.len()),
         }),
     }
+}
+
+/// Whether `id` names a user or a group: in /etc/passwd or /etc/group (read by the harness
+/// in its own mount namespace, the host's), or through NSS.
+fn has_account(id: u32) -> bool {
+    let listed = |file: &str| {
+        std::fs::read_to_string(file)
+            .unwrap_or_default()
+            .lines()
+            .any(|line| line.split(':').nth(2).and_then(|n| n.parse::<u32>().ok()) == Some(id))
+    };
+    listed("/etc/passwd")
+        || listed("/etc/group")
+        || matches!(nix::unistd::User::from_uid(Uid::from_raw(id)), Ok(Some(_)))
+        || matches!(nix::unistd::Group::from_gid(Gid::from_raw(id)), Ok(Some(_)))
 }
 
 /// Processes on the machine whose uid or gid is `id`, the lab and its descendants aside.

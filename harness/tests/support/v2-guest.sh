@@ -13,6 +13,8 @@
 #   CILAB_GUEST_TOOLS     the programs the labs run or copy (the catalog's tools), found on PATH
 # The guest prints `cilab doctor --format json` and `cilab check --all --format json`, each
 # between two marker lines (--- <what> json begin/end ---), and "guest: cilab check exited N".
+# Then, with user.max_user_namespaces=0, doctor and `cilab check userns-maps` again
+# (markers `no-userns doctor` and `no-userns check`).
 # Exits 3 when qemu or a kernel is missing, 2 when told too little, 4 when a program is missing.
 # A seed for the qemu backend to come.
 set -euo pipefail
@@ -119,6 +121,20 @@ cat /tmp/report.json
 echo "--- cilab check json end ---"
 echo "guest: cilab check said on stderr:"
 cat /tmp/check.err
+# Unprivileged user namespaces turned off, as some machines have them: doctor must say so
+# and what to do, and the userns-maps lab must be skipped, loudly (never passed).
+if [ -x /work/bin/lab-userns-maps ]; then
+  echo 0 > /proc/sys/user/max_user_namespaces
+  cilab doctor --format json > /tmp/doctor-no-userns.json
+  cilab check userns-maps --no-build --format json > /tmp/report-no-userns.json 2> /tmp/check-no-userns.err
+  echo "guest: cilab check userns-maps without user namespaces exited $?"
+  echo "--- no-userns doctor json begin ---"
+  cat /tmp/doctor-no-userns.json
+  echo "--- no-userns doctor json end ---"
+  echo "--- no-userns check json begin ---"
+  cat /tmp/report-no-userns.json
+  echo "--- no-userns check json end ---"
+fi
 cilab doctor | tail -n 1
 poweroff -f
 INIT
