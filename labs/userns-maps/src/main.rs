@@ -144,6 +144,11 @@ fn own_maps(lab: &mut Lab, setup: &Setup) -> Result<()> {
         lab.saw(&format!("/proc/{child_pid}/{file}: {:?}", read_map(child_pid, file)));
     }
     lab.saw(&format!("userns-child: {}", status_ids(child_pid)));
+    if lab.plays_host() && !read_map(child_pid, "uid_map").is_empty() {
+        // Over a written map only: a first write would be the lab's, not the student's.
+        let again = std::fs::write(format!("/proc/{child_pid}/uid_map"), format!("0 {id} 1\n"));
+        lab.as_host(&format!("root writes the same uid_map again -> {}", describe_io(&again)));
+    }
     lab.why("the seed's \"0 1000 1\" is \"0 <your uid> 1\": one id, yours, the only one an unprivileged writer may map. Each map can be written once.");
     lab.hold(MAPPED, json!({ "child": child_pid.as_raw() }))?;
 
@@ -248,7 +253,9 @@ fn parent_of_the_namespace(voice: Voice, setup: &Setup, link: child::Link) -> Re
 /// and acts as root inside once mapped.
 fn child_in_the_namespace(voice: Voice, setup: &Setup, link: child::Link) -> Result<i32> {
     let mut link = link.child_side();
-    unshare_user()?;
+    unshare_user().context(
+        "making the user namespace (if unprivileged user namespaces are off here, `cilab doctor` says which sysctl)",
+    )?;
     // Nothing below may act as root on the host: the child goes on only in a user
     // namespace of its own.
     if userns_identity("self") == setup.host_userns {
@@ -606,6 +613,14 @@ fn read_map(pid: Pid, file: &str) -> Vec<String> {
         .lines()
         .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
         .collect()
+}
+
+/// "ok" or the errno's name of a file operation.
+fn describe_io(result: &std::io::Result<()>) -> String {
+    match result {
+        Ok(()) => "ok".into(),
+        Err(e) => e.raw_os_error().map_or_else(|| e.to_string(), |n| format!("{:?}", nix::errno::Errno::from_raw(n))),
+    }
 }
 
 /// "uid:gid" of a file, as the host sees it.
