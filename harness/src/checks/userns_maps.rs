@@ -19,7 +19,9 @@ use std::time::Duration;
 use labkit::protocol::userns_maps::*;
 use nix::errno::Errno;
 use nix::mount::{mount, MsFlags};
+use nix::mount::MntFlags;
 use nix::sched::{setns, unshare, CloneFlags};
+use nix::sys::fanotify::{EventFFlags, Fanotify, InitFlags, MarkFlags, MaskFlags};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, setgroups, setresgid, setresuid, ForkResult, Gid, Pid, Uid};
@@ -46,6 +48,12 @@ const NOT_TRIED: &str = "not tried";
 const WRITER_UIDS: Fact<Vec<String>> = Fact::new("unshared.writer_uids_real_effective_saved_fs");
 const WRITER_GIDS: Fact<Vec<String>> = Fact::new("unshared.writer_gids_real_effective_saved_fs");
 const WRITER_GROUPS: Fact<Vec<String>> = Fact::new("unshared.writer_supplementary_groups");
+const WRITER_CAPS: Fact<Vec<String>> = Fact::new("unshared.writer_capeff_capprm_capamb");
+const WRITER_MNT_NS: Fact<Relation> = Fact::new("unshared.writer_mnt_ns_vs_the_runs");
+const WRITER_UTS_NS: Fact<Relation> = Fact::new("unshared.writer_uts_ns_vs_the_runs");
+const CHILD_MNT_NS_BEFORE: Fact<Relation> = Fact::new("unshared.child_mnt_ns_vs_the_runs");
+const CHILD_UTS_NS_BEFORE: Fact<Relation> = Fact::new("unshared.child_uts_ns_vs_the_runs");
+const EXEC_PROGRAM: Fact<String> = Fact::new("unshared.program_of_the_process_exec_d_as_the_unmapped_user");
 const LAB_ID_IS_ROOT: Fact<bool> = Fact::new("unshared.lab_id_is_root");
 const LAB_ID_ACCOUNT: Fact<bool> = Fact::new("unshared.lab_id_has_an_account_or_group");
 const LAB_ID_ELSEWHERE: Fact<usize> = Fact::new("unshared.processes_of_the_lab_id_outside_the_lab");
@@ -66,6 +74,7 @@ const SETGROUPS: Fact<String> = Fact::new("mapped.setgroups_read_from_host");
 const UID_MAP_INSIDE: Fact<Vec<String>> = Fact::new("mapped.uid_map_read_from_inside");
 const GID_MAP_INSIDE: Fact<Vec<String>> = Fact::new("mapped.gid_map_read_from_inside");
 const IDS_INSIDE: Fact<String> = Fact::new("mapped.child_ids_read_from_inside");
+const MAP_WRITES: Fact<Vec<String>> = Fact::new("mapped.writes_to_the_map_files_seen_by_fanotify");
 const SECOND_WRITE: Fact<String> = Fact::new("mapped.second_uid_map_write_by_the_lab_id");
 const BACK_TO_ALLOW: Fact<String> = Fact::new("mapped.setgroups_allow_after_deny_by_the_lab_id");
 
@@ -73,6 +82,7 @@ const MNT_NS: Fact<Relation> = Fact::new("root-inside.child_mnt_ns_vs_host");
 const UTS_NS: Fact<Relation> = Fact::new("root-inside.child_uts_ns_vs_host");
 const MNT_OWNER: Fact<Relation> = Fact::new("root-inside.child_mnt_ns_owner_vs_child_user_ns");
 const UTS_OWNER: Fact<Relation> = Fact::new("root-inside.child_uts_ns_owner_vs_child_user_ns");
+const UMOUNT_COPY: Fact<String> = Fact::new("root-inside.umount_of_home_mnt_in_a_copy_of_the_childs_mnt_ns");
 const TMPFS_IN_HOME: Fact<bool> = Fact::new("root-inside.child_has_a_tmpfs_on_home_mnt");
 const HOST_CHANGES: Fact<Vec<String>> = Fact::new("root-inside.host_mount_changes");
 const HOSTNAME_INSIDE: Fact<String> = Fact::new("root-inside.hostname_inside");
@@ -90,12 +100,19 @@ const KILL_OTHER: Fact<String> = Fact::new("root-inside.kill_of_a_host_process_o
 const KILL_OTHER_AFTER: Fact<String> = Fact::new("root-inside.that_process_afterwards");
 const KILL_LAB_ID: Fact<String> = Fact::new("root-inside.kill_of_a_host_process_of_the_lab_id");
 const KILL_LAB_ID_AFTER: Fact<String> = Fact::new("root-inside.that_lab_id_process_afterwards");
+const KILL_FROM_PID_NS: Fact<String> = Fact::new("root-inside.kill_of_the_lab_id_process_from_a_pid_ns_of_the_user_ns");
 const NESTED_PARENT: Fact<Relation> = Fact::new("root-inside.nested_user_ns_parent_vs_child_user_ns");
 const NESTED_FROM_HOST: Fact<Vec<String>> = Fact::new("root-inside.nested_uid_map_read_from_host");
 const NESTED_FROM_PARENT: Fact<Vec<String>> = Fact::new("root-inside.nested_uid_map_read_from_the_child_user_ns");
 const HOST_MAP_INSIDE: Fact<Vec<String>> = Fact::new("root-inside.host_uid_map_read_from_inside");
 const HOST_MAP_HOST: Fact<Vec<String>> = Fact::new("root-inside.host_uid_map_read_from_host");
 
+const SUB_WRITER_UIDS: Fact<Vec<String>> = Fact::new("subids-unshared.writer_uids_real_effective_saved_fs");
+const SUB_WRITER_GIDS: Fact<Vec<String>> = Fact::new("subids-unshared.writer_gids_real_effective_saved_fs");
+const SUB_WRITER_GROUPS: Fact<Vec<String>> = Fact::new("subids-unshared.writer_supplementary_groups");
+const SUB_WRITER_CAPS: Fact<Vec<String>> = Fact::new("subids-unshared.writer_capeff_capprm_capamb");
+const SUB_CHILD_USERNS_OWNER: Fact<Relation> = Fact::new("subids-unshared.child_user_ns_owner_vs_writer_uid");
+const SUB_MAP_WRITES: Fact<Vec<String>> = Fact::new("subids-mapped.writes_to_the_map_files_seen_by_fanotify");
 const SUB_UID_MAP: Fact<Vec<String>> = Fact::new("subids-mapped.uid_map_read_from_host");
 const SUB_GID_MAP: Fact<Vec<String>> = Fact::new("subids-mapped.gid_map_read_from_host");
 const SUB_LAB_FILE: Fact<String> = Fact::new("subids-mapped.lab_file_made_by_uid_1_inside_owner_on_host");
@@ -110,6 +127,21 @@ fn own_id_only(map: &[String]) -> bool {
     map == [format!("0 {LAB_ID} 1")]
 }
 
+/// "none" for each of CapEff, CapPrm and CapAmb.
+fn no_caps(caps: &[String]) -> bool {
+    caps.len() == 3 && caps.iter().all(|c| c == "none")
+}
+
+/// The writes fanotify saw: each of uid_map, setgroups and gid_map written by the writer
+/// (it may write more than once only where the kernel refused: a refused write makes no
+/// event), no write by another process, setgroups before gid_map.
+fn written_by_the_writer(writes: &[String]) -> bool {
+    let at = |file: &str| writes.iter().position(|w| *w == format!("{file} by the writer"));
+    writes.iter().all(|w| w.ends_with(" by the writer"))
+        && at("uid_map").is_some()
+        && matches!((at("setgroups"), at("gid_map")), (Some(s), Some(g)) if s < g)
+}
+
 /// The range the variant maps from 1 inside.
 fn subordinate_line() -> String {
     format!("1 {SUBID_START} {SUBID_COUNT}")
@@ -118,7 +150,7 @@ fn subordinate_line() -> String {
 pub const VERDICTS: [VerdictSpec; 16] = [
     VerdictSpec {
         id: "writer-unprivileged",
-        claim: "the parent that writes the maps runs as an id the lab chose, not root: its real, effective, saved and filesystem uid and gid are that id, it has no supplementary groups, and the id has no account and no process outside the lab",
+        claim: "the parent that writes the maps runs as an id the lab chose, not root: its real, effective, saved and filesystem uid and gid are that id, it has no supplementary groups and no capabilities (effective, permitted, ambient), and the id has no account and no process outside the lab",
         points: 2,
         region: Some("drop-to-user"),
         requires: &[],
@@ -129,6 +161,7 @@ pub const VERDICTS: [VerdictSpec; 16] = [
                 every(e.get(WRITER_UIDS)?)
                     && every(e.get(WRITER_GIDS)?)
                     && e.get(WRITER_GROUPS)?.is_empty()
+                    && no_caps(&e.get(WRITER_CAPS)?)
                     && !e.get(LAB_ID_IS_ROOT)?
                     && !e.get(LAB_ID_ACCOUNT)?
                     && e.get(LAB_ID_ELSEWHERE)? == 0,
@@ -159,12 +192,14 @@ pub const VERDICTS: [VerdictSpec; 16] = [
     },
     VerdictSpec {
         id: "caps-until-exec",
-        claim: "the child that called unshare holds every capability in its new namespace; a program it execs as the unmapped user holds none",
+        claim: "the child that called unshare holds every capability in its new namespace; a program it execs as the unmapped user (sleep, by its /proc/<pid>/exe) holds none",
         points: 0,
         region: None,
         requires: &[],
         hint: "at the first stage the child has unshared and forked a process that exec'd sleep before any map",
-        decide: |e| Some(e.get(CHILD_CAPS)? == "all" && e.get(EXEC_CAPS)? == "none"),
+        decide: |e| {
+            Some(e.get(CHILD_CAPS)? == "all" && e.get(EXEC_PROGRAM)? == "sleep" && e.get(EXEC_CAPS)? == "none")
+        },
     },
     VerdictSpec {
         id: "unprivileged-writer-limits",
@@ -179,14 +214,15 @@ pub const VERDICTS: [VerdictSpec; 16] = [
     },
     VerdictSpec {
         id: "maps-written",
-        claim: "from the parent, uid_map and gid_map map 0 inside to the lab's id and nothing else, setgroups is deny, and the child's ids read from inside are 0",
+        claim: "the parent, and no other process, writes uid_map, setgroups and gid_map (fanotify names the writing process of each write), setgroups before gid_map; uid_map and gid_map map 0 inside to the lab's id and nothing else, setgroups is deny, and the child's ids read from inside are 0",
         points: 3,
         region: Some("write-maps"),
         requires: &[],
         hint: "uid_map first, then setgroups \"deny\", then gid_map: an unprivileged writer may map only its own id, one id, once",
         decide: |e| {
             Some(
-                own_id_only(&e.get(UID_MAP)?)
+                written_by_the_writer(&e.get(MAP_WRITES)?)
+                    && own_id_only(&e.get(UID_MAP)?)
                     && own_id_only(&e.get(GID_MAP)?)
                     && e.get(SETGROUPS)? == "deny"
                     && e.get(IDS_INSIDE)? == "uid 0 gid 0",
@@ -216,15 +252,20 @@ pub const VERDICTS: [VerdictSpec; 16] = [
     },
     VerdictSpec {
         id: "root-in-owned-namespaces",
-        claim: "root inside has a mount and a UTS namespace owned by its user namespace, with a tmpfs on the mapped user's mnt directory and the hostname userns-lab; the host's mounts and hostname are unchanged",
+        claim: "root inside has a mount and a UTS namespace owned by its user namespace, with a tmpfs on the mapped user's mnt directory and the hostname userns-lab, where the writer and the child were in the run's own mount and UTS namespaces at the first stage; the tmpfs was mounted inside: in a copy of the child's mount namespace it can be unmounted (a mount copied from a more privileged mount namespace is locked); the host's mounts and hostname are unchanged",
         points: 3,
         region: Some("root-inside"),
         requires: &[],
         hint: "unshare CLONE_NEWNS and CLONE_NEWUTS from inside the user namespace (they are then owned by it), then mount and sethostname there",
         decide: |e| {
             Some(
-                e.get(MNT_NS)? == Relation::Differs
+                e.get(WRITER_MNT_NS)? == Relation::Same
+                    && e.get(WRITER_UTS_NS)? == Relation::Same
+                    && e.get(CHILD_MNT_NS_BEFORE)? == Relation::Same
+                    && e.get(CHILD_UTS_NS_BEFORE)? == Relation::Same
+                    && e.get(MNT_NS)? == Relation::Differs
                     && e.get(UTS_NS)? == Relation::Differs
+                    && e.get(UMOUNT_COPY)? == "unmounted"
                     && e.get(MNT_OWNER)? == Relation::Same
                     && e.get(UTS_OWNER)? == Relation::Same
                     && e.get(TMPFS_IN_HOME)?
@@ -276,7 +317,7 @@ pub const VERDICTS: [VerdictSpec; 16] = [
     },
     VerdictSpec {
         id: "kill-surprise",
-        claim: "root inside cannot kill a host process of another user (EPERM), but without a PID namespace of its own it kills a host process that runs as the lab's id",
+        claim: "root inside cannot kill a host process of another user (EPERM), but without a PID namespace of its own it kills a host process that runs as the lab's id; from a PID namespace of its user namespace it cannot see that process (ESRCH)",
         points: 0,
         region: None,
         requires: &[],
@@ -286,6 +327,7 @@ pub const VERDICTS: [VerdictSpec; 16] = [
                 e.get(PID_NS)? == Relation::Same
                     && e.get(KILL_OTHER)? == "EPERM"
                     && e.get(KILL_OTHER_AFTER)? == "alive"
+                    && e.get(KILL_FROM_PID_NS)? == "ESRCH"
                     && e.get(KILL_LAB_ID)? == "sent"
                     && e.get(KILL_LAB_ID_AFTER)? == "killed by SIGKILL",
             )
@@ -310,7 +352,7 @@ pub const VERDICTS: [VerdictSpec; 16] = [
     },
     VerdictSpec {
         id: "subid-range-mapped",
-        claim: "with --subids, newuidmap and newgidmap map 0 to the lab's id and 1-65536 to 100000-165535, and a file created by uid 1 inside is owned by 100000 on the host",
+        claim: "with --subids, the writer runs as the lab's id with no supplementary groups and no capabilities and owns the child's user namespace; fanotify sees a process that exec'd newuidmap write uid_map and one that exec'd newgidmap write gid_map, and no other process write them; the maps are 0 to the lab's id and 1-65536 to 100000-165535, and a file the harness creates as uid 1 inside is owned by 100000 on the host",
         points: 3,
         region: Some("newuidmap"),
         requires: &[],
@@ -318,10 +360,16 @@ pub const VERDICTS: [VerdictSpec; 16] = [
         decide: |e| {
             let expected = vec![format!("0 {LAB_ID} 1"), subordinate_line()];
             let owner = format!("{SUBID_START}:{SUBID_START}");
+            let every = |ids: Vec<String>| ids.len() == 4 && ids.iter().all(|id| id == LAB_ID);
             Some(
-                e.get(SUB_UID_MAP)? == expected
+                every(e.get(SUB_WRITER_UIDS)?)
+                    && every(e.get(SUB_WRITER_GIDS)?)
+                    && e.get(SUB_WRITER_GROUPS)?.is_empty()
+                    && no_caps(&e.get(SUB_WRITER_CAPS)?)
+                    && e.get(SUB_CHILD_USERNS_OWNER)? == Relation::Same
+                    && e.get(SUB_MAP_WRITES)? == ["uid_map by newuidmap", "gid_map by newgidmap"]
+                    && e.get(SUB_UID_MAP)? == expected
                     && e.get(SUB_GID_MAP)? == expected
-                    && e.get(SUB_LAB_FILE)? == owner
                     && e.get(SUB_PROBE_FILE)? == owner,
             )
         },
@@ -429,7 +477,12 @@ struct UsernsMaps {
     /// The lab's id, learned from its writer's status (its effective uid).
     lab_id: Option<u32>,
     child: Option<i32>,
+    /// The map writer (the lab's unprivileged parent) and the lab's root process.
+    writer: Option<i32>,
+    lab: Option<i32>,
     host_hostname: Option<String>,
+    /// The fanotify group armed before the maps are written, or why it could not be.
+    watch: Option<std::result::Result<Watch, String>>,
 }
 
 impl Observer for UsernsMaps {
@@ -437,6 +490,7 @@ impl Observer for UsernsMaps {
         match stage {
             UNSHARED => self.unshared(run, facts),
             MAPPED => self.mapped(facts),
+            SUBIDS_UNSHARED => self.subids_unshared(run, facts),
             ROOT_INSIDE => self.root_inside(run, facts),
             SUBIDS_MAPPED => self.subids_mapped(run, facts),
             other => Err(Error::Harness(format!("userns-maps has no stage `{other}`"))),
@@ -458,6 +512,47 @@ impl UsernsMaps {
         name_id(id, self.lab_id)
     }
 
+    /// Who a process is, for a write fanotify saw.
+    fn who(&self, pid: i32) -> &'static str {
+        if Some(pid) == self.writer {
+            "the writer"
+        } else if Some(pid) == self.lab {
+            "the lab's root process"
+        } else if Some(pid) == self.child {
+            "the child"
+        } else {
+            "another process"
+        }
+    }
+
+    /// The watched files' events, "<file> by <who>", in the order the kernel queued them.
+    fn writes_seen(&mut self, exec_names: &[(&str, &str)]) -> Vec<String> {
+        let events = match self.watch.take() {
+            Some(Ok(watch)) => watch.events(),
+            Some(Err(why)) => Err(why),
+            None => Err("no watch was armed at the first stage".into()),
+        };
+        match events {
+            Ok(events) => {
+                let exec_pids = |program: &str| -> Vec<i32> {
+                    events.iter().filter(|(file, _)| *file == program).map(|(_, pid)| *pid).collect()
+                };
+                events
+                    .iter()
+                    .filter(|(file, _)| !exec_names.iter().any(|(_, program)| program == file))
+                    .map(|(file, pid)| {
+                        let by_program = exec_names
+                            .iter()
+                            .find(|(map, program)| map == file && exec_pids(program).contains(pid))
+                            .map(|(_, program)| *program);
+                        format!("{file} by {}", by_program.unwrap_or_else(|| self.who(*pid)))
+                    })
+                    .collect()
+            }
+            Err(why) => vec![format!("not watched: {why}")],
+        }
+    }
+
     fn describe_map(&self, map: &[IdMapLine]) -> Vec<String> {
         map.iter().map(|line| format!("{} {} {}", line.inside, self.name(line.outside), line.count)).collect()
     }
@@ -474,15 +569,31 @@ impl UsernsMaps {
         self.lab_id = Some(status.uid[1]);
         let child = only_child(run, writer, child_comm)?;
         self.child = Some(child);
+        self.writer = Some(writer);
+        self.lab = Some(run.pid());
         Ok((writer, status, child))
     }
 
     fn unshared(&mut self, run: &mut LabRun, facts: &mut Facts) -> Result<()> {
         let (writer, status, child) = self.learn(run, PARENT_COMM, CHILD_COMM)?;
+        // Before anything else: the maps must not be written before the watch is armed
+        // (the lab is held; a write that came earlier shows as a map already there).
+        let maps = ["uid_map", "setgroups", "gid_map"].map(|f| (f, format!("/proc/{child}/{f}"), MaskFlags::FAN_MODIFY));
+        self.watch = Some(Watch::arm(&maps));
         let lab_id = status.uid[1];
         facts.record(WRITER_UIDS, status.uid.iter().map(|id| self.name(*id)).collect());
         facts.record(WRITER_GIDS, status.gid.iter().map(|id| self.name(*id)).collect());
         facts.record(WRITER_GROUPS, status.groups.iter().map(|id| self.name(*id)).collect());
+        facts.record(WRITER_CAPS, caps_of(&status));
+        for (fact, pid, kind) in [
+            (WRITER_MNT_NS, writer, "mnt"),
+            (WRITER_UTS_NS, writer, "uts"),
+            (CHILD_MNT_NS_BEFORE, child, "mnt"),
+            (CHILD_UTS_NS_BEFORE, child, "uts"),
+        ] {
+            let theirs = run.namespace_of(pid, kind)?;
+            facts.record(fact, Relation::of(&theirs, &Some(run.host_ns(kind)?)));
+        }
         facts.record(LAB_ID_IS_ROOT, lab_id == 0);
         facts.record(LAB_ID_ACCOUNT, has_account(lab_id));
         facts.record(LAB_ID_ELSEWHERE, processes_of_id_outside(lab_id, run.pid()));
@@ -492,7 +603,6 @@ impl UsernsMaps {
         facts.record(CHILD_USERNS, if own { Relation::Differs } else { Relation::Same });
         let owner = owner_uid(&open_ns(child, "user")?).ok();
         facts.record(CHILD_USERNS_OWNER, Relation::of(&owner, &Some(status.uid[1])));
-        let _ = writer;
         let uid_map = procfs::read_id_map(child, "uid_map")?;
         facts.record(UID_MAP_BEFORE, self.describe_map(&uid_map));
         facts.record(
@@ -512,6 +622,7 @@ impl UsernsMaps {
                 None => "no child of the child exec'd sleep".into(),
             },
         );
+        facts.record(EXEC_PROGRAM, exec.map_or_else(|| "no child of the child exec'd sleep".into(), program_of));
         // Writes the kernel must refuse, so that the lab's own writes still come first.
         let tries = [
             (GID_MAP_FIRST, "gid_map", format!("0 {lab_id} 1\n")),
@@ -531,6 +642,7 @@ impl UsernsMaps {
 
     fn mapped(&mut self, facts: &mut Facts) -> Result<()> {
         let child = self.child()?;
+        facts.record(MAP_WRITES, self.writes_seen(&[]));
         let uid_map = procfs::read_id_map(child, "uid_map")?;
         facts.record(UID_MAP, self.describe_map(&uid_map));
         facts.record(GID_MAP, self.describe_map(&procfs::read_id_map(child, "gid_map")?));
@@ -586,6 +698,7 @@ impl UsernsMaps {
             .iter()
             .any(|m| Path::new(&m.mount_point) == mount_dir && m.fs_type == "tmpfs");
         facts.record(TMPFS_IN_HOME, tmpfs);
+        facts.record(UMOUNT_COPY, umount_in_a_copy(child, &mount_dir)?);
         facts.record(HOST_CHANGES, run.mount_ns().changes()?.describe());
         facts.record(HOSTNAME_INSIDE, hostname_of(child)?);
         facts.record(HOST_HOSTNAME, Relation::of(&Some(hostname()), &self.host_hostname));
@@ -608,6 +721,7 @@ impl UsernsMaps {
                 facts.record(KILL_OTHER_AFTER, kills.other_after);
                 facts.record(KILL_LAB_ID, kills.lab_id);
                 facts.record(KILL_LAB_ID_AFTER, kills.lab_id_after);
+                facts.record(KILL_FROM_PID_NS, kills.from_pid_ns);
             }
             _ => {
                 let why = format!("{NOT_TRIED}: the writer is root, or the child has no user namespace of its own");
@@ -623,6 +737,7 @@ impl UsernsMaps {
                     KILL_OTHER_AFTER,
                     KILL_LAB_ID,
                     KILL_LAB_ID_AFTER,
+                    KILL_FROM_PID_NS,
                 ] {
                     facts.record(fact, why.clone());
                 }
@@ -641,8 +756,34 @@ impl UsernsMaps {
         Ok(())
     }
 
+    /// The variant's first stage: the writer's credentials, the child's user namespace's
+    /// owner, and a watch on newuidmap, newgidmap and the child's maps.
+    fn subids_unshared(&mut self, run: &mut LabRun, facts: &mut Facts) -> Result<()> {
+        let (_, status, child) = self.learn(run, SUBIDS_PARENT_COMM, SUBIDS_CHILD_COMM)?;
+        let mut files = Vec::new();
+        for program in ["newuidmap", "newgidmap"] {
+            let path = which::which(program).ok().and_then(|p| p.canonicalize().ok());
+            if let Some(path) = path {
+                files.push((program, path.display().to_string(), MaskFlags::FAN_OPEN_EXEC));
+            }
+        }
+        for file in ["uid_map", "gid_map"] {
+            files.push((file, format!("/proc/{child}/{file}"), MaskFlags::FAN_MODIFY));
+        }
+        self.watch = Some(Watch::arm(&files));
+        facts.record(SUB_WRITER_UIDS, status.uid.iter().map(|id| self.name(*id)).collect());
+        facts.record(SUB_WRITER_GIDS, status.gid.iter().map(|id| self.name(*id)).collect());
+        facts.record(SUB_WRITER_GROUPS, status.groups.iter().map(|id| self.name(*id)).collect());
+        facts.record(SUB_WRITER_CAPS, caps_of(&status));
+        let owner = owner_uid(&open_ns(child, "user")?).ok();
+        facts.record(SUB_CHILD_USERNS_OWNER, Relation::of(&owner, &Some(status.uid[1])));
+        Ok(())
+    }
+
     fn subids_mapped(&mut self, run: &mut LabRun, facts: &mut Facts) -> Result<()> {
         let (writer, status, child) = self.learn(run, SUBIDS_PARENT_COMM, SUBIDS_CHILD_COMM)?;
+        // First, before the harness runs newuidmap itself.
+        facts.record(SUB_MAP_WRITES, self.writes_seen(&[("uid_map", "newuidmap"), ("gid_map", "newgidmap")]));
         let lab_id = status.uid[1];
         facts.record(SUB_UID_MAP, self.describe_map(&procfs::read_id_map(child, "uid_map")?));
         facts.record(SUB_GID_MAP, self.describe_map(&procfs::read_id_map(child, "gid_map")?));
@@ -1076,6 +1217,7 @@ struct Kills {
     other_after: String,
     lab_id: String,
     lab_id_after: String,
+    from_pid_ns: String,
 }
 
 /// Two host processes of the harness's, one as another user, one as the lab's id; a probe
@@ -1084,6 +1226,7 @@ fn kill_from_inside(door: &RunDoor, child: i32, lab_id: u32) -> Result<Kills> {
     let other = Victim::start(door, OTHER_USER)?;
     let same = Victim::start(door, lab_id)?;
     let ns = open_ns(child, "user")?;
+    let from_pid_ns = kill_from_a_pid_ns(&ns, same.pid)?;
     let targets = [("other", other.pid), ("lab-id", same.pid)];
     let outcome = forked::probe("kill host processes as root inside", PROBE_TIMEOUT, |out| {
         setns(ns.as_fd(), CloneFlags::CLONE_NEWUSER)?;
@@ -1103,7 +1246,139 @@ fn kill_from_inside(door: &RunDoor, child: i32, lab_id: u32) -> Result<Kills> {
         other_after: other.afterwards(false),
         lab_id: said("lab-id"),
         lab_id_after: same.afterwards(true),
+        from_pid_ns,
     })
+}
+
+/// A probe root inside the child's user namespace unshares a PID namespace (its user
+/// namespace owns it); the probe's child, the new namespace's init, sends `target` (a
+/// host PID) a SIGKILL: a PID namespace shows no process outside it.
+fn kill_from_a_pid_ns(userns: &File, target: Pid) -> Result<String> {
+    let outcome = forked::probe("kill from a PID namespace of the user namespace", PROBE_TIMEOUT, |out| {
+        setns(userns.as_fd(), CloneFlags::CLONE_NEWUSER)?;
+        setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))?;
+        setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))?;
+        unshare(CloneFlags::CLONE_NEWPID)?;
+        // SAFETY: the grandchild makes one syscall and leaves with _exit.
+        match unsafe { fork() }? {
+            ForkResult::Child => {
+                let code = match kill(target, Signal::SIGKILL) {
+                    Ok(()) => 0,
+                    Err(errno) => errno as i32,
+                };
+                // SAFETY: _exit has no preconditions; nix 0.29 has no wrapper for it.
+                unsafe { libc::_exit(code) }
+            }
+            ForkResult::Parent { child } => {
+                let said = match waitpid(child, None)? {
+                    WaitStatus::Exited(_, 0) => "sent".to_string(),
+                    WaitStatus::Exited(_, code) => errno_name(Errno::from_raw(code)),
+                    other => format!("{other:?}"),
+                };
+                forked::say(out, &said);
+                Ok(())
+            }
+        }
+    })?;
+    Ok(match outcome.status {
+        Ok(()) => outcome.output.trim().to_string(),
+        Err(ProbeFailure::Errno(errno)) => format!("{NOT_TRIED}: {}", errno_name(errno)),
+        Err(ProbeFailure::Signaled(signal)) => format!("probe killed by {}", signal.as_str()),
+    })
+}
+
+/// A probe enters the child's user namespace and mount namespace, makes a copy of the
+/// latter (unshare: its own, so nothing it does reaches the child), and unmounts the
+/// tmpfs there. A mount made inside the user namespace comes off ("unmounted"); one the
+/// child's namespace copied from a more privileged mount namespace is locked (EINVAL).
+fn umount_in_a_copy(child: i32, target: &Path) -> Result<String> {
+    let user = open_ns(child, "user")?;
+    let mnt = open_ns(child, "mnt")?;
+    let outcome = forked::probe("unmount in a copy of the child's mount namespace", PROBE_TIMEOUT, |out| {
+        setns(user.as_fd(), CloneFlags::CLONE_NEWUSER)?;
+        setns(mnt.as_fd(), CloneFlags::CLONE_NEWNS)?;
+        unshare(CloneFlags::CLONE_NEWNS)?;
+        // Private first: an unmount must not propagate to a peer in the child's namespace.
+        mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)?;
+        forked::say(out, &outcome_of(nix::mount::umount2(target, MntFlags::MNT_DETACH), "unmounted"));
+        Ok(())
+    })?;
+    Ok(match outcome.status {
+        Ok(()) => outcome.output.trim().to_string(),
+        Err(ProbeFailure::Errno(errno)) => format!("{NOT_TRIED}: {}", errno_name(errno)),
+        Err(ProbeFailure::Signaled(signal)) => format!("probe killed by {}", signal.as_str()),
+    })
+}
+
+/// A fanotify group (notification class) with inode marks on some files: the kernel
+/// queues each write (FAN_MODIFY) or exec (FAN_OPEN_EXEC) with the PID of the process
+/// that made it. procfs files are watched like any other: a write that succeeds makes
+/// an event (a refused write makes none).
+struct Watch {
+    fan: Fanotify,
+    /// Each watched file's name and (device, inode).
+    files: Vec<(&'static str, (u64, u64))>,
+}
+
+impl Watch {
+    fn arm(files: &[(&'static str, String, MaskFlags)]) -> std::result::Result<Watch, String> {
+        let fan = Fanotify::init(
+            InitFlags::FAN_CLASS_NOTIF | InitFlags::FAN_NONBLOCK | InitFlags::FAN_CLOEXEC,
+            EventFFlags::O_RDONLY | EventFFlags::O_CLOEXEC | EventFFlags::O_LARGEFILE,
+        )
+        .map_err(|errno| format!("fanotify_init: {}", errno_name(errno)))?;
+        let mut marked = Vec::new();
+        for (name, path, mask) in files {
+            fan.mark(MarkFlags::FAN_MARK_ADD, *mask, None, Some(path.as_str()))
+                .map_err(|errno| format!("fanotify_mark {name}: {}", errno_name(errno)))?;
+            let st = nix::sys::stat::stat(path.as_str()).map_err(|errno| format!("stat {name}: {}", errno_name(errno)))?;
+            marked.push((*name, (st.st_dev, st.st_ino)));
+        }
+        Ok(Watch { fan, files: marked })
+    }
+
+    /// (watched file's name, PID) of each event, in the order the kernel queued them.
+    fn events(&self) -> std::result::Result<Vec<(&'static str, i32)>, String> {
+        let mut seen = Vec::new();
+        loop {
+            let events = match self.fan.read_events() {
+                Ok(events) if events.is_empty() => break,
+                Ok(events) => events,
+                Err(Errno::EAGAIN) => break,
+                Err(errno) => return Err(format!("reading fanotify events: {}", errno_name(errno))),
+            };
+            for event in events {
+                let Some(fd) = event.fd() else {
+                    return Err("fanotify's queue overflowed".into());
+                };
+                let st = nix::sys::stat::fstat(fd.as_raw_fd())
+                    .map_err(|errno| format!("fstat of an event's file: {}", errno_name(errno)))?;
+                let name = self.files.iter().find(|(_, id)| *id == (st.st_dev, st.st_ino)).map_or("another file", |f| f.0);
+                seen.push((name, event.pid()));
+            }
+        }
+        Ok(seen)
+    }
+}
+
+/// CapEff, CapPrm and CapAmb of a status, each "none", "all" or a mask.
+fn caps_of(status: &procfs::ProcStatus) -> Vec<String> {
+    [status.cap_eff, status.cap_prm, status.cap_amb].into_iter().map(describe_caps).collect()
+}
+
+/// "sleep" if /proc/<pid>/exe is the sleep on the harness's PATH (the same file), else
+/// the name of the program the process runs.
+fn program_of(pid: i32) -> String {
+    let exe = std::fs::metadata(format!("/proc/{pid}/exe"));
+    let sleep = which::which("sleep").ok().and_then(|p| std::fs::metadata(p).ok());
+    match (exe, sleep) {
+        (Ok(exe), Some(sleep)) if (exe.dev(), exe.ino()) == (sleep.dev(), sleep.ino()) => "sleep".into(),
+        (Ok(_), _) => {
+            let link = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+            format!("not sleep: {}", link.file_name().map_or("?".into(), |n| n.to_string_lossy().into_owned()))
+        }
+        (Err(e), _) => format!("not read: {e}"),
+    }
 }
 
 /// In the variant's mount namespace (its /etc/subuid grants the lab's id its range), a

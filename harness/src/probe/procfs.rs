@@ -27,6 +27,9 @@ pub struct ProcStatus {
     /// Supplementary groups.
     pub groups: Vec<u32>,
     pub cap_eff: u64,
+    /// Permitted and ambient capability sets.
+    pub cap_prm: u64,
+    pub cap_amb: u64,
     /// Signals with a handler installed (bit n-1 for signal n).
     pub sig_cgt: u64,
     pub sig_ign: u64,
@@ -89,6 +92,8 @@ fn status_from_text(text: &str, what: &str) -> Result<ProcStatus> {
         gid: [status.rgid, status.egid, status.sgid, status.fgid],
         groups: status.groups,
         cap_eff: status.capeff,
+        cap_prm: status.capprm,
+        cap_amb: status.capamb.unwrap_or(0),
         sig_cgt: status.sigcgt,
         sig_ign: status.sigign,
         sig_blk: status.sigblk,

@@ -220,8 +220,10 @@ pub mod userns_maps {
 
     /// The variant `--subids`: maps written by newuidmap/newgidmap from /etc/subuid ranges.
     pub const SUBIDS_FLAG: &str = "--subids";
+    /// The variant's child has unshared its user namespace; newuidmap has not run yet.
+    pub const SUBIDS_UNSHARED: &str = "subids-unshared";
     pub const SUBIDS_MAPPED: &str = "subids-mapped";
-    pub const SUBIDS_STAGES: [&str; 1] = [SUBIDS_MAPPED];
+    pub const SUBIDS_STAGES: [&str; 2] = [SUBIDS_UNSHARED, SUBIDS_MAPPED];
 
     /// The unprivileged writer of the maps (runs as the id the lab chose).
     pub const PARENT_COMM: &str = "userns-parent";

@@ -14,9 +14,9 @@
 //!                               │             range; drops to the lab's id; newuidmap)
 //!                               └─ subids-child (unshares the user namespace)
 //!
-//! <workdir>/home/          the mapped user's directory (owned by the lab's id)
+//! <workdir>/home/          the mapped user's directory (owned by the lab's id, mode 0555)
 //! <workdir>/home/mnt/      where root inside mounts a tmpfs, in its own mount namespace
-//! <workdir>/shared/        (--subids) a directory everyone may write in (mode 1777)
+//! <workdir>/shared/        (--subids) uid 1 inside's directory (owned by 100000, mode 0755)
 //! <workdir>/etc/           (--subids) the copies of /etc/subuid, subgid, passwd, group
 //! ```
 
@@ -87,6 +87,9 @@ fn run(args: &LabArgs, subids: bool) -> Result<()> {
     for dir in [&home, &mount_dir] {
         chown(dir, Some(Uid::from_raw(id)), Some(Gid::from_raw(id))).map_err(LabError::sys("chown", dir.display()))?;
     }
+    // Read-only even for its owner: the unprivileged id outside cannot create a file in
+    // it; root inside can, with CAP_DAC_OVERRIDE over the inodes of an id its map names.
+    set_mode(&home, 0o555)?;
     let setup = Setup { id, home, workdir: workdir.path().to_path_buf(), host_userns: userns_identity("self") };
     if subids {
         subids_variant(&mut lab, &setup)?;
@@ -178,11 +181,10 @@ fn subids_variant(lab: &mut Lab, setup: &Setup) -> Result<()> {
     let shared = setup.workdir.join(SHARED_DIR);
     labkit::create_searchable_dir(&shared)?;
     cleanup::track_dir(&shared);
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777))
-            .map_err(LabError::io("chmod 1777", &shared))?;
-    }
+    // uid 1 inside is SUBID_START outside: its directory, which the lab's id cannot write.
+    chown(&shared, Some(Uid::from_raw(SUBID_START)), Some(Gid::from_raw(SUBID_START)))
+        .map_err(LabError::sys("chown", shared.display()))?;
+    set_mode(&shared, 0o755)?;
     let copies = setup.workdir.join(ETC_COPIES_DIR);
     labkit::create_searchable_dir(&copies)?;
     cleanup::track_dir(&copies);
@@ -206,10 +208,17 @@ fn subids_variant(lab: &mut Lab, setup: &Setup) -> Result<()> {
     })?;
     let mut end = link.lab_side(parent)?;
     end.wait_ready(
+        "dropping to the lab's id and unsharing a user namespace",
+        "did drop_to_user or unshare_user fail (its error would be above)?",
+    )?;
+    let child_pid = only_child(parent, SUBIDS_CHILD_COMM)?;
+    lab.saw(&format!("subids-child (PID {child_pid}): {}", status_ids(child_pid)));
+    lab.hold(SUBIDS_UNSHARED, json!({ "parent": parent.as_raw(), "child": child_pid.as_raw() }))?;
+    end.send(MAP)?;
+    end.wait_ready(
         "mapping a range with newuidmap and newgidmap",
         "did map_with_newuidmap fail (its error, and newuidmap's, would be above)?",
     )?;
-    let child_pid = only_child(parent, SUBIDS_CHILD_COMM)?;
     for file in ["uid_map", "gid_map"] {
         lab.saw(&format!("/proc/{child_pid}/{file}: {:?}", read_map(child_pid, file)));
     }
@@ -382,11 +391,15 @@ fn subids_parent(voice: Voice, setup: &Setup, link: child::Link) -> Result<i32> 
     })?;
     let mut end = child_link.lab_side(child_pid)?;
     end.wait_ready("unsharing the user namespace", "did unshare_user fail (its error would be above)?")?;
-    map_with_newuidmap(child_pid, setup.id, setup.id)?;
-    end.send(MAP)?;
-    end.wait_ready("making a file as uid 1 inside", "its error would be above")?;
     lab_link.ready();
-    while lab_link.next_command().is_some() {}
+    // The lab holds (the harness watches who writes the maps), then says MAP.
+    if lab_link.next_command() == Some(MAP) {
+        map_with_newuidmap(child_pid, setup.id, setup.id)?;
+        end.send(MAP)?;
+        end.wait_ready("making a file as uid 1 inside", "its error would be above")?;
+        lab_link.ready();
+        while lab_link.next_command().is_some() {}
+    }
     end.release();
     finish(child_pid, "ending").map(|()| 0)
 }
@@ -621,6 +634,14 @@ fn describe_io(result: &std::io::Result<()>) -> String {
         Ok(()) => "ok".into(),
         Err(e) => e.raw_os_error().map_or_else(|| e.to_string(), |n| format!("{:?}", nix::errno::Errno::from_raw(n))),
     }
+}
+
+/// chmod, for a directory the lab made.
+fn set_mode(dir: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
+        .map_err(LabError::io("chmod", dir))?;
+    Ok(())
 }
 
 /// "uid:gid" of a file, as the host sees it.
