@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use labkit::protocol::userns_maps::*;
 use nix::errno::Errno;
-use nix::mount::{mount, MsFlags};
 use nix::mount::MntFlags;
+use nix::mount::{mount, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
 use nix::sys::fanotify::{EventFFlags, Fanotify, InitFlags, MarkFlags, MaskFlags};
 use nix::sys::signal::{kill, Signal};
@@ -423,45 +423,78 @@ pub fn uidmap_available() -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// Why unprivileged user namespaces are off on this machine, and what to do, if they are:
-/// the sysctls first, then a real try (a forked child drops to an unprivileged id and
-/// unshares a user namespace).
+/// Why unprivileged user namespaces are off on this machine, and what to do, if they are.
+/// Decided by a real try, never by a sysctl alone: a forked child drops to an unprivileged
+/// id and unshares a user namespace (user.max_user_namespaces=0 refuses that: ENOSPC;
+/// kernel.unprivileged_userns_clone=0: EPERM), then, inside it, a mount namespace (what
+/// Ubuntu's kernel.apparmor_restrict_unprivileged_userns=1 refuses: the namespace is made,
+/// but AppArmor takes its capabilities, EPERM). The sysctl that explains a refusal is
+/// named; a machine where the try succeeds is fine whatever its sysctls say (an AppArmor
+/// profile that allows the lab, for example).
 pub fn unprivileged_userns_blocked() -> Option<(String, String)> {
+    let tried = forked::probe(
+        "unshare a user namespace, then a mount namespace in it, as an unprivileged id",
+        PROBE_TIMEOUT,
+        |out| {
+            drop_to(OTHER_USER, OTHER_USER)?;
+            if let Err(errno) = unshare(CloneFlags::CLONE_NEWUSER) {
+                forked::say(out, "user");
+                return Err(errno);
+            }
+            if let Err(errno) = unshare(CloneFlags::CLONE_NEWNS) {
+                forked::say(out, "mount");
+                return Err(errno);
+            }
+            Ok(())
+        },
+    );
+    let outcome = match tried {
+        Ok(outcome) => outcome,
+        // The harness could not fork: it is not the machine's answer.
+        Err(_) => return None,
+    };
+    let errno = match outcome.status {
+        Ok(()) => return None,
+        Err(ProbeFailure::Errno(errno)) => errno,
+        Err(ProbeFailure::Signaled(signal)) => {
+            return Some((
+                format!("the probe that tries a user namespace was killed by {}", signal.as_str()),
+                String::new(),
+            ))
+        }
+    };
     let read = |path: &str| std::fs::read_to_string(path).ok().map(|s| s.trim().to_string());
-    if read("/proc/sys/user/max_user_namespaces").as_deref() == Some("0") {
+    let step = outcome.output.trim();
+    if step == "user" && read("/proc/sys/user/max_user_namespaces").as_deref() == Some("0") {
         return Some((
-            "user.max_user_namespaces is 0: no user namespace can be made, not even by root".into(),
+            format!("user.max_user_namespaces is 0: no user namespace can be made, not even by root (unshare(CLONE_NEWUSER): {})", errno_name(errno)),
             "sysctl -w user.max_user_namespaces=15000 (and in /etc/sysctl.d/ to keep it)".into(),
         ));
     }
-    if read("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0") {
+    if step == "user" && read("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0") {
         return Some((
-            "kernel.unprivileged_userns_clone is 0: only root may make a user namespace".into(),
+            format!("kernel.unprivileged_userns_clone is 0: only root may make a user namespace (unshare(CLONE_NEWUSER): {})", errno_name(errno)),
             "sysctl -w kernel.unprivileged_userns_clone=1".into(),
         ));
     }
-    if read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").as_deref() == Some("1") {
+    if step == "mount" && read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").as_deref() == Some("1") {
         return Some((
-            "kernel.apparmor_restrict_unprivileged_userns is 1 (Ubuntu): AppArmor takes every capability from an unprivileged user namespace".into(),
-            "sysctl -w kernel.apparmor_restrict_unprivileged_userns=0 on a lab VM, or give lab-userns-maps an AppArmor profile that allows it: /etc/apparmor.d/cilab-userns with `abi <abi/4.0>, include <tunables/global> profile cilab-userns /path/to/target/debug/lab-userns-maps flags=(unconfined) { userns, }`, then `apparmor_parser -r /etc/apparmor.d/cilab-userns`".into(),
+            format!(
+                "kernel.apparmor_restrict_unprivileged_userns is 1 (Ubuntu): an unprivileged user namespace is made, but AppArmor takes its capabilities (unshare(CLONE_NEWNS) inside it: {})",
+                errno_name(errno)
+            ),
+            "sysctl -w kernel.apparmor_restrict_unprivileged_userns=0 on a VM you may change (and in /etc/sysctl.d/ to keep it)".into(),
         ));
     }
-    let tried = forked::probe("unshare a user namespace as an unprivileged id", PROBE_TIMEOUT, |_| {
-        drop_to(OTHER_USER, OTHER_USER)?;
-        unshare(CloneFlags::CLONE_NEWUSER)
-    });
-    match tried.map(|outcome| outcome.status) {
-        Ok(Ok(())) => None,
-        Ok(Err(ProbeFailure::Errno(errno))) => Some((
-            format!("an unprivileged unshare(CLONE_NEWUSER) fails here with {}", errno_name(errno)),
-            "look at user.max_user_namespaces, kernel.unprivileged_userns_clone, and AppArmor or SELinux policy (`cilab doctor`)".into(),
-        )),
-        Ok(Err(ProbeFailure::Signaled(signal))) => {
-            Some((format!("the probe that tries a user namespace was killed by {}", signal.as_str()), String::new()))
-        }
-        // The harness could not fork: it is not the machine's answer.
-        Err(_) => None,
-    }
+    let what = if step == "mount" {
+        "unshare(CLONE_NEWNS) inside an unprivileged user namespace"
+    } else {
+        "an unprivileged unshare(CLONE_NEWUSER)"
+    };
+    Some((
+        format!("{what} fails here with {}", errno_name(errno)),
+        "look at user.max_user_namespaces, kernel.unprivileged_userns_clone, kernel.apparmor_restrict_unprivileged_userns, and AppArmor or SELinux policy (`cilab doctor`)".into(),
+    ))
 }
 
 /// The lab's availability: unprivileged user namespaces must be on.
@@ -578,7 +611,8 @@ impl UsernsMaps {
         let (writer, status, child) = self.learn(run, PARENT_COMM, CHILD_COMM)?;
         // Before anything else: the maps must not be written before the watch is armed
         // (the lab is held; a write that came earlier shows as a map already there).
-        let maps = ["uid_map", "setgroups", "gid_map"].map(|f| (f, format!("/proc/{child}/{f}"), MaskFlags::FAN_MODIFY));
+        let maps =
+            ["uid_map", "setgroups", "gid_map"].map(|f| (f, format!("/proc/{child}/{f}"), MaskFlags::FAN_MODIFY));
         self.watch = Some(Watch::arm(&maps));
         let lab_id = status.uid[1];
         facts.record(WRITER_UIDS, status.uid.iter().map(|id| self.name(*id)).collect());
@@ -1331,7 +1365,8 @@ impl Watch {
         for (name, path, mask) in files {
             fan.mark(MarkFlags::FAN_MARK_ADD, *mask, None, Some(path.as_str()))
                 .map_err(|errno| format!("fanotify_mark {name}: {}", errno_name(errno)))?;
-            let st = nix::sys::stat::stat(path.as_str()).map_err(|errno| format!("stat {name}: {}", errno_name(errno)))?;
+            let st =
+                nix::sys::stat::stat(path.as_str()).map_err(|errno| format!("stat {name}: {}", errno_name(errno)))?;
             marked.push((*name, (st.st_dev, st.st_ino)));
         }
         Ok(Watch { fan, files: marked })
@@ -1353,7 +1388,8 @@ impl Watch {
                 };
                 let st = nix::sys::stat::fstat(fd.as_raw_fd())
                     .map_err(|errno| format!("fstat of an event's file: {}", errno_name(errno)))?;
-                let name = self.files.iter().find(|(_, id)| *id == (st.st_dev, st.st_ino)).map_or("another file", |f| f.0);
+                let name =
+                    self.files.iter().find(|(_, id)| *id == (st.st_dev, st.st_ino)).map_or("another file", |f| f.0);
                 seen.push((name, event.pid()));
             }
         }
@@ -1454,7 +1490,7 @@ fn newuidmap_tries(door: &RunDoor, writer: i32, id: u32) -> Result<(String, Stri
 }
 
 /// Typical mistakes and lies; each region's `todo!()` is added by the corpus itself.
-pub const MISTAKES: [Mistake; 19] = [
+pub const MISTAKES: [Mistake; 26] = [
     Mistake {
         region: "drop-to-user",
         name: "no drop: the parent stays root and maps whatever it likes",
@@ -1664,6 +1700,146 @@ pub const MISTAKES: [Mistake; 19] = [
             "eprintln!(\"   inside:  newuidmap {pid} 0 {uid} 1 1 {SUBID_START} {SUBID_COUNT}; newgidmap {pid} 0 {gid} 1 1 {SUBID_START} {SUBID_COUNT}\");\n\
              Ok(())",
         )],
+        caught_by: "subid-range-mapped",
+    },
+    Mistake {
+        region: "drop-to-user",
+        name: "the writer keeps its capabilities across the uid change (PR_SET_KEEPCAPS, then capset)",
+        kind: MistakeKind::Lie,
+        edits: &[Edit::Region("drop-to-user", r#"nix::sys::prctl::set_keepcaps(true).map_err(LabError::sys("prctl(PR_SET_KEEPCAPS)", 1))?;
+setgroups(&[]).map_err(LabError::sys("setgroups", "[]"))?;
+setresgid(Gid::from_raw(id), Gid::from_raw(id), Gid::from_raw(id)).map_err(LabError::sys("setresgid", id))?;
+setresuid(Uid::from_raw(id), Uid::from_raw(id), Uid::from_raw(id)).map_err(LabError::sys("setresuid", id))?;
+#[repr(C)]
+struct Header { version: u32, pid: i32 }
+let mut header = Header { version: 0x2008_0522, pid: 0 };
+let mut data = [0u32; 6];
+unsafe { libc::syscall(libc::SYS_capget, &mut header as *mut Header, data.as_mut_ptr()) };
+data[0] = data[1];
+data[3] = data[4];
+if unsafe { libc::syscall(libc::SYS_capset, &mut header as *mut Header, data.as_ptr()) } != 0 {
+    return Err(anyhow!("capset failed"));
+}
+Ok(())"#)],
+        caught_by: "writer-unprivileged",
+    },
+    Mistake {
+        region: "write-maps",
+        name: "the lab (root) writes the maps; the unprivileged parent writes none",
+        kind: MistakeKind::Lie,
+        edits: &[
+            Edit::Region("write-maps", "let _ = (pid, uid, gid);\nOk(())"),
+            Edit::Replace(
+                "    end.send(MAP)?;\n    end.wait_ready(\"writing the maps\"",
+                r#"    for (file, text) in [("uid_map", format!("0 {id} 1\n")), ("setgroups", "deny\n".to_string()), ("gid_map", format!("0 {id} 1\n"))] {
+        std::fs::write(format!("/proc/{child_pid}/{file}"), text)?;
+    }
+    end.send(MAP)?;
+    end.wait_ready("writing the maps""#,
+            ),
+        ],
+        caught_by: "maps-written",
+    },
+    Mistake {
+        region: "root-inside",
+        name: "the file made by the unprivileged parent on the host, not by root inside",
+        kind: MistakeKind::Lie,
+        edits: &[
+            Edit::Replace(
+                "    let made = home.join(MADE_INSIDE);\n    std::fs::write(&made, \"made by root inside\\n\").map_err(LabError::io(\"write\", &made))?;\n",
+                "",
+            ),
+            Edit::Replace(
+                "    voice.inside(&format!(\"userns-parent: {}\", status_ids(Pid::this())));\n",
+                "    voice.inside(&format!(\"userns-parent: {}\", status_ids(Pid::this())));\n    std::fs::write(setup.home.join(MADE_INSIDE), \"made by root inside\\n\")?;\n",
+            ),
+        ],
+        caught_by: "file-owned-by-lab-id",
+    },
+    Mistake {
+        region: "root-inside",
+        name: "real root mounts and sets the hostname before dropping; the child's namespaces only copy them",
+        kind: MistakeKind::Lie,
+        edits: &[
+            Edit::Replace(
+                "    mount(None::<&str>, \"/\", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)\n        .map_err(LabError::sys(\"mount(MS_REC|MS_PRIVATE)\", \"/\"))?;\n    let target = home.join(MOUNT_DIR);\n    mount(Some(\"tmpfs\"), &target, Some(\"tmpfs\"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some(\"size=1m\"))\n        .map_err(LabError::sys(\"mount(\\\"tmpfs\\\")\", target.display()))?;\n    sethostname(HOSTNAME).map_err(LabError::sys(\"sethostname\", HOSTNAME))?;\n",
+                "",
+            ),
+            Edit::Replace(
+                "    let lab_pid = nix::unistd::getppid();\n    drop_to_user(setup.id)?;\n",
+                r#"    let lab_pid = nix::unistd::getppid();
+    unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS)?;
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)?;
+    mount(Some("tmpfs"), &setup.home.join(MOUNT_DIR), Some("tmpfs"), MsFlags::empty(), Some("size=1m"))?;
+    sethostname(HOSTNAME)?;
+    drop_to_user(setup.id)?;
+"#,
+            ),
+        ],
+        caught_by: "root-in-owned-namespaces",
+    },
+    Mistake {
+        region: "newuidmap",
+        name: "no newuidmap: the writer writes the range while still root, and drops afterwards",
+        kind: MistakeKind::Lie,
+        edits: &[
+            Edit::Replace(
+                "    give_subordinate_range(voice, setup)?;\n    drop_to_user(setup.id)?;\n    after_dropping(lab_pid)?;\n",
+                "    give_subordinate_range(voice, setup)?;\n",
+            ),
+            Edit::Region("newuidmap", r#"for file in ["uid_map", "gid_map"] {
+    std::fs::write(format!("/proc/{pid}/{file}"), format!("0 {uid} 1\n1 {SUBID_START} {SUBID_COUNT}\n"))?;
+}
+let _ = gid;
+Ok(())"#),
+            Edit::Replace(
+                "        map_with_newuidmap(child_pid, setup.id, setup.id)?;\n",
+                "        map_with_newuidmap(child_pid, setup.id, setup.id)?;\n        drop_to_user(setup.id)?;\n        after_dropping(lab_pid)?;\n",
+            ),
+        ],
+        caught_by: "subid-range-mapped",
+    },
+    Mistake {
+        region: "newuidmap",
+        name: "no newuidmap: the lab (root) writes the range into the child's maps",
+        kind: MistakeKind::Lie,
+        edits: &[
+            Edit::Region("newuidmap", "let _ = (pid, uid, gid);\nOk(())"),
+            Edit::Replace(
+                "    end.send(MAP)?;\n    end.wait_ready(\n        \"mapping a range with newuidmap and newgidmap\",",
+                r#"    for file in ["uid_map", "gid_map"] {
+        std::fs::write(format!("/proc/{child_pid}/{file}"), format!("0 {id} 1\n1 {SUBID_START} {SUBID_COUNT}\n"))?;
+    }
+    end.send(MAP)?;
+    end.wait_ready(
+        "mapping a range with newuidmap and newgidmap","#,
+            ),
+        ],
+        caught_by: "subid-range-mapped",
+    },
+    Mistake {
+        region: "newuidmap",
+        name: "no newuidmap: a writer that kept its capabilities writes the range itself",
+        kind: MistakeKind::Lie,
+        edits: &[Edit::Region("drop-to-user", r#"nix::sys::prctl::set_keepcaps(true).map_err(LabError::sys("prctl(PR_SET_KEEPCAPS)", 1))?;
+setgroups(&[]).map_err(LabError::sys("setgroups", "[]"))?;
+setresgid(Gid::from_raw(id), Gid::from_raw(id), Gid::from_raw(id)).map_err(LabError::sys("setresgid", id))?;
+setresuid(Uid::from_raw(id), Uid::from_raw(id), Uid::from_raw(id)).map_err(LabError::sys("setresuid", id))?;
+#[repr(C)]
+struct Header { version: u32, pid: i32 }
+let mut header = Header { version: 0x2008_0522, pid: 0 };
+let mut data = [0u32; 6];
+unsafe { libc::syscall(libc::SYS_capget, &mut header as *mut Header, data.as_mut_ptr()) };
+data[0] = data[1];
+data[3] = data[4];
+if unsafe { libc::syscall(libc::SYS_capset, &mut header as *mut Header, data.as_ptr()) } != 0 {
+    return Err(anyhow!("capset failed"));
+}
+Ok(())"#), Edit::Region("newuidmap", r#"for file in ["uid_map", "gid_map"] {
+    std::fs::write(format!("/proc/{pid}/{file}"), format!("0 {uid} 1\n1 {SUBID_START} {SUBID_COUNT}\n"))?;
+}
+let _ = gid;
+Ok(())"#)],
         caught_by: "subid-range-mapped",
     },
 ];

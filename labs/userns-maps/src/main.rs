@@ -639,8 +639,7 @@ fn describe_io(result: &std::io::Result<()>) -> String {
 /// chmod, for a directory the lab made.
 fn set_mode(dir: &Path, mode: u32) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
-        .map_err(LabError::io("chmod", dir))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)).map_err(LabError::io("chmod", dir))?;
     Ok(())
 }
 
