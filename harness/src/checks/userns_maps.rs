@@ -41,6 +41,9 @@ use crate::verdict::VerdictSpec;
 pub const LAB_ID: &str = "[lab id]";
 /// What a write the kernel accepted is recorded as.
 pub const WRITTEN: &str = "written";
+/// How a creations watch says the scratch filesystem cannot report them (fanotify's
+/// directory events need file handles: tmpfs before Linux 6.7 has none).
+const NO_FID: &str = "not watched: the scratch filesystem cannot report creations";
 /// What a probe records for what it did not try, and why.
 const NOT_TRIED: &str = "not tried";
 
@@ -87,6 +90,7 @@ const TMPFS_IN_HOME: Fact<bool> = Fact::new("root-inside.child_has_a_tmpfs_on_ho
 const HOST_CHANGES: Fact<Vec<String>> = Fact::new("root-inside.host_mount_changes");
 const HOSTNAME_INSIDE: Fact<String> = Fact::new("root-inside.hostname_inside");
 const HOST_HOSTNAME: Fact<Relation> = Fact::new("root-inside.host_hostname_vs_before");
+const HOME_CREATIONS: Fact<Vec<String>> = Fact::new("root-inside.creations_in_home_seen_by_fanotify");
 const MADE_INSIDE_OWNER: Fact<String> = Fact::new("root-inside.lab_file_made_inside_owner_on_host");
 const PROBE_FILE_OWNER: Fact<String> = Fact::new("root-inside.file_made_by_root_inside_owner_on_host");
 const ROOT_FILE_INSIDE: Fact<String> = Fact::new("root-inside.root_owned_host_dir_owner_seen_inside");
@@ -277,12 +281,17 @@ pub const VERDICTS: [VerdictSpec; 16] = [
     },
     VerdictSpec {
         id: "file-owned-by-lab-id",
-        claim: "the file root inside creates in the mapped user's directory is owned by the lab's id on the host",
+        claim: "the file root inside creates in the mapped user's directory is owned by the lab's id on the host, and fanotify sees the child, and no other process, create what is created there (where the filesystem can report creations)",
         points: 1,
         region: Some("root-inside"),
         requires: &[],
         hint: "create home/made-inside as root inside: the kernel stores the id root inside maps to",
-        decide: |e| Some(e.get(MADE_INSIDE_OWNER)? == format!("{LAB_ID}:{LAB_ID}")),
+        decide: |e| {
+            let creations = e.get(HOME_CREATIONS)?;
+            let by_the_child = !creations.is_empty() && creations.iter().all(|c| c == "by the child");
+            let unwatchable = creations.len() == 1 && creations[0].starts_with(NO_FID);
+            Some((by_the_child || unwatchable) && e.get(MADE_INSIDE_OWNER)? == format!("{LAB_ID}:{LAB_ID}"))
+        },
     },
     VerdictSpec {
         id: "ownership-through-the-map",
@@ -516,13 +525,19 @@ struct UsernsMaps {
     host_hostname: Option<String>,
     /// The fanotify group armed before the maps are written, or why it could not be.
     watch: Option<std::result::Result<Watch, String>>,
+    /// The fanotify group watching creations in the mapped user's directory.
+    creations: Option<std::result::Result<Fanotify, String>>,
 }
 
 impl Observer for UsernsMaps {
     fn observe(&mut self, stage: &str, run: &mut LabRun, facts: &mut Facts) -> Result<()> {
         match stage {
             UNSHARED => self.unshared(run, facts),
-            MAPPED => self.mapped(facts),
+            MAPPED => {
+                // Armed while the lab is held, before root inside acts.
+                self.creations = Some(watch_creations(&run.scratch().join(HOME_DIR)));
+                self.mapped(facts)
+            }
             SUBIDS_UNSHARED => self.subids_unshared(run, facts),
             ROOT_INSIDE => self.root_inside(run, facts),
             SUBIDS_MAPPED => self.subids_mapped(run, facts),
@@ -584,6 +599,28 @@ impl UsernsMaps {
             }
             Err(why) => vec![format!("not watched: {why}")],
         }
+    }
+
+    /// "by <who>" for each creation (or move, or link) into the mapped user's directory.
+    fn creations_seen(&mut self) -> Vec<String> {
+        let fan = match self.creations.take() {
+            Some(Ok(fan)) => fan,
+            Some(Err(why)) => return vec![why],
+            None => return vec!["not watched: no watch was armed at the second stage".into()],
+        };
+        let mut seen = Vec::new();
+        loop {
+            match fan.read_events() {
+                Ok(events) if events.is_empty() => break,
+                Ok(events) => seen.extend(events.iter().map(|event| format!("by {}", self.who(event.pid())))),
+                Err(Errno::EAGAIN) => break,
+                Err(errno) => {
+                    seen.push(format!("not read: {}", errno_name(errno)));
+                    break;
+                }
+            }
+        }
+        seen
     }
 
     fn describe_map(&self, map: &[IdMapLine]) -> Vec<String> {
@@ -726,6 +763,8 @@ impl UsernsMaps {
             let owner = owning_userns(&open_ns(child, kind)?).ok();
             facts.record(fact, Relation::of(&owner, &userns));
         }
+        // First, before the harness's own probes create their file there.
+        facts.record(HOME_CREATIONS, self.creations_seen());
         let home = run.scratch().join(HOME_DIR);
         let mount_dir = home.join(MOUNT_DIR);
         let tmpfs = procfs::read_mountinfo(&child.to_string())?
@@ -1397,6 +1436,33 @@ impl Watch {
     }
 }
 
+/// A fanotify group that reports each entry created in (or moved or linked into) `dir`,
+/// with the PID of the process that made it. Directory events need a group that reports
+/// file handles (FAN_REPORT_DIR_FID, which nix 0.29's InitFlags does not name: the raw
+/// bit from libc); a filesystem without them refuses the mark (EOPNOTSUPP, ENODEV).
+fn watch_creations(dir: &Path) -> std::result::Result<Fanotify, String> {
+    let fan = Fanotify::init(
+        InitFlags::FAN_CLASS_NOTIF
+            | InitFlags::FAN_NONBLOCK
+            | InitFlags::FAN_CLOEXEC
+            | InitFlags::from_bits_retain(libc::FAN_REPORT_DIR_FID),
+        EventFFlags::O_RDONLY | EventFFlags::O_CLOEXEC,
+    )
+    .map_err(|errno| format!("not watched: fanotify_init: {}", errno_name(errno)))?;
+    match fan.mark(
+        MarkFlags::FAN_MARK_ADD | MarkFlags::FAN_MARK_ONLYDIR,
+        MaskFlags::FAN_CREATE | MaskFlags::FAN_MOVED_TO | MaskFlags::FAN_ONDIR,
+        None,
+        Some(dir),
+    ) {
+        Ok(()) => Ok(fan),
+        Err(errno @ (Errno::EOPNOTSUPP | Errno::ENODEV | Errno::EXDEV)) => {
+            Err(format!("{NO_FID} ({})", errno_name(errno)))
+        }
+        Err(errno) => Err(format!("not watched: fanotify_mark: {}", errno_name(errno))),
+    }
+}
+
 /// CapEff, CapPrm and CapAmb of a status, each "none", "all" or a mask.
 fn caps_of(status: &procfs::ProcStatus) -> Vec<String> {
     [status.cap_eff, status.cap_prm, status.cap_amb].into_iter().map(describe_caps).collect()
@@ -1490,7 +1556,7 @@ fn newuidmap_tries(door: &RunDoor, writer: i32, id: u32) -> Result<(String, Stri
 }
 
 /// Typical mistakes and lies; each region's `todo!()` is added by the corpus itself.
-pub const MISTAKES: [Mistake; 26] = [
+pub const MISTAKES: [Mistake; 27] = [
     Mistake {
         region: "drop-to-user",
         name: "no drop: the parent stays root and maps whatever it likes",
@@ -1841,5 +1907,24 @@ Ok(())"#), Edit::Region("newuidmap", r#"for file in ["uid_map", "gid_map"] {
 let _ = gid;
 Ok(())"#)],
         caught_by: "subid-range-mapped",
+    },
+    Mistake {
+        region: "root-inside",
+        name: "the lab (root, on the host) creates the file and chowns it to the lab's id; root inside makes none",
+        kind: MistakeKind::Lie,
+        edits: &[
+            Edit::Replace(
+                "    let made = home.join(MADE_INSIDE);\n    std::fs::write(&made, \"made by root inside\\n\").map_err(LabError::io(\"write\", &made))?;\n",
+                "",
+            ),
+            Edit::Replace(
+                "    let made = setup.home.join(MADE_INSIDE);\n    lab.saw(",
+                "    let made = setup.home.join(MADE_INSIDE);\n    \
+                 let _ = std::fs::write(&made, \"made by root inside\\n\");\n    \
+                 let _ = chown(&made, Some(Uid::from_raw(id)), Some(Gid::from_raw(id)));\n    \
+                 lab.saw(",
+            ),
+        ],
+        caught_by: "file-owned-by-lab-id",
     },
 ];
