@@ -30,6 +30,17 @@ struct Registry {
 
 static REGISTRY: Mutex<Registry> = Mutex::new(Registry { children: Vec::new(), dirs: Vec::new(), undo: Vec::new() });
 
+/// Held for the whole of a cleanup. On Ctrl-C in a terminal the signal reaches the lab's
+/// children too: the main thread sees its child die and starts its own cleanup while the
+/// signal thread is still in the middle of one. Without this lock the main thread would
+/// find the registry already emptied, return at once, and end the process before the
+/// signal thread had removed the lab's directories.
+static CLEANING: Mutex<()> = Mutex::new(());
+
+fn lock_cleaning() -> std::sync::MutexGuard<'static, ()> {
+    CLEANING.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn with_registry<T>(f: impl FnOnce(&mut Registry) -> T) -> T {
     // A panic while holding the lock must not stop the cleanup: use the data anyway.
     let mut guard = REGISTRY.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -47,7 +58,10 @@ pub fn install() -> Result<()> {
         .spawn(move || {
             if let Some(signal) = signals.forever().next() {
                 eprintln!("\nlab: caught signal {signal}: cleaning up before exiting");
-                run_all();
+                // Exit with the lock still held: the main thread, waiting for it, never
+                // returns a status of its own over the signal's.
+                let _cleaning = lock_cleaning();
+                clean_up_everything();
                 std::process::exit(128 + signal);
             }
         })
@@ -104,8 +118,20 @@ pub fn forget_all() {
 }
 
 /// Kills every tracked child (SIGKILL, by PID, then reaps it), then every process the lab
-/// adopted as a subreaper, and removes tracked dirs.
+/// adopted as a subreaper, and removes tracked dirs. If a signal's cleanup is under way on
+/// the cleanup thread, waits until it is done (then the process exits with the signal).
 pub fn run_all() {
+    let _cleaning = lock_cleaning();
+    clean_up_everything();
+}
+
+/// Waits for a signal's cleanup that is under way, if any: a lab that finished calls this
+/// before it exits, so that Ctrl-C at its very end still removes everything.
+pub fn settle() {
+    drop(lock_cleaning());
+}
+
+fn clean_up_everything() {
     let (children, dirs, undo) =
         with_registry(|r| (std::mem::take(&mut r.children), std::mem::take(&mut r.dirs), std::mem::take(&mut r.undo)));
     for pid in &children {

@@ -52,6 +52,7 @@ pub fn main<E: std::fmt::Display>(
     };
     match outcome {
         Ok(()) => {
+            cleanup::settle();
             let left = cleanup::kill_adopted();
             if !left.is_empty() {
                 let _ = writeln!(
