@@ -151,7 +151,9 @@ impl Local {
     ) -> Result<RunOutcome> {
         let (stages, args) = variant.map_or((lab.stages, &[][..]), |v| (v.stages, v.args));
         let binary = self.binaries.join(lab.binary);
-        let mut run = LabRun::start(lab.name, &binary, &self.setup, options.clone(), lab.prepare, args)?;
+        let mut options = options.clone();
+        options.limits.lab_controllers = lab.needs.cgroup_controllers;
+        let mut run = LabRun::start(lab.name, &binary, &self.setup, options, lab.prepare, args)?;
         let mut observer = (lab.observer)();
         let mut stop: Option<Stop> = None;
         for stage in stages {

@@ -366,6 +366,11 @@ impl LabRun {
         &self.record.scratch
     }
 
+    /// The run's own cgroup: its directory in each hierarchy.
+    pub fn cgroup(&self) -> &RunCgroup {
+        &self.record.cgroup
+    }
+
     pub fn cgroup_limits(&self) -> &[String] {
         &self.record.cgroup.limits_applied
     }
@@ -693,7 +698,8 @@ pub fn run_by_hand(spec: &LabSpec, binary: &Path, setup: &CgroupSetup, how: ByHa
     }
     become_subreaper()?;
     let id = format!("{lab}-{}-by-hand-{}", std::process::id(), RUN_COUNTER.fetch_add(1, Ordering::SeqCst));
-    let record = open_run(lab, &id, setup, &Limits::default())?;
+    let limits = Limits { lab_controllers: spec.needs.cgroup_controllers, ..Limits::default() };
+    let record = open_run(lab, &id, setup, &limits)?;
     let mount_ns = match RunMountNs::create(&record.scratch) {
         Ok(ns) => ns,
         Err(error) => {
