@@ -152,10 +152,9 @@ impl RunCgroup {
             let subtree = dir.join("cgroup.subtree_control");
             match fs.write(&subtree, &handed.join(" ")) {
                 Ok(()) => self.limits_applied.push(format!("cgroup.subtree_control={} (v2)", handed.join(" "))),
-                Err(error) => self.limits_applied.push(format!(
-                    "cgroup.subtree_control={} not applied (v2): {error}",
-                    handed.join(" ")
-                )),
+                Err(error) => self
+                    .limits_applied
+                    .push(format!("cgroup.subtree_control={} not applied (v2): {error}", handed.join(" "))),
             }
         }
         let leaf = dir.join(harness::RUN_LEAF);

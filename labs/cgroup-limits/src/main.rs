@@ -131,10 +131,7 @@ fn run(args: &LabArgs) -> Result<()> {
         "mkdir /sys/fs/cgroup/<parent>/lab-limits && echo 16 > .../pids.max && echo 64M > .../memory.max && echo '20000 100000' > .../cpu.max",
     );
     let cgroup = make_cgroup(&system)?;
-    lab.saw(&format!(
-        "made {}",
-        cgroup.paths().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
-    ));
+    lab.saw(&format!("made {}", cgroup.paths().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")));
     limit_pids(&cgroup, PIDS_MAX)?;
     limit_memory(&cgroup, MEMORY_MAX)?;
     limit_cpu(&cgroup, CPU_QUOTA_US, CPU_PERIOD_US)?;
@@ -186,7 +183,9 @@ fn run(args: &LabArgs) -> Result<()> {
     lab.saw(&format!("the hog {}", describe(status)));
     let memory_dir = cgroup.dir("memory")?;
     match cgroup.version {
-        Version::V2 => lab.saw(&format!("memory.events: {}", read_trimmed(&memory_dir.join("memory.events")).replace('\n', ", "))),
+        Version::V2 => {
+            lab.saw(&format!("memory.events: {}", read_trimmed(&memory_dir.join("memory.events")).replace('\n', ", ")))
+        }
         Version::V1 => lab.saw(&format!(
             "memory.oom_control: {}; memory.failcnt {}",
             read_trimmed(&memory_dir.join("memory.oom_control")).replace('\n', ", "),
@@ -279,7 +278,9 @@ fn run(args: &LabArgs) -> Result<()> {
         cleanup::forget_undo(&["rmdir", &dir.to_string_lossy()]);
     }
     lab.hold(REMOVED, json!({}))?;
-    lab.done("Done: the lab removed its cgroups and every process it started. Now answer the questions on the lab sheet.");
+    lab.done(
+        "Done: the lab removed its cgroups and every process it started. Now answer the questions on the lab sheet.",
+    );
     Ok(())
 }
 
@@ -525,13 +526,12 @@ fn sleeper(_: &mut child::ChildEnd) -> i32 {
 /// Finds the cgroup layout (statfs magic of /sys/fs/cgroup, then the cgroup mounts) and
 /// where the lab is in each hierarchy it uses.
 fn detect() -> Result<System> {
-    let magic = nix::sys::statfs::statfs(CGROUP_ROOT)
-        .map_err(LabError::sys("statfs", CGROUP_ROOT))?
-        .filesystem_type()
-        .0 as i64;
+    let magic =
+        nix::sys::statfs::statfs(CGROUP_ROOT).map_err(LabError::sys("statfs", CGROUP_ROOT))?.filesystem_type().0 as i64;
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
         .map_err(LabError::io("read", Path::new("/proc/self/mountinfo")))?;
-    let own = std::fs::read_to_string("/proc/self/cgroup").map_err(LabError::io("read", Path::new("/proc/self/cgroup")))?;
+    let own =
+        std::fs::read_to_string("/proc/self/cgroup").map_err(LabError::io("read", Path::new("/proc/self/cgroup")))?;
     // /proc/self/cgroup: "<id>:<controllers>:<path>"; v2's line is "0::<path>".
     let mut v1_paths: BTreeMap<String, String> = BTreeMap::new();
     let mut v2_path = None;
@@ -548,7 +548,11 @@ fn detect() -> Result<System> {
     if magic == CGROUP2_SUPER_MAGIC {
         let path = v2_path.ok_or_else(|| anyhow!("/proc/self/cgroup has no v2 line on a cgroup v2 machine"))?;
         let own = Path::new(CGROUP_ROOT).join(path.trim_start_matches('/'));
-        return Ok(System { version: Version::V2, layout: "v2", hierarchies: vec![Hierarchy { controllers: CONTROLLERS.to_vec(), own }] });
+        return Ok(System {
+            version: Version::V2,
+            layout: "v2",
+            hierarchies: vec![Hierarchy { controllers: CONTROLLERS.to_vec(), own }],
+        });
     }
     // v1 (or hybrid): one hierarchy per mount, possibly with co-mounted controllers.
     let mut hierarchies: Vec<Hierarchy> = Vec::new();
@@ -569,7 +573,9 @@ fn detect() -> Result<System> {
         if here.is_empty() || hierarchies.iter().any(|h| h.controllers.contains(&here[0])) {
             continue;
         }
-        let path = v1_paths.get(here[0]).ok_or_else(|| anyhow!("/proc/self/cgroup does not name the {} hierarchy", here[0]))?;
+        let path = v1_paths
+            .get(here[0])
+            .ok_or_else(|| anyhow!("/proc/self/cgroup does not name the {} hierarchy", here[0]))?;
         let own = Path::new(mount_point).join(path.trim_start_matches('/'));
         hierarchies.push(Hierarchy { controllers: here, own });
     }
@@ -587,7 +593,9 @@ fn write_control(path: &Path, value: &str) -> Result<()> {
     let mut file = std::fs::OpenOptions::new().write(true).open(path).map_err(LabError::io("open", path)).with_context(
         || "a control file that does not exist: is the controller enabled for this cgroup (its parent's cgroup.subtree_control on v2)? `cilab run cgroup-limits` sets that up",
     )?;
-    file.write_all(value.as_bytes()).map_err(LabError::io("write", path)).with_context(|| format!("writing {value:?}"))?;
+    file.write_all(value.as_bytes())
+        .map_err(LabError::io("write", path))
+        .with_context(|| format!("writing {value:?}"))?;
     Ok(())
 }
 

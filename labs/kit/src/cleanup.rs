@@ -131,7 +131,8 @@ pub fn run_all() {
     });
     for (path, value) in &before_kill {
         use std::io::Write;
-        let written = std::fs::OpenOptions::new().write(true).open(path).and_then(|mut f| f.write_all(value.as_bytes()));
+        let written =
+            std::fs::OpenOptions::new().write(true).open(path).and_then(|mut f| f.write_all(value.as_bytes()));
         if let Err(e) = written {
             eprintln!("lab: could not write {value} into {}: {e}", path.display());
         }
