@@ -23,7 +23,7 @@ use crate::catalog::Observer;
 use crate::cgroup::membership::Membership;
 use crate::cgroup::run_group::Version;
 use crate::cgroup::{CgroupLayout, CgroupSetup};
-use crate::corpus::Mistake;
+use crate::corpus::{Edit, Mistake, MistakeKind};
 use crate::error::{Error, Result};
 use crate::facts::{Fact, Facts};
 use crate::probe::forked;
@@ -710,4 +710,258 @@ fn read_trimmed(path: &Path) -> String {
     std::fs::read_to_string(path).map(|t| t.trim().to_string()).unwrap_or_default()
 }
 
-pub const MISTAKES: [Mistake; 0] = [];
+pub const MISTAKES: [Mistake; 19] = [
+    Mistake {
+        region: "make-cgroup",
+        name: "the cgroup made beside the run's instead of under it: it escapes the run's limits",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region(
+            "make-cgroup",
+            "let mut dirs = Vec::new();\n\
+             for hierarchy in &system.hierarchies {\n    \
+                 let own = match system.version {\n        \
+                     Version::V2 => hierarchy.own.parent().unwrap_or(&hierarchy.own),\n        \
+                     Version::V1 => &hierarchy.own,\n    \
+                 };\n    \
+                 let dir = own.parent().unwrap_or(own).join(CGROUP_NAME);\n    \
+                 std::fs::create_dir(&dir).map_err(LabError::io(\"mkdir\", &dir))?;\n    \
+                 dirs.push((hierarchy.controllers.clone(), dir));\n\
+             }\n\
+             Ok(LabCgroup::new(system.version, dirs))",
+        )],
+        caught_by: "under-the-run",
+    },
+    Mistake {
+        region: "make-cgroup",
+        name: "the cgroup made at the hierarchy's root, as a tutorial for a whole machine does",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region(
+            "make-cgroup",
+            "let mut dirs = Vec::new();\n\
+             for hierarchy in &system.hierarchies {\n    \
+                 let root = match system.version {\n        \
+                     Version::V2 => PathBuf::from(CGROUP_ROOT),\n        \
+                     Version::V1 => Path::new(CGROUP_ROOT).join(hierarchy.controllers[0]),\n    \
+                 };\n    \
+                 let dir = root.join(CGROUP_NAME);\n    \
+                 std::fs::create_dir(&dir).map_err(LabError::io(\"mkdir\", &dir))?;\n    \
+                 dirs.push((hierarchy.controllers.clone(), dir));\n\
+             }\n\
+             Ok(LabCgroup::new(system.version, dirs))",
+        )],
+        caught_by: "under-the-run",
+    },
+    Mistake {
+        region: "limit-pids",
+        name: "pids.max written into the run's cgroup (the parent) instead of the lab's",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region(
+            "limit-pids",
+            "let dir = cgroup.dir(\"pids\")?;\n\
+             write_control(&dir.parent().unwrap_or(dir).join(\"pids.max\"), &max.to_string())",
+        )],
+        caught_by: "bomb-held-at-n",
+    },
+    Mistake {
+        region: "limit-pids",
+        name: "no pids limit written: only the run's own limit stops the bomb",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region("limit-pids", "let _ = (cgroup, max);\nOk(())")],
+        caught_by: "bomb-held-at-n",
+    },
+    Mistake {
+        region: "limit-memory",
+        name: "the memory limit in the wrong unit (64 GiB for 64 MiB): only the run's limit stops the hog",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region(
+            "limit-memory",
+            "let dir = cgroup.dir(\"memory\")?;\n\
+             let bytes = bytes << 10;\n\
+             match cgroup.version {\n    \
+                 Version::V2 => write_control(&dir.join(\"memory.max\"), &bytes.to_string()),\n    \
+                 Version::V1 => write_control(&dir.join(\"memory.limit_in_bytes\"), &bytes.to_string()),\n\
+             }",
+        )],
+        caught_by: "hog-oom-killed",
+    },
+    Mistake {
+        region: "limit-memory",
+        name:
+            "the limit written to the wrong file for the cgroup version (memory.max on v1, memory.limit_in_bytes on v2)",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region(
+            "limit-memory",
+            "let dir = cgroup.dir(\"memory\")?;\n\
+             match cgroup.version {\n    \
+                 Version::V1 => write_control(&dir.join(\"memory.max\"), &bytes.to_string()),\n    \
+                 Version::V2 => write_control(&dir.join(\"memory.limit_in_bytes\"), &bytes.to_string()),\n\
+             }",
+        )],
+        caught_by: "hog-oom-killed",
+    },
+    Mistake {
+        region: "limit-memory",
+        name: "lie: no limit, and the lab SIGKILLs its own hog to look OOM-killed",
+        kind: MistakeKind::Lie,
+        edits: &[
+            Edit::Region("limit-memory", "let _ = (cgroup, bytes);\nOk(())"),
+            Edit::Replace(
+                "    hog.go()?;\n    let status",
+                "    hog.go()?;\n    let _ = kill(hog.pid, Signal::SIGKILL);\n    let status",
+            ),
+        ],
+        caught_by: "hog-oom-killed",
+    },
+    Mistake {
+        region: "limit-cpu",
+        name: "quota and period swapped: 500% of a CPU instead of 20%",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region(
+            "limit-cpu",
+            "let dir = cgroup.dir(\"cpu\")?;\n\
+             match cgroup.version {\n    \
+                 Version::V2 => write_control(&dir.join(\"cpu.max\"), &format!(\"{period_us} {quota_us}\")),\n    \
+                 Version::V1 => {\n        \
+                     write_control(&dir.join(\"cpu.cfs_period_us\"), &quota_us.to_string())?;\n        \
+                     write_control(&dir.join(\"cpu.cfs_quota_us\"), &period_us.to_string())\n    \
+                 }\n\
+             }",
+        )],
+        caught_by: "cpu-quota",
+    },
+    Mistake {
+        region: "limit-cpu",
+        name: "lie: no quota written, the lab prints a 20% share instead of measuring",
+        kind: MistakeKind::Lie,
+        edits: &[Edit::Region(
+            "limit-cpu",
+            "let _ = (cgroup, period_us);\n\
+             println!(\"cpu share: {}% of one CPU, nr_throttled 10\", quota_us / 1000);\n\
+             Ok(())",
+        )],
+        caught_by: "cpu-quota",
+    },
+    Mistake {
+        region: "join-cgroup",
+        name: "the bomb put in the cgroup after it forked its children",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Replace(
+            "    join_cgroup(&cgroup, bomb.pid)?;\n    bomb.go_and_wait_ready(\"forking until EAGAIN\")?;",
+            "    bomb.go_and_wait_ready(\"forking until EAGAIN\")?;\n    join_cgroup(&cgroup, bomb.pid)?;",
+        )],
+        caught_by: "workloads-inside",
+    },
+    Mistake {
+        region: "join-cgroup",
+        name: "the workload put in the pids hierarchy only (v1: memory, cpu and freezer do not hold it)",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region(
+            "join-cgroup",
+            "write_control(&cgroup.dir(\"pids\")?.join(\"cgroup.procs\"), &pid.to_string())",
+        )],
+        caught_by: "workloads-inside",
+    },
+    Mistake {
+        region: "kill-cgroup",
+        name: "only the first process of the cgroup killed: the bomb's children live on",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region(
+            "kill-cgroup",
+            "if let Some(first) = procs(cgroup.dir(\"pids\")?)?.first() {\n    \
+                 kill(*first, Signal::SIGKILL).map_err(LabError::sys(\"kill\", first))?;\n\
+             }\n\
+             Ok(())",
+        )],
+        caught_by: "cgroup-killed",
+    },
+    Mistake {
+        region: "kill-cgroup",
+        name: "SIGTERM instead of SIGKILL: the bomb's children ignore it",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region(
+            "kill-cgroup",
+            "for pid in procs(cgroup.dir(\"pids\")?)? {\n    \
+                 kill(pid, Signal::SIGTERM).map_err(LabError::sys(\"kill\", pid))?;\n\
+             }\n\
+             Ok(())",
+        )],
+        caught_by: "cgroup-killed",
+    },
+    Mistake {
+        region: "freeze",
+        name: "lie: SIGSTOP and SIGCONT to each process instead of the freezer",
+        kind: MistakeKind::Lie,
+        edits: &[
+            Edit::Region(
+                "freeze",
+                "let signal = if frozen { Signal::SIGSTOP } else { Signal::SIGCONT };\n\
+                 for pid in procs(cgroup.dir(\"pids\")?)? {\n    \
+                     kill(pid, signal).map_err(LabError::sys(\"kill\", pid))?;\n\
+                 }\n\
+                 Ok(())",
+            ),
+            Edit::Replace(
+                "    set_frozen(&cgroup, true)?;\n    wait_freezer(&cgroup, true)?;",
+                "    set_frozen(&cgroup, true)?;",
+            ),
+        ],
+        caught_by: "frozen",
+    },
+    Mistake {
+        region: "freeze",
+        name:
+            "the value for the other cgroup version (\"1\" into v1's freezer.state, \"FROZEN\" into v2's cgroup.freeze)",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region(
+            "freeze",
+            "let (file, _, _) = cgroup.freezer()?;\n\
+             let value = match (cgroup.version, frozen) {\n    \
+                 (Version::V1, true) => \"1\",\n    \
+                 (Version::V1, false) => \"0\",\n    \
+                 (Version::V2, true) => \"FROZEN\",\n    \
+                 (Version::V2, false) => \"THAWED\",\n\
+             };\n\
+             write_control(&file, value)",
+        )],
+        caught_by: "frozen",
+    },
+    Mistake {
+        region: "move-out",
+        name: "nothing moved out: the busy loop is killed inside the cgroup",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region("move-out", "let _ = (system, pid);\nOk(())")],
+        caught_by: "moved-out",
+    },
+    Mistake {
+        region: "move-out",
+        name: "moved out in the pids hierarchy only",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region(
+            "move-out",
+            "let hierarchy = system.hierarchies.iter().find(|h| h.controllers.contains(&\"pids\"));\n\
+             let own = hierarchy.map(|h| h.own.clone()).unwrap_or_default();\n\
+             write_control(&own.join(\"cgroup.procs\"), &pid.to_string())",
+        )],
+        caught_by: "moved-out",
+    },
+    Mistake {
+        region: "remove-cgroup",
+        name: "the cgroup left behind",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region("remove-cgroup", "let _ = cgroup;\nOk(())")],
+        caught_by: "cgroup-removed",
+    },
+    Mistake {
+        region: "remove-cgroup",
+        name: "rm -r instead of rmdir: the kernel's files cannot be unlinked",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region(
+            "remove-cgroup",
+            "for dir in cgroup.paths() {\n    \
+                 std::fs::remove_dir_all(dir).map_err(LabError::io(\"rm -r\", dir))?;\n\
+             }\n\
+             Ok(())",
+        )],
+        caught_by: "cgroup-removed",
+    },
+];
