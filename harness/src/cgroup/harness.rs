@@ -684,6 +684,42 @@ mod tests {
         assert_eq!(fs.paths(), ["/sys/fs/cgroup"]);
     }
 
+    /// A lab that makes cgroups of its own (cgroup-limits): its run hands pids, memory and
+    /// cpu down, the lab sits in the leaf `<run>/lab`, and the lab's own cgroup beside it
+    /// takes limits. Other labs' runs are made as before; the leaf is not a leak, the
+    /// lab's cgroup left behind is.
+    #[test]
+    fn pure_v2_a_lab_with_cgroups_of_its_own_sits_in_a_leaf_of_its_run() {
+        const WANTED: &[&str] = &["pids", "memory", "cpu", "cpuacct", "freezer"];
+        let fs = FakeV2::new("/sys/fs/cgroup", &["cpu", "memory", "pids"]);
+        fs.add("/sys/fs/cgroup", &[], &[1, CILAB]);
+        let setup = pure_v2("cpu memory pids");
+        let mut placement = Placement::make(&fs, &setup, &in_v2("/"), CILAB).expect("placed");
+        assert_eq!(placement.places[0].controllers, ["pids", "memory"], "cpu only once a lab asks");
+        assert!(placement.enable_for_lab(&fs, &setup, WANTED).is_empty());
+        assert_eq!(placement.places[0].controllers, ["pids", "memory", "cpu"]);
+        let limits = Limits { lab_controllers: WANTED, ..Limits::default() };
+        let run = RunCgroup::create_in(&fs, &placement, "cgroup-limits-4242-0", &limits).expect("made");
+        let dir = "/sys/fs/cgroup/cilab/cgroup-limits-4242-0";
+        assert_eq!(run.dirs[0].leaf.as_deref(), Some(Path::new(&format!("{dir}/lab"))));
+        let handed: Vec<&str> = ["cpu", "memory", "pids"].into();
+        assert_eq!(fs.group(dir).expect("run").subtree.iter().map(String::as_str).collect::<Vec<_>>(), handed);
+        assert!(run.limits_applied.contains(&"pids.max=256 (v2)".to_string()), "{:?}", run.limits_applied);
+        // The lab joins its leaf; its own cgroup, beside the leaf, takes a cpu quota.
+        fs.write(&run.dirs[0].leaf.clone().expect("leaf").join("cgroup.procs"), "5000").expect("joins the leaf");
+        fs.add(&format!("{dir}/lab-limits"), &[], &[]);
+        fs.write(Path::new(&format!("{dir}/lab-limits/cpu.max")), "20000 100000").expect("cpu reaches the lab");
+        fs.groups.borrow_mut().get_mut(Path::new(&format!("{dir}/lab"))).expect("leaf").procs.clear();
+        // Another lab's run: no leaf, nothing handed down.
+        let other = RunCgroup::create_in(&fs, &placement, "pid-ns-4242-1", &Limits::default()).expect("made");
+        assert!(other.dirs[0].leaf.is_none());
+        assert!(fs.group("/sys/fs/cgroup/cilab/pid-ns-4242-1").expect("run").subtree.is_empty());
+        let left = run.remove_in(&fs).expect("removed");
+        assert_eq!(left, [PathBuf::from(format!("{dir}/lab-limits"))], "the leaf is the harness's, not a leak");
+        assert!(other.remove_in(&fs).expect("removed").is_empty());
+        assert!(placement.leave(&fs, CILAB).is_empty());
+    }
+
     /// This project's build machines: an empty v2 beside v1 controllers, cilab's memory
     /// cgroup nested, the others at the root.
     #[test]
