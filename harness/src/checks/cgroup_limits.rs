@@ -140,7 +140,10 @@ pub const VERDICTS: [VerdictSpec; 10] = [
         region: Some("limit-pids"),
         requires: &["workloads-inside"],
         hint: "write the limit into pids.max of the lab's cgroup, not of the run's, before the bomb starts",
+        // Every limit is written before the first stage: a lab that stops there is hinted
+        // at each region that could have stopped it (the version is that stage's fact).
         decide: |e| {
+            e.get(VERSION)?;
             Some(
                 e.get(PIDS_MAX_FILE)? == PIDS_MAX.to_string()
                     && e.get(BOMB_PROCESSES)? == PIDS_MAX as usize
@@ -178,6 +181,7 @@ pub const VERDICTS: [VerdictSpec; 10] = [
         requires: &["workloads-inside"],
         hint: "the limit is in bytes, in the memory hierarchy's file for this cgroup version, with swap left no room",
         decide: |e| {
+            e.get(VERSION)?;
             Some(e.get(HOG_EXIT)? == "killed by SIGKILL" && e.get(OOM_KILLS)? >= 1 && e.get(PEAK_WITHIN)?)
         },
     },
@@ -189,6 +193,7 @@ pub const VERDICTS: [VerdictSpec; 10] = [
         requires: &["workloads-inside"],
         hint: "quota first, then period, both in microseconds: v2 cpu.max \"<quota> <period>\", v1 cpu.cfs_quota_us and cpu.cfs_period_us",
         decide: |e| {
+            e.get(VERSION)?;
             Some(e.get(CPU_SHARE)? == CPU_SHARE_OK && e.get(THROTTLED_GREW)? && e.get(THROTTLED_TIME_GREW)?)
         },
     },

@@ -274,6 +274,11 @@ fn run(args: &LabArgs) -> Result<()> {
         "rmdir /sys/fs/cgroup/<parent>/lab-limits",
     );
     remove_cgroup(&cgroup)?;
+    // What is still there is removed on the way out (the rmdir registered in step 1).
+    let left: Vec<String> = cgroup.paths().filter(|dir| dir.exists()).map(|dir| dir.display().to_string()).collect();
+    if !left.is_empty() {
+        return Err(anyhow!("the cgroup is still there after remove_cgroup: {}", left.join(", ")));
+    }
     for dir in cgroup.paths() {
         cleanup::forget_undo(&["rmdir", &dir.to_string_lossy()]);
     }
