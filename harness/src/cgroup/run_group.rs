@@ -228,15 +228,15 @@ impl RunCgroup {
                     for pid in &procs {
                         let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
                     }
-                    if let Some(dir) = &freezer {
-                        // A cgroup the lab froze below stays frozen when its parent thaws:
-                        // thaw those too, so that every SIGKILL lands.
-                        let mut nested = Vec::new();
-                        collect_subdirs(&Kernel, dir, &mut nested);
-                        for sub in nested.iter().chain(std::iter::once(dir)) {
-                            let _ = write_file(&sub.join("freezer.state"), "THAWED");
-                        }
-                    }
+                }
+            }
+            if let Some(dir) = &freezer {
+                // A v1 cgroup the lab froze below holds its tasks' SIGKILL (cgroup.kill's
+                // too, on a hybrid machine) until it thaws: thaw it, and the run's own.
+                let mut nested = Vec::new();
+                collect_subdirs(&Kernel, dir, &mut nested);
+                for sub in nested.iter().chain(std::iter::once(dir)) {
+                    let _ = write_file(&sub.join("freezer.state"), "THAWED");
                 }
             }
             // Wake when they have all exited (or the deadline passed), then look again:
