@@ -868,20 +868,27 @@ pub const MISTAKES: [Mistake; 19] = [
     },
     Mistake {
         region: "kill-cgroup",
-        name: "only the first process of the cgroup killed: the bomb's children live on",
+        name: "v1: frozen and killed, never thawed: the SIGKILLs wait for a thaw that does not come",
         kind: MistakeKind::Mistake,
         edits: &[Edit::Region(
             "kill-cgroup",
-            "if let Some(first) = procs(cgroup.dir(\"pids\")?)?.first() {\n    \
-                 kill(*first, Signal::SIGKILL).map_err(LabError::sys(\"kill\", first))?;\n\
-             }\n\
-             Ok(())",
+            "match cgroup.version {\n    \
+                 Version::V2 => write_control(&cgroup.dir(\"pids\")?.join(\"cgroup.kill\"), \"1\"),\n    \
+                 Version::V1 => {\n        \
+                     write_control(&cgroup.dir(\"freezer\")?.join(\"freezer.state\"), \"FROZEN\")?;\n        \
+                     wait_freezer(cgroup, true)?;\n        \
+                     for pid in procs(cgroup.dir(\"freezer\")?)? {\n            \
+                         kill(pid, Signal::SIGKILL).map_err(LabError::sys(\"kill\", pid))?;\n        \
+                     }\n        \
+                     Ok(())\n    \
+                 }\n\
+             }",
         )],
         caught_by: "cgroup-killed",
     },
     Mistake {
         region: "kill-cgroup",
-        name: "SIGTERM instead of SIGKILL: the bomb's children ignore it",
+        name: "SIGTERM instead of SIGKILL: the bomb and its children ignore it",
         kind: MistakeKind::Mistake,
         edits: &[Edit::Region(
             "kill-cgroup",

@@ -163,8 +163,12 @@ fn run(args: &LabArgs) -> Result<()> {
         "v2: write(\"cgroup.kill\", \"1\"); v1: write(\"freezer.state\", \"FROZEN\"), kill(pid, SIGKILL) for each, write(\"freezer.state\", \"THAWED\")",
         "echo 1 > .../lab-limits/cgroup.kill   (v1: freeze, kill -9 $(cat .../cgroup.procs), thaw)",
     );
+    // v1 freezes to kill: should anything go wrong, the way out thaws before it kills.
+    let (freezer, _, thawed) = cgroup.freezer()?;
+    cleanup::track_write_before_kill(&freezer, thawed);
     kill_cgroup(&cgroup)?;
     wait_empty(&cgroup, bomb.pid)?;
+    cleanup::forget_write_before_kill(&freezer);
     cleanup::forget_child(bomb.pid);
     lab.saw(&format!("cgroup.procs is empty; pids.current {}", read_trimmed(&pids_dir.join("pids.current"))));
     lab.why("a bomb forks faster than anyone can kill it one by one: killing the cgroup (or freezing it first, on v1) leaves it no time to fork.");
@@ -474,16 +478,23 @@ impl Workload {
     }
 }
 
-/// The bomb: forks until the kernel refuses (or BOMB_FORKS times), then says ready. Its
-/// children ignore SIGTERM and sleep: only a SIGKILL ends them.
+/// The bomb: forks until the kernel refuses (or BOMB_FORKS times), then says ready. It
+/// and its children ignore SIGTERM and sleep: only a SIGKILL ends them. Each child dies
+/// with the bomb (PR_SET_PDEATHSIG), as the bomb dies with the lab.
 fn bomb(end: &mut child::ChildEnd) -> i32 {
+    // SAFETY: ignoring a signal installs no handler code; the children inherit it.
+    let _ = unsafe { signal(Signal::SIGTERM, SigHandler::SigIgn) };
+    let bomb = nix::unistd::getpid();
     for _ in 0..BOMB_FORKS {
-        // SAFETY: the child only sets its name and signal disposition and pauses.
+        // SAFETY: the child only sets its name and death signal and pauses.
         match unsafe { fork() } {
             Ok(ForkResult::Child) => {
                 let _ = child::set_name(BOMB_CHILD_COMM);
-                // SAFETY: ignoring a signal installs no handler code.
-                let _ = unsafe { signal(Signal::SIGTERM, SigHandler::SigIgn) };
+                let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+                // The bomb may have died before the line above: then nobody would kill us.
+                if nix::unistd::getppid() != bomb {
+                    child::exit_now(1);
+                }
                 loop {
                     pause();
                 }
