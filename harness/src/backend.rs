@@ -151,7 +151,9 @@ impl Local {
     ) -> Result<RunOutcome> {
         let (stages, args) = variant.map_or((lab.stages, &[][..]), |v| (v.stages, v.args));
         let binary = self.binaries.join(lab.binary);
-        let mut run = LabRun::start(lab.name, &binary, &self.setup, options.clone(), lab.prepare, args)?;
+        let mut options = options.clone();
+        options.limits.lab_controllers = lab.needs.cgroup_controllers;
+        let mut run = LabRun::start(lab.name, &binary, &self.setup, options, lab.prepare, args)?;
         let mut observer = (lab.observer)();
         let mut stop: Option<Stop> = None;
         for stage in stages {
@@ -260,7 +262,14 @@ pub fn preflight(lab: &LabSpec, setup: &CgroupSetup) -> std::result::Result<(), 
         }
     }
     for controller in lab.needs.cgroup_controllers {
-        if !setup.v1.contains_key(*controller) && !setup.v2_has(controller) {
+        // Pure v2 folds cpuacct into cpu and has the freezer in every cgroup (cgroup.freeze).
+        let in_v2_core = setup.layout == crate::cgroup::CgroupLayout::V2
+            && match *controller {
+                "freezer" => true,
+                "cpuacct" => setup.v2_has("cpu"),
+                _ => false,
+            };
+        if !setup.v1.contains_key(*controller) && !setup.v2_has(controller) && !in_v2_core {
             return Err(format!("this machine offers no `{controller}` cgroup controller (see `cilab doctor`)"));
         }
     }

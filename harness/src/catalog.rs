@@ -152,7 +152,7 @@ const BUSYBOX: Tool = Tool { program: "busybox", package: "busybox-static", must
 const ECHO: Tool = Tool { program: "echo", package: "coreutils", must_be_static: false };
 const LDD: Tool = Tool { program: "ldd", package: "libc-bin", must_be_static: false };
 
-static LABS: [LabSpec; 5] = [
+static LABS: [LabSpec; 6] = [
     LabSpec {
         name: "chroot-jail",
         order: 1,
@@ -252,6 +252,24 @@ static LABS: [LabSpec; 5] = [
         prepare: checks::userns_maps::prepare,
         observer: checks::userns_maps::observer,
         mistakes: &checks::userns_maps::MISTAKES,
+    },
+    LabSpec {
+        name: "cgroup-limits",
+        order: 6,
+        title: "How much you may use",
+        summary:
+            "make a cgroup under the run's, hold a fork bomb, a memory hog and a busy loop to its limits, freeze it",
+        package: "lab-cgroup-limits",
+        binary: "lab-cgroup-limits",
+        source: include_str!("../../labs/cgroup-limits/src/main.rs"),
+        stages: &labkit::protocol::cgroup_limits::STAGES,
+        variants: &[],
+        needs: Needs { root: true, tools: &[], cgroup_controllers: &["pids", "memory", "cpu", "cpuacct", "freezer"] },
+        available: || Ok(()),
+        verdicts: &checks::cgroup_limits::VERDICTS,
+        prepare: checks::cgroup_limits::prepare,
+        observer: checks::cgroup_limits::observer,
+        mistakes: &checks::cgroup_limits::MISTAKES,
     },
 ];
 

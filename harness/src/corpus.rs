@@ -116,18 +116,42 @@ pub fn entries(lab: &'static LabSpec) -> Result<Vec<Entry>> {
             region: mistake.region.to_string(),
             name: mistake.name.to_string(),
             kind: mistake.kind,
-            edits: mistake
-                .edits
-                .iter()
-                .map(|edit| match edit {
-                    Edit::Region(region, body) => (Some(region.to_string()), String::new(), body.to_string()),
-                    Edit::Replace(find, with) => (None, find.to_string(), with.to_string()),
-                })
-                .collect(),
+            edits: edit_list(mistake.edits),
             caught_by: Some(mistake.caught_by.to_string()),
         });
     }
     Ok(entries)
+}
+
+fn edit_list(edits: &[Edit]) -> Vec<(Option<String>, String, String)> {
+    edits
+        .iter()
+        .map(|edit| match edit {
+            Edit::Region(region, body) => (Some(region.to_string()), String::new(), body.to_string()),
+            Edit::Replace(find, with) => (None, find.to_string(), with.to_string()),
+        })
+        .collect()
+}
+
+/// Grades `lab` with its source changed by `edits`, built in a copy of `workspace` of its
+/// own (`target/cilab-edited`, apart from the corpus's): a lab as a student might have
+/// written it, for a test that reads the report's facts.
+pub fn grade_edited(lab: &'static LabSpec, workspace: &Path, edits: &[Edit]) -> Result<crate::report::LabReport> {
+    let tree = workspace.join("target").join("cilab-edited");
+    copy_tree(workspace, &tree)?;
+    let entry = Entry {
+        lab,
+        region: String::new(),
+        name: "edited".to_string(),
+        kind: MistakeKind::Mistake,
+        edits: edit_list(edits),
+        caught_by: None,
+    };
+    let source_path = tree.join("labs").join(lab.name).join("src/main.rs");
+    let original = std::fs::read_to_string(&source_path).map_err(Error::io("read", &source_path))?;
+    write_if_changed(&source_path, &entry.apply(&original)?)?;
+    crate::labbuild::cargo_build(&tree, &[lab.package])?;
+    Local::new(tree.join("target").join("debug"))?.check(lab, &RunOptions::default())
 }
 
 /// What happened to one entry.

@@ -164,6 +164,9 @@ fn abort(record: &RunRecord) {
     let _ = dismantle(record);
 }
 
+/// How a leak of a cgroup the lab made in the run's and did not remove begins.
+pub const LEFT_CGROUP: &str = "the lab left a cgroup behind";
+
 /// Ends a run on the host: kills what is left in its cgroup, reaps the orphans, removes
 /// the cgroup (and any a lab nested in it) and the scratch dir (detaching mounts left in
 /// it), and forgets the record. Returns what it had to clean, as leaks.
@@ -174,7 +177,7 @@ fn dismantle(record: &RunRecord) -> Vec<String> {
     }
     reap_orphans();
     match record.cgroup.remove() {
-        Ok(nested) => leaks.extend(nested.iter().map(|d| format!("the lab left a cgroup behind: {}", d.display()))),
+        Ok(nested) => leaks.extend(nested.iter().map(|d| format!("{LEFT_CGROUP}: {}", d.display()))),
         Err(error) => leaks.push(format!("could not remove the run's cgroup: {error}")),
     }
     leaks.extend(registry::remove_scratch(&record.scratch));
@@ -366,6 +369,11 @@ impl LabRun {
         &self.record.scratch
     }
 
+    /// The run's own cgroup: its directory in each hierarchy.
+    pub fn cgroup(&self) -> &RunCgroup {
+        &self.record.cgroup
+    }
+
     pub fn cgroup_limits(&self) -> &[String] {
         &self.record.cgroup.limits_applied
     }
@@ -545,7 +553,10 @@ impl LabRun {
         // std reaps the lab itself, before `dismantle` reaps everything else.
         let exit = exited.or_else(|| self.child.wait().ok());
         leaks.extend(host_changes(&self.mount_ns));
-        leaks.extend(dismantle(&self.record));
+        let dismantled = dismantle(&self.record);
+        // A lab the harness killed (an injected fault) had no chance to remove the cgroups
+        // it made: they are removed all the same, and not charged to it.
+        leaks.extend(dismantled.into_iter().filter(|l| !(self.killed_by_harness && l.starts_with(LEFT_CGROUP))));
         leaks.extend(leaks::processes_left(&self.record.cgroup, &self.namespaces));
         leaks.extend(leaks::files_left(&self.record.cgroup, &self.record.scratch));
         leaks.dedup();
@@ -693,7 +704,8 @@ pub fn run_by_hand(spec: &LabSpec, binary: &Path, setup: &CgroupSetup, how: ByHa
     }
     become_subreaper()?;
     let id = format!("{lab}-{}-by-hand-{}", std::process::id(), RUN_COUNTER.fetch_add(1, Ordering::SeqCst));
-    let record = open_run(lab, &id, setup, &Limits::default())?;
+    let limits = Limits { lab_controllers: spec.needs.cgroup_controllers, ..Limits::default() };
+    let record = open_run(lab, &id, setup, &limits)?;
     let mount_ns = match RunMountNs::create(&record.scratch) {
         Ok(ns) => ns,
         Err(error) => {

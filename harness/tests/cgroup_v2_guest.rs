@@ -85,6 +85,14 @@ fn every_lab_passes_and_is_bounded_on_pure_cgroup_v2() {
     assert_eq!(exit.trim(), expected_exit, "cilab check in the guest (skipped: {skipped:?})\n{context}");
     assert_eq!(report.summary.max_points, labs.iter().map(|l| l.max_points()).sum::<u32>());
 
+    // The cgroup-limits lab's facts on pure v2 (its v1/hybrid ones: tests/lab_cgroup_limits.rs).
+    if let Some(lab) = report.labs.iter().find(|l| l.lab == "cgroup-limits") {
+        insta::assert_yaml_snapshot!("cgroup_limits_observations_v2", lab.observations);
+    }
+    for line in errors.lines().chain(console.lines()).filter(|l| l.contains("cilab figures:")) {
+        eprintln!("v2 guest: {line}");
+    }
+
     let limits = Limits::default();
     let expected = [
         format!("pids.max={} (v2)", limits.pids_max),

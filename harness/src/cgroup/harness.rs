@@ -30,7 +30,13 @@ pub const LEAF_PREFIX: &str = "harness-";
 /// Controllers a run is bounded with on v2.
 const V2_WANTED: [&str; 2] = ["pids", "memory"];
 /// v1 hierarchies a run gets a cgroup in (freezer: to stop a fork bomb while killing it).
-const V1_USED: [&str; 3] = ["pids", "memory", "freezer"];
+pub const V1_USED: [&str; 3] = ["pids", "memory", "freezer"];
+/// v1 hierarchies a run gets a cgroup in only when its lab declares the controller
+/// (`Needs::cgroup_controllers`): other labs' runs are made as before.
+const V1_ON_REQUEST: [&str; 2] = ["cpu", "cpuacct"];
+/// The v2 leaf, inside a run's cgroup, that holds the lab when the lab makes cgroups of
+/// its own: the run's cgroup then hands controllers down, so it may hold no process.
+pub const RUN_LEAF: &str = "lab";
 /// Controllers whose limits every run must have, or say why not.
 const BOUNDED_BY: [&str; 2] = ["pids", "memory"];
 
@@ -49,6 +55,8 @@ pub struct Place {
     /// v2: what cilab added to `start`'s subtree_control itself, undone at exit so that
     /// `start` can take cilab back (the root cgroup's is left: others may use it).
     pub enabled_in_start: Vec<String>,
+    /// v2: `start` is the hierarchy's root (which may hold processes and hand controllers down).
+    pub start_is_root: bool,
 }
 
 /// Where cilab and its runs are, in every hierarchy it uses.
@@ -77,7 +85,7 @@ impl Placement {
         }
         // Co-mounted v1 controllers share one hierarchy, hence one run dir.
         let mut v1: BTreeMap<&Path, Vec<String>> = BTreeMap::new();
-        for controller in V1_USED.into_iter().filter(|c| !setup.v2_has(c)) {
+        for controller in V1_USED.into_iter().chain(V1_ON_REQUEST).filter(|c| !setup.v2_has(c)) {
             if let Some(mount) = setup.v1.get(controller) {
                 v1.entry(mount.as_path()).or_default().push(controller.to_string());
             }
@@ -94,6 +102,7 @@ impl Placement {
                 leaf: None,
                 controllers,
                 enabled_in_start: Vec::new(),
+                start_is_root: false,
             });
         }
         for controller in BOUNDED_BY {
@@ -136,7 +145,7 @@ impl Placement {
 impl Place {
     pub fn group_dir(&self, path: PathBuf) -> GroupDir {
         let controller = (self.version == Version::V1).then(|| self.controllers.join(","));
-        GroupDir { path, version: self.version, controller }
+        GroupDir { path, version: self.version, controller, leaf: None }
     }
 }
 
@@ -164,54 +173,75 @@ fn place_v2(
         leaf: Some(leaf),
         controllers: Vec::new(),
         enabled_in_start: Vec::new(),
+        start_is_root,
     };
-    let start_controllers = start.join("cgroup.controllers");
-    let start_subtree = start.join("cgroup.subtree_control");
-    let offered = fs.read(&start_controllers).map(|t| words(&t)).unwrap_or_default();
     for controller in wanted {
-        if !offered.iter().any(|c| c == controller) {
-            missing.push((
-                controller.to_string(),
-                format!(
-                    "{} does not list `{controller}`: the cgroup cilab was started in is not given it by its \
-                     parent (start cilab in a delegated cgroup)",
-                    start_controllers.display()
-                ),
-            ));
-            continue;
-        }
-        let enabled = fs.read(&start_subtree).map(|t| words(&t)).unwrap_or_default();
-        if !enabled.iter().any(|c| c == controller) {
-            // cilab has left `start`: if it was alone there, `start` may now hand it down.
-            match fs.write(&start_subtree, &format!("+{controller}")) {
-                Ok(()) if start_is_root => {}
-                Ok(()) => place.enabled_in_start.push(controller.to_string()),
-                Err(error) => {
-                    let why = if error.raw_os_error() == Some(libc::EBUSY) {
-                        format!(
-                            "{} holds other processes, so its cgroup.subtree_control cannot gain `{controller}` \
-                             (cgroup v2 lets no cgroup but the root hold processes and hand controllers down); \
-                             start cilab in a cgroup of its own",
-                            start.display()
-                        )
-                    } else {
-                        format!("writing +{controller} to {}: {error}", start_subtree.display())
-                    };
-                    missing.push((controller.to_string(), why));
-                    continue;
-                }
-            }
-        }
-        let parent_subtree = parent.join("cgroup.subtree_control");
-        match fs.write(&parent_subtree, &format!("+{controller}")) {
+        match enable_v2(fs, &mut place, controller) {
             Ok(()) => place.controllers.push(controller.to_string()),
-            Err(error) => missing.push((
-                controller.to_string(),
-                format!("writing +{controller} to {}: {error}", parent_subtree.display()),
-            )),
+            Err(why) => missing.push((controller.to_string(), why)),
         }
     }
     Ok(place)
+}
+
+/// Makes `controller` reach the runs: enabled in `start`'s subtree_control (if it is not
+/// yet, and cilab may) and in `<start>/cilab`'s. Says why when it cannot.
+fn enable_v2(fs: &dyn CgroupFs, place: &mut Place, controller: &str) -> std::result::Result<(), String> {
+    let start = place.start.clone();
+    let start_controllers = start.join("cgroup.controllers");
+    let start_subtree = start.join("cgroup.subtree_control");
+    let offered = fs.read(&start_controllers).map(|t| words(&t)).unwrap_or_default();
+    if !offered.iter().any(|c| c == controller) {
+        return Err(format!(
+            "{} does not list `{controller}`: the cgroup cilab was started in is not given it by its \
+             parent (start cilab in a delegated cgroup)",
+            start_controllers.display()
+        ));
+    }
+    let enabled = fs.read(&start_subtree).map(|t| words(&t)).unwrap_or_default();
+    if !enabled.iter().any(|c| c == controller) {
+        // cilab has left `start`: if it was alone there, `start` may now hand it down.
+        match fs.write(&start_subtree, &format!("+{controller}")) {
+            Ok(()) if place.start_is_root => {}
+            Ok(()) => place.enabled_in_start.push(controller.to_string()),
+            Err(error) => {
+                return Err(if error.raw_os_error() == Some(libc::EBUSY) {
+                    format!(
+                        "{} holds other processes, so its cgroup.subtree_control cannot gain `{controller}` \
+                         (cgroup v2 lets no cgroup but the root hold processes and hand controllers down); \
+                         start cilab in a cgroup of its own",
+                        start.display()
+                    )
+                } else {
+                    format!("writing +{controller} to {}: {error}", start_subtree.display())
+                })
+            }
+        }
+    }
+    let parent_subtree = place.parent.join("cgroup.subtree_control");
+    fs.write(&parent_subtree, &format!("+{controller}"))
+        .map_err(|error| format!("writing +{controller} to {}: {error}", parent_subtree.display()))
+}
+
+impl Placement {
+    /// Makes the v2 controllers a lab declares (`cpu`, say) reach the runs too, once: the
+    /// first run of such a lab enables them where cilab enabled pids and memory. Returns
+    /// what could not be enabled, with why, for the run's limits.
+    pub fn enable_for_lab(&mut self, fs: &dyn CgroupFs, setup: &CgroupSetup, wanted: &[&str]) -> Vec<String> {
+        let mut missing = Vec::new();
+        for place in self.places.iter_mut().filter(|p| p.version == Version::V2) {
+            for controller in wanted.iter().filter(|c| setup.v2_has(c)) {
+                if place.controllers.iter().any(|c| c == controller) {
+                    continue;
+                }
+                match enable_v2(fs, place, controller) {
+                    Ok(()) => place.controllers.push(controller.to_string()),
+                    Err(why) => missing.push(format!("{controller} not enabled for the lab (v2): {why}")),
+                }
+            }
+        }
+        missing
+    }
 }
 
 fn leave_v2(fs: &dyn CgroupFs, place: &Place, leaf: &Path, pid: u32) -> Vec<String> {
@@ -284,13 +314,13 @@ fn state() -> MutexGuard<'static, State> {
 
 /// Runs `make` with cilab placed (placing it first if need be), under the lock that
 /// `close` takes: once cilab is closing, no run cgroup is made any more.
-pub fn with_placement<T>(setup: &CgroupSetup, make: impl FnOnce(&Placement) -> Result<T>) -> Result<T> {
+pub fn with_placement<T>(setup: &CgroupSetup, make: impl FnOnce(&mut Placement) -> Result<T>) -> Result<T> {
     let mut state = state();
     if let State::Unplaced = *state {
         let membership = Membership::read("self")?;
         *state = State::Placed(Placement::make(&Kernel, setup, &membership, std::process::id())?);
     }
-    match &*state {
+    match &mut *state {
         State::Placed(placement) => make(placement),
         _ => Err(Error::Cgroup("cilab is exiting: it makes no new run cgroup".into())),
     }
@@ -652,6 +682,42 @@ mod tests {
         run.remove_in(&fs).expect("removed");
         assert!(second.leave(&fs, 20).is_empty());
         assert_eq!(fs.paths(), ["/sys/fs/cgroup"]);
+    }
+
+    /// A lab that makes cgroups of its own (cgroup-limits): its run hands pids, memory and
+    /// cpu down, the lab sits in the leaf `<run>/lab`, and the lab's own cgroup beside it
+    /// takes limits. Other labs' runs are made as before; the leaf is not a leak, the
+    /// lab's cgroup left behind is.
+    #[test]
+    fn pure_v2_a_lab_with_cgroups_of_its_own_sits_in_a_leaf_of_its_run() {
+        const WANTED: &[&str] = &["pids", "memory", "cpu", "cpuacct", "freezer"];
+        let fs = FakeV2::new("/sys/fs/cgroup", &["cpu", "memory", "pids"]);
+        fs.add("/sys/fs/cgroup", &[], &[1, CILAB]);
+        let setup = pure_v2("cpu memory pids");
+        let mut placement = Placement::make(&fs, &setup, &in_v2("/"), CILAB).expect("placed");
+        assert_eq!(placement.places[0].controllers, ["pids", "memory"], "cpu only once a lab asks");
+        assert!(placement.enable_for_lab(&fs, &setup, WANTED).is_empty());
+        assert_eq!(placement.places[0].controllers, ["pids", "memory", "cpu"]);
+        let limits = Limits { lab_controllers: WANTED, ..Limits::default() };
+        let run = RunCgroup::create_in(&fs, &placement, "cgroup-limits-4242-0", &limits).expect("made");
+        let dir = "/sys/fs/cgroup/cilab/cgroup-limits-4242-0";
+        assert_eq!(run.dirs[0].leaf.as_deref(), Some(Path::new(&format!("{dir}/lab"))));
+        let handed: Vec<&str> = ["cpu", "memory", "pids"].into();
+        assert_eq!(fs.group(dir).expect("run").subtree.iter().map(String::as_str).collect::<Vec<_>>(), handed);
+        assert!(run.limits_applied.contains(&"pids.max=256 (v2)".to_string()), "{:?}", run.limits_applied);
+        // The lab joins its leaf; its own cgroup, beside the leaf, takes a cpu quota.
+        fs.write(&run.dirs[0].leaf.clone().expect("leaf").join("cgroup.procs"), "5000").expect("joins the leaf");
+        fs.add(&format!("{dir}/lab-limits"), &[], &[]);
+        fs.write(Path::new(&format!("{dir}/lab-limits/cpu.max")), "20000 100000").expect("cpu reaches the lab");
+        fs.groups.borrow_mut().get_mut(Path::new(&format!("{dir}/lab"))).expect("leaf").procs.clear();
+        // Another lab's run: no leaf, nothing handed down.
+        let other = RunCgroup::create_in(&fs, &placement, "pid-ns-4242-1", &Limits::default()).expect("made");
+        assert!(other.dirs[0].leaf.is_none());
+        assert!(fs.group("/sys/fs/cgroup/cilab/pid-ns-4242-1").expect("run").subtree.is_empty());
+        let left = run.remove_in(&fs).expect("removed");
+        assert_eq!(left, [PathBuf::from(format!("{dir}/lab-limits"))], "the leaf is the harness's, not a leak");
+        assert!(other.remove_in(&fs).expect("removed").is_empty());
+        assert!(placement.leave(&fs, CILAB).is_empty());
     }
 
     /// This project's build machines: an empty v2 beside v1 controllers, cilab's memory

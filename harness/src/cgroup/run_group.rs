@@ -23,12 +23,16 @@ use crate::probe::pidfd::PidFd;
 pub struct Limits {
     pub pids_max: u32,
     pub memory_max_bytes: u64,
+    /// Controllers the lab makes cgroups of its own with (`Needs::cgroup_controllers`):
+    /// the run's cgroup then exists in their v1 hierarchies too, and on v2 it hands them
+    /// down to the lab's cgroups, the lab itself sitting in the leaf `<run>/lab`.
+    pub lab_controllers: &'static [&'static str],
 }
 
 impl Default for Limits {
     fn default() -> Self {
         // Generous for a lab (a handful of processes), tight enough for a fork bomb.
-        Limits { pids_max: 256, memory_max_bytes: 512 * 1024 * 1024 }
+        Limits { pids_max: 256, memory_max_bytes: 512 * 1024 * 1024, lab_controllers: &[] }
     }
 }
 
@@ -45,6 +49,10 @@ pub struct GroupDir {
     pub version: Version,
     /// The v1 controllers of this hierarchy ("pids", or "cpu,cpuacct" co-mounted); `None` for v2.
     pub controller: Option<String>,
+    /// Where the lab's processes are put, when not in `path` itself: on v2, the leaf
+    /// `<run>/lab` of a lab that makes cgroups of its own beside it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leaf: Option<PathBuf>,
 }
 
 impl GroupDir {
@@ -65,7 +73,12 @@ impl RunCgroup {
     /// Creates `<start>/cilab/<run_id>` in each useful hierarchy, `<start>` being where
     /// cilab was started (placing cilab itself first, once), and writes the limits.
     pub fn create(setup: &CgroupSetup, run_id: &str, limits: &Limits) -> Result<Self> {
-        harness::with_placement(setup, |placement| Self::create_in(&Kernel, placement, run_id, limits))
+        harness::with_placement(setup, |placement| {
+            let missing = placement.enable_for_lab(&Kernel, setup, limits.lab_controllers);
+            let mut group = Self::create_in(&Kernel, placement, run_id, limits)?;
+            group.limits_applied.extend(missing);
+            Ok(group)
+        })
     }
 
     pub fn create_in(fs: &dyn CgroupFs, placement: &Placement, run_id: &str, limits: &Limits) -> Result<Self> {
@@ -81,7 +94,14 @@ impl RunCgroup {
     }
 
     fn populate(&mut self, fs: &dyn CgroupFs, placement: &Placement, run_id: &str, limits: &Limits) -> Result<()> {
+        let for_lab = |c: &String| limits.lab_controllers.contains(&c.as_str());
         for place in &placement.places {
+            // A v1 hierarchy that only a lab asks for (cpu) gets a run dir only for that lab.
+            if place.version == Version::V1
+                && !place.controllers.iter().any(|c| harness::V1_USED.contains(&c.as_str()) || for_lab(c))
+            {
+                continue;
+            }
             let dir = place.parent.join(run_id);
             harness::make_dir(fs, &dir)?;
             self.dirs.push(place.group_dir(dir.clone()));
@@ -106,10 +126,41 @@ impl RunCgroup {
                     _ => {}
                 }
             }
+            if place.version == Version::V2 && !limits.lab_controllers.is_empty() {
+                self.make_leaf(fs, place, &dir, &for_lab)?;
+            }
         }
         // Never silently unbounded: a limit no hierarchy could take is named, with why.
         for (controller, why) in &placement.missing {
             self.limits_applied.push(format!("{controller}.max not applied: {why}"));
+        }
+        Ok(())
+    }
+
+    /// v2, for a lab that makes cgroups of its own: the run's cgroup hands the lab's
+    /// controllers down (so it may hold no process, the no-internal-processes rule) and the
+    /// lab goes into the leaf `<run>/lab`. The run's limits hold for both.
+    fn make_leaf(
+        &mut self,
+        fs: &dyn CgroupFs,
+        place: &harness::Place,
+        dir: &Path,
+        for_lab: &dyn Fn(&String) -> bool,
+    ) -> Result<()> {
+        let handed: Vec<String> = place.controllers.iter().filter(|c| for_lab(c)).map(|c| format!("+{c}")).collect();
+        if !handed.is_empty() {
+            let subtree = dir.join("cgroup.subtree_control");
+            match fs.write(&subtree, &handed.join(" ")) {
+                Ok(()) => self.limits_applied.push(format!("cgroup.subtree_control={} (v2)", handed.join(" "))),
+                Err(error) => self
+                    .limits_applied
+                    .push(format!("cgroup.subtree_control={} not applied (v2): {error}", handed.join(" "))),
+            }
+        }
+        let leaf = dir.join(harness::RUN_LEAF);
+        harness::make_dir(fs, &leaf)?;
+        if let Some(group) = self.dirs.last_mut() {
+            group.leaf = Some(leaf);
         }
         Ok(())
     }
@@ -133,15 +184,20 @@ impl RunCgroup {
         self.dirs
             .iter()
             .map(|d| {
-                let path = d.path.join("cgroup.procs");
+                let path = d.leaf.as_deref().unwrap_or(&d.path).join("cgroup.procs");
                 std::fs::OpenOptions::new().write(true).open(&path).map_err(Error::io("open", path))
             })
             .collect()
     }
 
-    /// The processes in the run's cgroup (any hierarchy).
+    /// The processes in the run's cgroup and in every cgroup below it (any hierarchy).
     pub fn procs(&self) -> BTreeSet<i32> {
-        self.dirs.iter().flat_map(|d| read_procs(&d.path)).collect()
+        let mut dirs = Vec::new();
+        for dir in &self.dirs {
+            dirs.push(dir.path.clone());
+            collect_subdirs(&Kernel, &dir.path, &mut dirs);
+        }
+        dirs.iter().flat_map(|d| read_procs(d)).collect()
     }
 
     /// Kills every process in the run's cgroup and waits until it is empty. These are
@@ -172,9 +228,15 @@ impl RunCgroup {
                     for pid in &procs {
                         let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
                     }
-                    if let Some(dir) = &freezer {
-                        let _ = write_file(&dir.join("freezer.state"), "THAWED");
-                    }
+                }
+            }
+            if let Some(dir) = &freezer {
+                // A v1 cgroup the lab froze below holds its tasks' SIGKILL (cgroup.kill's
+                // too, on a hybrid machine) until it thaws: thaw it, and the run's own.
+                let mut nested = Vec::new();
+                collect_subdirs(&Kernel, dir, &mut nested);
+                for sub in nested.iter().chain(std::iter::once(dir)) {
+                    let _ = write_file(&sub.join("freezer.state"), "THAWED");
                 }
             }
             // Wake when they have all exited (or the deadline passed), then look again:
@@ -206,7 +268,8 @@ impl RunCgroup {
             for sub in nested.iter().rev() {
                 harness::remove_dir_retrying(fs, sub).map_err(Error::io("remove cgroup", sub))?;
             }
-            left_by_lab.extend(nested);
+            // The run's own leaf is the harness's, not something the lab left.
+            left_by_lab.extend(nested.into_iter().filter(|sub| Some(sub) != dir.leaf.as_ref()));
             harness::remove_dir_retrying(fs, &dir.path).map_err(Error::io("remove cgroup", &dir.path))?;
             // The shared parent goes too once nothing uses it; another run or cilab may.
             if let Some(parent) = dir.path.parent() {

@@ -71,7 +71,7 @@ pub fn scan(fs: &dyn CgroupFs, setup: &CgroupSetup) -> Scan {
                     for entry in fs.subdirs(&sub).unwrap_or_default() {
                         let name = entry.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
                         if let Some(kind) = classify(&name) {
-                            let dir = GroupDir { path: entry, version, controller: controller.clone() };
+                            let dir = GroupDir { path: entry, version, controller: controller.clone(), leaf: None };
                             scan.found.push(Found { dir, kind });
                         }
                     }

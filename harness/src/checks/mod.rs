@@ -2,6 +2,7 @@
 //! plants before the run, and the observer that looks at the held lab from outside at each
 //! stage. Helpers shared by the labs' observers live here.
 
+pub mod cgroup_limits;
 pub mod chroot_jail;
 pub mod nsenter_join;
 pub mod pid_ns;

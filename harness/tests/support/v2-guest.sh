@@ -111,7 +111,8 @@ echo 1 > /proc/sys/kernel/printk
 echo "guest: $(uname -r); /sys/fs/cgroup offers: $(cat /sys/fs/cgroup/cgroup.controllers)"
 cilab doctor
 cilab doctor --format json > /tmp/doctor.json
-cilab check --all --no-build --format json > /tmp/report.json 2> /tmp/check.err
+# Measured figures (cpu share, memory peak, host fork+exec), on stderr only: never facts.
+CILAB_SHOW_FIGURES=1 cilab check --all --no-build --format json > /tmp/report.json 2> /tmp/check.err
 echo "guest: cilab check exited $?"
 echo "--- cilab doctor json begin ---"
 cat /tmp/doctor.json

@@ -26,9 +26,13 @@ struct Registry {
     dirs: Vec<PathBuf>,
     /// Commands that undo what the lab made outside itself (`docker rm -f <name>`).
     undo: Vec<Vec<String>>,
+    /// Values written to files before the children are killed: "THAWED" into a v1
+    /// freezer.state, without which a frozen child's SIGKILL waits forever.
+    before_kill: Vec<(PathBuf, String)>,
 }
 
-static REGISTRY: Mutex<Registry> = Mutex::new(Registry { children: Vec::new(), dirs: Vec::new(), undo: Vec::new() });
+static REGISTRY: Mutex<Registry> =
+    Mutex::new(Registry { children: Vec::new(), dirs: Vec::new(), undo: Vec::new(), before_kill: Vec::new() });
 
 /// Held for the whole of a cleanup. On Ctrl-C in a terminal the signal reaches the lab's
 /// children too: the main thread sees its child die and starts its own cleanup while the
@@ -94,6 +98,16 @@ pub fn forget_undo(command: &[&str]) {
     with_registry(|r| r.undo.retain(|c| c.iter().map(String::as_str).ne(command.iter().copied())));
 }
 
+/// Registers a value to write into `path` (one write(2)) before the children are killed.
+pub fn track_write_before_kill(path: &Path, value: &str) {
+    with_registry(|r| r.before_kill.push((path.to_path_buf(), value.to_string())));
+}
+
+/// Forgets the writes registered for `path`.
+pub fn forget_write_before_kill(path: &Path) {
+    with_registry(|r| r.before_kill.retain(|(p, _)| p != path));
+}
+
 /// Removes every directory the lab made (newest first) and forgets them: how a lab that
 /// finished cleans up, by the same list Ctrl-C and errors use.
 pub fn remove_made_dirs() -> Result<()> {
@@ -114,6 +128,7 @@ pub fn forget_all() {
         r.children.clear();
         r.dirs.clear();
         r.undo.clear();
+        r.before_kill.clear();
     });
 }
 
@@ -132,8 +147,22 @@ pub fn settle() {
 }
 
 fn clean_up_everything() {
-    let (children, dirs, undo) =
-        with_registry(|r| (std::mem::take(&mut r.children), std::mem::take(&mut r.dirs), std::mem::take(&mut r.undo)));
+    let (children, dirs, undo, before_kill) = with_registry(|r| {
+        (
+            std::mem::take(&mut r.children),
+            std::mem::take(&mut r.dirs),
+            std::mem::take(&mut r.undo),
+            std::mem::take(&mut r.before_kill),
+        )
+    });
+    for (path, value) in &before_kill {
+        use std::io::Write;
+        let written =
+            std::fs::OpenOptions::new().write(true).open(path).and_then(|mut f| f.write_all(value.as_bytes()));
+        if let Err(e) = written {
+            eprintln!("lab: could not write {value} into {}: {e}", path.display());
+        }
+    }
     for pid in &children {
         let _ = kill(*pid, Signal::SIGKILL);
     }

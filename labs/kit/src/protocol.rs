@@ -263,6 +263,51 @@ pub mod userns_maps {
     pub const ETC_COPIES_DIR: &str = "etc";
 }
 
+/// The cgroup-limits lab: stages, the names its workloads give themselves, the cgroup it
+/// makes and the limits it writes.
+pub mod cgroup_limits {
+    /// The lab's cgroup is made under the run's and its limits written; no workload yet.
+    pub const MADE: &str = "made";
+    /// A bounded fork bomb, put in the cgroup before it forked, has forked until EAGAIN.
+    pub const BOMB_HELD: &str = "bomb-held";
+    /// The lab killed its cgroup (v2 cgroup.kill; v1 freeze, SIGKILL each, thaw).
+    pub const BOMB_KILLED: &str = "bomb-killed";
+    /// A memory hog touched more than the limit; it is held as a zombie, not yet reaped.
+    pub const OOM: &str = "oom";
+    /// A busy loop runs under the cpu quota.
+    pub const CPU: &str = "cpu";
+    /// The cgroup is frozen, with the busy loop and a sleeper in it.
+    pub const FROZEN: &str = "frozen";
+    /// The cgroup is thawed.
+    pub const THAWED: &str = "thawed";
+    /// The lab moved its last process out of its cgroup.
+    pub const MOVED_OUT: &str = "moved-out";
+    /// The lab removed its cgroups.
+    pub const REMOVED: &str = "removed";
+    pub const STAGES: [&str; 9] = [MADE, BOMB_HELD, BOMB_KILLED, OOM, CPU, FROZEN, THAWED, MOVED_OUT, REMOVED];
+
+    /// The lab's cgroup, made in each hierarchy it uses.
+    pub const CGROUP_NAME: &str = "lab-limits";
+    /// pids.max of the lab's cgroup: the bomb is held at this many processes.
+    pub const PIDS_MAX: u32 = 16;
+    /// The most forks the bomb tries (it stops at its first EAGAIN): more than the run's
+    /// own pids.max, so that a bomb without a limit of its own meets the run's.
+    pub const BOMB_FORKS: u32 = 1024;
+    /// The memory limit of the lab's cgroup (no swap), in bytes: 64 MiB.
+    pub const MEMORY_MAX: u64 = 64 * 1024 * 1024;
+    /// The most the hog touches: more than the run's own memory limit (512 MiB).
+    pub const HOG_BYTES: u64 = 1024 * 1024 * 1024;
+    /// The cpu quota: 20 ms of CPU time in every 100 ms period, 20% of one CPU.
+    pub const CPU_QUOTA_US: u64 = 20_000;
+    pub const CPU_PERIOD_US: u64 = 100_000;
+
+    pub const BOMB_COMM: &str = "cg-bomb";
+    pub const BOMB_CHILD_COMM: &str = "cg-bomblet";
+    pub const HOG_COMM: &str = "cg-hog";
+    pub const SPIN_COMM: &str = "cg-spin";
+    pub const SLEEPER_COMM: &str = "cg-sleeper";
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

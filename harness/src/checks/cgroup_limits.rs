@@ -1,0 +1,979 @@
+//! Checks for lab cgroup-limits. The harness finds the lab's cgroup from outside, by the
+//! /proc/<pid>/cgroup of the lab's workloads, reads the kernel's own counters in it
+//! (pids.current, pids.events, memory.events or memory.oom_control, cpu.stat or
+//! cpuacct.usage, the freezer's state), and acts itself: a forked probe moves into the
+//! lab's cgroup and tries one more fork, the harness times a fork and exec on the host
+//! before and during the bomb, measures the cpu time the cgroup used over a window of its
+//! own, reads how the hog ended from /proc/<pid>/stat while the lab holds it unreaped, and
+//! sends the SIGKILL to a frozen process. Each version's files give the evidence; the
+//! verdicts are the same sentences on v1 and v2.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use labkit::protocol::cgroup_limits::*;
+use nix::errno::Errno;
+use nix::sys::signal::Signal;
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{fork, ForkResult};
+
+use super::{errno_name, find_child_named};
+use crate::catalog::Observer;
+use crate::cgroup::membership::Membership;
+use crate::cgroup::run_group::Version;
+use crate::cgroup::{CgroupLayout, CgroupSetup};
+use crate::corpus::{Edit, Mistake, MistakeKind};
+use crate::error::{Error, Result};
+use crate::facts::{Fact, Facts};
+use crate::probe::forked;
+use crate::probe::pidfd::PidFd;
+use crate::probe::procfs;
+use crate::run::LabRun;
+use crate::verdict::VerdictSpec;
+
+/// How a process's cgroup relates to the run's, per hierarchy.
+pub const RUNS_OWN: &str = "the run's own cgroup";
+pub const UNDER_RUN: &str = "under the run's cgroup: ";
+pub const OUTSIDE_RUN: &str = "outside the run's cgroup";
+const KILLED_AT_ONCE: &str = "killed at once";
+const STILL_FROZEN: &str = "still there while frozen";
+/// The cpu share the sheet promises, as a fraction of one CPU.
+pub const CPU_SHARE_LOW: f64 = 0.10;
+pub const CPU_SHARE_HIGH: f64 = 0.25;
+const CPU_SHARE_OK: &str = "between 10% and 25%";
+const CPU_WINDOW: Duration = Duration::from_secs(2);
+const PROGRESS_WINDOW: Duration = Duration::from_millis(500);
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+// ── facts, by stage ──────────────────────────────────────────────────────────────
+pub const VERSION: Fact<String> = Fact::new("made.cgroup_version");
+pub const LAYOUT: Fact<String> = Fact::new("made.cgroup_layout");
+pub const MADE_UNDER_RUN: Fact<Vec<String>> = Fact::new("made.new_cgroups_under_the_run");
+
+pub const BOMB_CGROUP: Fact<BTreeMap<String, String>> = Fact::new("bomb-held.bomb_cgroup");
+pub const CHILDREN_WITH_BOMB: Fact<bool> = Fact::new("bomb-held.every_child_in_the_bombs_cgroup");
+pub const BOMB_PROCESSES: Fact<usize> = Fact::new("bomb-held.bomb_processes");
+pub const PIDS_CURRENT: Fact<u64> = Fact::new("bomb-held.pids_current");
+pub const PIDS_MAX_FILE: Fact<String> = Fact::new("bomb-held.pids_max");
+pub const PIDS_EVENTS_MAX: Fact<u64> = Fact::new("bomb-held.pids_events_max");
+pub const FORK_IN_CGROUP: Fact<String> = Fact::new("bomb-held.fork_by_a_probe_in_the_bombs_cgroup");
+pub const RUN_PIDS_CURRENT: Fact<u64> = Fact::new("bomb-held.run_pids_current");
+pub const RUN_PIDS_MAX: Fact<String> = Fact::new("bomb-held.run_pids_max");
+pub const HOST_RESPONSIVE: Fact<bool> = Fact::new("bomb-held.host_fork_exec_within_10x_of_before");
+
+pub const LEFT_AFTER_KILL: Fact<usize> = Fact::new("bomb-killed.processes_left_in_the_bombs_cgroup");
+pub const BOMB_ALIVE: Fact<usize> = Fact::new("bomb-killed.bomb_processes_alive");
+pub const KILLED_PIDS_CURRENT: Fact<u64> = Fact::new("bomb-killed.pids_current");
+
+pub const HOG_EXIT: Fact<String> = Fact::new("oom.hog_exit");
+pub const OOM_KILLS: Fact<u64> = Fact::new("oom.oom_kill_count");
+pub const MEMORY_LIMIT: Fact<String> = Fact::new("oom.memory_limit");
+pub const PEAK_WITHIN: Fact<bool> = Fact::new("oom.peak_within_64_mib");
+pub const FAILCNT: Fact<u64> = Fact::new("oom.v1_memory_failcnt");
+pub const RUN_PEAK_AT_LIMIT: Fact<bool> = Fact::new("oom.run_memory_peak_at_the_runs_limit");
+
+pub const SPIN_CGROUP: Fact<BTreeMap<String, String>> = Fact::new("cpu.busy_loop_cgroup");
+pub const CPU_SHARE: Fact<String> = Fact::new("cpu.share_of_one_cpu_over_2s");
+pub const CPU_QUOTA: Fact<String> = Fact::new("cpu.quota");
+pub const THROTTLED_GREW: Fact<bool> = Fact::new("cpu.nr_throttled_grew");
+pub const THROTTLED_TIME_GREW: Fact<bool> = Fact::new("cpu.throttled_time_grew");
+
+pub const FROZEN_SAYS: Fact<String> = Fact::new("frozen.freezer_says");
+pub const FROZEN_PROGRESS: Fact<bool> = Fact::new("frozen.busy_loop_made_progress");
+pub const FROZEN_STATE: Fact<String> = Fact::new("frozen.busy_loop_state");
+pub const FROZEN_SIGKILL: Fact<String> = Fact::new("frozen.sigkill_to_the_frozen_sleeper");
+
+pub const THAWED_SAYS: Fact<String> = Fact::new("thawed.freezer_says");
+pub const THAWED_PROGRESS: Fact<bool> = Fact::new("thawed.busy_loop_made_progress");
+pub const THAWED_SLEEPER_GONE: Fact<bool> = Fact::new("thawed.sleeper_gone");
+
+pub const MOVED_CGROUP: Fact<BTreeMap<String, String>> = Fact::new("moved-out.busy_loop_cgroup");
+pub const MOVED_LEFT: Fact<usize> = Fact::new("moved-out.processes_left_in_the_labs_cgroup");
+
+pub const REMOVED_LEFT: Fact<Vec<String>> = Fact::new("removed.labs_cgroups_left");
+
+/// A workload's place: in the lab's cgroup (a cgroup under the run's, not the run's own)
+/// in every hierarchy.
+fn in_labs_cgroup(cgroup: &BTreeMap<String, String>) -> bool {
+    !cgroup.is_empty() && cgroup.values().all(|c| c.starts_with(UNDER_RUN))
+}
+
+fn share_ok(share: f64) -> bool {
+    (CPU_SHARE_LOW..=CPU_SHARE_HIGH).contains(&share)
+}
+
+pub const VERDICTS: [VerdictSpec; 10] = [
+    VerdictSpec {
+        id: "under-the-run",
+        claim: "the lab's cgroup lies under the run's cgroup in every hierarchy it uses, so the run's own limits hold whatever the lab writes",
+        points: 2,
+        region: Some("make-cgroup"),
+        requires: &[],
+        hint: "find where the lab is in /proc/self/cgroup and make the new cgroup below that (on v2 beside the lab's own leaf, in its parent), never higher up",
+        decide: |e| {
+            let made = e.get(MADE_UNDER_RUN)?;
+            let bomb = e.get(BOMB_CGROUP)?;
+            Some(!made.is_empty() && !bomb.values().any(|c| c == OUTSIDE_RUN))
+        },
+    },
+    VerdictSpec {
+        id: "workloads-inside",
+        claim: "every workload is in the lab's cgroup in each hierarchy the lab uses, and so is every child the bomb forks once it is there",
+        points: 2,
+        region: Some("join-cgroup"),
+        requires: &[],
+        hint: "write the workload's PID into cgroup.procs of every hierarchy, before it runs: what it forked before it moved stays behind",
+        decide: |e| {
+            let bomb = e.get(BOMB_CGROUP)?;
+            Some(
+                in_labs_cgroup(&bomb)
+                    && e.get(CHILDREN_WITH_BOMB)?
+                    && e.get(SPIN_CGROUP)? == bomb,
+            )
+        },
+    },
+    VerdictSpec {
+        id: "bomb-held-at-n",
+        claim: "with pids.max=16 the fork bomb is held at 16 processes: one more fork in the cgroup fails with EAGAIN, and pids.events counts it",
+        points: 3,
+        region: Some("limit-pids"),
+        requires: &["workloads-inside"],
+        hint: "write the limit into pids.max of the lab's cgroup, not of the run's, before the bomb starts",
+        // Every limit is written before the first stage: a lab that stops there is hinted
+        // at each region that could have stopped it (the version is that stage's fact).
+        decide: |e| {
+            e.get(VERSION)?;
+            Some(
+                e.get(PIDS_MAX_FILE)? == PIDS_MAX.to_string()
+                    && e.get(BOMB_PROCESSES)? == PIDS_MAX as usize
+                    && e.get(PIDS_CURRENT)? == u64::from(PIDS_MAX)
+                    && e.get(FORK_IN_CGROUP)? == "EAGAIN"
+                    && e.get(PIDS_EVENTS_MAX)? >= 1,
+            )
+        },
+    },
+    VerdictSpec {
+        id: "host-responsive",
+        claim: "while the bomb is held, a fork and exec on the host takes at most ten times as long as before the bomb (plus 50 ms)",
+        points: 0,
+        region: None,
+        requires: &[],
+        hint: "the host's fork and exec is timed by the harness itself: a slow host (a loaded CI machine) can make this fail",
+        decide: |e| e.get(HOST_RESPONSIVE),
+    },
+    VerdictSpec {
+        id: "cgroup-killed",
+        claim: "killing the cgroup (v2: cgroup.kill; v1: freeze, SIGKILL each process, thaw) leaves no process in it",
+        points: 2,
+        region: Some("kill-cgroup"),
+        requires: &["workloads-inside"],
+        hint: "kill every process the cgroup holds, not only the bomb; on v1 freeze it first so that nothing forks meanwhile, and thaw it so that SIGKILL is delivered",
+        decide: |e| {
+            Some(e.get(LEFT_AFTER_KILL)? == 0 && e.get(BOMB_ALIVE)? == 0 && e.get(KILLED_PIDS_CURRENT)? == 0)
+        },
+    },
+    VerdictSpec {
+        id: "hog-oom-killed",
+        claim: "a hog that touches more than the cgroup's 64 MiB, with no swap, is OOM-killed: it dies by SIGKILL, its peak stays within the limit, and the cgroup's oom_kill counter counts it",
+        points: 3,
+        region: Some("limit-memory"),
+        requires: &["workloads-inside"],
+        hint: "the limit is in bytes, in the memory hierarchy's file for this cgroup version, with swap left no room",
+        decide: |e| {
+            e.get(VERSION)?;
+            Some(e.get(HOG_EXIT)? == "killed by SIGKILL" && e.get(OOM_KILLS)? >= 1 && e.get(PEAK_WITHIN)?)
+        },
+    },
+    VerdictSpec {
+        id: "cpu-quota",
+        claim: "with a quota of 20000 µs in every 100000 µs period the busy loop gets about 20% of one CPU over 2 s (between 10% and 25%), and the throttling counters grow",
+        points: 3,
+        region: Some("limit-cpu"),
+        requires: &["workloads-inside"],
+        hint: "quota first, then period, both in microseconds: v2 cpu.max \"<quota> <period>\", v1 cpu.cfs_quota_us and cpu.cfs_period_us",
+        decide: |e| {
+            e.get(VERSION)?;
+            Some(e.get(CPU_SHARE)? == CPU_SHARE_OK && e.get(THROTTLED_GREW)? && e.get(THROTTLED_TIME_GREW)?)
+        },
+    },
+    VerdictSpec {
+        id: "frozen",
+        claim: "a frozen busy process makes no progress: on v1 it shows state D and a SIGKILL waits for the thaw, on v2 it shows state S and a SIGKILL ends it at once; thawed, it runs again",
+        points: 3,
+        region: Some("freeze"),
+        requires: &["workloads-inside"],
+        hint: "freeze the cgroup through its own file (v2 cgroup.freeze, v1 freezer.state), not by signals to its processes",
+        decide: |e| {
+            let (state, sigkill) = match e.get(VERSION)?.as_str() {
+                "v2" => ("S", KILLED_AT_ONCE),
+                _ => ("D", STILL_FROZEN),
+            };
+            Some(
+                e.get(FROZEN_SAYS)? == "frozen"
+                    && !e.get(FROZEN_PROGRESS)?
+                    && e.get(FROZEN_STATE)? == state
+                    && e.get(FROZEN_SIGKILL)? == sigkill
+                    && e.get(THAWED_SAYS)? == "thawed"
+                    && e.get(THAWED_PROGRESS)?
+                    && e.get(THAWED_SLEEPER_GONE)?,
+            )
+        },
+    },
+    VerdictSpec {
+        id: "moved-out",
+        claim: "the lab's last act in its cgroup is to move its last process out, back into the run's cgroup, in every hierarchy",
+        points: 2,
+        region: Some("move-out"),
+        requires: &[],
+        hint: "write the PID into cgroup.procs of the lab's own cgroup, in each hierarchy",
+        decide: |e| {
+            let moved = e.get(MOVED_CGROUP)?;
+            Some(!moved.is_empty() && moved.values().all(|c| c == RUNS_OWN) && e.get(MOVED_LEFT)? == 0)
+        },
+    },
+    VerdictSpec {
+        id: "cgroup-removed",
+        claim: "every cgroup the lab made is removed once it is empty",
+        points: 2,
+        region: Some("remove-cgroup"),
+        requires: &[],
+        hint: "rmdir each of the lab's cgroup directories, in every hierarchy",
+        decide: |e| Some(e.get(REMOVED_LEFT)?.is_empty()),
+    },
+];
+
+pub fn prepare(_scratch: &Path) -> Result<()> {
+    Ok(())
+}
+
+pub fn observer() -> Box<dyn Observer> {
+    Box::new(CgroupLimits::default())
+}
+
+/// One hierarchy the lab uses, as the harness sees it.
+#[derive(Debug, Clone)]
+struct Hierarchy {
+    /// "v2", or the v1 controllers mounted there ("pids", "cpu,cpuacct").
+    name: String,
+    mount: PathBuf,
+    /// A controller of the hierarchy, to find a process's line in /proc/<pid>/cgroup (v1).
+    first: Option<String>,
+    /// The run's own cgroup there, and the leaf the lab sits in (v2).
+    run: Option<PathBuf>,
+    leaf: Option<PathBuf>,
+}
+
+#[derive(Default)]
+struct CgroupLimits {
+    setup: Option<CgroupSetup>,
+    version: Option<Version>,
+    hierarchies: Vec<Hierarchy>,
+    /// The lab's cgroup, per hierarchy name, learned from the bomb's /proc/<pid>/cgroup.
+    lab_dirs: BTreeMap<String, PathBuf>,
+    before: Option<Duration>,
+    bomb: Vec<PidFd>,
+    spin: Option<i32>,
+    sleeper: Option<PidFd>,
+}
+
+impl Observer for CgroupLimits {
+    fn observe(&mut self, stage: &str, run: &mut LabRun, facts: &mut Facts) -> Result<()> {
+        match stage {
+            MADE => self.made(run, facts),
+            BOMB_HELD => self.bomb_held(run, facts),
+            BOMB_KILLED => {
+                facts.record(LEFT_AFTER_KILL, self.lab_procs().len());
+                facts.record(BOMB_ALIVE, self.bomb.iter().filter(|fd| !fd.has_exited()).count());
+                facts.record(KILLED_PIDS_CURRENT, self.read_number("pids", "pids.current").unwrap_or(u64::MAX));
+                Ok(())
+            }
+            OOM => self.oom(run, facts),
+            CPU => self.cpu(run, facts),
+            FROZEN => self.frozen(run, facts),
+            THAWED => {
+                facts.record(THAWED_SAYS, self.freezer_says());
+                let spin = self.spin()?;
+                facts.record(THAWED_PROGRESS, progress(spin, PROGRESS_WINDOW));
+                let gone = self.sleeper.as_ref().is_none_or(|fd| fd.wait_exit(Duration::from_secs(2)));
+                facts.record(THAWED_SLEEPER_GONE, gone);
+                Ok(())
+            }
+            MOVED_OUT => {
+                let spin = self.spin()?;
+                facts.record(MOVED_CGROUP, self.cgroup_of(spin));
+                facts.record(MOVED_LEFT, self.lab_procs().len());
+                Ok(())
+            }
+            REMOVED => {
+                let left: Vec<String> = self
+                    .lab_dirs
+                    .iter()
+                    .filter(|(_, dir)| dir.exists())
+                    .map(|(name, dir)| format!("{name}: {}", self.describe_dir(name, dir)))
+                    .collect();
+                facts.record(REMOVED_LEFT, left);
+                Ok(())
+            }
+            other => Err(Error::Harness(format!("cgroup-limits has no stage `{other}`"))),
+        }
+    }
+
+    /// A cgroup the lab made outside the run's is beyond the run's teardown: the harness
+    /// kills what is in it (the lab's workloads, by construction) and removes it.
+    fn clean_up_outside(&mut self, _scratch: &Path, _killed: &[String]) -> Vec<String> {
+        let mut leaks = Vec::new();
+        let outside: Vec<(String, PathBuf)> = self
+            .lab_dirs
+            .iter()
+            .filter(|(name, dir)| dir.exists() && self.describe_dir(name, dir) == OUTSIDE_RUN)
+            .map(|(n, d)| (n.clone(), d.clone()))
+            .collect();
+        for (name, dir) in outside {
+            let group = crate::cgroup::RunCgroup {
+                dirs: vec![crate::cgroup::run_group::GroupDir {
+                    path: dir.clone(),
+                    version: self.version.unwrap_or(Version::V1),
+                    controller: (self.version == Some(Version::V1)).then(|| name.clone()),
+                    leaf: None,
+                }],
+                limits_applied: Vec::new(),
+            };
+            let done = group.kill_all(Duration::from_secs(5)).and_then(|()| group.remove());
+            leaks.push(format!("the lab left a cgroup outside the run's ({name}): {} ({done:?})", dir.display()));
+        }
+        leaks
+    }
+}
+
+impl CgroupLimits {
+    fn made(&mut self, run: &mut LabRun, facts: &mut Facts) -> Result<()> {
+        let setup = CgroupSetup::detect()?;
+        let version = if setup.layout == CgroupLayout::V2 { Version::V2 } else { Version::V1 };
+        facts.record(VERSION, if version == Version::V2 { "v2".to_string() } else { "v1".to_string() });
+        facts.record(
+            LAYOUT,
+            match setup.layout {
+                CgroupLayout::V1 => "v1",
+                CgroupLayout::V2 => "v2",
+                CgroupLayout::Hybrid => "hybrid",
+            }
+            .to_string(),
+        );
+        self.hierarchies = hierarchies(&setup, version, run);
+        self.setup = Some(setup);
+        self.version = Some(version);
+        let mut made = Vec::new();
+        for hierarchy in &self.hierarchies {
+            let Some(dir) = &hierarchy.run else { continue };
+            for sub in std::fs::read_dir(dir).map_err(Error::io("list", dir))?.flatten() {
+                let path = sub.path();
+                if path.is_dir() && Some(&path) != hierarchy.leaf.as_ref() {
+                    made.push(format!("{}: {}", hierarchy.name, sub.file_name().to_string_lossy()));
+                }
+            }
+        }
+        made.sort();
+        facts.record(MADE_UNDER_RUN, made);
+        self.before = Some(host_fork_exec()?);
+        Ok(())
+    }
+
+    fn bomb_held(&mut self, run: &mut LabRun, facts: &mut Facts) -> Result<()> {
+        let bomb = find_child_named(run, BOMB_COMM)?;
+        let children = procfs::children(bomb);
+        let bomb_cgroup = self.cgroup_of(bomb);
+        // The lab's cgroup is where the bomb is: its raw paths, per hierarchy.
+        let raw = self.raw_cgroup_of(bomb);
+        self.lab_dirs = raw.clone();
+        facts.record(BOMB_CGROUP, bomb_cgroup);
+        facts.record(CHILDREN_WITH_BOMB, children.iter().all(|c| self.raw_cgroup_of(*c) == raw));
+        self.bomb = std::iter::once(bomb).chain(children.iter().copied()).filter_map(|p| PidFd::open(p).ok()).collect();
+        facts.record(BOMB_PROCESSES, 1 + children.len());
+        facts.record(PIDS_CURRENT, self.read_number("pids", "pids.current").unwrap_or(u64::MAX));
+        facts.record(PIDS_MAX_FILE, self.read_lab("pids", "pids.max").unwrap_or_default());
+        facts.record(PIDS_EVENTS_MAX, self.read_keyed("pids", "pids.events", "max").unwrap_or(0));
+        let run_pids = self.run_dir("pids");
+        facts.record(
+            RUN_PIDS_CURRENT,
+            run_pids.as_ref().and_then(|d| read_trimmed(&d.join("pids.current")).parse().ok()).unwrap_or(u64::MAX),
+        );
+        facts.record(RUN_PIDS_MAX, run_pids.as_ref().map(|d| read_trimmed(&d.join("pids.max"))).unwrap_or_default());
+        let during = host_fork_exec()?;
+        let before = self.before.unwrap_or_default();
+        if std::env::var_os("CILAB_SHOW_FIGURES").is_some() {
+            eprintln!("cilab figures: host fork+exec median before the bomb {before:?}, during {during:?}");
+        }
+        facts.record(HOST_RESPONSIVE, during <= before * 10 + Duration::from_millis(50));
+        let procs = self.lab_dirs.get(&self.name_of("pids")).map(|d| d.join("cgroup.procs"));
+        facts.record(
+            FORK_IN_CGROUP,
+            match procs {
+                Some(procs) => fork_in(&procs)?,
+                None => "the bomb is in no pids cgroup".to_string(),
+            },
+        );
+        Ok(())
+    }
+
+    fn oom(&mut self, run: &mut LabRun, facts: &mut Facts) -> Result<()> {
+        let hog = find_child_named(run, HOG_COMM)?;
+        facts.record(HOG_EXIT, exit_of(hog));
+        let v2 = self.version == Some(Version::V2);
+        let (events, key, limit, peak) = if v2 {
+            ("memory.events", "oom_kill", "memory.max", "memory.peak")
+        } else {
+            ("memory.oom_control", "oom_kill", "memory.limit_in_bytes", "memory.max_usage_in_bytes")
+        };
+        facts.record(OOM_KILLS, self.read_keyed("memory", events, key).unwrap_or(0));
+        facts.record(MEMORY_LIMIT, self.read_lab("memory", limit).unwrap_or_default());
+        let peak_bytes = self.read_number("memory", peak);
+        if std::env::var_os("CILAB_SHOW_FIGURES").is_some() {
+            eprintln!("cilab figures: the hog's cgroup peaked at {peak_bytes:?} bytes");
+        }
+        facts.record(PEAK_WITHIN, peak_bytes.is_some_and(|p| p <= MEMORY_MAX));
+        if !v2 {
+            facts.record(FAILCNT, self.read_number("memory", "memory.failcnt").unwrap_or(u64::MAX));
+        }
+        let run_memory = self.run_dir("memory");
+        let run_at_limit = run_memory.is_some_and(|dir| {
+            let limit: Option<u64> = read_trimmed(&dir.join(limit)).parse().ok();
+            let peak: Option<u64> = read_trimmed(&dir.join(peak)).parse().ok();
+            matches!((limit, peak), (Some(l), Some(p)) if p >= l / 10 * 9)
+        });
+        facts.record(RUN_PEAK_AT_LIMIT, run_at_limit);
+        Ok(())
+    }
+
+    fn cpu(&mut self, run: &mut LabRun, facts: &mut Facts) -> Result<()> {
+        let spin = find_child_named(run, SPIN_COMM)?;
+        self.spin = Some(spin);
+        facts.record(SPIN_CGROUP, self.cgroup_of(spin));
+        let v2 = self.version == Some(Version::V2);
+        let usage = |this: &Self| -> Option<u64> {
+            if v2 {
+                this.read_keyed("cpu", "cpu.stat", "usage_usec").map(|u| u * 1000)
+            } else {
+                this.read_number("cpuacct", "cpuacct.usage")
+            }
+        };
+        let (throttled_time_key, quota) =
+            if v2 { ("throttled_usec", "cpu.max") } else { ("throttled_time", "cpu.cfs_quota_us") };
+        facts.record(CPU_QUOTA, self.read_lab("cpu", quota).unwrap_or_default());
+        let throttled = |this: &Self| this.read_keyed("cpu", "cpu.stat", "nr_throttled");
+        let throttled_time = |this: &Self| this.read_keyed("cpu", "cpu.stat", throttled_time_key);
+        let (t0, n0, tt0, start) = (usage(self), throttled(self), throttled_time(self), Instant::now());
+        // The measurement's window: the harness waits it out, then reads again.
+        std::thread::sleep(CPU_WINDOW);
+        let (t1, n1, tt1, elapsed) = (usage(self), throttled(self), throttled_time(self), start.elapsed());
+        let share = match (t0, t1) {
+            (Some(a), Some(b)) => b.saturating_sub(a) as f64 / elapsed.as_nanos() as f64,
+            _ => -1.0,
+        };
+        if std::env::var_os("CILAB_SHOW_FIGURES").is_some() {
+            eprintln!("cilab figures: the busy loop used {:.1}% of one CPU over {elapsed:?}", share * 100.0);
+        }
+        facts.record(
+            CPU_SHARE,
+            if share_ok(share) { CPU_SHARE_OK.to_string() } else { format!("{:.0}%", share * 100.0) },
+        );
+        facts.record(THROTTLED_GREW, matches!((n0, n1), (Some(a), Some(b)) if b > a));
+        facts.record(THROTTLED_TIME_GREW, matches!((tt0, tt1), (Some(a), Some(b)) if b > a));
+        Ok(())
+    }
+
+    fn frozen(&mut self, run: &mut LabRun, facts: &mut Facts) -> Result<()> {
+        let spin = self.spin()?;
+        let sleeper = find_child_named(run, SLEEPER_COMM)?;
+        facts.record(FROZEN_SAYS, self.freezer_says());
+        facts.record(FROZEN_PROGRESS, progress(spin, PROGRESS_WINDOW));
+        facts.record(FROZEN_STATE, procfs::read_status(spin).map(|s| s.state.to_string()).unwrap_or_default());
+        let fd = PidFd::open(sleeper)?;
+        // The sleeper is the lab's workload, in the run: the harness may end it.
+        fd.send(Signal::SIGKILL)?;
+        let died = fd.wait_exit(PROGRESS_WINDOW);
+        facts.record(FROZEN_SIGKILL, if died { KILLED_AT_ONCE } else { STILL_FROZEN }.to_string());
+        self.sleeper = Some(fd);
+        Ok(())
+    }
+
+    fn spin(&self) -> Result<i32> {
+        self.spin.ok_or_else(|| Error::Harness("the busy loop was not found at an earlier stage".into()))
+    }
+
+    /// The hierarchy's name that holds `controller`.
+    fn name_of(&self, controller: &str) -> String {
+        self.hierarchies
+            .iter()
+            .find(|h| h.name == "v2" || h.name.split(',').any(|c| c == controller))
+            .map(|h| h.name.clone())
+            .unwrap_or_default()
+    }
+
+    fn run_dir(&self, controller: &str) -> Option<PathBuf> {
+        let name = self.name_of(controller);
+        self.hierarchies.iter().find(|h| h.name == name).and_then(|h| h.run.clone())
+    }
+
+    fn read_lab(&self, controller: &str, file: &str) -> Option<String> {
+        let dir = self.lab_dirs.get(&self.name_of(controller))?;
+        std::fs::read_to_string(dir.join(file)).ok().map(|t| t.trim().to_string())
+    }
+
+    fn read_number(&self, controller: &str, file: &str) -> Option<u64> {
+        self.read_lab(controller, file)?.parse().ok()
+    }
+
+    /// The value of `key` in a flat keyed file ("max 3", "oom_kill 1").
+    fn read_keyed(&self, controller: &str, file: &str, key: &str) -> Option<u64> {
+        let text = self.read_lab(controller, file)?;
+        text.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.trim().parse().ok())
+    }
+
+    fn freezer_says(&self) -> String {
+        match self.version {
+            Some(Version::V2) => match self.read_keyed("freezer", "cgroup.events", "frozen") {
+                Some(1) => "frozen".to_string(),
+                Some(_) => "thawed".to_string(),
+                None => "unreadable".to_string(),
+            },
+            _ => self.read_lab("freezer", "freezer.state").map(|s| s.to_lowercase()).unwrap_or("unreadable".into()),
+        }
+    }
+
+    /// Every process in the lab's cgroups and below them.
+    fn lab_procs(&self) -> std::collections::BTreeSet<i32> {
+        let mut dirs: Vec<PathBuf> = self.lab_dirs.values().cloned().collect();
+        let mut i = 0;
+        while i < dirs.len() {
+            if let Ok(entries) = std::fs::read_dir(&dirs[i]) {
+                dirs.extend(entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+            }
+            i += 1;
+        }
+        dirs.iter().flat_map(|d| crate::cgroup::run_group::read_procs(d)).collect()
+    }
+
+    /// Where process `pid` is, per hierarchy the lab uses: its cgroup's directory.
+    fn raw_cgroup_of(&self, pid: i32) -> BTreeMap<String, PathBuf> {
+        let (Some(setup), Ok(membership)) = (&self.setup, Membership::read(&pid.to_string())) else {
+            return BTreeMap::new();
+        };
+        let mut out = BTreeMap::new();
+        for hierarchy in &self.hierarchies {
+            let path = match &hierarchy.first {
+                None => membership.v2.clone(),
+                Some(controller) => membership.v1.get(controller).cloned(),
+            };
+            if let Some(dir) = path.and_then(|p| setup.dir_of(&hierarchy.mount, &p).ok()) {
+                out.insert(hierarchy.name.clone(), dir);
+            }
+        }
+        out
+    }
+
+    /// Where process `pid` is relative to the run's cgroup, per hierarchy.
+    fn cgroup_of(&self, pid: i32) -> BTreeMap<String, String> {
+        self.raw_cgroup_of(pid).into_iter().map(|(name, dir)| (name.clone(), self.describe_dir(&name, &dir))).collect()
+    }
+
+    fn describe_dir(&self, name: &str, dir: &Path) -> String {
+        let Some(hierarchy) = self.hierarchies.iter().find(|h| h.name == name) else {
+            return OUTSIDE_RUN.to_string();
+        };
+        let Some(run) = &hierarchy.run else { return OUTSIDE_RUN.to_string() };
+        if dir == run || Some(dir) == hierarchy.leaf.as_deref() {
+            return RUNS_OWN.to_string();
+        }
+        match dir.strip_prefix(run) {
+            Ok(rest) => format!("{UNDER_RUN}{}", rest.display()),
+            Err(_) => OUTSIDE_RUN.to_string(),
+        }
+    }
+}
+
+/// The hierarchies the lab uses, with the run's own cgroup in each.
+fn hierarchies(setup: &CgroupSetup, version: Version, run: &LabRun) -> Vec<Hierarchy> {
+    let dirs = &run.cgroup().dirs;
+    if version == Version::V2 {
+        let Some(v2) = &setup.v2 else { return Vec::new() };
+        let run_dir = dirs.iter().find(|d| d.version == Version::V2);
+        return vec![Hierarchy {
+            name: "v2".into(),
+            mount: v2.path.clone(),
+            first: None,
+            run: run_dir.map(|d| d.path.clone()),
+            leaf: run_dir.and_then(|d| d.leaf.clone()),
+        }];
+    }
+    let mut by_mount: BTreeMap<PathBuf, Vec<String>> = BTreeMap::new();
+    for controller in ["pids", "memory", "cpu", "cpuacct", "freezer"] {
+        if let Some(mount) = setup.v1.get(controller) {
+            by_mount.entry(mount.clone()).or_default().push(controller.to_string());
+        }
+    }
+    by_mount
+        .into_iter()
+        .map(|(mount, controllers)| {
+            let run_dir = dirs.iter().find(|d| d.version == Version::V1 && d.path.starts_with(&mount));
+            Hierarchy {
+                name: controllers.join(","),
+                mount,
+                first: controllers.first().cloned(),
+                run: run_dir.map(|d| d.path.clone()),
+                leaf: None,
+            }
+        })
+        .collect()
+}
+
+/// A probe moves itself into the bomb's pids cgroup (migration is not limited by
+/// pids.max) and tries one fork: "EAGAIN", or "forked".
+fn fork_in(procs: &Path) -> Result<String> {
+    let procs = procs.to_path_buf();
+    let outcome = forked::probe("fork once in the bomb's cgroup", PROBE_TIMEOUT, |out| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&procs)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, b"0"))
+            .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
+        // SAFETY: the grandchild only calls _exit.
+        let said = match unsafe { fork() } {
+            Ok(ForkResult::Child) => unsafe { libc::_exit(0) },
+            Ok(ForkResult::Parent { child }) => {
+                let _ = waitpid(child, None);
+                "forked".to_string()
+            }
+            Err(errno) => errno_name(errno),
+        };
+        forked::say(out, &said);
+        Ok(())
+    })?;
+    Ok(match outcome.status {
+        Ok(()) => outcome.output.trim().to_string(),
+        Err(failure) => format!("the probe could not join the cgroup: {failure:?}"),
+    })
+}
+
+/// The median time of a fork and exec of `true` on the host (the harness's own cgroup).
+fn host_fork_exec() -> Result<Duration> {
+    let mut times = Vec::new();
+    for _ in 0..9 {
+        let start = Instant::now();
+        let status = std::process::Command::new("true").status().map_err(Error::io("run", "true"))?;
+        if !status.success() {
+            return Err(Error::Harness(format!("`true` on the host ended with {status}")));
+        }
+        times.push(start.elapsed());
+    }
+    times.sort();
+    Ok(times[times.len() / 2])
+}
+
+/// How a process that exited but is not yet reaped ended: /proc/<pid>/stat's exit_code
+/// (field 52, a wait status), which the kernel keeps until the parent reaps it.
+fn exit_of(pid: i32) -> String {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return "gone (reaped before the harness looked)".to_string();
+    };
+    // Fields after the command (which may hold spaces) start at the last ')'.
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    // rest starts at field 3 (state).
+    let state = fields.first().copied().unwrap_or("?");
+    if state != "Z" {
+        return format!("still running (state {state})");
+    }
+    let Some(code) = fields.get(52 - 3).and_then(|c| c.parse::<i32>().ok()) else {
+        return "no exit code in /proc/<pid>/stat".to_string();
+    };
+    let status = WaitStatus::from_raw(nix::unistd::Pid::from_raw(pid), code);
+    match status {
+        Ok(WaitStatus::Exited(_, code)) => format!("exit status {code}"),
+        Ok(WaitStatus::Signaled(_, signal, _)) => format!("killed by {}", signal.as_str()),
+        other => format!("{other:?}"),
+    }
+}
+
+/// utime + stime of a process, in clock ticks.
+fn cpu_ticks(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15; `rest` starts at field 3.
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+/// Whether `pid` used any CPU time over `window`.
+fn progress(pid: i32, window: Duration) -> bool {
+    let before = cpu_ticks(pid);
+    std::thread::sleep(window);
+    matches!((before, cpu_ticks(pid)), (Some(a), Some(b)) if b > a)
+}
+
+fn read_trimmed(path: &Path) -> String {
+    std::fs::read_to_string(path).map(|t| t.trim().to_string()).unwrap_or_default()
+}
+
+pub const MISTAKES: [Mistake; 19] = [
+    Mistake {
+        region: "make-cgroup",
+        name: "the cgroup made beside the run's instead of under it: it escapes the run's limits",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region(
+            "make-cgroup",
+            "let mut dirs = Vec::new();\n\
+             for hierarchy in &system.hierarchies {\n    \
+                 let own = match system.version {\n        \
+                     Version::V2 => hierarchy.own.parent().unwrap_or(&hierarchy.own),\n        \
+                     Version::V1 => &hierarchy.own,\n    \
+                 };\n    \
+                 let dir = own.parent().unwrap_or(own).join(CGROUP_NAME);\n    \
+                 std::fs::create_dir(&dir).map_err(LabError::io(\"mkdir\", &dir))?;\n    \
+                 dirs.push((hierarchy.controllers.clone(), dir));\n\
+             }\n\
+             Ok(LabCgroup::new(system.version, dirs))",
+        )],
+        caught_by: "under-the-run",
+    },
+    Mistake {
+        region: "make-cgroup",
+        name: "the cgroup made at the hierarchy's root, as a tutorial for a whole machine does",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region(
+            "make-cgroup",
+            "let mut dirs = Vec::new();\n\
+             for hierarchy in &system.hierarchies {\n    \
+                 let root = match system.version {\n        \
+                     Version::V2 => PathBuf::from(CGROUP_ROOT),\n        \
+                     Version::V1 => Path::new(CGROUP_ROOT).join(hierarchy.controllers[0]),\n    \
+                 };\n    \
+                 let dir = root.join(CGROUP_NAME);\n    \
+                 std::fs::create_dir(&dir).map_err(LabError::io(\"mkdir\", &dir))?;\n    \
+                 dirs.push((hierarchy.controllers.clone(), dir));\n\
+             }\n\
+             Ok(LabCgroup::new(system.version, dirs))",
+        )],
+        caught_by: "under-the-run",
+    },
+    Mistake {
+        region: "limit-pids",
+        name: "pids.max written into the run's cgroup (the parent) instead of the lab's",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region(
+            "limit-pids",
+            "let dir = cgroup.dir(\"pids\")?;\n\
+             write_control(&dir.parent().unwrap_or(dir).join(\"pids.max\"), &max.to_string())",
+        )],
+        caught_by: "bomb-held-at-n",
+    },
+    Mistake {
+        region: "limit-pids",
+        name: "no pids limit written: only the run's own limit stops the bomb",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region("limit-pids", "let _ = (cgroup, max);\nOk(())")],
+        caught_by: "bomb-held-at-n",
+    },
+    Mistake {
+        region: "limit-memory",
+        name: "the memory limit in the wrong unit (64 GiB for 64 MiB): only the run's limit stops the hog",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region(
+            "limit-memory",
+            "let dir = cgroup.dir(\"memory\")?;\n\
+             let bytes = bytes << 10;\n\
+             match cgroup.version {\n    \
+                 Version::V2 => write_control(&dir.join(\"memory.max\"), &bytes.to_string()),\n    \
+                 Version::V1 => write_control(&dir.join(\"memory.limit_in_bytes\"), &bytes.to_string()),\n\
+             }",
+        )],
+        caught_by: "hog-oom-killed",
+    },
+    Mistake {
+        region: "limit-memory",
+        name:
+            "the limit written to the wrong file for the cgroup version (memory.max on v1, memory.limit_in_bytes on v2)",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region(
+            "limit-memory",
+            "let dir = cgroup.dir(\"memory\")?;\n\
+             match cgroup.version {\n    \
+                 Version::V1 => write_control(&dir.join(\"memory.max\"), &bytes.to_string()),\n    \
+                 Version::V2 => write_control(&dir.join(\"memory.limit_in_bytes\"), &bytes.to_string()),\n\
+             }",
+        )],
+        caught_by: "hog-oom-killed",
+    },
+    Mistake {
+        region: "limit-memory",
+        name: "lie: no limit, and the lab SIGKILLs its own hog to look OOM-killed",
+        kind: MistakeKind::Lie,
+        edits: &[
+            Edit::Region("limit-memory", "let _ = (cgroup, bytes);\nOk(())"),
+            Edit::Replace(
+                "    hog.go()?;\n    let status",
+                "    hog.go()?;\n    let _ = kill(hog.pid, Signal::SIGKILL);\n    let status",
+            ),
+        ],
+        caught_by: "hog-oom-killed",
+    },
+    Mistake {
+        region: "limit-cpu",
+        name: "quota and period swapped: 500% of a CPU instead of 20%",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region(
+            "limit-cpu",
+            "let dir = cgroup.dir(\"cpu\")?;\n\
+             match cgroup.version {\n    \
+                 Version::V2 => write_control(&dir.join(\"cpu.max\"), &format!(\"{period_us} {quota_us}\")),\n    \
+                 Version::V1 => {\n        \
+                     write_control(&dir.join(\"cpu.cfs_period_us\"), &quota_us.to_string())?;\n        \
+                     write_control(&dir.join(\"cpu.cfs_quota_us\"), &period_us.to_string())\n    \
+                 }\n\
+             }",
+        )],
+        caught_by: "cpu-quota",
+    },
+    Mistake {
+        region: "limit-cpu",
+        name: "lie: no quota written, the lab prints a 20% share instead of measuring",
+        kind: MistakeKind::Lie,
+        edits: &[Edit::Region(
+            "limit-cpu",
+            "let _ = (cgroup, period_us);\n\
+             println!(\"cpu share: {}% of one CPU, nr_throttled 10\", quota_us / 1000);\n\
+             Ok(())",
+        )],
+        caught_by: "cpu-quota",
+    },
+    Mistake {
+        region: "join-cgroup",
+        name: "the bomb put in the cgroup after it forked its children",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Replace(
+            "    join_cgroup(&cgroup, bomb.pid)?;\n    bomb.go_and_wait_ready(\"forking until EAGAIN\")?;",
+            "    bomb.go_and_wait_ready(\"forking until EAGAIN\")?;\n    join_cgroup(&cgroup, bomb.pid)?;",
+        )],
+        caught_by: "workloads-inside",
+    },
+    Mistake {
+        region: "join-cgroup",
+        name: "the workload put in the pids hierarchy only (v1: memory, cpu and freezer do not hold it)",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region(
+            "join-cgroup",
+            "write_control(&cgroup.dir(\"pids\")?.join(\"cgroup.procs\"), &pid.to_string())",
+        )],
+        caught_by: "workloads-inside",
+    },
+    Mistake {
+        region: "kill-cgroup",
+        name: "v1: frozen and killed, never thawed: the SIGKILLs wait for a thaw that does not come",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region(
+            "kill-cgroup",
+            "match cgroup.version {\n    \
+                 Version::V2 => write_control(&cgroup.dir(\"pids\")?.join(\"cgroup.kill\"), \"1\"),\n    \
+                 Version::V1 => {\n        \
+                     write_control(&cgroup.dir(\"freezer\")?.join(\"freezer.state\"), \"FROZEN\")?;\n        \
+                     wait_freezer(cgroup, true)?;\n        \
+                     for pid in procs(cgroup.dir(\"freezer\")?)? {\n            \
+                         kill(pid, Signal::SIGKILL).map_err(LabError::sys(\"kill\", pid))?;\n        \
+                     }\n        \
+                     Ok(())\n    \
+                 }\n\
+             }",
+        )],
+        caught_by: "cgroup-killed",
+    },
+    Mistake {
+        region: "kill-cgroup",
+        name: "SIGTERM instead of SIGKILL: the bomb and its children ignore it",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region(
+            "kill-cgroup",
+            "for pid in procs(cgroup.dir(\"pids\")?)? {\n    \
+                 kill(pid, Signal::SIGTERM).map_err(LabError::sys(\"kill\", pid))?;\n\
+             }\n\
+             Ok(())",
+        )],
+        caught_by: "cgroup-killed",
+    },
+    Mistake {
+        region: "freeze",
+        name: "lie: SIGSTOP and SIGCONT to each process instead of the freezer",
+        kind: MistakeKind::Lie,
+        edits: &[
+            Edit::Region(
+                "freeze",
+                "let signal = if frozen { Signal::SIGSTOP } else { Signal::SIGCONT };\n\
+                 for pid in procs(cgroup.dir(\"pids\")?)? {\n    \
+                     kill(pid, signal).map_err(LabError::sys(\"kill\", pid))?;\n\
+                 }\n\
+                 Ok(())",
+            ),
+            Edit::Replace(
+                "    set_frozen(&cgroup, true)?;\n    wait_freezer(&cgroup, true)?;",
+                "    set_frozen(&cgroup, true)?;",
+            ),
+        ],
+        caught_by: "frozen",
+    },
+    Mistake {
+        region: "freeze",
+        name:
+            "the value for the other cgroup version (\"1\" into v1's freezer.state, \"FROZEN\" into v2's cgroup.freeze)",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region(
+            "freeze",
+            "let (file, _, _) = cgroup.freezer()?;\n\
+             let value = match (cgroup.version, frozen) {\n    \
+                 (Version::V1, true) => \"1\",\n    \
+                 (Version::V1, false) => \"0\",\n    \
+                 (Version::V2, true) => \"FROZEN\",\n    \
+                 (Version::V2, false) => \"THAWED\",\n\
+             };\n\
+             write_control(&file, value)",
+        )],
+        caught_by: "frozen",
+    },
+    Mistake {
+        region: "move-out",
+        name: "nothing moved out: the busy loop is killed inside the cgroup",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region("move-out", "let _ = (system, pid);\nOk(())")],
+        caught_by: "moved-out",
+    },
+    Mistake {
+        region: "move-out",
+        name: "moved out in the pids hierarchy only",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region(
+            "move-out",
+            "let hierarchy = system.hierarchies.iter().find(|h| h.controllers.contains(&\"pids\"));\n\
+             let own = hierarchy.map(|h| h.own.clone()).unwrap_or_default();\n\
+             write_control(&own.join(\"cgroup.procs\"), &pid.to_string())",
+        )],
+        caught_by: "moved-out",
+    },
+    Mistake {
+        region: "remove-cgroup",
+        name: "the cgroup left behind",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region("remove-cgroup", "let _ = cgroup;\nOk(())")],
+        caught_by: "cgroup-removed",
+    },
+    Mistake {
+        region: "remove-cgroup",
+        name: "rm -r instead of rmdir: the kernel's files cannot be unlinked",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region(
+            "remove-cgroup",
+            "for dir in cgroup.paths() {\n    \
+                 std::fs::remove_dir_all(dir).map_err(LabError::io(\"rm -r\", dir))?;\n\
+             }\n\
+             Ok(())",
+        )],
+        caught_by: "cgroup-removed",
+    },
+];
