@@ -153,8 +153,9 @@ impl Local {
         let binary = self.binaries.join(lab.binary);
         let mut options = options.clone();
         options.limits.lab_controllers = lab.needs.cgroup_controllers;
-        let mut run = LabRun::start(lab.name, &binary, &self.setup, options, lab.prepare, args)?;
+        // Made before the lab starts, so that it can see what was there before the lab.
         let mut observer = (lab.observer)();
+        let mut run = LabRun::start(lab.name, &binary, &self.setup, options, lab.prepare, args)?;
         let mut stop: Option<Stop> = None;
         for stage in stages {
             let stage_went = run.await_hold(stage).and_then(|()| observer.observe(stage, &mut run, facts));

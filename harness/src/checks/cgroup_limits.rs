@@ -8,7 +8,7 @@
 //! sends the SIGKILL to a frozen process. Each version's files give the evidence; the
 //! verdicts are the same sentences on v1 and v2.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -247,8 +247,9 @@ pub fn prepare(_scratch: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Made before the lab starts: every cgroup directory that exists then is not the lab's.
 pub fn observer() -> Box<dyn Observer> {
-    Box::new(CgroupLimits::default())
+    Box::new(CgroupLimits { existing: every_cgroup_dir(), ..CgroupLimits::default() })
 }
 
 /// One hierarchy the lab uses, as the harness sees it.
@@ -275,6 +276,10 @@ struct CgroupLimits {
     bomb: Vec<PidFd>,
     spin: Option<i32>,
     sleeper: Option<PidFd>,
+    /// The hog and the busy loop, held from the stage they were found at.
+    others: Vec<PidFd>,
+    /// Every cgroup directory there was before the lab started.
+    existing: BTreeSet<PathBuf>,
 }
 
 impl Observer for CgroupLimits {
@@ -319,8 +324,12 @@ impl Observer for CgroupLimits {
         }
     }
 
-    /// A cgroup the lab made outside the run's is beyond the run's teardown: the harness
-    /// kills what is in it (the lab's workloads, by construction) and removes it.
+    /// A cgroup the lab made outside the run's is beyond the run's teardown. The harness
+    /// ends only the run's own processes that it holds by pidfd (the bomb and its children,
+    /// the hog, the busy loop, the sleeper: found as the lab's children), and removes with one
+    /// rmdir (never recursive) only a directory that was not there when the run started and
+    /// is not a hierarchy's root: a cgroup it did not see the lab make, or a foreign process
+    /// in it, it never touches; it names it as a leak.
     fn clean_up_outside(&mut self, _scratch: &Path, _killed: &[String]) -> Vec<String> {
         let mut leaks = Vec::new();
         let outside: Vec<(String, PathBuf)> = self
@@ -329,21 +338,57 @@ impl Observer for CgroupLimits {
             .filter(|(name, dir)| dir.exists() && self.describe_dir(name, dir) == OUTSIDE_RUN)
             .map(|(n, d)| (n.clone(), d.clone()))
             .collect();
+        if outside.is_empty() {
+            return leaks;
+        }
+        let made_by_lab = |dir: &Path| {
+            !self.existing.contains(dir) && !self.hierarchies.iter().any(|h| h.mount == dir) && dir != Path::new("/")
+        };
+        // A v1 freezer the lab made and froze holds a SIGKILL until it thaws.
+        for (_, dir) in &outside {
+            if made_by_lab(dir) && dir.join("freezer.state").exists() {
+                let _ = std::fs::write(dir.join("freezer.state"), "THAWED");
+            }
+        }
+        let ours: Vec<&PidFd> = self.workloads().filter(|fd| !fd.has_exited()).collect();
+        for fd in &ours {
+            let _ = fd.send(Signal::SIGKILL);
+        }
+        for fd in &ours {
+            fd.wait_exit(Duration::from_secs(5));
+        }
         for (name, dir) in outside {
-            let group = crate::cgroup::RunCgroup {
-                dirs: vec![crate::cgroup::run_group::GroupDir {
-                    path: dir.clone(),
-                    version: self.version.unwrap_or(Version::V1),
-                    controller: (self.version == Some(Version::V1)).then(|| name.clone()),
-                    leaf: None,
-                }],
-                limits_applied: Vec::new(),
-            };
-            let done = group.kill_all(Duration::from_secs(5)).and_then(|()| group.remove());
-            leaks.push(format!("the lab left a cgroup outside the run's ({name}): {} ({done:?})", dir.display()));
+            if made_by_lab(&dir) {
+                let done = std::fs::remove_dir(&dir).map_err(|e| e.to_string());
+                leaks.push(format!(
+                    "the lab left a cgroup it made outside the run's ({name}): {} (rmdir: {done:?})",
+                    dir.display()
+                ));
+            } else {
+                leaks.push(format!(
+                    "the lab put its workloads in a cgroup it did not make, outside the run's ({name}): {}; the harness ended only the run's own processes there and left the cgroup alone",
+                    dir.display()
+                ));
+            }
         }
         leaks
     }
+}
+
+/// Every cgroup directory there is under /sys/fs/cgroup (symlinks not followed).
+fn every_cgroup_dir() -> BTreeSet<PathBuf> {
+    let mut out = BTreeSet::new();
+    let mut todo = vec![PathBuf::from("/sys/fs/cgroup")];
+    while let Some(dir) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                todo.push(entry.path());
+            }
+        }
+        out.insert(dir);
+    }
+    out
 }
 
 impl CgroupLimits {
@@ -418,6 +463,7 @@ impl CgroupLimits {
 
     fn oom(&mut self, run: &mut LabRun, facts: &mut Facts) -> Result<()> {
         let hog = find_child_named(run, HOG_COMM)?;
+        self.others.extend(PidFd::open(hog).ok());
         facts.record(HOG_EXIT, exit_of(hog));
         let v2 = self.version == Some(Version::V2);
         let (events, key, limit, peak) = if v2 {
@@ -448,6 +494,7 @@ impl CgroupLimits {
     fn cpu(&mut self, run: &mut LabRun, facts: &mut Facts) -> Result<()> {
         let spin = find_child_named(run, SPIN_COMM)?;
         self.spin = Some(spin);
+        self.others.extend(PidFd::open(spin).ok());
         facts.record(SPIN_CGROUP, self.cgroup_of(spin));
         let v2 = self.version == Some(Version::V2);
         let usage = |this: &Self| -> Option<u64> {
@@ -495,6 +542,11 @@ impl CgroupLimits {
         facts.record(FROZEN_SIGKILL, if died { KILLED_AT_ONCE } else { STILL_FROZEN }.to_string());
         self.sleeper = Some(fd);
         Ok(())
+    }
+
+    /// The run's own workloads the harness holds by pidfd.
+    fn workloads(&self) -> impl Iterator<Item = &PidFd> {
+        self.bomb.iter().chain(self.sleeper.iter()).chain(self.others.iter())
     }
 
     fn spin(&self) -> Result<i32> {
