@@ -37,6 +37,11 @@ pub const RUNS_OWN: &str = "the run's own cgroup";
 pub const UNDER_RUN: &str = "under the run's cgroup: ";
 pub const OUTSIDE_RUN: &str = "outside the run's cgroup";
 const KILLED_AT_ONCE: &str = "killed at once";
+/// What the kernel's log says of the hog's death.
+const VICTIM_OK: &str = "the hog, in the lab's cgroup, by the OOM killer of the lab's cgroup";
+const VICTIM_RATELIMITED: &str =
+    "the hog, by a memory cgroup's OOM killer (the oom-kill line was rate-limited): decided on the counters";
+const KMSG_UNREADABLE: &str = "/dev/kmsg unreadable: decided on the counters";
 const STILL_FROZEN: &str = "still there while frozen";
 /// The cpu share the sheet promises, as a fraction of one CPU.
 pub const CPU_SHARE_LOW: f64 = 0.10;
@@ -70,6 +75,10 @@ pub const HOG_EXIT: Fact<String> = Fact::new("oom.hog_exit");
 pub const OOM_KILLS: Fact<u64> = Fact::new("oom.oom_kill_count");
 pub const MEMORY_LIMIT: Fact<String> = Fact::new("oom.memory_limit");
 pub const PEAK_WITHIN: Fact<bool> = Fact::new("oom.peak_within_64_mib");
+pub const PEAK_NEAR: Fact<bool> = Fact::new("oom.peak_above_90_percent_of_64_mib");
+pub const EVENTS_MAX: Fact<u64> = Fact::new("oom.v2_memory_events_max");
+pub const EVENTS_OOM: Fact<u64> = Fact::new("oom.v2_memory_events_oom");
+pub const OOM_VICTIM: Fact<String> = Fact::new("oom.kernel_log_oom_kill");
 pub const FAILCNT: Fact<u64> = Fact::new("oom.v1_memory_failcnt");
 pub const RUN_PEAK_AT_LIMIT: Fact<bool> = Fact::new("oom.run_memory_peak_at_the_runs_limit");
 
@@ -181,8 +190,18 @@ pub const VERDICTS: [VerdictSpec; 10] = [
         requires: &["workloads-inside"],
         hint: "the limit is in bytes, in the memory hierarchy's file for this cgroup version, with swap left no room",
         decide: |e| {
-            e.get(VERSION)?;
-            Some(e.get(HOG_EXIT)? == "killed by SIGKILL" && e.get(OOM_KILLS)? >= 1 && e.get(PEAK_WITHIN)?)
+            let v2 = e.get(VERSION)? == "v2";
+            let victim = e.get(OOM_VICTIM)?;
+            Some(
+                e.get(HOG_EXIT)? == "killed by SIGKILL"
+                    && e.get(MEMORY_LIMIT)? == MEMORY_MAX.to_string()
+                    && e.get(OOM_KILLS)? >= 1
+                    && e.get(PEAK_WITHIN)?
+                    && e.get(PEAK_NEAR)?
+                    && !e.get(RUN_PEAK_AT_LIMIT)?
+                    && (!v2 || (e.get(EVENTS_MAX)? >= 1 && e.get(EVENTS_OOM)? >= 1))
+                    && (victim == VICTIM_OK || victim == VICTIM_RATELIMITED || victim.starts_with(KMSG_UNREADABLE)),
+            )
         },
     },
     VerdictSpec {
@@ -280,6 +299,8 @@ struct CgroupLimits {
     others: Vec<PidFd>,
     /// Every cgroup directory there was before the lab started.
     existing: BTreeSet<PathBuf>,
+    /// The kernel's log, read from its end as it was before the hog ran (or why not).
+    kmsg: Option<std::result::Result<std::fs::File, String>>,
 }
 
 impl Observer for CgroupLimits {
@@ -288,6 +309,8 @@ impl Observer for CgroupLimits {
             MADE => self.made(run, facts),
             BOMB_HELD => self.bomb_held(run, facts),
             BOMB_KILLED => {
+                // The hog runs after this stage: the kernel's log is read from here on.
+                self.kmsg = Some(open_kmsg_at_end());
                 facts.record(LEFT_AFTER_KILL, self.lab_procs().len());
                 facts.record(BOMB_ALIVE, self.bomb.iter().filter(|fd| !fd.has_exited()).count());
                 facts.record(KILLED_PIDS_CURRENT, self.read_number("pids", "pids.current").unwrap_or(u64::MAX));
@@ -373,6 +396,43 @@ impl Observer for CgroupLimits {
         }
         leaks
     }
+}
+
+/// /dev/kmsg, opened non-blocking and moved to its end: what it reads afterwards was
+/// logged afterwards.
+fn open_kmsg_at_end() -> std::result::Result<std::fs::File, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open("/dev/kmsg")
+        .map_err(|e| format!("open /dev/kmsg: {e}"))?;
+    nix::unistd::lseek(std::os::fd::AsRawFd::as_raw_fd(&file), 0, nix::unistd::Whence::SeekEnd)
+        .map_err(|e| format!("lseek /dev/kmsg: {e}"))?;
+    Ok(file)
+}
+
+/// Every record /dev/kmsg holds from its position on: one record per read(2).
+fn read_kmsg(mut file: std::fs::File) -> Vec<String> {
+    use std::io::Read;
+    let mut lines = Vec::new();
+    let mut buf = vec![0u8; 8192];
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                let record = String::from_utf8_lossy(&buf[..n]);
+                // "<prio>,<seq>,<time>,<flags>;<message>\n" and continuation lines.
+                let message = record.split_once(';').map_or(&*record, |(_, m)| m);
+                lines.push(message.lines().next().unwrap_or_default().to_string());
+            }
+            // EPIPE: records were overwritten before they were read; go on with the next.
+            Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        }
+    }
+    lines
 }
 
 /// Every cgroup directory there is under /sys/fs/cgroup (symlinks not followed).
@@ -472,12 +532,18 @@ impl CgroupLimits {
             ("memory.oom_control", "oom_kill", "memory.limit_in_bytes", "memory.max_usage_in_bytes")
         };
         facts.record(OOM_KILLS, self.read_keyed("memory", events, key).unwrap_or(0));
+        if v2 {
+            facts.record(EVENTS_MAX, self.read_keyed("memory", events, "max").unwrap_or(0));
+            facts.record(EVENTS_OOM, self.read_keyed("memory", events, "oom").unwrap_or(0));
+        }
         facts.record(MEMORY_LIMIT, self.read_lab("memory", limit).unwrap_or_default());
         let peak_bytes = self.read_number("memory", peak);
         if std::env::var_os("CILAB_SHOW_FIGURES").is_some() {
             eprintln!("cilab figures: the hog's cgroup peaked at {peak_bytes:?} bytes");
         }
         facts.record(PEAK_WITHIN, peak_bytes.is_some_and(|p| p <= MEMORY_MAX));
+        facts.record(PEAK_NEAR, peak_bytes.is_some_and(|p| p >= MEMORY_MAX / 10 * 9));
+        facts.record(OOM_VICTIM, self.oom_victim(hog));
         if !v2 {
             facts.record(FAILCNT, self.read_number("memory", "memory.failcnt").unwrap_or(u64::MAX));
         }
@@ -542,6 +608,50 @@ impl CgroupLimits {
         facts.record(FROZEN_SIGKILL, if died { KILLED_AT_ONCE } else { STILL_FROZEN }.to_string());
         self.sleeper = Some(fd);
         Ok(())
+    }
+
+    /// Who the kernel's log says the OOM killer killed since the hog started, and whose
+    /// limit: the `oom-kill:` line names oom_memcg= (the cgroup whose limit was hit),
+    /// task_memcg= (the victim's) and pid= (the victim). Lines of other processes (another
+    /// run's) are passed over.
+    fn oom_victim(&mut self, hog: i32) -> String {
+        let file = match self.kmsg.take() {
+            Some(Ok(file)) => file,
+            Some(Err(why)) => return format!("{KMSG_UNREADABLE} ({why})"),
+            None => return format!("{KMSG_UNREADABLE} (not opened)"),
+        };
+        let lab = self
+            .hierarchies
+            .iter()
+            .find(|h| h.name == self.name_of("memory"))
+            .and_then(|h| Some(Path::new("/").join(self.lab_dirs.get(&h.name)?.strip_prefix(&h.mount).ok()?)));
+        let mut killed_line = false;
+        let mut seen = Vec::new();
+        for line in read_kmsg(file) {
+            let fields: BTreeMap<&str, &str> = match line.split_once("oom-kill:") {
+                Some((_, rest)) => rest.split(',').filter_map(|kv| kv.split_once('=')).collect(),
+                None => {
+                    killed_line |= line.contains(&format!("Memory cgroup out of memory: Killed process {hog} "));
+                    continue;
+                }
+            };
+            if fields.get("pid") != Some(&hog.to_string().as_str()) {
+                continue;
+            }
+            let is_lab = |key: &str| lab.as_ref().is_some_and(|l| fields.get(key).map(Path::new) == Some(l.as_path()));
+            seen.push(match (is_lab("task_memcg"), is_lab("oom_memcg")) {
+                (true, true) => VICTIM_OK.to_string(),
+                (true, false) => {
+                    "the hog, in the lab's cgroup, by the OOM killer of another cgroup (not the lab's limit)".into()
+                }
+                (false, _) => "the hog, outside the lab's memory cgroup".into(),
+            });
+        }
+        match seen.pop() {
+            Some(said) => said,
+            None if killed_line => VICTIM_RATELIMITED.to_string(),
+            None => "no OOM kill of the hog in the kernel's log".to_string(),
+        }
     }
 
     /// The run's own workloads the harness holds by pidfd.
