@@ -184,7 +184,7 @@ pub const VERDICTS: [VerdictSpec; 10] = [
     },
     VerdictSpec {
         id: "hog-oom-killed",
-        claim: "a hog that touches more than the cgroup's 64 MiB, with no swap, is OOM-killed: it dies by SIGKILL, its peak stays within the limit, and the cgroup's oom_kill counter counts it",
+        claim: "with memory limited to 64 MiB and no swap, a hog that touches more is OOM-killed at that limit: it dies by SIGKILL, the cgroup's peak comes within 10% of 64 MiB without passing it while the run's own limit is not reached, the cgroup's oom_kill counter counts it (v2: memory.events max and oom too), and the kernel's oom-kill line names the hog, in the lab's cgroup, killed for the lab's cgroup's limit",
         points: 3,
         region: Some("limit-memory"),
         requires: &["workloads-inside"],
@@ -877,7 +877,7 @@ fn read_trimmed(path: &Path) -> String {
     std::fs::read_to_string(path).map(|t| t.trim().to_string()).unwrap_or_default()
 }
 
-pub const MISTAKES: [Mistake; 19] = [
+pub const MISTAKES: [Mistake; 22] = [
     Mistake {
         region: "make-cgroup",
         name: "the cgroup made beside the run's instead of under it: it escapes the run's limits",
@@ -975,6 +975,71 @@ pub const MISTAKES: [Mistake; 19] = [
             Edit::Replace(
                 "    hog.go()?;\n    let status",
                 "    hog.go()?;\n    let _ = kill(hog.pid, Signal::SIGKILL);\n    let status",
+            ),
+        ],
+        caught_by: "hog-oom-killed",
+    },
+    Mistake {
+        region: "limit-memory",
+        name: "bits for bytes: the limit divided by 8 (8 MiB for 64 MiB): the hog is killed, at the wrong limit",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region(
+            "limit-memory",
+            "let dir = cgroup.dir(\"memory\")?;\n\
+             let bytes = bytes / 8;\n\
+             match cgroup.version {\n    \
+                 Version::V2 => {\n        \
+                     write_control(&dir.join(\"memory.max\"), &bytes.to_string())?;\n        \
+                     write_if_present(&dir.join(\"memory.swap.max\"), \"0\")\n    \
+                 }\n    \
+                 Version::V1 => write_control(&dir.join(\"memory.limit_in_bytes\"), &bytes.to_string()),\n\
+             }",
+        )],
+        caught_by: "hog-oom-killed",
+    },
+    Mistake {
+        region: "limit-memory",
+        name: "lie: a decoy is OOM-killed in the lab's cgroup, and the hog SIGKILLs itself",
+        kind: MistakeKind::Lie,
+        edits: &[Edit::Replace(
+            "    let mut hog = Workload::start(HOG_COMM, hog)?;\n",
+            r#"    let mut decoy = Workload::start("cg-decoy", hog)?;
+    join_cgroup(&cgroup, decoy.pid)?;
+    decoy.go()?;
+    child::wait(decoy.pid, "the decoy")?;
+    let mut hog = Workload::start(HOG_COMM, |_: &mut child::ChildEnd| {
+        let _ = kill(nix::unistd::getpid(), Signal::SIGKILL);
+        0
+    })?;
+"#,
+        )],
+        caught_by: "hog-oom-killed",
+    },
+    Mistake {
+        region: "limit-memory",
+        name: "lie: no limit; the hog asks to be the OOM victim and a ballast fills the run's memory",
+        kind: MistakeKind::Lie,
+        edits: &[
+            Edit::Region("limit-memory", "let _ = (cgroup, bytes);\nOk(())"),
+            Edit::Replace(
+                "    hog.go()?;\n    let status = hog.wait_exit_unreaped(\"touching memory\")?;\n",
+                r#"    hog.go()?;
+    let hog_pid = hog.pid;
+    let ballast = child::spawn("ballast", move || {
+        let _ = std::fs::write("/proc/self/oom_score_adj", "-1000");
+        let _ = std::fs::write(format!("/proc/{hog_pid}/oom_score_adj"), "1000");
+        let mut kept: Vec<Vec<u8>> = Vec::new();
+        loop {
+            let stat = std::fs::read_to_string(format!("/proc/{hog_pid}/stat")).unwrap_or_default();
+            if stat.rsplit_once(')').is_none_or(|(_, r)| r.trim_start().starts_with('Z')) || kept.len() > 2000 {
+                return 0;
+            }
+            kept.push(vec![1u8; 1 << 20]);
+        }
+    })?;
+    let status = hog.wait_exit_unreaped("touching memory")?;
+    child::wait(ballast, "ballast")?;
+"#,
             ),
         ],
         caught_by: "hog-oom-killed",
