@@ -89,11 +89,14 @@ pub const THROTTLED_GREW: Fact<bool> = Fact::new("cpu.nr_throttled_grew");
 pub const THROTTLED_TIME_GREW: Fact<bool> = Fact::new("cpu.throttled_time_grew");
 
 pub const FROZEN_SAYS: Fact<String> = Fact::new("frozen.freezer_says");
+pub const FROZEN_SPIN_CGROUP: Fact<BTreeMap<String, String>> = Fact::new("frozen.busy_loop_cgroup");
+pub const SLEEPER_CGROUP: Fact<BTreeMap<String, String>> = Fact::new("frozen.sleeper_cgroup");
 pub const FROZEN_PROGRESS: Fact<bool> = Fact::new("frozen.busy_loop_made_progress");
 pub const FROZEN_STATE: Fact<String> = Fact::new("frozen.busy_loop_state");
 pub const FROZEN_SIGKILL: Fact<String> = Fact::new("frozen.sigkill_to_the_frozen_sleeper");
 
 pub const THAWED_SAYS: Fact<String> = Fact::new("thawed.freezer_says");
+pub const THAWED_SPIN_CGROUP: Fact<BTreeMap<String, String>> = Fact::new("thawed.busy_loop_cgroup");
 pub const THAWED_PROGRESS: Fact<bool> = Fact::new("thawed.busy_loop_made_progress");
 pub const THAWED_SLEEPER_GONE: Fact<bool> = Fact::new("thawed.sleeper_gone");
 
@@ -128,7 +131,7 @@ pub const VERDICTS: [VerdictSpec; 10] = [
     },
     VerdictSpec {
         id: "workloads-inside",
-        claim: "every workload is in the lab's cgroup in each hierarchy the lab uses, and so is every child the bomb forks once it is there",
+        claim: "the fork bomb and the busy loop are in the lab's cgroup in each hierarchy the lab uses, and so is every child the bomb forks once it is there (the hog's and the sleeper's places are checked where they are watched)",
         points: 2,
         region: Some("join-cgroup"),
         requires: &[],
@@ -218,7 +221,7 @@ pub const VERDICTS: [VerdictSpec; 10] = [
     },
     VerdictSpec {
         id: "frozen",
-        claim: "a frozen busy process makes no progress: on v1 it shows state D and a SIGKILL waits for the thaw, on v2 it shows state S and a SIGKILL ends it at once; thawed, it runs again",
+        claim: "with the busy loop and the sleeper in the lab's cgroup, the frozen cgroup (v1 freezer.state FROZEN, v2 cgroup.events frozen 1) holds the busy process with no progress: on v1 it shows state D and a SIGKILL waits for the thaw, on v2 it shows state S and a SIGKILL ends it at once; thawed, it runs again",
         points: 3,
         region: Some("freeze"),
         requires: &["workloads-inside"],
@@ -228,8 +231,15 @@ pub const VERDICTS: [VerdictSpec; 10] = [
                 "v2" => ("S", KILLED_AT_ONCE),
                 _ => ("D", STILL_FROZEN),
             };
+            // The processes watched are in the cgroup the freezer's file belongs to: the
+            // bomb's, the lab's (a process moved elsewhere and stopped by a signal is not
+            // frozen by the cgroup).
+            let bomb = e.get(BOMB_CGROUP)?;
             Some(
-                e.get(FROZEN_SAYS)? == "frozen"
+                e.get(FROZEN_SPIN_CGROUP)? == bomb
+                    && e.get(SLEEPER_CGROUP)? == bomb
+                    && e.get(THAWED_SPIN_CGROUP)? == bomb
+                    && e.get(FROZEN_SAYS)? == "frozen"
                     && !e.get(FROZEN_PROGRESS)?
                     && e.get(FROZEN_STATE)? == state
                     && e.get(FROZEN_SIGKILL)? == sigkill
@@ -322,6 +332,7 @@ impl Observer for CgroupLimits {
             THAWED => {
                 facts.record(THAWED_SAYS, self.freezer_says());
                 let spin = self.spin()?;
+                facts.record(THAWED_SPIN_CGROUP, self.cgroup_of(spin));
                 facts.record(THAWED_PROGRESS, progress(spin, PROGRESS_WINDOW));
                 let gone = self.sleeper.as_ref().is_none_or(|fd| fd.wait_exit(Duration::from_secs(2)));
                 facts.record(THAWED_SLEEPER_GONE, gone);
@@ -598,6 +609,8 @@ impl CgroupLimits {
     fn frozen(&mut self, run: &mut LabRun, facts: &mut Facts) -> Result<()> {
         let spin = self.spin()?;
         let sleeper = find_child_named(run, SLEEPER_COMM)?;
+        facts.record(FROZEN_SPIN_CGROUP, self.cgroup_of(spin));
+        facts.record(SLEEPER_CGROUP, self.cgroup_of(sleeper));
         facts.record(FROZEN_SAYS, self.freezer_says());
         facts.record(FROZEN_PROGRESS, progress(spin, PROGRESS_WINDOW));
         facts.record(FROZEN_STATE, procfs::read_status(spin).map(|s| s.state.to_string()).unwrap_or_default());
@@ -877,7 +890,7 @@ fn read_trimmed(path: &Path) -> String {
     std::fs::read_to_string(path).map(|t| t.trim().to_string()).unwrap_or_default()
 }
 
-pub const MISTAKES: [Mistake; 22] = [
+pub const MISTAKES: [Mistake; 23] = [
     Mistake {
         region: "make-cgroup",
         name: "the cgroup made beside the run's instead of under it: it escapes the run's limits",
@@ -1144,6 +1157,32 @@ pub const MISTAKES: [Mistake; 22] = [
                 "    set_frozen(&cgroup, true)?;",
             ),
         ],
+        caught_by: "frozen",
+    },
+    Mistake {
+        region: "freeze",
+        name: "lie: the processes moved back to the run's cgroup and stopped by signals; the empty cgroup is frozen",
+        kind: MistakeKind::Lie,
+        edits: &[Edit::Region(
+            "freeze",
+            r#"let (file, on, off) = cgroup.freezer()?;
+let signal = if frozen { Signal::SIGSTOP } else { Signal::SIGCONT };
+let own = |dir: &Path| match cgroup.version {
+    Version::V2 => dir.parent().unwrap_or(dir).join("lab"),
+    Version::V1 => dir.parent().unwrap_or(dir).to_path_buf(),
+};
+let pids_dir = cgroup.dir("pids")?;
+let pids = if frozen { procs(pids_dir)? } else { procs(&own(pids_dir))? };
+for pid in pids {
+    kill(pid, signal).map_err(LabError::sys("kill", pid))?;
+    if frozen {
+        for dir in cgroup.paths() {
+            write_control(&own(dir).join("cgroup.procs"), &pid.to_string())?;
+        }
+    }
+}
+write_control(&file, if frozen { on } else { off })"#,
+        )],
         caught_by: "frozen",
     },
     Mistake {
