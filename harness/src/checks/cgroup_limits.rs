@@ -85,6 +85,7 @@ pub const RUN_PEAK_AT_LIMIT: Fact<bool> = Fact::new("oom.run_memory_peak_at_the_
 pub const SPIN_CGROUP: Fact<BTreeMap<String, String>> = Fact::new("cpu.busy_loop_cgroup");
 pub const CPU_SHARE: Fact<String> = Fact::new("cpu.share_of_one_cpu_over_2s");
 pub const CPU_QUOTA: Fact<String> = Fact::new("cpu.quota");
+pub const CPU_PERIOD: Fact<String> = Fact::new("cpu.period");
 pub const THROTTLED_GREW: Fact<bool> = Fact::new("cpu.nr_throttled_grew");
 pub const THROTTLED_TIME_GREW: Fact<bool> = Fact::new("cpu.throttled_time_grew");
 
@@ -209,14 +210,20 @@ pub const VERDICTS: [VerdictSpec; 10] = [
     },
     VerdictSpec {
         id: "cpu-quota",
-        claim: "with a quota of 20000 µs in every 100000 µs period the busy loop gets about 20% of one CPU over 2 s (between 10% and 25%), and the throttling counters grow",
+        claim: "the cgroup's quota reads 20000 µs in every 100000 µs period (v2 cpu.max, v1 cpu.cfs_quota_us and cpu.cfs_period_us), the busy loop gets about 20% of one CPU over 2 s (between 10% and 25%), and the throttling counters grow",
         points: 3,
         region: Some("limit-cpu"),
         requires: &["workloads-inside"],
         hint: "quota first, then period, both in microseconds: v2 cpu.max \"<quota> <period>\", v1 cpu.cfs_quota_us and cpu.cfs_period_us",
         decide: |e| {
             e.get(VERSION)?;
-            Some(e.get(CPU_SHARE)? == CPU_SHARE_OK && e.get(THROTTLED_GREW)? && e.get(THROTTLED_TIME_GREW)?)
+            Some(
+                e.get(CPU_QUOTA)? == CPU_QUOTA_US.to_string()
+                    && e.get(CPU_PERIOD)? == CPU_PERIOD_US.to_string()
+                    && e.get(CPU_SHARE)? == CPU_SHARE_OK
+                    && e.get(THROTTLED_GREW)?
+                    && e.get(THROTTLED_TIME_GREW)?,
+            )
         },
     },
     VerdictSpec {
@@ -583,7 +590,15 @@ impl CgroupLimits {
         };
         let (throttled_time_key, quota) =
             if v2 { ("throttled_usec", "cpu.max") } else { ("throttled_time", "cpu.cfs_quota_us") };
-        facts.record(CPU_QUOTA, self.read_lab("cpu", quota).unwrap_or_default());
+        let quota_text = self.read_lab("cpu", quota).unwrap_or_default();
+        // v2: cpu.max "<quota> <period>"; v1: the quota and the period in two files.
+        let period = if v2 {
+            quota_text.split_whitespace().nth(1).unwrap_or_default().to_string()
+        } else {
+            self.read_lab("cpu", "cpu.cfs_period_us").unwrap_or_default()
+        };
+        facts.record(CPU_QUOTA, quota_text.split_whitespace().next().unwrap_or_default().to_string());
+        facts.record(CPU_PERIOD, period);
         let throttled = |this: &Self| this.read_keyed("cpu", "cpu.stat", "nr_throttled");
         let throttled_time = |this: &Self| this.read_keyed("cpu", "cpu.stat", throttled_time_key);
         let (t0, n0, tt0, start) = (usage(self), throttled(self), throttled_time(self), Instant::now());
@@ -890,7 +905,7 @@ fn read_trimmed(path: &Path) -> String {
     std::fs::read_to_string(path).map(|t| t.trim().to_string()).unwrap_or_default()
 }
 
-pub const MISTAKES: [Mistake; 23] = [
+pub const MISTAKES: [Mistake; 24] = [
     Mistake {
         region: "make-cgroup",
         name: "the cgroup made beside the run's instead of under it: it escapes the run's limits",
@@ -1056,6 +1071,24 @@ pub const MISTAKES: [Mistake; 23] = [
             ),
         ],
         caught_by: "hog-oom-killed",
+    },
+    Mistake {
+        region: "limit-cpu",
+        name: "a quota of 12% instead of 20% (within the share's tolerance, but not the limit asked for)",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region(
+            "limit-cpu",
+            "let dir = cgroup.dir(\"cpu\")?;\n\
+             let quota_us = quota_us * 6 / 10;\n\
+             match cgroup.version {\n    \
+                 Version::V2 => write_control(&dir.join(\"cpu.max\"), &format!(\"{quota_us} {period_us}\")),\n    \
+                 Version::V1 => {\n        \
+                     write_control(&dir.join(\"cpu.cfs_period_us\"), &period_us.to_string())?;\n        \
+                     write_control(&dir.join(\"cpu.cfs_quota_us\"), &quota_us.to_string())\n    \
+                 }\n\
+             }",
+        )],
+        caught_by: "cpu-quota",
     },
     Mistake {
         region: "limit-cpu",
