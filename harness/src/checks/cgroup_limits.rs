@@ -270,7 +270,7 @@ pub const VERDICTS: [VerdictSpec; 10] = [
     },
     VerdictSpec {
         id: "cgroup-removed",
-        claim: "every cgroup the lab made is removed once it is empty",
+        claim: "every cgroup the lab made is removed once it is empty: none is left under the run's cgroup in any hierarchy, nor where the lab's cgroup was",
         points: 2,
         region: Some("remove-cgroup"),
         requires: &[],
@@ -316,12 +316,15 @@ struct CgroupLimits {
     others: Vec<PidFd>,
     /// Every cgroup directory there was before the lab started.
     existing: BTreeSet<PathBuf>,
+    /// The run's own limits found changed from inside (each restored at once): leaks.
+    tampered: Vec<String>,
     /// The kernel's log, read from its end as it was before the hog ran (or why not).
     kmsg: Option<std::result::Result<std::fs::File, String>>,
 }
 
 impl Observer for CgroupLimits {
     fn observe(&mut self, stage: &str, run: &mut LabRun, facts: &mut Facts) -> Result<()> {
+        self.check_run_limits(stage, run);
         match stage {
             MADE => self.made(run, facts),
             BOMB_HELD => self.bomb_held(run, facts),
@@ -352,13 +355,36 @@ impl Observer for CgroupLimits {
                 Ok(())
             }
             REMOVED => {
-                let left: Vec<String> = self
+                // The lab's cgroup wherever it is, and every directory under the run's own
+                // in each hierarchy (the run's v2 leaf, the harness's, aside).
+                let mut left: BTreeSet<String> = self
                     .lab_dirs
                     .iter()
                     .filter(|(_, dir)| dir.exists())
                     .map(|(name, dir)| format!("{name}: {}", self.describe_dir(name, dir)))
                     .collect();
-                facts.record(REMOVED_LEFT, left);
+                for hierarchy in &self.hierarchies {
+                    let Some(run_dir) = &hierarchy.run else { continue };
+                    let mut todo = vec![run_dir.clone()];
+                    while let Some(dir) = todo.pop() {
+                        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+                        for entry in entries.flatten() {
+                            if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                                continue;
+                            }
+                            let path = entry.path();
+                            if Some(&path) != hierarchy.leaf.as_ref() {
+                                left.insert(format!(
+                                    "{}: {}",
+                                    hierarchy.name,
+                                    self.describe_dir(&hierarchy.name, &path)
+                                ));
+                            }
+                            todo.push(path);
+                        }
+                    }
+                }
+                facts.record(REMOVED_LEFT, left.into_iter().collect());
                 Ok(())
             }
             other => Err(Error::Harness(format!("cgroup-limits has no stage `{other}`"))),
@@ -372,7 +398,7 @@ impl Observer for CgroupLimits {
     /// is not a hierarchy's root: a cgroup it did not see the lab make, or a foreign process
     /// in it, it never touches; it names it as a leak.
     fn clean_up_outside(&mut self, _scratch: &Path, _killed: &[String]) -> Vec<String> {
-        let mut leaks = Vec::new();
+        let mut leaks = std::mem::take(&mut self.tampered);
         let outside: Vec<(String, PathBuf)> = self
             .lab_dirs
             .iter()
@@ -636,6 +662,48 @@ impl CgroupLimits {
         facts.record(FROZEN_SIGKILL, if died { KILLED_AT_ONCE } else { STILL_FROZEN }.to_string());
         self.sleeper = Some(fd);
         Ok(())
+    }
+
+    /// The limits the harness wrote into the run's own cgroup must read the same at every
+    /// stage: a lab may write only below the run. A changed one is written back at once and
+    /// named as a leak (it belongs to no STUDENT region: `nothing-leaked` fails).
+    fn check_run_limits(&mut self, stage: &str, run: &LabRun) {
+        let group = run.cgroup();
+        for applied in &group.limits_applied {
+            if applied.contains("not applied") {
+                continue;
+            }
+            let Some((file, rest)) = applied.split_once('=') else { continue };
+            let Some((value, version)) = rest.rsplit_once(" (") else { continue };
+            let v2 = version.starts_with("v2");
+            let controller = file.split('.').next().unwrap_or_default();
+            let Some(dir) = group.dirs.iter().find(|d| {
+                if v2 {
+                    d.version == Version::V2
+                } else {
+                    d.version == Version::V1
+                        && d.controller.as_deref().is_some_and(|c| c.split(',').any(|c| c == controller))
+                }
+            }) else {
+                continue;
+            };
+            let path = dir.path.join(file);
+            let now = read_trimmed(&path);
+            let same = if file == "cgroup.subtree_control" {
+                let words = |t: &str| {
+                    t.split_whitespace().map(|w| w.trim_start_matches('+').to_string()).collect::<BTreeSet<_>>()
+                };
+                words(value).is_subset(&words(&now))
+            } else {
+                now == value
+            };
+            if !same {
+                let restored = std::fs::write(&path, value).map_err(|e| e.to_string());
+                self.tampered.push(format!(
+                    "the run's own limit was changed from inside: {file} read {now:?} at stage `{stage}`, the harness had written {value:?} (written back: {restored:?})"
+                ));
+            }
+        }
     }
 
     /// Who the kernel's log says the OOM killer killed since the hog started, and whose
