@@ -65,6 +65,7 @@ pub const PIDS_EVENTS_MAX: Fact<u64> = Fact::new("bomb-held.pids_events_max");
 pub const FORK_IN_CGROUP: Fact<String> = Fact::new("bomb-held.fork_by_a_probe_in_the_bombs_cgroup");
 pub const RUN_PIDS_CURRENT: Fact<u64> = Fact::new("bomb-held.run_pids_current");
 pub const RUN_PIDS_MAX: Fact<String> = Fact::new("bomb-held.run_pids_max");
+pub const RUN_PIDS_KEPT: Fact<bool> = Fact::new("bomb-held.runs_own_pids_max_as_the_harness_wrote_it");
 pub const HOST_RESPONSIVE: Fact<bool> = Fact::new("bomb-held.host_fork_exec_within_10x_of_before");
 
 pub const LEFT_AFTER_KILL: Fact<usize> = Fact::new("bomb-killed.processes_left_in_the_bombs_cgroup");
@@ -81,6 +82,7 @@ pub const EVENTS_OOM: Fact<u64> = Fact::new("oom.v2_memory_events_oom");
 pub const OOM_VICTIM: Fact<String> = Fact::new("oom.kernel_log_oom_kill");
 pub const FAILCNT: Fact<u64> = Fact::new("oom.v1_memory_failcnt");
 pub const RUN_PEAK_AT_LIMIT: Fact<bool> = Fact::new("oom.run_memory_peak_at_the_runs_limit");
+pub const RUN_MEMORY_KEPT: Fact<bool> = Fact::new("oom.runs_own_memory_limit_as_the_harness_wrote_it");
 
 pub const SPIN_CGROUP: Fact<BTreeMap<String, String>> = Fact::new("cpu.busy_loop_cgroup");
 pub const CPU_SHARE: Fact<String> = Fact::new("cpu.share_of_one_cpu_over_2s");
@@ -148,7 +150,7 @@ pub const VERDICTS: [VerdictSpec; 10] = [
     },
     VerdictSpec {
         id: "bomb-held-at-n",
-        claim: "with pids.max=16 the fork bomb is held at 16 processes: one more fork in the cgroup fails with EAGAIN, and pids.events counts it",
+        claim: "with pids.max=16 the fork bomb is held at 16 processes: one more fork in the cgroup fails with EAGAIN, pids.events counts it, and the run's own pids.max reads as the harness wrote it at every stage so far",
         points: 3,
         region: Some("limit-pids"),
         requires: &["workloads-inside"],
@@ -162,7 +164,8 @@ pub const VERDICTS: [VerdictSpec; 10] = [
                     && e.get(BOMB_PROCESSES)? == PIDS_MAX as usize
                     && e.get(PIDS_CURRENT)? == u64::from(PIDS_MAX)
                     && e.get(FORK_IN_CGROUP)? == "EAGAIN"
-                    && e.get(PIDS_EVENTS_MAX)? >= 1,
+                    && e.get(PIDS_EVENTS_MAX)? >= 1
+                    && e.get(RUN_PIDS_KEPT)?,
             )
         },
     },
@@ -188,7 +191,7 @@ pub const VERDICTS: [VerdictSpec; 10] = [
     },
     VerdictSpec {
         id: "hog-oom-killed",
-        claim: "with memory limited to 64 MiB and no swap, a hog that touches more is OOM-killed at that limit: it dies by SIGKILL, the cgroup's peak comes within 10% of 64 MiB without passing it while the run's own limit is not reached, the cgroup's oom_kill counter counts it (v2: memory.events max and oom too), and the kernel's oom-kill line names the hog, in the lab's cgroup, killed for the lab's cgroup's limit",
+        claim: "with memory limited to 64 MiB and no swap, a hog that touches more is OOM-killed at that limit: it dies by SIGKILL, the cgroup's peak comes within 10% of 64 MiB without passing it while the run's own limit is not reached, the run's own memory limit reads as the harness wrote it at every stage so far, the cgroup's oom_kill counter counts it (v2: memory.events max and oom too), and the kernel's oom-kill line names the hog, in the lab's cgroup, killed for the lab's cgroup's limit",
         points: 3,
         region: Some("limit-memory"),
         requires: &["workloads-inside"],
@@ -203,6 +206,7 @@ pub const VERDICTS: [VerdictSpec; 10] = [
                     && e.get(PEAK_WITHIN)?
                     && e.get(PEAK_NEAR)?
                     && !e.get(RUN_PEAK_AT_LIMIT)?
+                    && e.get(RUN_MEMORY_KEPT)?
                     && (!v2 || (e.get(EVENTS_MAX)? >= 1 && e.get(EVENTS_OOM)? >= 1))
                     && (victim == VICTIM_OK || victim == VICTIM_RATELIMITED || victim.starts_with(KMSG_UNREADABLE)),
             )
@@ -548,6 +552,7 @@ impl CgroupLimits {
             run_pids.as_ref().and_then(|d| read_trimmed(&d.join("pids.current")).parse().ok()).unwrap_or(u64::MAX),
         );
         facts.record(RUN_PIDS_MAX, run_pids.as_ref().map(|d| read_trimmed(&d.join("pids.max"))).unwrap_or_default());
+        facts.record(RUN_PIDS_KEPT, !self.tampered.iter().any(|l| l.contains(": pids.max read")));
         let during = host_fork_exec()?;
         let before = self.before.unwrap_or_default();
         if std::env::var_os("CILAB_SHOW_FIGURES").is_some() {
@@ -598,6 +603,7 @@ impl CgroupLimits {
             matches!((limit, peak), (Some(l), Some(p)) if p >= l / 10 * 9)
         });
         facts.record(RUN_PEAK_AT_LIMIT, run_at_limit);
+        facts.record(RUN_MEMORY_KEPT, !self.tampered.iter().any(|l| l.contains(": memory.")));
         Ok(())
     }
 
@@ -973,7 +979,7 @@ fn read_trimmed(path: &Path) -> String {
     std::fs::read_to_string(path).map(|t| t.trim().to_string()).unwrap_or_default()
 }
 
-pub const MISTAKES: [Mistake; 24] = [
+pub const MISTAKES: [Mistake; 26] = [
     Mistake {
         region: "make-cgroup",
         name: "the cgroup made beside the run's instead of under it: it escapes the run's limits",
@@ -1024,6 +1030,49 @@ pub const MISTAKES: [Mistake; 24] = [
              write_control(&dir.parent().unwrap_or(dir).join(\"pids.max\"), &max.to_string())",
         )],
         caught_by: "bomb-held-at-n",
+    },
+    Mistake {
+        region: "limit-pids",
+        name: "lie: the run's own limits lifted from inside (pids.max max, memory unlimited), the lab's written",
+        kind: MistakeKind::Lie,
+        edits: &[Edit::Region(
+            "limit-pids",
+            r#"let dir = cgroup.dir("pids")?;
+write_control(&dir.join("pids.max"), &max.to_string())?;
+let _ = write_control(&dir.parent().unwrap_or(dir).join("pids.max"), "max");
+if let Ok(memory) = cgroup.dir("memory") {
+    let parent = memory.parent().unwrap_or(memory);
+    let _ = write_control(&parent.join("memory.memsw.limit_in_bytes"), "-1");
+    let _ = write_control(&parent.join("memory.limit_in_bytes"), "-1");
+    let _ = write_control(&parent.join("memory.max"), "max");
+}
+Ok(())"#,
+        )],
+        caught_by: "bomb-held-at-n",
+    },
+    Mistake {
+        region: "remove-cgroup",
+        name: "lie: the lab's cgroup removed, a second one made under the run removed only after the last stage",
+        kind: MistakeKind::Lie,
+        edits: &[
+            Edit::Region(
+                "remove-cgroup",
+                r#"for dir in cgroup.paths() {
+    std::fs::remove_dir(dir).map_err(LabError::io("rmdir", dir))?;
+    let extra = dir.parent().unwrap_or(dir).join("lab-extra");
+    if std::fs::create_dir(&extra).is_ok() {
+        cleanup::track_undo(&["rmdir", &extra.to_string_lossy()]);
+    }
+}
+Ok(())"#,
+            ),
+            // Removed after the last stage, where nobody looks any more.
+            Edit::Replace(
+                "    lab.hold(REMOVED, json!({}))?;\n",
+                "    lab.hold(REMOVED, json!({}))?;\n    for dir in cgroup.paths() {\n        let _ = std::fs::remove_dir(dir.parent().unwrap_or(dir).join(\"lab-extra\"));\n    }\n",
+            ),
+        ],
+        caught_by: "cgroup-removed",
     },
     Mistake {
         region: "limit-pids",
