@@ -274,7 +274,33 @@ pub fn preflight(lab: &LabSpec, setup: &CgroupSetup) -> std::result::Result<(), 
             return Err(format!("this machine offers no `{controller}` cgroup controller (see `cilab doctor`)"));
         }
     }
-    Ok(())
+    lab_controllers_handed_down(lab, setup)
+}
+
+/// Pure v2: a lab that makes cgroups of its own needs its controllers handed down to the
+/// run. cilab tries (as the run would) and, where cgroup v2 refuses (the cgroup cilab was
+/// started in holds other processes: a login session's scope), says why and the way out,
+/// rather than a run whose limits are missing and a lab that fails for it.
+fn lab_controllers_handed_down(lab: &LabSpec, setup: &CgroupSetup) -> std::result::Result<(), String> {
+    if setup.layout != crate::cgroup::CgroupLayout::V2 || lab.needs.cgroup_controllers.is_empty() {
+        return Ok(());
+    }
+    let wanted: Vec<&str> =
+        lab.needs.cgroup_controllers.iter().copied().filter(|c| *c != "freezer" && *c != "cpuacct").collect();
+    let missing = crate::cgroup::harness::with_placement(setup, |placement| {
+        Ok(placement.enable_for_lab(&crate::cgroup::fs::Kernel, setup, &wanted))
+    })
+    .map_err(|e| e.to_string())?;
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "the lab's cgroup controllers cannot be handed down to its run here: {}. Start cilab in a \
+         delegated cgroup of its own, e.g. `sudo systemd-run --scope -p Delegate=yes cilab check {}` \
+         (see `cilab doctor`)",
+        missing.join("; "),
+        lab.name
+    ))
 }
 
 /// A lab that cannot run here: every verdict is a SKIP that says why (never a pass).

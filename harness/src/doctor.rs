@@ -112,6 +112,9 @@ pub fn examine() -> DoctorReport {
         Ok(setup) => Finding { ok: true, topic: "cgroups".into(), detail: describe_cgroups(setup), advice: None },
         Err(error) => Finding { ok: false, topic: "cgroups".into(), detail: error.to_string(), advice: None },
     });
+    if let Ok(setup) = &setup {
+        findings.extend(v2_delegation(setup));
+    }
     findings.push(user_namespaces());
     findings.push(match labkit::rootfs::find_static_busybox() {
         Ok(path) => {
@@ -242,6 +245,49 @@ fn describe_cgroups(setup: &CgroupSetup) -> String {
     } else {
         format!("{layout}; v1: {}; {v2}", v1.join(" "))
     }
+}
+
+/// Pure v2: whether a lab that makes cgroups of its own (cgroup-limits) can have its
+/// controllers handed down from where cilab is started. Read-only: cgroup v2 lets a
+/// cgroup other than the root hand controllers down only while it holds no process, so
+/// other processes beside cilab (a login shell in its session scope) stop it.
+fn v2_delegation(setup: &CgroupSetup) -> Option<Finding> {
+    if setup.layout != crate::cgroup::CgroupLayout::V2 {
+        return None;
+    }
+    let v2 = setup.v2.as_ref()?;
+    let membership = crate::cgroup::membership::Membership::read("self").ok()?;
+    let start = setup.dir_of(&v2.path, membership.v2.as_deref()?).ok()?;
+    let offered = std::fs::read_to_string(start.join("cgroup.controllers")).unwrap_or_default();
+    let lacking: Vec<&str> =
+        ["pids", "memory", "cpu"].into_iter().filter(|c| !offered.split_whitespace().any(|o| o == *c)).collect();
+    let me = std::process::id() as i32;
+    let others = crate::cgroup::run_group::read_procs(&start).into_iter().filter(|p| *p != me).count();
+    let is_root = start == v2.path;
+    let ok = lacking.is_empty() && (is_root || others == 0);
+    let detail = if ok {
+        format!("{} can hand pids, memory and cpu down to the runs", start.display())
+    } else if !lacking.is_empty() {
+        format!(
+            "{} is not given {} by its parent: labs that make cgroups of their own will SKIP",
+            start.display(),
+            lacking.join(", ")
+        )
+    } else {
+        format!(
+            "{} holds {others} other process(es): cgroup v2 lets it hand no controller down, so labs that make cgroups of their own (cgroup-limits) will SKIP",
+            start.display()
+        )
+    };
+    Some(Finding {
+        ok,
+        topic: "cgroup delegation".into(),
+        detail,
+        advice: Some(
+            "start cilab in a delegated cgroup of its own: `sudo systemd-run --scope -p Delegate=yes cilab check ...`"
+                .into(),
+        ),
+    })
 }
 
 /// Whether unprivileged user namespaces work here (the userns-maps lab needs them): the
