@@ -188,9 +188,11 @@ fn dismantle(record: &RunRecord) -> Vec<String> {
 
 /// Processes still in the run's cgroup once the lab has exited and everything that was
 /// dying with it has died: they outlived it. A process is dying when SIGKILL is pending for
-/// it (PR_SET_PDEATHSIG queues it as its parent exits; a PID namespace's end does the same)
-/// or when one of its ancestors in the cgroup is dying; the harness waits on the pidfds of
-/// exactly those, and what is left alive and not dying is a leak.
+/// it (PR_SET_PDEATHSIG queues it as its parent exits; a PID namespace's end does the same),
+/// when it has begun to exit (a namespace's init, between taking its own SIGKILL and
+/// sending one to the rest of its namespace), or when one of its ancestors in the cgroup is
+/// dying; the harness waits on the pidfds of exactly those, and what is left alive and not
+/// dying is a leak.
 fn outlived(record: &RunRecord) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
@@ -201,13 +203,14 @@ fn outlived(record: &RunRecord) -> Vec<String> {
             .filter_map(|pid| procfs::read_status(pid).ok().map(|s| (pid, s)))
             .collect();
         let live = |s: &procfs::ProcStatus| !matches!(s.state, 'Z' | 'X');
-        let dying_itself = |s: &procfs::ProcStatus| live(s) && s.pending(libc::SIGKILL);
+        let dying_itself =
+            |pid: i32, s: &procfs::ProcStatus| live(s) && (s.pending(libc::SIGKILL) || procfs::is_exiting(pid));
         let dying = |pid: i32| {
             let mut at = pid;
             // Walk up the parents inside the cgroup (bounded: PIDs can form no cycle).
             for _ in 0..statuses.len() {
                 match statuses.get(&at) {
-                    Some(status) if dying_itself(status) => return true,
+                    Some(status) if dying_itself(at, status) => return true,
                     Some(status) => at = status.ppid,
                     None => return false,
                 }

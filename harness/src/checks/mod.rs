@@ -119,3 +119,30 @@ pub fn list_dir(dir: &Path) -> Result<Vec<String>> {
     names.sort();
     Ok(names)
 }
+
+/// This process's hostname (its UTS namespace's).
+pub fn hostname() -> String {
+    nix::sys::utsname::uname().map(|u| u.nodename().to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// Opens /proc/<pid>/ns/<kind>: held, it names the namespace even after the process ends.
+pub fn open_ns(pid: i32, kind: &str) -> Result<std::fs::File> {
+    let path = format!("/proc/{pid}/ns/{kind}");
+    std::fs::File::open(&path).map_err(Error::io("open", path))
+}
+
+/// The hostname in the UTS namespace of process `pid`, as a forked probe that enters it
+/// sees it (setns in a child: never in the harness's own threads).
+pub fn hostname_of(pid: i32, timeout: std::time::Duration) -> Result<String> {
+    use std::os::fd::AsFd;
+    let ns = open_ns(pid, "uts")?;
+    let outcome = crate::probe::forked::probe("read a container's hostname", timeout, |out| {
+        nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWUTS)?;
+        crate::probe::forked::say(out, &hostname());
+        Ok(())
+    })?;
+    Ok(match outcome.status {
+        Ok(()) => outcome.output.trim().to_string(),
+        Err(failure) => format!("not read ({failure:?})"),
+    })
+}

@@ -22,7 +22,7 @@ use nix::sched::{setns, unshare, CloneFlags};
 use nix::sys::stat::{fstat, Mode};
 use nix::unistd::{chdir, chroot, pivot_root};
 
-use super::{errno_name, file_id, find_child_named};
+use super::{errno_name, file_id, find_child_named, hostname, hostname_of, open_ns};
 use crate::catalog::Observer;
 use crate::corpus::{Edit, Mistake, MistakeKind};
 use crate::error::{Error, Result};
@@ -440,7 +440,7 @@ impl PivotRoot {
             LEAKED_FD,
             if fds.reached { REACHED.to_string() } else { "did not reach the sentinel".to_string() },
         );
-        facts.record(HOSTNAME_INSIDE, hostname_of(init)?);
+        facts.record(HOSTNAME_INSIDE, hostname_of(init, PROBE_TIMEOUT)?);
         facts.record(HOST_HOSTNAME, Relation::of(&Some(hostname()), &self.host_hostname));
         facts.record(HOST_CHANGES, run.mount_ns().changes()?.describe());
         Ok(())
@@ -655,11 +655,6 @@ fn lstat_dir(path: &Path) -> Option<(u64, u64)> {
         .map(|st| (st.st_dev, st.st_ino))
 }
 
-fn open_ns(pid: i32, kind: &str) -> Result<File> {
-    let path = format!("/proc/{pid}/ns/{kind}");
-    File::open(&path).map_err(Error::io("open", path))
-}
-
 /// (mount point, type) of each mount, as "point type".
 fn describe_mounts(mounts: &[procfs::Mount]) -> Vec<String> {
     mounts.iter().map(|m| format!("{} {}", m.mount_point, m.fs_type)).collect()
@@ -812,24 +807,6 @@ fn cwd_vs_root(pid: i32) -> Relation {
 }
 
 /// This machine's hostname, as the harness (in the host's UTS namespace) sees it.
-fn hostname() -> String {
-    nix::sys::utsname::uname().map(|u| u.nodename().to_string_lossy().into_owned()).unwrap_or_default()
-}
-
-/// The hostname in the init's UTS namespace, as a probe that enters it sees it.
-fn hostname_of(init: i32) -> Result<String> {
-    let ns = open_ns(init, "uts")?;
-    let outcome = forked::probe("read the container's hostname", PROBE_TIMEOUT, |out| {
-        setns(ns.as_fd(), CloneFlags::CLONE_NEWUTS)?;
-        forked::say(out, &hostname());
-        Ok(())
-    })?;
-    Ok(match outcome.status {
-        Ok(()) => outcome.output.trim().to_string(),
-        Err(failure) => format!("not read ({failure:?})"),
-    })
-}
-
 /// Typical mistakes and lies; each region's `todo!()` is added by the corpus itself.
 pub const MISTAKES: [Mistake; 23] = [
     Mistake {

@@ -26,7 +26,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, setgroups, setresgid, setresuid, ForkResult, Gid, Pid, Uid};
 
-use super::{errno_name, find_child_named};
+use super::{errno_name, find_child_named, hostname, hostname_of, open_ns};
 use crate::catalog::Observer;
 use crate::corpus::{Edit, Mistake, MistakeKind};
 use crate::error::{Error, Result};
@@ -666,7 +666,7 @@ impl UsernsMaps {
             facts.record(fact, Relation::of(&theirs, &Some(run.host_ns(kind)?)));
         }
         facts.record(LAB_ID_IS_ROOT, lab_id == 0);
-        facts.record(LAB_ID_ACCOUNT, has_account(lab_id));
+        facts.record(LAB_ID_ACCOUNT, labkit::ids::has_account(lab_id));
         facts.record(LAB_ID_ELSEWHERE, processes_of_id_outside(lab_id, run.pid()));
         let userns = run.namespace_of(child, "user")?;
         let host_userns = run.host_ns("user")?;
@@ -773,7 +773,7 @@ impl UsernsMaps {
         facts.record(TMPFS_IN_HOME, tmpfs);
         facts.record(UMOUNT_COPY, umount_in_a_copy(child, &mount_dir)?);
         facts.record(HOST_CHANGES, run.mount_ns().changes()?.describe());
-        facts.record(HOSTNAME_INSIDE, hostname_of(child)?);
+        facts.record(HOSTNAME_INSIDE, hostname_of(child, PROBE_TIMEOUT)?);
         facts.record(HOST_HOSTNAME, Relation::of(&Some(hostname()), &self.host_hostname));
         facts.record(MADE_INSIDE_OWNER, self.owner(&home.join(MADE_INSIDE)));
 
@@ -1109,21 +1109,6 @@ fn only_child(run: &mut LabRun, parent: i32, comm: &str) -> Result<i32> {
     }
 }
 
-/// Whether `id` names a user or a group: in /etc/passwd or /etc/group (read by the harness
-/// in its own mount namespace, the host's), or through NSS.
-fn has_account(id: u32) -> bool {
-    let listed = |file: &str| {
-        std::fs::read_to_string(file)
-            .unwrap_or_default()
-            .lines()
-            .any(|line| line.split(':').nth(2).and_then(|n| n.parse::<u32>().ok()) == Some(id))
-    };
-    listed("/etc/passwd")
-        || listed("/etc/group")
-        || matches!(nix::unistd::User::from_uid(Uid::from_raw(id)), Ok(Some(_)))
-        || matches!(nix::unistd::Group::from_gid(Gid::from_raw(id)), Ok(Some(_)))
-}
-
 /// Processes on the machine whose uid or gid is `id`, the lab and its descendants aside.
 fn processes_of_id_outside(id: u32, lab: i32) -> usize {
     let mut lab_tree = vec![lab];
@@ -1163,11 +1148,6 @@ fn describe_caps(caps: u64) -> String {
     }
 }
 
-fn open_ns(pid: i32, kind: &str) -> Result<File> {
-    let path = format!("/proc/{pid}/ns/{kind}");
-    File::open(&path).map_err(Error::io("open", path))
-}
-
 /// ioctl(2) requests on namespace files (linux/nsfs.h); nix has no wrappers for them.
 const NS_GET_USERNS: libc::c_ulong = 0xb701;
 const NS_GET_PARENT: libc::c_ulong = 0xb702;
@@ -1202,24 +1182,6 @@ fn owner_uid(userns: &File) -> nix::Result<u32> {
 }
 
 /// This machine's hostname, as the harness (in the host's UTS namespace) sees it.
-fn hostname() -> String {
-    nix::sys::utsname::uname().map(|u| u.nodename().to_string_lossy().into_owned()).unwrap_or_default()
-}
-
-/// The hostname in the child's UTS namespace, as a probe that enters it sees it.
-fn hostname_of(child: i32) -> Result<String> {
-    let ns = open_ns(child, "uts")?;
-    let outcome = forked::probe("read the child's hostname", PROBE_TIMEOUT, |out| {
-        setns(ns.as_fd(), CloneFlags::CLONE_NEWUTS)?;
-        forked::say(out, &hostname());
-        Ok(())
-    })?;
-    Ok(match outcome.status {
-        Ok(()) => outcome.output.trim().to_string(),
-        Err(failure) => format!("not read ({failure:?})"),
-    })
-}
-
 /// A host process the harness starts in the run's cgroup, running as `uid`, doing nothing.
 struct Victim {
     pid: Pid,

@@ -346,6 +346,17 @@ pub fn start_time(pid: i32) -> Option<u64> {
     Process::new(pid).and_then(|p| p.stat()).ok().map(|stat| stat.starttime)
 }
 
+/// The kernel's PF_EXITING task flag (include/linux/sched.h): set as a process starts to
+/// exit, before it is a zombie. The procfs crate gives the flags word but not this bit.
+const PF_EXITING: u32 = 0x4;
+
+/// Whether a process has begun to exit (field 9 of /proc/<pid>/stat has PF_EXITING): it
+/// has already taken its SIGKILL off the pending set, and is no zombie yet. A PID
+/// namespace's init spends a while like this killing the rest of its namespace.
+pub fn is_exiting(pid: i32) -> bool {
+    Process::new(pid).and_then(|p| p.stat()).is_ok_and(|stat| stat.flags & PF_EXITING != 0)
+}
+
 /// One line of /proc/<pid>/uid_map or gid_map: `count` ids from `inside` on, in the
 /// process's user namespace, are the ids from `outside` on in the namespace of whoever
 /// reads the file (its parent's, when the reader is in the process's own namespace).

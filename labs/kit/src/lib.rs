@@ -15,6 +15,7 @@ pub mod child;
 pub mod cleanup;
 pub mod elf;
 pub mod error;
+pub mod ids;
 pub mod narrate;
 pub mod panics;
 pub mod protocol;

@@ -552,24 +552,11 @@ fn map_with_newuidmap(pid: Pid, uid: u32, gid: u32) -> Result<()> {
 /// as a uid or gid: the lab's own, never an account's.
 fn choose_free_id() -> Result<u32> {
     let in_use = ids_in_use();
-    (FIRST_CANDIDATE_ID..=LAST_CANDIDATE_ID).find(|id| !in_use.contains(id) && !has_account(*id)).ok_or_else(|| {
-        anyhow!("no id between {FIRST_CANDIDATE_ID} and {LAST_CANDIDATE_ID} is free of accounts and processes")
-    })
-}
-
-/// Whether `id` names a user or a group: in /etc/passwd or /etc/group, or through NSS (a
-/// machine without NSS modules, a minimal VM, answers only through the files).
-fn has_account(id: u32) -> bool {
-    let listed = |file: &str| {
-        std::fs::read_to_string(file)
-            .unwrap_or_default()
-            .lines()
-            .any(|line| line.split(':').nth(2).and_then(|n| n.parse::<u32>().ok()) == Some(id))
-    };
-    listed("/etc/passwd")
-        || listed("/etc/group")
-        || matches!(nix::unistd::User::from_uid(Uid::from_raw(id)), Ok(Some(_)))
-        || matches!(nix::unistd::Group::from_gid(Gid::from_raw(id)), Ok(Some(_)))
+    (FIRST_CANDIDATE_ID..=LAST_CANDIDATE_ID)
+        .find(|id| !in_use.contains(id) && !labkit::ids::has_account(*id))
+        .ok_or_else(|| {
+            anyhow!("no id between {FIRST_CANDIDATE_ID} and {LAST_CANDIDATE_ID} is free of accounts and processes")
+        })
 }
 
 /// Every uid and gid a process on the machine has (real, effective, saved, filesystem).
