@@ -1518,6 +1518,24 @@ fn newuidmap_tries(door: &RunDoor, writer: i32, id: u32) -> Result<(String, Stri
 }
 
 /// Typical mistakes and lies; each region's `todo!()` is added by the corpus itself.
+/// A drop to the lab's id that keeps every capability (PR_SET_KEEPCAPS, then capset raises
+/// the effective set again): the writer is uid <id> in name only. Two lies use it.
+const KEEPCAPS_DROP: &str = r#"nix::sys::prctl::set_keepcaps(true).map_err(LabError::sys("prctl(PR_SET_KEEPCAPS)", 1))?;
+setgroups(&[]).map_err(LabError::sys("setgroups", "[]"))?;
+setresgid(Gid::from_raw(id), Gid::from_raw(id), Gid::from_raw(id)).map_err(LabError::sys("setresgid", id))?;
+setresuid(Uid::from_raw(id), Uid::from_raw(id), Uid::from_raw(id)).map_err(LabError::sys("setresuid", id))?;
+#[repr(C)]
+struct Header { version: u32, pid: i32 }
+let mut header = Header { version: 0x2008_0522, pid: 0 };
+let mut data = [0u32; 6];
+unsafe { libc::syscall(libc::SYS_capget, &mut header as *mut Header, data.as_mut_ptr()) };
+data[0] = data[1];
+data[3] = data[4];
+if unsafe { libc::syscall(libc::SYS_capset, &mut header as *mut Header, data.as_ptr()) } != 0 {
+    return Err(anyhow!("capset failed"));
+}
+Ok(())"#;
+
 pub const MISTAKES: [Mistake; 27] = [
     Mistake {
         region: "drop-to-user",
@@ -1734,21 +1752,7 @@ pub const MISTAKES: [Mistake; 27] = [
         region: "drop-to-user",
         name: "the writer keeps its capabilities across the uid change (PR_SET_KEEPCAPS, then capset)",
         kind: MistakeKind::Lie,
-        edits: &[Edit::Region("drop-to-user", r#"nix::sys::prctl::set_keepcaps(true).map_err(LabError::sys("prctl(PR_SET_KEEPCAPS)", 1))?;
-setgroups(&[]).map_err(LabError::sys("setgroups", "[]"))?;
-setresgid(Gid::from_raw(id), Gid::from_raw(id), Gid::from_raw(id)).map_err(LabError::sys("setresgid", id))?;
-setresuid(Uid::from_raw(id), Uid::from_raw(id), Uid::from_raw(id)).map_err(LabError::sys("setresuid", id))?;
-#[repr(C)]
-struct Header { version: u32, pid: i32 }
-let mut header = Header { version: 0x2008_0522, pid: 0 };
-let mut data = [0u32; 6];
-unsafe { libc::syscall(libc::SYS_capget, &mut header as *mut Header, data.as_mut_ptr()) };
-data[0] = data[1];
-data[3] = data[4];
-if unsafe { libc::syscall(libc::SYS_capset, &mut header as *mut Header, data.as_ptr()) } != 0 {
-    return Err(anyhow!("capset failed"));
-}
-Ok(())"#)],
+        edits: &[Edit::Region("drop-to-user", KEEPCAPS_DROP)],
         caught_by: "writer-unprivileged",
     },
     Mistake {
@@ -1849,21 +1853,7 @@ Ok(())"#),
         region: "newuidmap",
         name: "no newuidmap: a writer that kept its capabilities writes the range itself",
         kind: MistakeKind::Lie,
-        edits: &[Edit::Region("drop-to-user", r#"nix::sys::prctl::set_keepcaps(true).map_err(LabError::sys("prctl(PR_SET_KEEPCAPS)", 1))?;
-setgroups(&[]).map_err(LabError::sys("setgroups", "[]"))?;
-setresgid(Gid::from_raw(id), Gid::from_raw(id), Gid::from_raw(id)).map_err(LabError::sys("setresgid", id))?;
-setresuid(Uid::from_raw(id), Uid::from_raw(id), Uid::from_raw(id)).map_err(LabError::sys("setresuid", id))?;
-#[repr(C)]
-struct Header { version: u32, pid: i32 }
-let mut header = Header { version: 0x2008_0522, pid: 0 };
-let mut data = [0u32; 6];
-unsafe { libc::syscall(libc::SYS_capget, &mut header as *mut Header, data.as_mut_ptr()) };
-data[0] = data[1];
-data[3] = data[4];
-if unsafe { libc::syscall(libc::SYS_capset, &mut header as *mut Header, data.as_ptr()) } != 0 {
-    return Err(anyhow!("capset failed"));
-}
-Ok(())"#), Edit::Region("newuidmap", r#"for file in ["uid_map", "gid_map"] {
+        edits: &[Edit::Region("drop-to-user", KEEPCAPS_DROP), Edit::Region("newuidmap", r#"for file in ["uid_map", "gid_map"] {
     std::fs::write(format!("/proc/{pid}/{file}"), format!("0 {uid} 1\n1 {SUBID_START} {SUBID_COUNT}\n"))?;
 }
 let _ = gid;
