@@ -402,7 +402,14 @@ fn find_leftovers(found: &[scan::Found]) -> (Vec<Leftover>, Vec<String>) {
     for dir in record_dirs {
         cgroups.insert(dir.path.clone(), cgroup_leftover("cgroup", dir));
     }
+    let lab_running = by_hand_lab_running();
     for found in found {
+        if found.kind == Kind::ByHand {
+            if !lab_running {
+                cgroups.entry(found.dir.path.clone()).or_insert_with(|| by_hand_leftover(found.dir.clone()));
+            }
+            continue;
+        }
         let (kind, live) = match &found.kind {
             Kind::Run { id, .. } => ("cgroup", is_live(id)),
             // A cilab is in its leaf from its first run until it exits, whatever its name.
@@ -410,6 +417,7 @@ fn find_leftovers(found: &[scan::Found]) -> (Vec<Leftover>, Vec<String>) {
                 "harness",
                 cilab_alive(*owner) || crate::cgroup::run_group::read_procs(&found.dir.path).contains(owner),
             ),
+            Kind::ByHand => continue,
         };
         if !live {
             cgroups.entry(found.dir.path.clone()).or_insert_with(|| cgroup_leftover(kind, found.dir.clone()));
@@ -461,6 +469,52 @@ fn cgroup_leftover(kind: &str, dir: GroupDir) -> Leftover {
         detail = format!("the cgroup a cilab moved itself into, {detail}");
     }
     Leftover { kind: kind.into(), path: dir.path.clone(), detail, group: Some(dir), lab: None }
+}
+
+/// Whether lab cgroup-limits runs right now (by hand, or in a run): its cgroup may be live.
+fn by_hand_lab_running() -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return true };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
+        .any(|pid| procfs::comm(pid).is_some_and(|c| c == labkit::protocol::cgroup_limits::LAB_COMM))
+}
+
+/// Lab cgroup-limits' cgroup, left by a run by hand that was killed before it removed it
+/// (a frozen v1 cgroup keeps its processes, in state D, until it is thawed). `--clean`
+/// thaws it, kills what is in it and removes it, but only when every process in it is one
+/// of the lab's workloads (by name): anything else in it was not started by the lab.
+fn by_hand_leftover(dir: GroupDir) -> Leftover {
+    use labkit::protocol::cgroup_limits::WORKLOAD_COMMS;
+    let procs = crate::cgroup::run_group::read_procs(&dir.path);
+    let names: Vec<(i32, String)> = procs.iter().map(|p| (*p, procfs::comm(*p).unwrap_or_default())).collect();
+    let foreign: Vec<String> = names
+        .iter()
+        .filter(|(_, comm)| !WORKLOAD_COMMS.contains(&comm.as_str()))
+        .map(|(pid, comm)| format!("{pid} ({comm})"))
+        .collect();
+    let frozen = ["freezer.state", "cgroup.freeze"].iter().any(|file| {
+        std::fs::read_to_string(dir.path.join(file)).is_ok_and(|t| matches!(t.trim(), "FROZEN" | "FREEZING" | "1"))
+    });
+    let holds = if names.is_empty() {
+        "empty".to_string()
+    } else {
+        let all: Vec<String> = names.iter().map(|(pid, comm)| format!("{pid} ({comm})")).collect();
+        format!("holds {}", all.join(", "))
+    };
+    let state = if frozen { format!("frozen, {holds}") } else { holds };
+    let mut detail =
+        format!("lab cgroup-limits' cgroup, left by a run by hand that was stopped before it removed it: {state}");
+    let group = if foreign.is_empty() {
+        Some(dir.clone())
+    } else {
+        detail.push_str(&format!(
+            "; {} not the lab's: not cleaned (thaw it, end those yourself, then rmdir it)",
+            foreign.join(", ")
+        ));
+        None
+    };
+    Leftover { kind: "cgroup".into(), path: dir.path, detail, group, lab: None }
 }
 
 /// Scratch dirs, and mounts in them, of runs `left(run id)` says are leftovers.
@@ -534,7 +588,10 @@ fn clean_leftovers(leftovers: &[Leftover]) -> Vec<String> {
     for (name, group) in &groups {
         killed.insert(name.as_str(), crate::run::commands_in(group));
         let paths: Vec<String> = group.dirs.iter().map(|d| d.path.display().to_string()).collect();
-        match group.kill_all(Duration::from_secs(5)).and_then(|()| group.remove()) {
+        // A lab's cgroup left by hand sits in somebody else's: only it is removed.
+        let by_hand = name == labkit::protocol::cgroup_limits::CGROUP_NAME;
+        let remove = || if by_hand { group.remove_only_these() } else { group.remove() };
+        match group.kill_all(Duration::from_secs(5)).and_then(|()| remove()) {
             Ok(_) => done.push(format!("killed what was in and removed {}", paths.join(", "))),
             Err(error) => done.push(format!("could not clean {}: {error}", paths.join(", "))),
         }

@@ -23,6 +23,7 @@ use nix::sched::{setns, unshare, CloneFlags};
 use nix::sys::wait::waitpid;
 use nix::unistd::{fork, ForkResult};
 
+use crate::cgroup::RunCgroup;
 use crate::error::{Error, Result};
 use crate::probe::forked;
 use crate::probe::procfs::{self, HeldNs, Mount, NsId};
@@ -38,6 +39,85 @@ pub struct RunMountNs {
     /// from the run's.
     reference: HeldNs,
     baseline: Vec<Mount>,
+    /// For a lab that makes cgroups of its own: a cgroup namespace rooted at the run's
+    /// cgroup, in which every cgroup hierarchy of the run's mount namespace is mounted.
+    cgroup_ns: Option<HeldNs>,
+}
+
+/// How the run's cgroup namespace is made (in the child that makes the mount namespace):
+/// the child joins the run's own cgroup in every hierarchy (on v2 before the run hands
+/// controllers down, when a process may still be there), unshares a cgroup namespace,
+/// whose root is then the run's cgroup, and mounts each cgroup hierarchy afresh over the
+/// host's, from inside it. The lab, which joins this namespace, finds itself at `/lab` in
+/// /proc/self/cgroup, and `/sys/fs/cgroup` begins at the run's cgroup: a cgroup it makes
+/// "at the root", or "beside its parent", is still under the run's, held by the run's
+/// limits, as in a container with a cgroup namespace of its own.
+struct CgroupNsPlan {
+    run_procs: Vec<File>,
+    remounts: Vec<Remount>,
+}
+
+/// One cgroup mount to make again from inside the run's cgroup namespace.
+struct Remount {
+    mount_point: String,
+    fs_type: &'static str,
+    /// v1: the hierarchy's controllers and name (`cpu,cpuacct`, `name=systemd`).
+    data: Option<String>,
+}
+
+impl CgroupNsPlan {
+    /// Prepared before fork: the run's cgroup.procs open for writing, and the cgroup
+    /// mounts of this (the harness's) mount namespace, which the run's is a copy of.
+    fn prepare(cgroup: &RunCgroup) -> Result<Self> {
+        let mut run_procs = Vec::new();
+        for dir in &cgroup.dirs {
+            let path = dir.path.join("cgroup.procs");
+            run_procs.push(std::fs::OpenOptions::new().write(true).open(&path).map_err(Error::io("open", path))?);
+        }
+        let controllers: Vec<String> = std::fs::read_to_string("/proc/cgroups")
+            .map_err(Error::io("read", "/proc/cgroups"))?
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+            .collect();
+        let mut remounts = Vec::new();
+        for mount in procfs::read_mountinfo("self")? {
+            let (fs_type, data) = match mount.fs_type.as_str() {
+                "cgroup2" => ("cgroup2", None),
+                "cgroup" => {
+                    let words: Vec<&str> = mount
+                        .super_options
+                        .split(',')
+                        .filter(|o| o.starts_with("name=") || controllers.iter().any(|c| c == o))
+                        .collect();
+                    ("cgroup", Some(words.join(",")))
+                }
+                _ => continue,
+            };
+            remounts.push(Remount { mount_point: mount.mount_point, fs_type, data });
+        }
+        Ok(CgroupNsPlan { run_procs, remounts })
+    }
+
+    /// In the child, inside the run's new mount namespace.
+    fn make(&self) -> nix::Result<()> {
+        for file in &self.run_procs {
+            nix::unistd::write(file, b"0")?;
+        }
+        unshare(CloneFlags::CLONE_NEWCGROUP)?;
+        let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RELATIME;
+        for remount in &self.remounts {
+            nix::mount::umount2(remount.mount_point.as_str(), nix::mount::MntFlags::MNT_DETACH)?;
+            mount(
+                Some(remount.fs_type),
+                remount.mount_point.as_str(),
+                Some(remount.fs_type),
+                flags,
+                remount.data.as_deref(),
+            )?;
+        }
+        Ok(())
+    }
 }
 
 /// A mount before and now.
@@ -109,8 +189,12 @@ impl RunMountNs {
     /// Makes the namespace in a forked child (unshare and mount change only that child),
     /// holds it open through `/proc/<child>/ns/mnt`; then the child makes the private
     /// reference copy, which is held the same way, and goes.
-    pub fn create(scratch: &Path) -> Result<Self> {
+    ///
+    /// With `cgroup` (a run whose lab makes cgroups of its own, see `RunCgroup::hand_down`),
+    /// the child also makes the run's cgroup namespace (see `CgroupNsPlan`), held the same way.
+    pub fn create(scratch: &Path, cgroup: Option<&RunCgroup>) -> Result<Self> {
         let scratch = scratch.to_path_buf();
+        let cgroup_plan = cgroup.map(CgroupNsPlan::prepare).transpose()?;
         let (ready_rx, ready_tx) = nix::unistd::pipe().map_err(Error::harness("pipe", "run mount namespace"))?;
         let (go_rx, go_tx) = nix::unistd::pipe().map_err(Error::harness("pipe", "run mount namespace"))?;
         // SAFETY: the child makes syscalls, reads and writes pipes, and leaves with _exit.
@@ -127,7 +211,8 @@ impl RunMountNs {
                         unshare(CloneFlags::CLONE_NEWNS)?;
                         private(MsFlags::MS_PRIVATE)?;
                         private(MsFlags::MS_SHARED)?;
-                        read_only_but_scratch(&scratch)
+                        read_only_but_scratch(&scratch)?;
+                        cgroup_plan.as_ref().map_or(Ok(()), CgroupNsPlan::make)
                     },
                     &|| {
                         unshare(CloneFlags::CLONE_NEWNS)?;
@@ -153,27 +238,41 @@ impl RunMountNs {
                 drop(ready_tx);
                 drop(go_rx);
                 let (mut ready, mut go) = (File::from(ready_rx), File::from(go_tx));
-                let mut open_next = || -> Result<Option<HeldNs>> {
+                let mut cgroup_ns = None;
+                let mut open_next = |with_cgroup: bool| -> Result<Option<HeldNs>> {
                     if !ready.read(&mut [0u8]).is_ok_and(|n| n == 1) {
                         return Ok(None);
+                    }
+                    if with_cgroup {
+                        cgroup_ns = Some(HeldNs::open(child.as_raw(), "cgroup"));
                     }
                     let held = HeldNs::open(child.as_raw(), "mnt");
                     let _ = go.write_all(b"g");
                     held
                 };
-                let held = open_next();
-                let reference = open_next();
+                let held = open_next(cgroup_plan.is_some());
+                let reference = open_next(false);
                 drop(go);
                 let status = waitpid(child, None).map_err(Error::sys("waitpid", child))?;
+                let with_cgroup = if cgroup_plan.is_some() {
+                    ", then joining the run's cgroup, unshare(CLONE_NEWCGROUP) and each cgroup hierarchy mounted again"
+                } else {
+                    ""
+                };
                 let failed = || {
                     Error::Harness(format!(
                         "could not make the run's mount namespace (unshare(CLONE_NEWNS), then / made \
-                         MS_REC|MS_PRIVATE and MS_REC|MS_SHARED): the child ended with {status:?}"
+                         MS_REC|MS_PRIVATE and MS_REC|MS_SHARED{with_cgroup}): the child ended with {status:?}"
                     ))
                 };
                 let held = held?.ok_or_else(failed)?;
                 let reference = reference?.ok_or_else(failed)?;
-                let mut ns = RunMountNs { held, reference, baseline: Vec::new() };
+                let cgroup_ns = match cgroup_ns {
+                    Some(opened) => Some(opened?.ok_or_else(failed)?),
+                    None if cgroup_plan.is_some() => return Err(failed()),
+                    None => None,
+                };
+                let mut ns = RunMountNs { held, reference, baseline: Vec::new(), cgroup_ns };
                 ns.baseline = ns.mounts()?;
                 // The promise to every lab: its host's / is shared, as under systemd.
                 if !ns.baseline.iter().any(|m| m.mount_point == "/" && m.is_shared()) {
@@ -191,6 +290,12 @@ impl RunMountNs {
     /// The open nsfs file: `setns(file, CLONE_NEWNS)` enters the namespace.
     pub fn file(&self) -> &File {
         self.held.file()
+    }
+
+    /// The run's cgroup namespace, for a lab that makes cgroups of its own:
+    /// `setns(file, CLONE_NEWCGROUP)` enters it.
+    pub fn cgroup_ns(&self) -> Option<&File> {
+        self.cgroup_ns.as_ref().map(HeldNs::file)
     }
 
     /// The mount table now, read by a forked child that enters the namespace.

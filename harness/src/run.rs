@@ -311,12 +311,11 @@ impl LabRun {
         }
         become_subreaper()?;
         let id = format!("{lab}-{}-{}", std::process::id(), RUN_COUNTER.fetch_add(1, Ordering::SeqCst));
-        let record = open_run(lab, &id, setup, &options.limits)?;
-        let started =
-            prepare(&record.scratch).and_then(|()| RunMountNs::create(&record.scratch)).and_then(|mount_ns| {
-                let child = spawn_in_run(held_command(binary, &record.scratch, args), &record, &mount_ns, true)?;
-                Ok((mount_ns, child))
-            });
+        let mut record = open_run(lab, &id, setup, &options.limits)?;
+        let started = prepare(&record.scratch).and_then(|()| make_namespaces(&mut record)).and_then(|mount_ns| {
+            let child = spawn_in_run(held_command(binary, &record.scratch, args), &record, &mount_ns, true)?;
+            Ok((mount_ns, child))
+        });
         let (mount_ns, child) = match started {
             Ok(started) => started,
             Err(error) => {
@@ -596,9 +595,21 @@ impl Drop for LabRun {
     }
 }
 
+/// The run's mount namespace, and for a lab that makes cgroups of its own (its run has a
+/// leaf for it) the run's cgroup namespace; only then does the run hand its controllers
+/// down (v2), as no process may be in it from then on.
+fn make_namespaces(record: &mut RunRecord) -> Result<RunMountNs> {
+    let own_cgroups = record.cgroup.dirs.iter().any(|d| d.leaf.is_some());
+    let mount_ns = RunMountNs::create(&record.scratch, own_cgroups.then_some(&record.cgroup))?;
+    if own_cgroups {
+        record.cgroup.hand_down();
+    }
+    Ok(mount_ns)
+}
+
 /// Starts `command` inside the run before its first instruction: between fork and exec
 /// the child writes "0" (itself) into each of the run's cgroup.procs, enters the run's
-/// mount namespace and changes into the scratch dir, using descriptors and a path the
+/// cgroup namespace (if it has one) and mount namespace and changes into the scratch dir, using descriptors and a path the
 /// parent prepared, so no allocation happens after fork. If cilab dies, even by SIGKILL,
 /// the kernel kills the lab (PR_SET_PDEATHSIG). With `own_group`, the lab gets its own
 /// process group, so Ctrl-C in the terminal reaches only cilab.
@@ -606,6 +617,7 @@ fn spawn_in_run(mut command: Command, record: &RunRecord, mount_ns: &RunMountNs,
     let procs_files = record.cgroup.open_procs_files()?;
     let raw_fds: Vec<i32> = procs_files.iter().map(|f| f.as_raw_fd()).collect();
     let ns_fd = mount_ns.file().as_fd().as_raw_fd();
+    let cgroup_ns_fd = mount_ns.cgroup_ns().map(|f| f.as_fd().as_raw_fd());
     let workdir = CString::new(record.scratch.as_os_str().as_bytes())
         .map_err(|_| Error::parse("scratch path", record.scratch.display().to_string()))?;
     // SAFETY: the closure only makes syscalls (write, setns, chdir, setpgid, prctl) on data
@@ -615,6 +627,10 @@ fn spawn_in_run(mut command: Command, record: &RunRecord, mount_ns: &RunMountNs,
             for fd in &raw_fds {
                 let fd = BorrowedFd::borrow_raw(*fd);
                 nix::unistd::write(fd, b"0").map_err(std::io::Error::from)?;
+            }
+            if let Some(fd) = cgroup_ns_fd {
+                nix::sched::setns(BorrowedFd::borrow_raw(fd), nix::sched::CloneFlags::CLONE_NEWCGROUP)
+                    .map_err(std::io::Error::from)?;
             }
             nix::sched::setns(BorrowedFd::borrow_raw(ns_fd), nix::sched::CloneFlags::CLONE_NEWNS)
                 .map_err(std::io::Error::from)?;
@@ -708,8 +724,8 @@ pub fn run_by_hand(spec: &LabSpec, binary: &Path, setup: &CgroupSetup, how: ByHa
     become_subreaper()?;
     let id = format!("{lab}-{}-by-hand-{}", std::process::id(), RUN_COUNTER.fetch_add(1, Ordering::SeqCst));
     let limits = Limits { lab_controllers: spec.needs.cgroup_controllers, ..Limits::default() };
-    let record = open_run(lab, &id, setup, &limits)?;
-    let mount_ns = match RunMountNs::create(&record.scratch) {
+    let mut record = open_run(lab, &id, setup, &limits)?;
+    let mount_ns = match make_namespaces(&mut record) {
         Ok(ns) => ns,
         Err(error) => {
             abort(&record);

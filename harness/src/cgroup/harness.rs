@@ -145,7 +145,7 @@ impl Placement {
 impl Place {
     pub fn group_dir(&self, path: PathBuf) -> GroupDir {
         let controller = (self.version == Version::V1).then(|| self.controllers.join(","));
-        GroupDir { path, version: self.version, controller, leaf: None }
+        GroupDir { path, version: self.version, controller, leaf: None, hand_down: Vec::new() }
     }
 }
 
@@ -319,11 +319,38 @@ pub fn with_placement<T>(setup: &CgroupSetup, make: impl FnOnce(&mut Placement) 
     if let State::Unplaced = *state {
         let membership = Membership::read("self")?;
         *state = State::Placed(Placement::make(&Kernel, setup, &membership, std::process::id())?);
+        leave_at_exit();
     }
     match &mut *state {
         State::Placed(placement) => make(placement),
         _ => Err(Error::Cgroup("cilab is exiting: it makes no new run cgroup".into())),
     }
+}
+
+/// Whatever process placed itself (cilab, or a test that grades in-process) leaves its
+/// leaf when it exits normally, even if it never calls `leave` (a test binary does not).
+/// cilab's own `leave` comes first; this one then finds nothing left to do.
+fn leave_at_exit() {
+    extern "C" fn on_exit() {
+        // Never wait at exit: a thread that holds the lock now is ending cilab itself.
+        let placed = match STATE.try_lock() {
+            Ok(mut state) => match std::mem::replace(&mut *state, State::Closed(None)) {
+                State::Placed(placement) | State::Closed(Some(placement)) => Some(placement),
+                State::Unplaced | State::Closed(None) => None,
+            },
+            Err(_) => None,
+        };
+        if let Some(placement) = placed {
+            let _ = placement.leave(&Kernel, std::process::id());
+        }
+    }
+    static REGISTERED: std::sync::Once = std::sync::Once::new();
+    REGISTERED.call_once(|| {
+        // SAFETY: registers a plain function with no arguments; nix has no atexit wrapper.
+        unsafe {
+            libc::atexit(on_exit);
+        }
+    });
 }
 
 /// No new run cgroups from now on (an interrupt was taken).
@@ -699,9 +726,14 @@ mod tests {
         assert!(placement.enable_for_lab(&fs, &setup, WANTED).is_empty());
         assert_eq!(placement.places[0].controllers, ["pids", "memory", "cpu"]);
         let limits = Limits { lab_controllers: WANTED, ..Limits::default() };
-        let run = RunCgroup::create_in(&fs, &placement, "cgroup-limits-4242-0", &limits).expect("made");
+        let mut run = RunCgroup::create_in(&fs, &placement, "cgroup-limits-4242-0", &limits).expect("made");
         let dir = "/sys/fs/cgroup/cilab/cgroup-limits-4242-0";
         assert_eq!(run.dirs[0].leaf.as_deref(), Some(Path::new(&format!("{dir}/lab"))));
+        // Nothing handed down yet: the run's cgroup namespace is made by a process in the run itself.
+        assert!(fs.group(dir).expect("run").subtree.is_empty());
+        fs.write(&Path::new(dir).join("cgroup.procs"), "5001").expect("a process may join the run before");
+        fs.groups.borrow_mut().get_mut(Path::new(dir)).expect("run").procs.clear();
+        run.hand_down_in(&fs);
         let handed: Vec<&str> = ["cpu", "memory", "pids"].into();
         assert_eq!(fs.group(dir).expect("run").subtree.iter().map(String::as_str).collect::<Vec<_>>(), handed);
         assert!(run.limits_applied.contains(&"pids.max=256 (v2)".to_string()), "{:?}", run.limits_applied);

@@ -25,7 +25,8 @@ pub struct Limits {
     pub memory_max_bytes: u64,
     /// Controllers the lab makes cgroups of its own with (`Needs::cgroup_controllers`):
     /// the run's cgroup then exists in their v1 hierarchies too, and on v2 it hands them
-    /// down to the lab's cgroups, the lab itself sitting in the leaf `<run>/lab`.
+    /// down to the lab's cgroups; the lab itself sits in the leaf `<run>/lab`, in a cgroup
+    /// namespace rooted at the run's cgroup (see `RunMountNs::create`).
     pub lab_controllers: &'static [&'static str],
 }
 
@@ -49,10 +50,13 @@ pub struct GroupDir {
     pub version: Version,
     /// The v1 controllers of this hierarchy ("pids", or "cpu,cpuacct" co-mounted); `None` for v2.
     pub controller: Option<String>,
-    /// Where the lab's processes are put, when not in `path` itself: on v2, the leaf
-    /// `<run>/lab` of a lab that makes cgroups of its own beside it.
+    /// Where the lab's processes are put, when not in `path` itself: the leaf `<run>/lab`
+    /// of a lab that makes cgroups of its own (beside it on v2, in it on v1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leaf: Option<PathBuf>,
+    /// v2: the controllers `hand_down` enables in `cgroup.subtree_control` ("+pids").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hand_down: Vec<String>,
 }
 
 impl GroupDir {
@@ -126,8 +130,15 @@ impl RunCgroup {
                     _ => {}
                 }
             }
-            if place.version == Version::V2 && !limits.lab_controllers.is_empty() {
-                self.make_leaf(fs, place, &dir, &for_lab)?;
+            if !limits.lab_controllers.is_empty() {
+                harness::make_dir(fs, &dir.join(harness::RUN_LEAF))?;
+                if let Some(group) = self.dirs.last_mut() {
+                    group.leaf = Some(dir.join(harness::RUN_LEAF));
+                    if place.version == Version::V2 {
+                        group.hand_down =
+                            place.controllers.iter().filter(|c| for_lab(c)).map(|c| format!("+{c}")).collect();
+                    }
+                }
             }
         }
         // Never silently unbounded: a limit no hierarchy could take is named, with why.
@@ -138,31 +149,24 @@ impl RunCgroup {
     }
 
     /// v2, for a lab that makes cgroups of its own: the run's cgroup hands the lab's
-    /// controllers down (so it may hold no process, the no-internal-processes rule) and the
-    /// lab goes into the leaf `<run>/lab`. The run's limits hold for both.
-    fn make_leaf(
-        &mut self,
-        fs: &dyn CgroupFs,
-        place: &harness::Place,
-        dir: &Path,
-        for_lab: &dyn Fn(&String) -> bool,
-    ) -> Result<()> {
-        let handed: Vec<String> = place.controllers.iter().filter(|c| for_lab(c)).map(|c| format!("+{c}")).collect();
-        if !handed.is_empty() {
-            let subtree = dir.join("cgroup.subtree_control");
-            match fs.write(&subtree, &handed.join(" ")) {
-                Ok(()) => self.limits_applied.push(format!("cgroup.subtree_control={} (v2)", handed.join(" "))),
-                Err(error) => self
-                    .limits_applied
-                    .push(format!("cgroup.subtree_control={} not applied (v2): {error}", handed.join(" "))),
+    /// controllers down (so from now on it may hold no process, the no-internal-processes
+    /// rule; the lab is in the leaf `<run>/lab`). Called once the run's cgroup namespace has
+    /// been made, which needed a process in `<run>` itself (see `RunMountNs::create`). The
+    /// run's limits hold for all below.
+    pub fn hand_down(&mut self) {
+        self.hand_down_in(&Kernel)
+    }
+
+    pub fn hand_down_in(&mut self, fs: &dyn CgroupFs) {
+        let mut applied = Vec::new();
+        for dir in self.dirs.iter().filter(|d| !d.hand_down.is_empty()) {
+            let wanted = dir.hand_down.join(" ");
+            match fs.write(&dir.path.join("cgroup.subtree_control"), &wanted) {
+                Ok(()) => applied.push(format!("cgroup.subtree_control={wanted} (v2)")),
+                Err(error) => applied.push(format!("cgroup.subtree_control={wanted} not applied (v2): {error}")),
             }
         }
-        let leaf = dir.join(harness::RUN_LEAF);
-        harness::make_dir(fs, &leaf)?;
-        if let Some(group) = self.dirs.last_mut() {
-            group.leaf = Some(leaf);
-        }
-        Ok(())
+        self.limits_applied.extend(applied);
     }
 
     /// Writes one limit. A file the kernel does not have (memsw without swap accounting)
@@ -258,6 +262,16 @@ impl RunCgroup {
     }
 
     pub fn remove_in(&self, fs: &dyn CgroupFs) -> Result<Vec<PathBuf>> {
+        self.remove_dirs(fs, true)
+    }
+
+    /// Removes these directories (and what is nested in them) and nothing above: for a
+    /// cgroup that is not a run's, whose parent is somebody else's.
+    pub fn remove_only_these(&self) -> Result<Vec<PathBuf>> {
+        self.remove_dirs(&Kernel, false)
+    }
+
+    fn remove_dirs(&self, fs: &dyn CgroupFs, with_shared_parent: bool) -> Result<Vec<PathBuf>> {
         let mut left_by_lab = Vec::new();
         for dir in &self.dirs {
             if !fs.exists(&dir.path) {
@@ -272,7 +286,7 @@ impl RunCgroup {
             left_by_lab.extend(nested.into_iter().filter(|sub| Some(sub) != dir.leaf.as_ref()));
             harness::remove_dir_retrying(fs, &dir.path).map_err(Error::io("remove cgroup", &dir.path))?;
             // The shared parent goes too once nothing uses it; another run or cilab may.
-            if let Some(parent) = dir.path.parent() {
+            if let Some(parent) = dir.path.parent().filter(|_| with_shared_parent) {
                 let _ = fs.remove_dir(parent);
             }
         }

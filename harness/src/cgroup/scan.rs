@@ -23,6 +23,9 @@ pub enum Kind {
     Run { id: String, owner: i32 },
     /// A cilab's own v2 leaf.
     Leaf { owner: i32 },
+    /// A cgroup a lab makes, by its name (lab cgroup-limits' `lab-limits`), outside any
+    /// cilab dir: made by the lab run by hand, and left if that run was killed.
+    ByHand,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,10 +74,25 @@ pub fn scan(fs: &dyn CgroupFs, setup: &CgroupSetup) -> Scan {
                     for entry in fs.subdirs(&sub).unwrap_or_default() {
                         let name = entry.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
                         if let Some(kind) = classify(&name) {
-                            let dir = GroupDir { path: entry, version, controller: controller.clone(), leaf: None };
+                            let dir = GroupDir {
+                                path: entry,
+                                version,
+                                controller: controller.clone(),
+                                leaf: None,
+                                hand_down: Vec::new(),
+                            };
                             scan.found.push(Found { dir, kind });
                         }
                     }
+                } else if sub.file_name().is_some_and(|n| n == labkit::protocol::cgroup_limits::CGROUP_NAME) {
+                    let dir = GroupDir {
+                        path: sub,
+                        version,
+                        controller: controller.clone(),
+                        leaf: None,
+                        hand_down: Vec::new(),
+                    };
+                    scan.found.push(Found { dir, kind: Kind::ByHand });
                 } else if depth + 1 < MAX_DEPTH {
                     queue.push_back((sub, depth + 1));
                 }
@@ -109,6 +127,9 @@ mod tests {
         // A lab's own nested cgroup goes with its run; a dir merely called cilab-ish does not count.
         fs.add("/sys/fs/cgroup/cilab/pid-ns-12-0/cilab/pid-ns-13-0", &[], &[]);
         fs.add("/sys/fs/cgroup/system.slice/cilab.service", &[], &[]);
+        // Lab cgroup-limits' own cgroup, left by a run by hand; inside a run it goes with the run.
+        fs.add("/sys/fs/cgroup/user.slice/lab-limits", &[], &[]);
+        fs.add("/sys/fs/cgroup/cilab/pid-ns-12-0/lab-limits", &[], &[]);
         let mountinfo = "35 24 0:30 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
         let setup = CgroupSetup::from_parts(CGROUP2_SUPER_MAGIC, mountinfo, |_| None).expect("detects");
         let scan = scan(&fs, &setup);
@@ -119,6 +140,7 @@ mod tests {
             found,
             [
                 ("/sys/fs/cgroup/cilab/pid-ns-12-0".to_string(), Kind::Run { id: "pid-ns-12-0".into(), owner: 12 }),
+                ("/sys/fs/cgroup/user.slice/lab-limits".into(), Kind::ByHand),
                 (
                     "/sys/fs/cgroup/user.slice/user-1000.slice/session-3.scope/cilab/chroot-jail-77-by-hand".into(),
                     Kind::Run { id: "chroot-jail-77-by-hand".into(), owner: 77 }

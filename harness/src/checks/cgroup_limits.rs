@@ -55,6 +55,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 pub const VERSION: Fact<String> = Fact::new("made.cgroup_version");
 pub const LAYOUT: Fact<String> = Fact::new("made.cgroup_layout");
 pub const MADE_UNDER_RUN: Fact<Vec<String>> = Fact::new("made.new_cgroups_under_the_run");
+pub const MADE_IN_PLACE: Fact<bool> = Fact::new("made.each_in_the_labs_own_v1_or_beside_it_v2");
 
 pub const BOMB_CGROUP: Fact<BTreeMap<String, String>> = Fact::new("bomb-held.bomb_cgroup");
 pub const CHILDREN_WITH_BOMB: Fact<bool> = Fact::new("bomb-held.every_child_in_the_bombs_cgroup");
@@ -120,16 +121,16 @@ fn share_ok(share: f64) -> bool {
 
 pub const VERDICTS: [VerdictSpec; 10] = [
     VerdictSpec {
-        id: "under-the-run",
-        claim: "the lab's cgroup lies under the run's cgroup in every hierarchy it uses, so the run's own limits hold whatever the lab writes",
+        id: "in-its-place",
+        claim: "the lab makes its cgroup where it is, in every hierarchy it uses: inside its own cgroup on v1, beside it (in its parent) on v2; so the limits above the lab hold above the lab's cgroup too",
         points: 2,
         region: Some("make-cgroup"),
         requires: &[],
-        hint: "find where the lab is in /proc/self/cgroup and make the new cgroup below that (on v2 beside the lab's own leaf, in its parent), never higher up",
+        hint: "find where the lab is in /proc/self/cgroup (under cilab: /lab, in a cgroup namespace that begins at the run's cgroup) and make the new cgroup there: in it on v1, in its parent on v2; not at the hierarchy's root, not higher up",
         decide: |e| {
-            let made = e.get(MADE_UNDER_RUN)?;
+            let in_place = e.get(MADE_IN_PLACE)?;
             let bomb = e.get(BOMB_CGROUP)?;
-            Some(!made.is_empty() && !bomb.values().any(|c| c == OUTSIDE_RUN))
+            Some(in_place && !bomb.values().any(|c| c == OUTSIDE_RUN))
         },
     },
     VerdictSpec {
@@ -516,17 +517,35 @@ impl CgroupLimits {
         self.hierarchies = hierarchies(&setup, version, run);
         self.setup = Some(setup);
         self.version = Some(version);
+        // Every cgroup under the run's (its leaf for the lab aside), as a path below the run's,
+        // and whether each is where the sheet says: in the lab's own cgroup (the leaf) on v1,
+        // beside it (in the run's) on v2.
         let mut made = Vec::new();
+        let mut in_place = true;
         for hierarchy in &self.hierarchies {
-            let Some(dir) = &hierarchy.run else { continue };
-            for sub in std::fs::read_dir(dir).map_err(Error::io("list", dir))?.flatten() {
-                let path = sub.path();
-                if path.is_dir() && Some(&path) != hierarchy.leaf.as_ref() {
-                    made.push(format!("{}: {}", hierarchy.name, sub.file_name().to_string_lossy()));
+            let Some(run_dir) = &hierarchy.run else { continue };
+            let place = match version {
+                Version::V1 => hierarchy.leaf.as_ref().unwrap_or(run_dir),
+                Version::V2 => run_dir,
+            };
+            let mut todo = vec![run_dir.clone()];
+            while let Some(dir) = todo.pop() {
+                for sub in std::fs::read_dir(&dir).map_err(Error::io("list", &dir))?.flatten() {
+                    let path = sub.path();
+                    if !sub.file_type().is_ok_and(|t| t.is_dir()) {
+                        continue;
+                    }
+                    if Some(&path) != hierarchy.leaf.as_ref() {
+                        let below = path.strip_prefix(run_dir).unwrap_or(&path).display().to_string();
+                        made.push(format!("{}: {below}", hierarchy.name));
+                        in_place &= path.parent() == Some(place.as_path());
+                    }
+                    todo.push(path);
                 }
             }
         }
         made.sort();
+        facts.record(MADE_IN_PLACE, !made.is_empty() && in_place);
         facts.record(MADE_UNDER_RUN, made);
         self.before = Some(host_fork_exec()?);
         Ok(())
@@ -886,7 +905,7 @@ fn hierarchies(setup: &CgroupSetup, version: Version, run: &LabRun) -> Vec<Hiera
                 mount,
                 first: controllers.first().cloned(),
                 run: run_dir.map(|d| d.path.clone()),
-                leaf: None,
+                leaf: run_dir.and_then(|d| d.leaf.clone()),
             }
         })
         .collect()
@@ -983,7 +1002,7 @@ fn read_trimmed(path: &Path) -> String {
 pub const MISTAKES: [Mistake; 26] = [
     Mistake {
         region: "make-cgroup",
-        name: "the cgroup made beside the run's instead of under it: it escapes the run's limits",
+        name: "the cgroup made one level too high (beside the run's on a whole machine; under cilab, beside the lab's own on v1, on sysfs on v2)",
         kind: MistakeKind::Mistake,
         edits: &[Edit::Region(
             "make-cgroup",
@@ -994,16 +1013,16 @@ pub const MISTAKES: [Mistake; 26] = [
                      Version::V1 => &hierarchy.own,\n    \
                  };\n    \
                  let dir = own.parent().unwrap_or(own).join(CGROUP_NAME);\n    \
-                 std::fs::create_dir(&dir).map_err(LabError::io(\"mkdir\", &dir))?;\n    \
+                 make_dir(&dir)?;\n    \
                  dirs.push((hierarchy.controllers.clone(), dir));\n\
              }\n\
              Ok(LabCgroup::new(system.version, dirs))",
         )],
-        caught_by: "under-the-run",
+        caught_by: "in-its-place",
     },
     Mistake {
         region: "make-cgroup",
-        name: "the cgroup made at the hierarchy's root, as a tutorial for a whole machine does",
+        name: "the cgroup made at the hierarchy's root, as a tutorial for a whole machine does (under cilab the root is the run's cgroup: beside the lab's own on v1)",
         kind: MistakeKind::Mistake,
         edits: &[Edit::Region(
             "make-cgroup",
@@ -1014,12 +1033,12 @@ pub const MISTAKES: [Mistake; 26] = [
                      Version::V1 => Path::new(CGROUP_ROOT).join(hierarchy.controllers[0]),\n    \
                  };\n    \
                  let dir = root.join(CGROUP_NAME);\n    \
-                 std::fs::create_dir(&dir).map_err(LabError::io(\"mkdir\", &dir))?;\n    \
+                 make_dir(&dir)?;\n    \
                  dirs.push((hierarchy.controllers.clone(), dir));\n\
              }\n\
              Ok(LabCgroup::new(system.version, dirs))",
         )],
-        caught_by: "under-the-run",
+        caught_by: "in-its-place",
     },
     Mistake {
         region: "limit-pids",
@@ -1034,18 +1053,21 @@ pub const MISTAKES: [Mistake; 26] = [
     },
     Mistake {
         region: "limit-pids",
-        name: "lie: the run's own limits lifted from inside (pids.max max, memory unlimited), the lab's written",
+        name: "lie: the run's own limits lifted from inside (pids.max max, memory unlimited, in every cgroup above the lab's), the lab's written",
         kind: MistakeKind::Lie,
         edits: &[Edit::Region(
             "limit-pids",
             r#"let dir = cgroup.dir("pids")?;
 write_control(&dir.join("pids.max"), &max.to_string())?;
-let _ = write_control(&dir.parent().unwrap_or(dir).join("pids.max"), "max");
+for above in dir.ancestors().skip(1).take(2) {
+    let _ = write_control(&above.join("pids.max"), "max");
+}
 if let Ok(memory) = cgroup.dir("memory") {
-    let parent = memory.parent().unwrap_or(memory);
-    let _ = write_control(&parent.join("memory.memsw.limit_in_bytes"), "-1");
-    let _ = write_control(&parent.join("memory.limit_in_bytes"), "-1");
-    let _ = write_control(&parent.join("memory.max"), "max");
+    for above in memory.ancestors().skip(1).take(2) {
+        let _ = write_control(&above.join("memory.memsw.limit_in_bytes"), "-1");
+        let _ = write_control(&above.join("memory.limit_in_bytes"), "-1");
+        let _ = write_control(&above.join("memory.max"), "max");
+    }
 }
 Ok(())"#,
         )],

@@ -84,11 +84,7 @@ struct LabCgroup {
 }
 
 impl LabCgroup {
-    /// Registers every directory for removal on every path out of the lab (error, Ctrl-C).
     fn new(version: Version, dirs: Vec<(Vec<&'static str>, PathBuf)>) -> Self {
-        for (_, dir) in &dirs {
-            cleanup::track_undo(&["rmdir", &dir.to_string_lossy()]);
-        }
         LabCgroup { version, dirs }
     }
 
@@ -130,12 +126,12 @@ fn run(args: &LabArgs) -> Result<()> {
         "mkdir(\"<parent>/lab-limits\"); write(\"pids.max\", \"16\"); write(\"memory.max\", ...); write(\"cpu.max\", \"20000 100000\")",
         "mkdir /sys/fs/cgroup/<parent>/lab-limits && echo 16 > .../pids.max && echo 64M > .../memory.max && echo '20000 100000' > .../cpu.max",
     );
-    let cgroup = make_cgroup(&system)?;
+    let cgroup = make_cgroup(&system).map_err(left_from_before)?;
     lab.saw(&format!("made {}", cgroup.paths().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")));
     limit_pids(&cgroup, PIDS_MAX)?;
     limit_memory(&cgroup, MEMORY_MAX)?;
     limit_cpu(&cgroup, CPU_QUOTA_US, CPU_PERIOD_US)?;
-    lab.why("the lab's cgroup lies under the run's: whatever it writes, the run's own limits still hold above it.");
+    lab.why("the lab's cgroup lies under the cgroup the lab runs in (under cilab, the run's): whatever it writes, the limits above still hold.");
     lab.hold(MADE, json!({ "cgroups": cgroup.paths().collect::<Vec<_>>() }))?;
 
     // ── Step 2 ───────────────────────────────────────────────────────────────
@@ -298,9 +294,9 @@ fn run(args: &LabArgs) -> Result<()> {
 /// Makes the lab's cgroup in every hierarchy it uses.
 fn make_cgroup(system: &System) -> Result<LabCgroup> {
     // STUDENT: begin make-cgroup
-    // Hint: make it under the cgroup the lab runs in (Hierarchy::own, from /proc/self/cgroup), never
-    // elsewhere: on v2 a cgroup that holds a process hands no controller down, so there it goes beside
-    // the lab's own cgroup (in own's parent); on v1 it goes in own itself.
+    // Hint: make it where the lab is (Hierarchy::own, from /proc/self/cgroup), never elsewhere: on v2 a
+    // cgroup that holds a process hands no controller down, so there it goes beside the lab's own cgroup
+    // (in own's parent); on v1 it goes in own itself. make_dir also registers its removal.
     let mut dirs = Vec::new();
     for hierarchy in &system.hierarchies {
         let parent = match system.version {
@@ -308,7 +304,7 @@ fn make_cgroup(system: &System) -> Result<LabCgroup> {
             Version::V1 => hierarchy.own.clone(),
         };
         let dir = parent.join(CGROUP_NAME);
-        std::fs::create_dir(&dir).map_err(LabError::io("mkdir", &dir))?;
+        make_dir(&dir)?;
         dirs.push((hierarchy.controllers.clone(), dir));
     }
     Ok(LabCgroup::new(system.version, dirs))
@@ -601,6 +597,31 @@ fn detect() -> Result<System> {
         }
     }
     Ok(System { version: Version::V1, layout: if v2_mounted { "hybrid" } else { "v1" }, hierarchies })
+}
+
+/// mkdir(2) of one of the lab's cgroup directories, its rmdir registered at once for every
+/// way out of the lab (an error in the next hierarchy, Ctrl-C).
+fn make_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir(dir).map_err(LabError::io("mkdir", dir))?;
+    cleanup::track_undo(&["rmdir", &dir.to_string_lossy()]);
+    Ok(())
+}
+
+/// A `lab-limits` that exists already was left by a run of this lab that was stopped
+/// before it could remove it: say how to get rid of it.
+fn left_from_before(error: anyhow::Error) -> anyhow::Error {
+    let exists = error
+        .chain()
+        .any(|cause| matches!(cause.downcast_ref::<LabError>(), Some(LabError::Io { cause, .. }) if cause.kind() == std::io::ErrorKind::AlreadyExists));
+    if exists {
+        error.context(format!(
+            "{CGROUP_NAME} is left from a run of this lab that was stopped before it removed it (a frozen one keeps \
+             its processes): `cilab doctor` shows it, `cilab doctor --clean` thaws it, ends the lab's processes in it \
+             and removes it"
+        ))
+    } else {
+        error
+    }
 }
 
 /// One write(2) into an existing control file (a cgroup's files are the kernel's: none is

@@ -306,6 +306,10 @@ pub mod cgroup_limits {
     pub const HOG_COMM: &str = "cg-hog";
     pub const SPIN_COMM: &str = "cg-spin";
     pub const SLEEPER_COMM: &str = "cg-sleeper";
+    /// Every process the lab puts in its cgroup, by name.
+    pub const WORKLOAD_COMMS: [&str; 5] = [BOMB_COMM, BOMB_CHILD_COMM, HOG_COMM, SPIN_COMM, SLEEPER_COMM];
+    /// The lab binary's name as /proc/<pid>/comm shows it (cut to 15 bytes).
+    pub const LAB_COMM: &str = "lab-cgroup-limi";
 }
 
 #[cfg(test)]
