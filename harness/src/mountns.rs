@@ -45,10 +45,11 @@ pub struct RunMountNs {
 }
 
 /// How the run's cgroup namespace is made (in the child that makes the mount namespace):
-/// the child joins the run's own cgroup in every hierarchy (on v2 before the run hands
+/// the child joins `<run>/cgroupns` in every hierarchy of the run (on v2 before it hands
 /// controllers down, when a process may still be there), unshares a cgroup namespace,
-/// whose root is then the run's cgroup, and mounts each cgroup hierarchy afresh over the
-/// host's, from inside it. The lab, which joins this namespace, finds itself at `/lab` in
+/// whose root is then that cgroup, and mounts each cgroup hierarchy afresh over the
+/// host's, from inside it (read-only where the run has no cgroup). The run's own limit
+/// files are one level above the namespace's root: out of the lab's sight and reach. The lab, which joins this namespace, finds itself at `/lab` in
 /// /proc/self/cgroup, and `/sys/fs/cgroup` begins at the run's cgroup: a cgroup it makes
 /// "at the root", or "beside its parent", is still under the run's, held by the run's
 /// limits, as in a container with a cgroup namespace of its own.
@@ -63,6 +64,7 @@ struct Remount {
     fs_type: &'static str,
     /// v1: the hierarchy's controllers and name (`cpu,cpuacct`, `name=systemd`).
     data: Option<String>,
+    read_only: bool,
 }
 
 impl CgroupNsPlan {
@@ -71,7 +73,7 @@ impl CgroupNsPlan {
     fn prepare(cgroup: &RunCgroup) -> Result<Self> {
         let mut run_procs = Vec::new();
         for dir in &cgroup.dirs {
-            let path = dir.path.join("cgroup.procs");
+            let path = dir.ns_root.as_ref().unwrap_or(&dir.path).join("cgroup.procs");
             run_procs.push(std::fs::OpenOptions::new().write(true).open(&path).map_err(Error::io("open", path))?);
         }
         let controllers: Vec<String> = std::fs::read_to_string("/proc/cgroups")
@@ -94,7 +96,10 @@ impl CgroupNsPlan {
                 }
                 _ => continue,
             };
-            remounts.push(Remount { mount_point: mount.mount_point, fs_type, data });
+            // A hierarchy the run has no cgroup in: its namespace root is the harness's own
+            // cgroup there (the host's root, often), so the lab sees it read-only.
+            let read_only = !cgroup.dirs.iter().any(|d| d.path.starts_with(&mount.mount_point));
+            remounts.push(Remount { mount_point: mount.mount_point, fs_type, data, read_only });
         }
         Ok(CgroupNsPlan { run_procs, remounts })
     }
@@ -115,6 +120,9 @@ impl CgroupNsPlan {
                 flags,
                 remount.data.as_deref(),
             )?;
+            if remount.read_only {
+                set_read_only(Path::new(&remount.mount_point), true, false)?;
+            }
         }
         Ok(())
     }

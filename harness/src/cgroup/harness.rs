@@ -34,9 +34,13 @@ pub const V1_USED: [&str; 3] = ["pids", "memory", "freezer"];
 /// v1 hierarchies a run gets a cgroup in only when its lab declares the controller
 /// (`Needs::cgroup_controllers`): other labs' runs are made as before.
 const V1_ON_REQUEST: [&str; 2] = ["cpu", "cpuacct"];
-/// The v2 leaf, inside a run's cgroup, that holds the lab when the lab makes cgroups of
-/// its own: the run's cgroup then hands controllers down, so it may hold no process.
+/// The leaf that holds a lab that makes cgroups of its own, in `RUN_NS_ROOT`: on v2 the
+/// cgroups above it hand controllers down, so they may hold no process.
 pub const RUN_LEAF: &str = "lab";
+/// The root of the cgroup namespace of a lab that makes cgroups of its own, one level
+/// below the run's cgroup: the run's limit files are above it, out of the lab's sight and
+/// reach (`<run>/cgroupns/lab`).
+pub const RUN_NS_ROOT: &str = "cgroupns";
 /// Controllers whose limits every run must have, or say why not.
 const BOUNDED_BY: [&str; 2] = ["pids", "memory"];
 
@@ -145,7 +149,7 @@ impl Placement {
 impl Place {
     pub fn group_dir(&self, path: PathBuf) -> GroupDir {
         let controller = (self.version == Version::V1).then(|| self.controllers.join(","));
-        GroupDir { path, version: self.version, controller, leaf: None, hand_down: Vec::new() }
+        GroupDir { path, version: self.version, controller, leaf: None, ns_root: None, hand_down: Vec::new() }
     }
 }
 
@@ -712,9 +716,10 @@ mod tests {
     }
 
     /// A lab that makes cgroups of its own (cgroup-limits): its run hands pids, memory and
-    /// cpu down, the lab sits in the leaf `<run>/lab`, and the lab's own cgroup beside it
-    /// takes limits. Other labs' runs are made as before; the leaf is not a leak, the
-    /// lab's cgroup left behind is.
+    /// cpu down at once, the root of its cgroup namespace `<run>/cgroupns` does once the
+    /// namespace is made, the lab sits in the leaf `<run>/cgroupns/lab`, and the lab's own
+    /// cgroup beside it takes limits. Other labs' runs are made as before; the leaf and the
+    /// namespace's root are not leaks, the lab's cgroup left behind is.
     #[test]
     fn pure_v2_a_lab_with_cgroups_of_its_own_sits_in_a_leaf_of_its_run() {
         const WANTED: &[&str] = &["pids", "memory", "cpu", "cpuacct", "freezer"];
@@ -728,26 +733,29 @@ mod tests {
         let limits = Limits { lab_controllers: WANTED, ..Limits::default() };
         let mut run = RunCgroup::create_in(&fs, &placement, "cgroup-limits-4242-0", &limits).expect("made");
         let dir = "/sys/fs/cgroup/cilab/cgroup-limits-4242-0";
-        assert_eq!(run.dirs[0].leaf.as_deref(), Some(Path::new(&format!("{dir}/lab"))));
-        // Nothing handed down yet: the run's cgroup namespace is made by a process in the run itself.
-        assert!(fs.group(dir).expect("run").subtree.is_empty());
-        fs.write(&Path::new(dir).join("cgroup.procs"), "5001").expect("a process may join the run before");
-        fs.groups.borrow_mut().get_mut(Path::new(dir)).expect("run").procs.clear();
-        run.hand_down_in(&fs);
+        let ns_root = format!("{dir}/cgroupns");
+        assert_eq!(run.dirs[0].leaf.as_deref(), Some(Path::new(&format!("{ns_root}/lab"))));
         let handed: Vec<&str> = ["cpu", "memory", "pids"].into();
-        assert_eq!(fs.group(dir).expect("run").subtree.iter().map(String::as_str).collect::<Vec<_>>(), handed);
+        let subtree = |path: &str| fs.group(path).expect("a cgroup").subtree.iter().cloned().collect::<Vec<String>>();
+        assert_eq!(subtree(dir), handed, "the run holds no process: it hands down at once");
+        // Not the namespace's root yet: the namespace is made by a process in it.
+        assert!(subtree(&ns_root).is_empty());
+        fs.write(&Path::new(&ns_root).join("cgroup.procs"), "5001").expect("a process may join the root before");
+        fs.groups.borrow_mut().get_mut(Path::new(&ns_root)).expect("ns root").procs.clear();
+        run.hand_down_in(&fs);
+        assert_eq!(subtree(&ns_root), handed);
         assert!(run.limits_applied.contains(&"pids.max=256 (v2)".to_string()), "{:?}", run.limits_applied);
         // The lab joins its leaf; its own cgroup, beside the leaf, takes a cpu quota.
         fs.write(&run.dirs[0].leaf.clone().expect("leaf").join("cgroup.procs"), "5000").expect("joins the leaf");
-        fs.add(&format!("{dir}/lab-limits"), &[], &[]);
-        fs.write(Path::new(&format!("{dir}/lab-limits/cpu.max")), "20000 100000").expect("cpu reaches the lab");
-        fs.groups.borrow_mut().get_mut(Path::new(&format!("{dir}/lab"))).expect("leaf").procs.clear();
+        fs.add(&format!("{ns_root}/lab-limits"), &[], &[]);
+        fs.write(Path::new(&format!("{ns_root}/lab-limits/cpu.max")), "20000 100000").expect("cpu reaches the lab");
+        fs.groups.borrow_mut().get_mut(Path::new(&format!("{ns_root}/lab"))).expect("leaf").procs.clear();
         // Another lab's run: no leaf, nothing handed down.
         let other = RunCgroup::create_in(&fs, &placement, "pid-ns-4242-1", &Limits::default()).expect("made");
         assert!(other.dirs[0].leaf.is_none());
-        assert!(fs.group("/sys/fs/cgroup/cilab/pid-ns-4242-1").expect("run").subtree.is_empty());
+        assert!(subtree("/sys/fs/cgroup/cilab/pid-ns-4242-1").is_empty());
         let left = run.remove_in(&fs).expect("removed");
-        assert_eq!(left, [PathBuf::from(format!("{dir}/lab-limits"))], "the leaf is the harness's, not a leak");
+        assert_eq!(left, [PathBuf::from(format!("{ns_root}/lab-limits"))], "the leaf is the harness's, not a leak");
         assert!(other.remove_in(&fs).expect("removed").is_empty());
         assert!(placement.leave(&fs, CILAB).is_empty());
     }

@@ -54,7 +54,11 @@ pub struct GroupDir {
     /// of a lab that makes cgroups of its own (beside it on v2, in it on v1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leaf: Option<PathBuf>,
-    /// v2: the controllers `hand_down` enables in `cgroup.subtree_control` ("+pids").
+    /// The root of the lab's cgroup namespace, `<run>/cgroupns`, the leaf's parent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ns_root: Option<PathBuf>,
+    /// v2: the controllers handed down ("+pids"): by the run's cgroup when it is made, by
+    /// the namespace's root in `hand_down`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hand_down: Vec<String>,
 }
@@ -131,13 +135,22 @@ impl RunCgroup {
                 }
             }
             if !limits.lab_controllers.is_empty() {
-                harness::make_dir(fs, &dir.join(harness::RUN_LEAF))?;
+                let ns_root = dir.join(harness::RUN_NS_ROOT);
+                let handed: Vec<String> = match place.version {
+                    Version::V2 => place.controllers.iter().filter(|c| for_lab(c)).map(|c| format!("+{c}")).collect(),
+                    Version::V1 => Vec::new(),
+                };
+                harness::make_dir(fs, &ns_root)?;
+                // The run's own cgroup never holds a process: it hands down at once. The
+                // namespace's root holds the process that makes the namespace first.
+                if !handed.is_empty() {
+                    self.write_subtree_control(fs, &dir, &handed);
+                }
+                harness::make_dir(fs, &ns_root.join(harness::RUN_LEAF))?;
                 if let Some(group) = self.dirs.last_mut() {
-                    group.leaf = Some(dir.join(harness::RUN_LEAF));
-                    if place.version == Version::V2 {
-                        group.hand_down =
-                            place.controllers.iter().filter(|c| for_lab(c)).map(|c| format!("+{c}")).collect();
-                    }
+                    group.leaf = Some(ns_root.join(harness::RUN_LEAF));
+                    group.ns_root = Some(ns_root);
+                    group.hand_down = handed;
                 }
             }
         }
@@ -148,25 +161,36 @@ impl RunCgroup {
         Ok(())
     }
 
-    /// v2, for a lab that makes cgroups of its own: the run's cgroup hands the lab's
-    /// controllers down (so from now on it may hold no process, the no-internal-processes
-    /// rule; the lab is in the leaf `<run>/lab`). Called once the run's cgroup namespace has
-    /// been made, which needed a process in `<run>` itself (see `RunMountNs::create`). The
-    /// run's limits hold for all below.
+    /// v2, for a lab that makes cgroups of its own: the root of its cgroup namespace,
+    /// `<run>/cgroupns`, hands the lab's controllers down (so from now on it may hold no
+    /// process, the no-internal-processes rule; the lab is in the leaf `<run>/cgroupns/lab`).
+    /// Called once the namespace has been made, which needed a process in its root (see
+    /// `RunMountNs::create`). The run's limits hold for all below.
     pub fn hand_down(&mut self) {
         self.hand_down_in(&Kernel)
     }
 
     pub fn hand_down_in(&mut self, fs: &dyn CgroupFs) {
-        let mut applied = Vec::new();
-        for dir in self.dirs.iter().filter(|d| !d.hand_down.is_empty()) {
-            let wanted = dir.hand_down.join(" ");
-            match fs.write(&dir.path.join("cgroup.subtree_control"), &wanted) {
-                Ok(()) => applied.push(format!("cgroup.subtree_control={wanted} (v2)")),
-                Err(error) => applied.push(format!("cgroup.subtree_control={wanted} not applied (v2): {error}")),
-            }
+        let todo: Vec<(PathBuf, Vec<String>)> = self
+            .dirs
+            .iter()
+            .filter(|d| !d.hand_down.is_empty())
+            .filter_map(|d| d.ns_root.clone().map(|root| (root, d.hand_down.clone())))
+            .collect();
+        for (ns_root, handed) in todo {
+            self.write_subtree_control(fs, &ns_root, &handed);
         }
-        self.limits_applied.extend(applied);
+    }
+
+    fn write_subtree_control(&mut self, fs: &dyn CgroupFs, dir: &Path, handed: &[String]) {
+        let wanted = handed.join(" ");
+        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let what =
+            if name == harness::RUN_NS_ROOT { "cgroupns/cgroup.subtree_control" } else { "cgroup.subtree_control" };
+        match fs.write(&dir.join("cgroup.subtree_control"), &wanted) {
+            Ok(()) => self.limits_applied.push(format!("{what}={wanted} (v2)")),
+            Err(error) => self.limits_applied.push(format!("{what}={wanted} not applied (v2): {error}")),
+        }
     }
 
     /// Writes one limit. A file the kernel does not have (memsw without swap accounting)
@@ -282,8 +306,10 @@ impl RunCgroup {
             for sub in nested.iter().rev() {
                 harness::remove_dir_retrying(fs, sub).map_err(Error::io("remove cgroup", sub))?;
             }
-            // The run's own leaf is the harness's, not something the lab left.
-            left_by_lab.extend(nested.into_iter().filter(|sub| Some(sub) != dir.leaf.as_ref()));
+            // The run's own leaf and namespace root are the harness's, not something the lab left.
+            left_by_lab.extend(
+                nested.into_iter().filter(|sub| Some(sub) != dir.leaf.as_ref() && Some(sub) != dir.ns_root.as_ref()),
+            );
             harness::remove_dir_retrying(fs, &dir.path).map_err(Error::io("remove cgroup", &dir.path))?;
             // The shared parent goes too once nothing uses it; another run or cilab may.
             if let Some(parent) = dir.path.parent().filter(|_| with_shared_parent) {

@@ -79,6 +79,7 @@ pub fn scan(fs: &dyn CgroupFs, setup: &CgroupSetup) -> Scan {
                                 version,
                                 controller: controller.clone(),
                                 leaf: None,
+                                ns_root: None,
                                 hand_down: Vec::new(),
                             };
                             scan.found.push(Found { dir, kind });
@@ -90,6 +91,7 @@ pub fn scan(fs: &dyn CgroupFs, setup: &CgroupSetup) -> Scan {
                         version,
                         controller: controller.clone(),
                         leaf: None,
+                        ns_root: None,
                         hand_down: Vec::new(),
                     };
                     scan.found.push(Found { dir, kind: Kind::ByHand });

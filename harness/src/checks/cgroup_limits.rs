@@ -33,9 +33,11 @@ use crate::run::LabRun;
 use crate::verdict::VerdictSpec;
 
 /// How a process's cgroup relates to the run's, per hierarchy.
-pub const RUNS_OWN: &str = "the run's own cgroup";
+pub const RUNS_OWN: &str = "the lab's own cgroup (the run's leaf for it)";
 pub const UNDER_RUN: &str = "under the run's cgroup: ";
 pub const OUTSIDE_RUN: &str = "outside the run's cgroup";
+/// The run's cgroup or the root of the lab's cgroup namespace: above the lab's own leaf.
+pub const ABOVE_LAB: &str = "above the lab's own cgroup (the run's, or its cgroup namespace's root)";
 const KILLED_AT_ONCE: &str = "killed at once";
 /// What the kernel's log says of the hog's death.
 const VICTIM_OK: &str = "the hog, in the lab's cgroup, by the OOM killer of the lab's cgroup";
@@ -263,7 +265,7 @@ pub const VERDICTS: [VerdictSpec; 10] = [
     },
     VerdictSpec {
         id: "moved-out",
-        claim: "the lab's last act in its cgroup is to move its last process out, back into the run's cgroup, in every hierarchy",
+        claim: "the lab's last act in its cgroup is to move its last process out, back into the lab's own cgroup (not higher up), in every hierarchy",
         points: 2,
         region: Some("move-out"),
         requires: &[],
@@ -301,8 +303,10 @@ struct Hierarchy {
     mount: PathBuf,
     /// A controller of the hierarchy, to find a process's line in /proc/<pid>/cgroup (v1).
     first: Option<String>,
-    /// The run's own cgroup there, and the leaf the lab sits in (v2).
+    /// The run's own cgroup there, the root of the lab's cgroup namespace in it
+    /// (`<run>/cgroupns`), and the leaf the lab sits in (`<run>/cgroupns/lab`).
     run: Option<PathBuf>,
+    ns_root: Option<PathBuf>,
     leaf: Option<PathBuf>,
 }
 
@@ -378,7 +382,7 @@ impl Observer for CgroupLimits {
                                 continue;
                             }
                             let path = entry.path();
-                            if Some(&path) != hierarchy.leaf.as_ref() {
+                            if Some(&path) != hierarchy.leaf.as_ref() && Some(&path) != hierarchy.ns_root.as_ref() {
                                 left.insert(format!(
                                     "{}: {}",
                                     hierarchy.name,
@@ -524,9 +528,10 @@ impl CgroupLimits {
         let mut in_place = true;
         for hierarchy in &self.hierarchies {
             let Some(run_dir) = &hierarchy.run else { continue };
+            let ns_root = hierarchy.ns_root.as_ref().unwrap_or(run_dir);
             let place = match version {
-                Version::V1 => hierarchy.leaf.as_ref().unwrap_or(run_dir),
-                Version::V2 => run_dir,
+                Version::V1 => hierarchy.leaf.as_ref().unwrap_or(ns_root),
+                Version::V2 => ns_root,
             };
             let mut todo = vec![run_dir.clone()];
             while let Some(dir) = todo.pop() {
@@ -535,8 +540,9 @@ impl CgroupLimits {
                     if !sub.file_type().is_ok_and(|t| t.is_dir()) {
                         continue;
                     }
-                    if Some(&path) != hierarchy.leaf.as_ref() {
-                        let below = path.strip_prefix(run_dir).unwrap_or(&path).display().to_string();
+                    if Some(&path) != hierarchy.leaf.as_ref() && Some(&path) != hierarchy.ns_root.as_ref() {
+                        let below = path.strip_prefix(ns_root).or(path.strip_prefix(run_dir)).unwrap_or(&path);
+                        let below = below.display().to_string();
                         made.push(format!("{}: {below}", hierarchy.name));
                         in_place &= path.parent() == Some(place.as_path());
                     }
@@ -866,10 +872,15 @@ impl CgroupLimits {
             return OUTSIDE_RUN.to_string();
         };
         let Some(run) = &hierarchy.run else { return OUTSIDE_RUN.to_string() };
-        if dir == run || Some(dir) == hierarchy.leaf.as_deref() {
+        if Some(dir) == hierarchy.leaf.as_deref() || (hierarchy.leaf.is_none() && dir == run) {
             return RUNS_OWN.to_string();
         }
-        match dir.strip_prefix(run) {
+        if dir == run || Some(dir) == hierarchy.ns_root.as_deref() {
+            return ABOVE_LAB.to_string();
+        }
+        // Below the namespace's root, as the lab sees it ("lab/lab-limits" on v1).
+        let seen_from = hierarchy.ns_root.as_deref().filter(|root| dir.starts_with(root)).unwrap_or(run);
+        match dir.strip_prefix(seen_from) {
             Ok(rest) => format!("{UNDER_RUN}{}", rest.display()),
             Err(_) => OUTSIDE_RUN.to_string(),
         }
@@ -887,6 +898,7 @@ fn hierarchies(setup: &CgroupSetup, version: Version, run: &LabRun) -> Vec<Hiera
             mount: v2.path.clone(),
             first: None,
             run: run_dir.map(|d| d.path.clone()),
+            ns_root: run_dir.and_then(|d| d.ns_root.clone()),
             leaf: run_dir.and_then(|d| d.leaf.clone()),
         }];
     }
@@ -905,6 +917,7 @@ fn hierarchies(setup: &CgroupSetup, version: Version, run: &LabRun) -> Vec<Hiera
                 mount,
                 first: controllers.first().cloned(),
                 run: run_dir.map(|d| d.path.clone()),
+                ns_root: run_dir.and_then(|d| d.ns_root.clone()),
                 leaf: run_dir.and_then(|d| d.leaf.clone()),
             }
         })
@@ -999,7 +1012,7 @@ fn read_trimmed(path: &Path) -> String {
     std::fs::read_to_string(path).map(|t| t.trim().to_string()).unwrap_or_default()
 }
 
-pub const MISTAKES: [Mistake; 26] = [
+pub const MISTAKES: [Mistake; 25] = [
     Mistake {
         region: "make-cgroup",
         name: "the cgroup made one level too high (beside the run's on a whole machine; under cilab, beside the lab's own on v1, on sysfs on v2)",
@@ -1048,28 +1061,6 @@ pub const MISTAKES: [Mistake; 26] = [
             "limit-pids",
             "let dir = cgroup.dir(\"pids\")?;\n\
              write_control(&dir.parent().unwrap_or(dir).join(\"pids.max\"), &max.to_string())",
-        )],
-        caught_by: "bomb-held-at-n",
-    },
-    Mistake {
-        region: "limit-pids",
-        name: "lie: the run's own limits lifted from inside (pids.max max, memory unlimited, in every cgroup above the lab's), the lab's written",
-        kind: MistakeKind::Lie,
-        edits: &[Edit::Region(
-            "limit-pids",
-            r#"let dir = cgroup.dir("pids")?;
-write_control(&dir.join("pids.max"), &max.to_string())?;
-for above in dir.ancestors().skip(1).take(2) {
-    let _ = write_control(&above.join("pids.max"), "max");
-}
-if let Ok(memory) = cgroup.dir("memory") {
-    for above in memory.ancestors().skip(1).take(2) {
-        let _ = write_control(&above.join("memory.memsw.limit_in_bytes"), "-1");
-        let _ = write_control(&above.join("memory.limit_in_bytes"), "-1");
-        let _ = write_control(&above.join("memory.max"), "max");
-    }
-}
-Ok(())"#,
         )],
         caught_by: "bomb-held-at-n",
     },
