@@ -670,4 +670,187 @@ fn labelled_by(filter: &str) -> Result<(Vec<String>, Vec<String>)> {
 }
 
 /// Typical mistakes and lies; each region's `todo!()` is added by the corpus itself.
-pub const MISTAKES: [Mistake; 0] = [];
+pub const MISTAKES: [Mistake; 15] = [
+    Mistake {
+        region: "entry-path",
+        name: "the entry's path joined to the target unchecked: `..` climbs out",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region(
+            "entry-path",
+            "Ok(path.split(|b| *b == b'/').filter(|p| !p.is_empty()).map(|p| OsStr::from_bytes(p).to_os_string()).collect())",
+        )],
+        caught_by: "paths-stay-inside",
+    },
+    Mistake {
+        region: "entry-path",
+        name: "only a leading `../` refused: `./a/../../` gets through",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region(
+            "entry-path",
+            "if path.starts_with(b\"../\") || path.starts_with(b\"/\") {\n    \
+             bail!(\"its path leaves the target\");\n\
+             }\n\
+             Ok(path.split(|b| *b == b'/').filter(|p| !p.is_empty() && *p != b\".\").map(|p| OsStr::from_bytes(p).to_os_string()).collect())",
+        )],
+        caught_by: "paths-stay-inside",
+    },
+    Mistake {
+        region: "entry-path",
+        name: "`..` and absolute paths refused, but no limit on length and no check for a newline",
+        kind: MistakeKind::Mistake,
+        edits: &[
+            Edit::Replace("    if path.len() >= libc::PATH_MAX as usize {\n        bail!(\"its path is {} bytes long, the limit is {}\", path.len(), libc::PATH_MAX - 1);\n    }\n", ""),
+            Edit::Replace("    if path.iter().any(u8::is_ascii_control) {\n        bail!(\"its path holds a control character\");\n    }\n", ""),
+        ],
+        caught_by: "paths-stay-inside",
+    },
+    Mistake {
+        region: "open-beneath",
+        name: "the directories on the way opened following symlinks (no O_NOFOLLOW)",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region(
+            "open-beneath",
+            "let mut at = root.try_clone_to_owned().context(\"dup\")?;\n\
+             for name in dirs {\n    \
+             let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;\n    \
+             let fd = match openat(Some(at.as_raw_fd()), name.as_os_str(), flags, Mode::empty()) {\n        \
+             Err(Errno::ENOENT) => {\n            \
+             mkdirat(Some(at.as_raw_fd()), name.as_os_str(), Mode::from_bits_truncate(0o755)).map_err(LabError::sys(\"mkdirat\", name.to_string_lossy()))?;\n            \
+             openat(Some(at.as_raw_fd()), name.as_os_str(), flags, Mode::empty()).map_err(LabError::sys(\"openat\", name.to_string_lossy()))?\n        \
+             }\n        \
+             other => other.map_err(LabError::sys(\"openat\", name.to_string_lossy()))?,\n    \
+             };\n    \
+             at = owned(fd);\n\
+             }\n\
+             Ok(at)",
+        )],
+        caught_by: "no-symlink-followed",
+    },
+    Mistake {
+        region: "make-entry",
+        name: "an existing name opened for writing (O_TRUNC): a file written through the symlink the archive made",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Replace(
+            "                if there.is_some() {\n                    // A name the archive made before: removed, never written through.\n                    remove(parent, name)?;\n                }\n                let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;",
+            "                let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC | OFlag::O_CLOEXEC;",
+        )],
+        caught_by: "replacements-safe",
+    },
+    Mistake {
+        region: "make-entry",
+        name: "a directory replaced by a symlink when an archive says so",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Replace(
+            "                if is_dir {\n                    bail!(\"it would replace the directory `{}` with a symlink\", name.to_string_lossy());\n                }\n",
+            "",
+        )],
+        caught_by: "replacements-safe",
+    },
+    Mistake {
+        region: "hardlink",
+        name: "the link target joined to the target unchecked (an absolute one is taken as it is)",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region(
+            "hardlink",
+            "linkat(Some(self.root.as_raw_fd()), OsStr::from_bytes(target), Some(parent.as_raw_fd()), name, AtFlags::empty())\n    \
+             .map_err(LabError::sys(\"linkat\", String::from_utf8_lossy(target)))?;\n\
+             Ok(())",
+        )],
+        caught_by: "hardlinks-inside",
+    },
+    Mistake {
+        region: "hardlink",
+        name: "the link target checked only after the link is made",
+        kind: MistakeKind::Lie,
+        edits: &[Edit::Region(
+            "hardlink",
+            "let made = linkat(Some(self.root.as_raw_fd()), OsStr::from_bytes(target), Some(parent.as_raw_fd()), name, AtFlags::empty());\n\
+             entry_components(target).context(\"its link target\")?;\n\
+             made.map_err(LabError::sys(\"linkat\", String::from_utf8_lossy(target)))?;\n\
+             Ok(())",
+        )],
+        caught_by: "hardlinks-inside",
+    },
+    Mistake {
+        region: "size-limit",
+        name: "no size limit: the body copied whatever its size",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region(
+            "size-limit",
+            "let _ = declared;\n\
+             let copied = std::io::copy(body, file).context(\"write its body\")?;\n\
+             self.report.written += copied;\n\
+             Ok(())",
+        )],
+        caught_by: "size-limited",
+    },
+    Mistake {
+        region: "size-limit",
+        name: "the limit checked, the body's length not: a header that lies passes",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Replace(
+            "        if copied != declared {\n            bail!(\"its body ends after {copied} of the {declared} bytes its header declares\");\n        }\n",
+            "",
+        )],
+        caught_by: "size-limited",
+    },
+    Mistake {
+        region: "size-limit",
+        name: "the body written whole, then refused for its size",
+        kind: MistakeKind::Lie,
+        edits: &[Edit::Region(
+            "size-limit",
+            "let copied = std::io::copy(&mut body.take(declared), file).context(\"write its body\")?;\n\
+             if copied > self.budget {\n    \
+             bail!(\"it declares {declared} bytes, more than the size limit ({SIZE_LIMIT} bytes)\");\n\
+             }\n\
+             if copied != declared {\n    \
+             bail!(\"its body ends after {copied} of the {declared} bytes its header declares\");\n\
+             }\n\
+             self.budget -= copied;\n\
+             self.report.written += copied;\n\
+             Ok(())",
+        )],
+        caught_by: "size-limited",
+    },
+    Mistake {
+        region: "policy",
+        name: "modes kept as the archive says: set-user-ID root files stay",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Replace(
+            "    let mut mode = mode & 0o7777 & !(libc::S_ISUID | libc::S_ISGID);",
+            "    let mut mode = mode & 0o7777;",
+        )],
+        caught_by: "policy-applied",
+    },
+    Mistake {
+        region: "whiteouts",
+        name: "the opaque marker ignored: the lower layer's files stay in the opaque directory",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Replace(
+            "        for name in names_in(dir.as_fd())? {\n            remove(dir.as_fd(), &name)?;\n        }\n",
+            "",
+        )],
+        caught_by: "layers-flattened",
+    },
+    Mistake {
+        region: "run-busybox",
+        name: "proc mounted before the mounts are made private: it shows on the host",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Replace(
+            "    mount(None::<&str>, \"/\", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)\n        .map_err(LabError::sys(\"mount(MS_REC|MS_PRIVATE)\", \"/\"))?;\n",
+            "",
+        )],
+        caught_by: "busybox-runs",
+    },
+    Mistake {
+        region: "run-busybox",
+        name: "no chroot: busybox runs with the host's root, the imported tree only its working directory",
+        kind: MistakeKind::Lie,
+        edits: &[Edit::Replace(
+            "    chroot(root).map_err(LabError::sys(\"chroot\", root.display()))?;\n    chdir(\"/\").map_err(LabError::sys(\"chdir\", \"/\"))?;\n",
+            "    chdir(root).map_err(LabError::sys(\"chdir\", root.display()))?;\n",
+        )],
+        caught_by: "busybox-runs",
+    },
+];

@@ -47,11 +47,31 @@ struct Cli {
     /// `docker import` the same tarball and run a container from it (needs Docker).
     #[arg(long = "docker")]
     docker: bool,
+    /// Only import this archive (tar, or tar.gz) with your importer, into --into, and say
+    /// what it did: try it on any tarball (the benchmark uses it).
+    #[arg(long = "import", requires = "into", value_name = "ARCHIVE")]
+    import: Option<PathBuf>,
+    /// The directory --import imports into (it must exist).
+    #[arg(long = "into", requires = "import", value_name = "DIR")]
+    into: Option<PathBuf>,
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if let (Some(archive), Some(into)) = (&cli.import, &cli.into) {
+        return labkit::main("lab-rootfs-import", include_str!("main.rs"), || import_only(archive, into));
+    }
     labkit::main("lab-rootfs-import", include_str!("main.rs"), || run(&cli.lab, cli.docker))
+}
+
+/// `--import ARCHIVE --into DIR`: the importer alone.
+fn import_only(archive: &Path, into: &Path) -> Result<()> {
+    let report = import(open_archive(archive)?, into, false)?;
+    println!("{} entries, {} bytes of files imported into {}", report.entries, report.written, into.display());
+    for warning in &report.warnings {
+        println!("warning: {warning}");
+    }
+    Ok(())
 }
 
 fn run(args: &LabArgs, docker: bool) -> Result<()> {
@@ -353,12 +373,12 @@ impl Importer {
         link: Option<&[u8]>,
         body: &mut tar::Entry<R>,
     ) -> Result<()> {
-        let link = || link.ok_or_else(|| anyhow!("a {kind:?} entry without a link name"));
         // STUDENT: begin make-entry
         // Hint: what is already at `name` matters (existing(), remove()). A directory entry
         // keeps a directory and replaces anything else; a file or a symlink replaces a
         // file or a link (never write through one: O_CREAT|O_EXCL|O_NOFOLLOW), and refuses
         // to replace a directory. Files are written by write_body, hard links by hardlink.
+        let link = || link.ok_or_else(|| anyhow!("a {kind:?} entry without a link name"));
         let there = existing(parent, name)?;
         let is_dir = there == Some(SFlag::S_IFDIR);
         match kind {
@@ -376,6 +396,7 @@ impl Importer {
                     bail!("it would replace a directory with a file");
                 }
                 if there.is_some() {
+                    // A name the archive made before: removed, never written through.
                     remove(parent, name)?;
                 }
                 let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
@@ -727,7 +748,8 @@ fn docker_cli(args: &[&str]) -> Result<String> {
 // ── small helpers on directory descriptors ──────────────────────────────────────────
 
 fn owned(fd: RawFd) -> OwnedFd {
-    // SAFETY: every caller passes a descriptor openat just returned, which nothing else owns.
+    // SAFETY: every caller passes a descriptor it was just given (by openat, or a pipe end
+    // it owns in a forked child), which nothing else owns.
     unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
