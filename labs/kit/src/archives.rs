@@ -428,7 +428,6 @@ pub fn hostile_corpus(outside: &Path) -> Vec<Hostile> {
         t.symlink("d", &abs);
         t.file("d/pwned.txt", 0o644, root, b"written through a symlink that replaced a directory\n")
     });
-    drop(add);
 
     // The raw ones: a size that lies, broken checksums, a bomb.
     let mut lie = Tar::new();
@@ -512,7 +511,8 @@ pub fn write_hostile_corpus(dir: &Path, outside: &Path) -> Result<Vec<Hostile>> 
 pub fn plant_sentinel_tree(outside: &Path) -> Result<()> {
     let dir = outside.join(SENTINEL_SUBDIR);
     std::fs::create_dir_all(&dir).map_err(LabError::io("create directory", &dir))?;
-    let write = |path: std::path::PathBuf, text: &str| std::fs::write(&path, text).map_err(LabError::io("write", &path));
+    let write =
+        |path: std::path::PathBuf, text: &str| std::fs::write(&path, text).map_err(LabError::io("write", &path));
     write(outside.join(SENTINEL_FILE), SENTINEL_TEXT)?;
     write(dir.join("kept.txt"), "a file in a directory outside every target\n")?;
     let link = outside.join("link-to-secret");

@@ -32,8 +32,8 @@ use nix::errno::Errno;
 use nix::fcntl::{openat, AtFlags, OFlag};
 use nix::mount::{mount, MsFlags};
 use nix::sched::{unshare, CloneFlags};
-use nix::sys::stat::{fchmodat, fstatat, mkdirat, FchmodatFlags, Mode, SFlag};
-use nix::unistd::{chdir, chroot, execv, fchownat, linkat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
+use nix::sys::stat::{fchmod, fstatat, mkdirat, Mode, SFlag};
+use nix::unistd::{chdir, chroot, execv, fchown, fchownat, linkat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
 use serde_json::json;
 use tar::EntryType;
 
@@ -59,7 +59,14 @@ struct Cli {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     if let (Some(archive), Some(into)) = (&cli.import, &cli.into) {
-        return labkit::main("lab-rootfs-import", include_str!("main.rs"), || import_only(archive, into));
+        // A tool, not a lab run: no children, nothing to clean up.
+        return match import_only(archive, into) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("lab-rootfs-import: error: {error:#}");
+                std::process::ExitCode::FAILURE
+            }
+        };
     }
     labkit::main("lab-rootfs-import", include_str!("main.rs"), || run(&cli.lab, cli.docker))
 }
@@ -252,7 +259,7 @@ fn make_target(dir: &Path) -> Result<()> {
 
 /// The archive's bytes, decompressed if they start with gzip's magic number.
 fn open_archive(path: &Path) -> Result<Box<dyn Read>> {
-    let mut file = std::io::BufReader::new(File::open(path).map_err(LabError::io("open", path))?);
+    let mut file = std::io::BufReader::with_capacity(1 << 16, File::open(path).map_err(LabError::io("open", path))?);
     let magic = file.fill_buf().map_err(LabError::io("read", path))?.starts_with(&[0x1f, 0x8b]);
     Ok(if magic {
         // A gzip file may hold many members, one after the other: read them all, as gzip -d does.
@@ -317,50 +324,36 @@ impl Importer {
         };
         let parent = self.parent(dirs)?;
         let link = entry.link_name_bytes().map(|l| l.into_owned());
-        self.make(parent.as_fd(), name, kind, link.as_deref(), entry)?;
-        if kind == EntryType::Link {
-            // A second name for an inode already made: its owner and mode are the target's.
-            self.keep_parent(dirs, parent);
-            return Ok(());
-        }
+        let made = self.make(parent.as_fd(), name, kind, link.as_deref(), entry)?;
         let (uid, gid) = (entry.header().uid().context("uid")?, entry.header().gid().context("gid")?);
         let owner = |id: u64| u32::try_from(id).context("an owner id beyond 32 bits");
-        fchownat(
-            Some(parent.as_raw_fd()),
-            name.as_os_str(),
-            Some(Uid::from_raw(owner(uid)?)),
-            Some(Gid::from_raw(owner(gid)?)),
-            AtFlags::AT_SYMLINK_NOFOLLOW,
-        )
-        .map_err(LabError::sys("fchownat", name.to_string_lossy()))?;
-        if kind != EntryType::Symlink {
-            // After the chown, which clears the set-id bits.
-            fchmodat(
-                Some(parent.as_raw_fd()),
-                name.as_os_str(),
-                Mode::from_bits_truncate(mode),
-                FchmodatFlags::NoFollowSymlink,
-            )
-            .map_err(LabError::sys("fchmodat", name.to_string_lossy()))?;
+        let (uid, gid) = (Some(Uid::from_raw(owner(uid)?)), Some(Gid::from_raw(owner(gid)?)));
+        match made {
+            // A file or a directory: its owner and mode set through the descriptor it was
+            // made with, chown first (it clears the set-id bits).
+            Some(fd) => {
+                fchown(fd.as_raw_fd(), uid, gid).map_err(LabError::sys("fchown", name.to_string_lossy()))?;
+                fchmod(fd.as_raw_fd(), Mode::from_bits_truncate(mode))
+                    .map_err(LabError::sys("fchmod", name.to_string_lossy()))?;
+            }
+            // A symlink: its owner only (a symlink has no mode of its own).
+            None if kind == EntryType::Symlink => {
+                fchownat(Some(parent.as_raw_fd()), name.as_os_str(), uid, gid, AtFlags::AT_SYMLINK_NOFOLLOW)
+                    .map_err(LabError::sys("fchownat", name.to_string_lossy()))?;
+            }
+            // A hard link: a second name for an inode already made, owned and moded already.
+            None => {}
         }
-        self.keep_parent(dirs, parent);
+        self.cached = Some((dirs.to_vec(), parent));
         Ok(())
-    }
-
-    fn keep_parent(&mut self, dirs: &[OsString], parent: OwnedFd) {
-        if self.cached.as_ref().is_none_or(|(cached, _)| cached.as_slice() != dirs) {
-            self.cached = Some((dirs.to_vec(), parent));
-        }
     }
 
     /// The parent directory of an entry: the cached one, or opened beneath the target.
     fn parent(&mut self, dirs: &[OsString]) -> Result<OwnedFd> {
-        if let Some((cached, fd)) = &self.cached {
-            if cached.as_slice() == dirs {
-                return Ok(fd.try_clone().context("dup a directory descriptor")?);
-            }
+        match self.cached.take() {
+            Some((cached, fd)) if cached.as_slice() == dirs => Ok(fd),
+            _ => open_beneath(self.root.as_fd(), dirs),
         }
-        open_beneath(self.root.as_fd(), dirs)
     }
 
     /// Makes one entry named `name` in `parent`, replacing what the archive made there
@@ -372,12 +365,14 @@ impl Importer {
         kind: EntryType,
         link: Option<&[u8]>,
         body: &mut tar::Entry<R>,
-    ) -> Result<()> {
+    ) -> Result<Option<OwnedFd>> {
         // STUDENT: begin make-entry
         // Hint: what is already at `name` matters (existing(), remove()). A directory entry
         // keeps a directory and replaces anything else; a file or a symlink replaces a
         // file or a link (never write through one: O_CREAT|O_EXCL|O_NOFOLLOW), and refuses
         // to replace a directory. Files are written by write_body, hard links by hardlink.
+        // Return the descriptor of a file or directory made (its owner and mode are set
+        // through it), None for a link.
         let link = || link.ok_or_else(|| anyhow!("a {kind:?} entry without a link name"));
         let there = existing(parent, name)?;
         let is_dir = there == Some(SFlag::S_IFDIR);
@@ -390,6 +385,7 @@ impl Importer {
                     mkdirat(Some(parent.as_raw_fd()), name, Mode::from_bits_truncate(0o700))
                         .map_err(LabError::sys("mkdirat", name.to_string_lossy()))?;
                 }
+                Ok(Some(open_dir(Some(parent), name)?))
             }
             EntryType::Regular | EntryType::Continuous => {
                 if is_dir {
@@ -405,6 +401,7 @@ impl Importer {
                 let mut file = File::from(owned(fd));
                 let declared = body.size();
                 self.write_body(&mut file, body, declared)?;
+                Ok(Some(file.into()))
             }
             EntryType::Symlink => {
                 if is_dir {
@@ -415,6 +412,7 @@ impl Importer {
                 }
                 symlinkat(OsStr::from_bytes(link()?), Some(parent.as_raw_fd()), name)
                     .map_err(LabError::sys("symlinkat", name.to_string_lossy()))?;
+                Ok(None)
             }
             EntryType::Link => {
                 if is_dir {
@@ -424,10 +422,10 @@ impl Importer {
                     remove(parent, name)?;
                 }
                 self.hardlink(parent, name, link()?)?;
+                Ok(None)
             }
             other => bail!("entry type {other:?} is not imported"),
         }
-        Ok(())
         // STUDENT: end make-entry
     }
 
@@ -438,7 +436,10 @@ impl Importer {
         // allows (a gzip bomb's 2 GiB); copy at most `declared` bytes (Read::take), and
         // refuse a body that ends before it (a header that lies). Then spend the budget.
         if declared > self.budget {
-            bail!("it declares {declared} bytes, more than the {} left of the size limit ({SIZE_LIMIT} bytes)", self.budget);
+            bail!(
+                "it declares {declared} bytes, more than the {} left of the size limit ({SIZE_LIMIT} bytes)",
+                self.budget
+            );
         }
         let copied = std::io::copy(&mut body.take(declared), file).context("write its body")?;
         if copied != declared {
@@ -461,14 +462,8 @@ impl Importer {
             bail!("it links to the target directory itself");
         };
         let from = open_beneath(self.root.as_fd(), dirs)?;
-        linkat(
-            Some(from.as_raw_fd()),
-            last.as_os_str(),
-            Some(parent.as_raw_fd()),
-            name,
-            AtFlags::empty(),
-        )
-        .map_err(LabError::sys("linkat", String::from_utf8_lossy(target)))?;
+        linkat(Some(from.as_raw_fd()), last.as_os_str(), Some(parent.as_raw_fd()), name, AtFlags::empty())
+            .map_err(LabError::sys("linkat", String::from_utf8_lossy(target)))?;
         Ok(())
         // STUDENT: end hardlink
     }
@@ -651,8 +646,7 @@ impl Runner {
     }
 
     fn stop(self) -> Result<()> {
-        nix::sys::signal::kill(self.pid, nix::sys::signal::Signal::SIGKILL)
-            .map_err(LabError::sys("kill", self.pid))?;
+        nix::sys::signal::kill(self.pid, nix::sys::signal::Signal::SIGKILL).map_err(LabError::sys("kill", self.pid))?;
         child::wait(self.pid, "stopping busybox")?;
         Ok(())
     }
