@@ -682,7 +682,8 @@ fn exec_busybox(held: bool) -> Result<std::convert::Infallible> {
         // The harness reads stdout for the protocol: the shell speaks on stderr.
         nix::unistd::dup2(2, 1).map_err(LabError::sys("dup2", "stderr onto stdout"))?;
     }
-    let script = "echo \"   inside:  $(cat /etc/motd | tr -d '\\n'); ls / -> $(ls /); PID $$ sees $(ls /proc | grep -c '^[0-9]') processes\"; exec sleep 600";
+    // Only the applets the rootfs has: sh, cat, ls, sleep (fixtures/rootfs/applets.txt).
+    let script = "echo \"   inside:  $(cat /etc/motd); ls / ->\" $(ls /) \"; proc is mounted: ls /proc/self/ns ->\" $(ls /proc/self/ns); exec sleep 600";
     let argv = [c"sh".to_owned(), c"-c".to_owned(), CString::new(script).context("script")?];
     Err(LabError::sys("execve", "/bin/sh")(execv(c"/bin/sh", &argv).err().unwrap_or(Errno::UnknownErrno)).into())
 }
