@@ -39,7 +39,8 @@ fn snapshot(dir: &Path) -> BTreeMap<String, String> {
             } else if meta.file_type().is_symlink() {
                 format!("link {}", std::fs::read_link(&path).expect("readlink").display())
             } else {
-                format!("file {:?}", std::fs::read(&path).expect("read"))
+                use std::os::unix::fs::MetadataExt;
+                format!("file {:?} links {}", std::fs::read(&path).expect("read"), meta.nlink())
             };
             out.insert(path.strip_prefix(dir).expect("below").display().to_string(), what);
         }
@@ -56,9 +57,22 @@ enum Random {
     Hardlink(String, String),
 }
 
+/// The outside, absolutely: replaced by the sentinel tree's real path.
+const ABS: &str = "/ABS";
+
+/// A path of 1 to 3 components, mostly names (`l` is often a symlink by then), sometimes
+/// `..`, `.`, an empty component, or absolute.
 fn name() -> impl Strategy<Value = String> {
-    let part = prop_oneof![Just("a"), Just("b"), Just(".."), Just("."), Just(""), Just("l"), Just("outside")];
-    (prop::collection::vec(part, 1..5), any::<bool>()).prop_map(|(parts, absolute)| {
+    let part = prop_oneof![
+        2 => Just("a"),
+        1 => Just("b"),
+        4 => Just("l"),
+        2 => Just("secret"),
+        1 => Just(".."),
+        1 => Just("."),
+        1 => Just(""),
+    ];
+    (prop::collection::vec(part, 1..4), prop::bool::weighted(0.05)).prop_map(|(parts, absolute)| {
         let joined = parts.join("/");
         if absolute {
             format!("/{joined}")
@@ -68,34 +82,44 @@ fn name() -> impl Strategy<Value = String> {
     })
 }
 
+/// Where a link points: a name of the archive, or outside (relatively or absolutely).
+fn link_target() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => name(),
+        2 => Just("../../outside".to_string()),
+        2 => Just(ABS.to_string()),
+        2 => Just(format!("{ABS}/secret")),
+        1 => Just("../../outside/secret".to_string()),
+    ]
+}
+
 fn entry() -> impl Strategy<Value = Random> {
     prop_oneof![
-        name().prop_map(Random::Dir),
-        name().prop_map(Random::File),
-        (name(), name()).prop_map(|(n, t)| Random::Symlink(n, t)),
-        (name(), prop_oneof![Just("../../outside".to_string()), Just("../outside/secret".to_string())])
-            .prop_map(|(n, t)| Random::Symlink(n, t)),
-        (name(), name()).prop_map(|(n, t)| Random::Hardlink(n, t)),
+        1 => name().prop_map(Random::Dir),
+        3 => name().prop_map(Random::File),
+        3 => (name(), link_target()).prop_map(|(n, t)| Random::Symlink(n, t)),
+        2 => (name(), link_target()).prop_map(|(n, t)| Random::Hardlink(n, t)),
     ]
 }
 
 fn archive_of(entries: &[Random], outside: &Path) -> Vec<u8> {
     let mut builder = tar::Builder::new(Vec::new());
+    let abs = outside.display().to_string();
     for entry in entries {
         let (kind, path, link, body): (EntryType, &str, String, &[u8]) = match entry {
             Random::Dir(p) => (EntryType::Directory, p, String::new(), b""),
             Random::File(p) => (EntryType::Regular, p, String::new(), b"random\n"),
-            // A target named `outside` points at the real outside, absolutely.
-            Random::Symlink(p, t) if t.ends_with("outside") && t.starts_with('/') => {
-                (EntryType::Symlink, p, outside.display().to_string(), b"")
-            }
-            Random::Symlink(p, t) => (EntryType::Symlink, p, t.clone(), b""),
-            Random::Hardlink(p, t) => (EntryType::Link, p, t.clone(), b""),
+            Random::Symlink(p, t) => (EntryType::Symlink, p, t.replace(ABS, &abs), b""),
+            Random::Hardlink(p, t) => (EntryType::Link, p, t.replace(ABS, &abs), b""),
         };
         let mut header = tar::Header::new_gnu();
         header.set_entry_type(kind);
         header.set_mode(0o755);
         header.set_size(body.len() as u64);
+        // The test's own ids: a chown to them works as root and as anybody.
+        header.set_uid(u64::from(nix::unistd::getuid().as_raw()));
+        header.set_gid(u64::from(nix::unistd::getgid().as_raw()));
+        header.set_mtime(0);
         let name = &path.as_bytes()[..path.len().min(99)];
         header.as_old_mut().name[..name.len()].copy_from_slice(name);
         let link = &link.as_bytes()[..link.len().min(99)];
@@ -107,8 +131,8 @@ fn archive_of(entries: &[Random], outside: &Path) -> Vec<u8> {
 }
 
 proptest! {
-    // Bounded so that it fits CI: 256 archives of up to 24 entries, well under a second each.
-    #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+    // Bounded so that it fits CI: 512 archives of up to 24 entries, about two seconds in all.
+    #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
 
     /// Whatever the archive holds, nothing lands outside the target: the sentinel tree
     /// beside it is unchanged, and the directory holding both holds nothing else.
@@ -120,16 +144,37 @@ proptest! {
         let outside = base.path().join("outside");
         std::fs::create_dir_all(&target).expect("mkdir");
         std::fs::create_dir_all(outside.join("a")).expect("mkdir");
+        std::fs::create_dir_all(outside.join("l")).expect("mkdir");
         std::fs::write(outside.join("secret"), "sentinel").expect("write");
         let before = snapshot(base.path());
         let archive = archive_of(&entries, &outside);
         let _ = import(archive.as_slice(), &target, false);
         let after = snapshot(base.path());
-        let changed: Vec<&String> = before
+        let changed: std::collections::BTreeSet<&String> = before
             .keys()
             .chain(after.keys())
             .filter(|k| !k.starts_with("x/target/") && before.get(*k) != after.get(*k))
             .collect();
         prop_assert!(changed.is_empty(), "changed outside the target: {changed:?}");
     }
+}
+
+/// The property's check itself: a write through an outward symlink is seen.
+#[test]
+fn a_write_through_an_outward_symlink_is_refused() {
+    let base = tempfile::tempdir().expect("tempdir");
+    let target = base.path().join("x/target");
+    let outside = base.path().join("outside");
+    std::fs::create_dir_all(&target).expect("mkdir");
+    std::fs::create_dir_all(&outside).expect("mkdir");
+    std::fs::write(outside.join("secret"), "sentinel").expect("write");
+    let before = snapshot(base.path());
+    let entries = [Random::Symlink("l".into(), ABS.into()), Random::File("l/secret".into())];
+    let result = import(archive_of(&entries, &outside).as_slice(), &target, false);
+    assert!(result.is_err(), "the write through `l` is refused");
+    let outside_before: BTreeMap<String, String> =
+        before.iter().filter_map(|(k, v)| Some((k.strip_prefix("outside/")?.to_string(), v.clone()))).collect();
+    assert_eq!(snapshot(&outside), outside_before);
+    let error = format!("{:#}", result.err().map(|e| format!("{e:#}")).unwrap_or_default());
+    assert!(error.contains("`l/secret`") && error.contains("not followed"), "{error}");
 }
