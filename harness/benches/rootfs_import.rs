@@ -5,6 +5,12 @@
 use std::path::Path;
 
 fn main() {
+    // `cargo bench` passes --bench; `cargo test --benches` does not: then there is nothing
+    // to test here, and no reason to build in release mode.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("rootfs_import: a benchmark; run it with `cargo bench -p cilab --bench rootfs_import`");
+        return;
+    }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let built = std::process::Command::new(cargo)
