@@ -722,13 +722,30 @@ fn docker_variant(lab: &mut Lab, work: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Runs the docker client and returns what it printed; an error names what failed.
+/// How long a docker command may take.
+const DOCKER_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Runs the docker client (at most DOCKER_DEADLINE) and returns what it printed; an error
+/// names what failed.
 fn docker_cli(args: &[&str]) -> Result<String> {
-    let output = std::process::Command::new("docker")
+    let mut running = std::process::Command::new("docker")
         .args(args)
         .stdin(std::process::Stdio::null())
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .context("start `docker` (is docker.io installed?)")?;
+    let deadline = std::time::Instant::now() + DOCKER_DEADLINE;
+    // Its output is small (a pipe holds 64 KiB): read it once it has exited.
+    while running.try_wait().context("wait for docker")?.is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = running.kill();
+            let _ = running.wait();
+            bail!("`docker {}` did not finish within {DOCKER_DEADLINE:?}", args.join(" "));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let output = running.wait_with_output().context("wait for docker")?;
     if !output.status.success() {
         bail!(
             "`docker {}` failed ({}): {}",
