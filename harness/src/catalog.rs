@@ -152,7 +152,7 @@ const BUSYBOX: Tool = Tool { program: "busybox", package: "busybox-static", must
 const ECHO: Tool = Tool { program: "echo", package: "coreutils", must_be_static: false };
 const LDD: Tool = Tool { program: "ldd", package: "libc-bin", must_be_static: false };
 
-static LABS: [LabSpec; 6] = [
+static LABS: [LabSpec; 7] = [
     LabSpec {
         name: "chroot-jail",
         order: 1,
@@ -270,6 +270,28 @@ static LABS: [LabSpec; 6] = [
         prepare: checks::cgroup_limits::prepare,
         observer: checks::cgroup_limits::observer,
         mistakes: &checks::cgroup_limits::MISTAKES,
+    },
+    LabSpec {
+        name: "rootfs-import",
+        order: 7,
+        title: "Where a container's files come from",
+        summary: "import a rootfs tarball with an importer of your own, run busybox in it, flatten layers, refuse hostile archives",
+        package: "lab-rootfs-import",
+        binary: "lab-rootfs-import",
+        source: include_str!("../../labs/rootfs-import/src/main.rs"),
+        stages: &labkit::protocol::rootfs_import::STAGES,
+        variants: &[Variant {
+            name: "docker",
+            args: &[labkit::protocol::rootfs_import::DOCKER_FLAG],
+            stages: &labkit::protocol::rootfs_import::DOCKER_STAGES,
+            available: checks::rootfs_import::docker_available,
+        }],
+        needs: Needs { root: true, tools: &[BUSYBOX], cgroup_controllers: &[] },
+        available: || Ok(()),
+        verdicts: &checks::rootfs_import::VERDICTS,
+        prepare: checks::rootfs_import::prepare,
+        observer: checks::rootfs_import::observer,
+        mistakes: &checks::rootfs_import::MISTAKES,
     },
 ];
 

@@ -2,6 +2,7 @@
 //! and grades it. README.md has the tour and the architecture.
 
 pub mod backend;
+pub mod bench;
 pub mod catalog;
 pub mod cgroup;
 pub mod checks;

@@ -7,6 +7,7 @@ pub mod chroot_jail;
 pub mod nsenter_join;
 pub mod pid_ns;
 pub mod pivot_root;
+pub mod rootfs_import;
 pub mod userns_maps;
 
 use std::path::Path;

@@ -473,7 +473,7 @@ pub fn docker_available() -> std::result::Result<(), String> {
 }
 
 /// Runs the docker client, at most `timeout`; what it printed on stdout.
-fn docker(args: &[&str], timeout: Duration) -> Result<String> {
+pub(crate) fn docker(args: &[&str], timeout: Duration) -> Result<String> {
     let what = format!("docker {}", args.join(" "));
     let mut child = std::process::Command::new("docker")
         .args(args)

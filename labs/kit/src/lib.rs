@@ -11,6 +11,7 @@
 //!
 //! Whatever the lab says is narration. The harness never grades on it.
 
+pub mod archives;
 pub mod child;
 pub mod cleanup;
 pub mod elf;

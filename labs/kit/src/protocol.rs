@@ -312,6 +312,65 @@ pub mod cgroup_limits {
     pub const LAB_COMM: &str = "lab-cgroup-limi";
 }
 
+/// The rootfs-import lab: stages (the lab's own, and the `--docker` variant's, named
+/// apart), where the archives and the trees are in its workdir, and the importer's limits.
+pub mod rootfs_import {
+    /// The busybox rootfs tarball is imported into ROOTFS_DIR.
+    pub const IMPORTED: &str = "imported";
+    /// busybox runs chrooted in the imported root, in a private mount namespace, proc mounted.
+    pub const RUNNING: &str = "running";
+    /// The two-layer OCI image is flattened into FLAT_DIR.
+    pub const FLATTENED: &str = "flattened";
+    /// Each archive of the hostile corpus is imported into a target of its own.
+    pub const HOSTILE: &str = "hostile";
+    pub const STAGES: [&str; 4] = [IMPORTED, RUNNING, FLATTENED, HOSTILE];
+
+    /// The variant `--docker`: `docker import` of the same tarball, and a container from it.
+    pub const DOCKER_FLAG: &str = "--docker";
+    pub const DOCKER_RUNNING: &str = "docker-running";
+    pub const DOCKER_REMOVED: &str = "docker-removed";
+    pub const DOCKER_STAGES: [&str; 2] = [DOCKER_RUNNING, DOCKER_REMOVED];
+    /// The label (its value: the lab's workdir) on the image and container the lab makes
+    /// (not nsenter-join's: each lab's observer cleans up what carries its own).
+    pub const DOCKER_LABEL: &str = "cilab.rootfs-import.scratch";
+    pub const DOCKER_REPOSITORY: &str = "cilab-rootfs-import";
+
+    /// The rootfs tarball (gzip), relative to the workdir.
+    pub const ROOTFS_TARBALL: &str = "rootfs.tar.gz";
+    /// Where it is imported.
+    pub const ROOTFS_DIR: &str = "rootfs";
+    /// The OCI layout, and where its layers are flattened.
+    pub const OCI_DIR: &str = "oci";
+    pub const FLAT_DIR: &str = "flat";
+    /// The hostile corpus: HOSTILE_DIR/archives/<name>.tar[.gz], each imported into
+    /// HOSTILE_DIR/targets/<name>/, beside the sentinel tree HOSTILE_DIR/outside/.
+    pub const HOSTILE_DIR: &str = "hostile";
+    pub const ARCHIVES_DIR: &str = "archives";
+    pub const TARGETS_DIR: &str = "targets";
+    pub const OUTSIDE_DIR: &str = "outside";
+    pub const SENTINEL_FILE: &str = "secret.txt";
+    pub const SENTINEL_SUBDIR: &str = "dir";
+    pub const SENTINEL_TEXT: &str = "outside every target: no archive may change this\n";
+    /// The last entry of every corpus archive.
+    pub const MARKER: &str = "imported-to-the-end";
+    /// Contents the corpus writes where a file is replaced, and what it held before.
+    pub const ORIGINAL: &str = "the first file of this name\n";
+    pub const REPLACED: &str = "the entry that replaced it\n";
+
+    /// The most bytes an import may write (all regular files together): 64 MiB.
+    pub const SIZE_LIMIT: u64 = 64 * 1024 * 1024;
+    /// The gzip bomb's one file: 2 GiB of zeros.
+    pub const BOMB_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+    /// The lab's own safety net under the importer (RLIMIT_FSIZE of the process that
+    /// imports the corpus): an importer without a size limit stops here, not at a full disk.
+    pub const FILE_SIZE_NET: u64 = 2 * SIZE_LIMIT;
+
+    /// The process that runs busybox in the imported root (its comm until the exec).
+    pub const RUNNER_COMM: &str = "ri-runner";
+    /// The process that imports the corpus.
+    pub const HOSTILE_COMM: &str = "ri-hostile";
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,857 @@
+//! Checks for lab rootfs-import. The harness makes every archive itself before the run
+//! (labkit::archives), reads the one it gave the lab with its own tar reader, and walks
+//! what the lab made with lstat from outside: path, type, mode, owner, link target, and
+//! inode for hard links. busybox is found by its process: its root, its executable and its
+//! mount table, through /proc. The hostile corpus is judged by what each target holds (a
+//! marker entry at the end of every archive says whether the import went on), by the bytes
+//! written, and by the sentinel tree beside the targets, compared byte for byte and by
+//! metadata with what the harness planted; only the text of each refusal (does it name the
+//! entry?) is read from the lab's report. With Docker, the image's layer is read from
+//! `docker image inspect` and the container's root walked through /proc/<pid>/root.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use labkit::archives::{self, Policy};
+use labkit::protocol::rootfs_import::*;
+
+use super::{file_id, find_child_named, PROC_MOUNTED};
+use crate::catalog::Observer;
+use crate::corpus::{Edit, Mistake, MistakeKind};
+use crate::error::{Error, Result};
+use crate::facts::{Fact, Facts, Relation};
+use crate::probe::procfs;
+use crate::run::LabRun;
+use crate::verdict::VerdictSpec;
+
+// ── facts, by stage ──────────────────────────────────────────────────────────────
+const ARCHIVE_ENTRIES: Fact<usize> = Fact::new("imported.archive_entries");
+const TREE_DIFFERENCES: Fact<Vec<String>> = Fact::new("imported.tree_vs_archive_differences");
+
+const RUNNER_ROOT: Fact<Relation> = Fact::new("running.busybox_root_vs_imported_tree");
+const RUNNER_EXE: Fact<Relation> = Fact::new("running.busybox_executable_vs_imported_bin_busybox");
+const RUNNER_MNT_NS: Fact<Relation> = Fact::new("running.busybox_mnt_namespace_vs_host");
+const RUNNER_PROC: Fact<String> = Fact::new("running.mounted_at_proc_seen_by_busybox");
+const RUNNER_HOST_CHANGES: Fact<Vec<String>> = Fact::new("running.host_mount_changes");
+
+const FLAT_DIFFERENCES: Fact<Vec<String>> = Fact::new("flattened.tree_vs_expected_differences");
+
+const OUTCOMES: Fact<BTreeMap<String, String>> = Fact::new("hostile.outcome_by_archive");
+const OUTSIDE_CHANGES: Fact<Vec<String>> = Fact::new("hostile.changes_outside_the_targets");
+const BOMB_BYTES_WRITTEN: Fact<bool> = Fact::new("hostile.gzip_bomb_target_within_size_limit");
+
+const DOCKER_LAYERS: Fact<usize> = Fact::new("docker-running.image_layers");
+const DOCKER_DIFF_ID: Fact<Relation> = Fact::new("docker-running.diff_id_vs_sha256_of_uncompressed_tar");
+const DOCKER_DIFFERENCES: Fact<Vec<String>> = Fact::new("docker-running.container_root_vs_archive_differences");
+const DOCKER_EXTRAS: Fact<Vec<String>> = Fact::new("docker-running.container_root_extras");
+const DOCKER_LEFT: Fact<Vec<String>> = Fact::new("docker-removed.labelled_containers_and_images_left");
+
+/// What the harness says of an archive that got its policy's outcome.
+pub const AS_POLICY: &str = "as the policy says";
+
+/// The archives whose outcome each verdict reads.
+const PATH_ARCHIVES: [&str; 6] = ["dotdot", "dotdot-inner", "absolute", "pax-dotdot", "long-path", "newline-name"];
+const SYMLINK_ARCHIVES: [&str; 2] = ["symlink-abs-write", "symlink-rel-write"];
+const REPLACE_ARCHIVES: [&str; 4] = ["symlink-then-file", "hardlink-then-write", "file-then-dir", "dir-then-symlink"];
+const HARDLINK_ARCHIVES: [&str; 2] = ["hardlink-abs", "hardlink-dotdot"];
+const SIZE_ARCHIVES: [&str; 2] = ["gzip-bomb", "size-lie"];
+const POLICY_ARCHIVES: [&str; 5] = ["device-nodes", "gnu-sparse", "fifo", "setuid-root", "world-writable"];
+const CHECKSUM_ARCHIVES: [&str; 2] = ["checksum-start", "checksum-middle"];
+
+fn as_policy(e: &crate::facts::Evidence, names: &[&str]) -> Option<bool> {
+    let outcomes = e.get(OUTCOMES)?;
+    let outside = e.get(OUTSIDE_CHANGES)?;
+    Some(outside.is_empty() && names.iter().all(|n| outcomes.get(*n).map(String::as_str) == Some(AS_POLICY)))
+}
+
+pub const VERDICTS: [VerdictSpec; 13] = [
+    VerdictSpec {
+        id: "tree-equals-archive",
+        claim: "the imported tree holds exactly the archive's entries: every path with its type, mode, owner and link target, hard links sharing their target's inode",
+        points: 3,
+        region: Some("make-entry"),
+        requires: &[],
+        hint: "one entry of each type (directory, file, symlink, hard link), each made once where its path says; the owner and mode are set after the entry is made",
+        decide: |e| Some(e.get(ARCHIVE_ENTRIES)? > 0 && e.get(TREE_DIFFERENCES)?.is_empty()),
+    },
+    VerdictSpec {
+        id: "busybox-runs",
+        claim: "busybox runs in the imported tree: its root is that tree, its executable the imported /bin/busybox, in a mount namespace of its own with proc at /proc, the host's mounts unchanged",
+        points: 2,
+        region: Some("run-busybox"),
+        requires: &[],
+        hint: "unshare(CLONE_NEWNS), make / private (MS_REC|MS_PRIVATE) before mounting proc on root/proc, then chroot and chdir(\"/\")",
+        decide: |e| {
+            Some(
+                e.get(RUNNER_ROOT)? == Relation::Same
+                    && e.get(RUNNER_EXE)? == Relation::Same
+                    && e.get(RUNNER_MNT_NS)? == Relation::Differs
+                    && e.get(RUNNER_PROC)? == PROC_MOUNTED
+                    && e.get(RUNNER_HOST_CHANGES)?.is_empty(),
+            )
+        },
+    },
+    VerdictSpec {
+        id: "layers-flattened",
+        claim: "the two OCI layers flattened hold what a runtime shows: the upper layer's files over the lower's, whited-out file and directory gone, the opaque directory holding only the upper layer's files, no .wh. entry left",
+        points: 2,
+        region: Some("whiteouts"),
+        requires: &[],
+        hint: "per layer, before its other entries: `.wh.name` removes name (a whole tree), `.wh..wh..opq` empties its directory of what lower layers put there",
+        decide: |e| Some(e.get(FLAT_DIFFERENCES)?.is_empty()),
+    },
+    VerdictSpec {
+        id: "paths-stay-inside",
+        claim: "archives whose paths leave the target (`../`, `./a/../../`, absolute, a PAX path with `..`, 4096 characters, a newline) are refused with an error naming the entry, and nothing outside the targets changes",
+        points: 3,
+        region: Some("entry-path"),
+        requires: &[],
+        hint: "check every component of the path before making anything: no `..`, not absolute, no control character, shorter than PATH_MAX",
+        decide: |e| as_policy(e, &PATH_ARCHIVES),
+    },
+    VerdictSpec {
+        id: "no-symlink-followed",
+        claim: "a file written through a symlink the archive made (to an absolute path outside, or to ../../outside) is refused, naming the entry, and nothing outside changes",
+        points: 3,
+        region: Some("open-beneath"),
+        requires: &[],
+        hint: "open each directory on the way with O_NOFOLLOW|O_DIRECTORY from the one before (or openat2 with RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS): a symlink there is refused",
+        decide: |e| as_policy(e, &SYMLINK_ARCHIVES),
+    },
+    VerdictSpec {
+        id: "replacements-safe",
+        claim: "an entry whose name exists replaces a file or a link without writing through it (a symlink then a file, a hard link then a file, a file then a directory) and refuses to turn a directory into a symlink",
+        points: 2,
+        region: Some("make-entry"),
+        requires: &[],
+        hint: "remove what is there (unlinkat) unless it is a directory, and create with O_CREAT|O_EXCL|O_NOFOLLOW: never open an existing name for writing",
+        decide: |e| as_policy(e, &REPLACE_ARCHIVES),
+    },
+    VerdictSpec {
+        id: "hardlinks-inside",
+        claim: "hard links to an absolute path or through `../` are refused, naming the entry: the sentinel's link count is unchanged",
+        points: 2,
+        region: Some("hardlink"),
+        requires: &[],
+        hint: "a hard link's target is a path the archive chose: check it as an entry's path and open its directory beneath the target",
+        decide: |e| as_policy(e, &HARDLINK_ARCHIVES),
+    },
+    VerdictSpec {
+        id: "size-limited",
+        claim: "the gzip bomb (2 GiB of zeros in about 2 MB) is refused by the size limit before its target holds more than the limit, and a size larger than the body is refused; each error names the entry",
+        points: 2,
+        region: Some("size-limit"),
+        requires: &[],
+        hint: "compare the declared size with what is left of the limit before writing; copy at most the declared size and refuse a body that ends early",
+        decide: |e| Some(e.get(BOMB_BYTES_WRITTEN)? && as_policy(e, &SIZE_ARCHIVES)?),
+    },
+    VerdictSpec {
+        id: "policy-applied",
+        claim: "device nodes and GNU sparse files are refused, a fifo is skipped, set-user-ID and set-group-ID bits are dropped, a world-writable directory without the sticky bit loses its write for others",
+        points: 2,
+        region: Some("policy"),
+        requires: &[],
+        hint: "the policy function decides per entry type and mode: see the sheet's table",
+        decide: |e| as_policy(e, &POLICY_ARCHIVES),
+    },
+    VerdictSpec {
+        id: "bad-checksum-refused",
+        claim: "a header with a bad checksum, at the start or in the middle, stops the import with an error naming the entry's number (python's tarfile stops silently in the middle)",
+        points: 0,
+        region: None,
+        requires: &[],
+        hint: "the tar crate's entries() reports the bad header as an error: pass it on, do not end the loop quietly",
+        decide: |e| as_policy(e, &CHECKSUM_ARCHIVES),
+    },
+    VerdictSpec {
+        id: "docker-one-layer",
+        claim: "with --docker, docker import gives an image of one layer whose diffID is the sha256 of the uncompressed tarball",
+        points: 0,
+        region: None,
+        requires: &[],
+        hint: "`cilab run rootfs-import --variant docker`: the lab imports the tarball the harness planted, unchanged",
+        decide: |e| Some(e.get(DOCKER_LAYERS)? == 1 && e.get(DOCKER_DIFF_ID)? == Relation::Same),
+    },
+    VerdictSpec {
+        id: "docker-same-root",
+        claim: "the Docker container's root holds every entry of the archive with the same type, mode, owner and link target, plus only what Docker adds: .dockerenv, etc/hosts, etc/mtab, etc/resolv.conf, sys, and the mounts on dev and proc",
+        points: 0,
+        region: None,
+        requires: &[],
+        hint: "the lab runs the container from the image it imported from the planted tarball",
+        decide: |e| Some(e.get(DOCKER_DIFFERENCES)?.is_empty() && e.get(DOCKER_EXTRAS)? == DOCKER_ADDS),
+    },
+    VerdictSpec {
+        id: "docker-removed",
+        claim: "with --docker, the lab removes the container and the image it made",
+        points: 0,
+        region: None,
+        requires: &[],
+        hint: "docker rm -f the container, docker rmi the image",
+        decide: |e| Some(e.get(DOCKER_LEFT)?.is_empty()),
+    },
+];
+
+/// What Docker adds to the root of a container from an imported image (below dev and proc,
+/// mounts of its own, not walked).
+const DOCKER_ADDS: [&str; 5] = [".dockerenv", "etc/hosts", "etc/mtab", "etc/resolv.conf", "sys"];
+
+const DOCKER_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub fn prepare(scratch: &Path) -> Result<()> {
+    let harness = |e: labkit::LabError| Error::Harness(format!("making the lab's archives: {e}"));
+    let busybox = labkit::rootfs::find_static_busybox().map_err(harness)?;
+    let tar = archives::busybox_rootfs_tar(&busybox).map_err(harness)?;
+    let tarball = scratch.join(ROOTFS_TARBALL);
+    std::fs::write(&tarball, archives::gzip(&tar)).map_err(Error::io("write", &tarball))?;
+    archives::write_oci_layout(&scratch.join(OCI_DIR)).map_err(harness)?;
+    let hostile = scratch.join(HOSTILE_DIR);
+    let outside = hostile.join(OUTSIDE_DIR);
+    archives::plant_sentinel_tree(&outside).map_err(harness)?;
+    archives::write_hostile_corpus(&hostile.join(ARCHIVES_DIR), &outside).map_err(harness)?;
+    Ok(())
+}
+
+pub fn observer() -> Box<dyn Observer> {
+    Box::new(RootfsImport::default())
+}
+
+#[derive(Default)]
+struct RootfsImport {
+    /// The hostile directory (archives and sentinel tree, not the targets) before the lab
+    /// touched it.
+    before: Option<BTreeMap<String, String>>,
+    docker: bool,
+}
+
+impl Observer for RootfsImport {
+    fn observe(&mut self, stage: &str, run: &mut LabRun, facts: &mut Facts) -> Result<()> {
+        let scratch = run.scratch().to_path_buf();
+        match stage {
+            IMPORTED => {
+                self.before = Some(outside_the_targets(&scratch.join(HOSTILE_DIR))?);
+                let archive = archive_model(&read_tarball(&scratch)?)?;
+                facts.record(ARCHIVE_ENTRIES, archive.len());
+                facts.record(TREE_DIFFERENCES, compare_tree(&archive, &scratch.join(ROOTFS_DIR), false)?.0);
+                Ok(())
+            }
+            RUNNING => {
+                let pid = find_child_named(run, "sleep")?;
+                let root = scratch.join(ROOTFS_DIR);
+                let proc_path = |what: &str| PathBuf::from(format!("/proc/{pid}/{what}"));
+                facts.record(RUNNER_ROOT, Relation::of(&file_id(&proc_path("root")), &file_id(&root)));
+                facts
+                    .record(RUNNER_EXE, Relation::of(&file_id(&proc_path("exe")), &file_id(&root.join("bin/busybox"))));
+                let mnt_ns = run.namespace_of(pid, "mnt")?;
+                facts.record(RUNNER_MNT_NS, Relation::of(&mnt_ns, &Some(run.host_ns("mnt")?)));
+                let mounts = procfs::read_mountinfo(&pid.to_string())?;
+                facts.record(RUNNER_PROC, super::what_is_mounted_at(&mounts, "/proc"));
+                facts.record(RUNNER_HOST_CHANGES, run.mount_ns().changes()?.describe());
+                Ok(())
+            }
+            FLATTENED => {
+                facts.record(FLAT_DIFFERENCES, compare_flat(&scratch.join(FLAT_DIR)));
+                Ok(())
+            }
+            HOSTILE => self.hostile(run, &scratch, facts),
+            DOCKER_RUNNING => {
+                self.docker = true;
+                self.docker_running(run, &scratch, facts)
+            }
+            DOCKER_REMOVED => {
+                let (containers, images) = labelled(&scratch)?;
+                let left: Vec<String> = containers
+                    .iter()
+                    .map(|_| "a container".to_string())
+                    .chain(images.iter().map(|_| "an image".to_string()))
+                    .collect();
+                facts.record(DOCKER_LEFT, left);
+                Ok(())
+            }
+            other => Err(Error::Harness(format!("rootfs-import has no stage `{other}`"))),
+        }
+    }
+
+    fn made_outside(&mut self) -> Vec<(PathBuf, String)> {
+        if which::which("docker").is_err() {
+            return Vec::new();
+        }
+        let Ok((containers, images)) = labelled_by(&format!("label={DOCKER_LABEL}")) else {
+            return Vec::new();
+        };
+        let format = format!("{{{{.Id}}}} {{{{index .Config.Labels \"{DOCKER_LABEL}\"}}}}");
+        let mut found = Vec::new();
+        for (kind, ids) in [("container", containers), ("image", images)] {
+            if ids.is_empty() {
+                continue;
+            }
+            let mut args = vec![kind, "inspect", "--format", format.as_str()];
+            args.extend(ids.iter().map(String::as_str));
+            let text = docker(&args, DOCKER_TIMEOUT).unwrap_or_default();
+            found.extend(
+                text.lines()
+                    .filter_map(|line| line.split_once(' '))
+                    .map(|(id, scratch)| (PathBuf::from(scratch), format!("Docker {kind} {id}"))),
+            );
+        }
+        found
+    }
+
+    fn clean_up_outside(&mut self, scratch: &Path, _killed: &[String]) -> Vec<String> {
+        if which::which("docker").is_err() {
+            return Vec::new();
+        }
+        let mut leaks = Vec::new();
+        let (containers, images) = match labelled(scratch) {
+            Ok(found) => found,
+            Err(error) if self.docker => {
+                leaks.push(format!("could not ask Docker what is labelled with {}: {error}", scratch.display()));
+                return leaks;
+            }
+            Err(_) => return leaks,
+        };
+        for id in containers {
+            let removed = docker(&["rm", "-f", &id], DOCKER_TIMEOUT).map(drop);
+            leaks.push(format!("the lab left Docker container {id} (removed: {removed:?})"));
+        }
+        for id in images {
+            let removed = docker(&["rmi", "-f", &id], DOCKER_TIMEOUT).map(drop);
+            leaks.push(format!("the lab left Docker image {id} (removed: {removed:?})"));
+        }
+        leaks
+    }
+}
+
+impl RootfsImport {
+    fn hostile(&self, run: &LabRun, scratch: &Path, facts: &mut Facts) -> Result<()> {
+        let dir = scratch.join(HOSTILE_DIR);
+        let before = self.before.as_ref().ok_or_else(|| Error::Harness("no snapshot of the sentinel tree".into()))?;
+        let after = outside_the_targets(&dir)?;
+        let mut changes: Vec<String> = before
+            .keys()
+            .chain(after.keys().filter(|k| !before.contains_key(*k)))
+            .filter(|k| before.get(*k) != after.get(*k))
+            .map(|k| match (before.get(k), after.get(k)) {
+                (Some(_), None) => format!("{k}: removed"),
+                (None, Some(now)) => format!("{k}: appeared ({now})"),
+                (Some(was), Some(now)) => format!("{k}: {was} -> {now}"),
+                (None, None) => k.clone(),
+            })
+            .collect();
+        changes.sort();
+        facts.record(OUTSIDE_CHANGES, changes);
+        // The lab's report: only the text of each refusal is taken from it.
+        let said = run
+            .claims()
+            .iter()
+            .rev()
+            .find(|(stage, _)| stage == HOSTILE)
+            .map(|(_, claims)| claims["outcomes"].clone())
+            .unwrap_or_default();
+        let outside = dir.join(OUTSIDE_DIR);
+        let mut outcomes = BTreeMap::new();
+        for archive in archives::hostile_corpus(&outside) {
+            let target = dir.join(TARGETS_DIR).join(archive.name);
+            let error = said[archive.name]["error"].as_str().map(str::to_string);
+            outcomes.insert(archive.name.to_string(), judge(&archive, &target, error.as_deref()));
+        }
+        facts.record(OUTCOMES, outcomes);
+        let bomb = dir.join(TARGETS_DIR).join("gzip-bomb");
+        facts.record(BOMB_BYTES_WRITTEN, bytes_under(&bomb) <= SIZE_LIMIT);
+        Ok(())
+    }
+
+    fn docker_running(&self, run: &mut LabRun, scratch: &Path, facts: &mut Facts) -> Result<()> {
+        let (containers, images) = labelled(scratch)?;
+        let ([container], [image]) = (containers.as_slice(), images.as_slice()) else {
+            return Err(Error::Lab {
+                lab: run.lab().to_string(),
+                message: format!(
+                    "{} containers and {} images carry this run's label, not one each",
+                    containers.len(),
+                    images.len()
+                ),
+            });
+        };
+        let layers = docker(&["image", "inspect", "-f", "{{json .RootFS.Layers}}", image], DOCKER_TIMEOUT)?;
+        let layers: Vec<String> =
+            serde_json::from_str(layers.trim()).map_err(|_| Error::parse("docker RootFS.Layers", layers.trim()))?;
+        let tar = read_tarball(scratch)?;
+        facts.record(DOCKER_LAYERS, layers.len());
+        facts.record(DOCKER_DIFF_ID, Relation::of(&layers.first().cloned(), &Some(archives::sha256_digest(&tar))));
+        let pid = docker(&["inspect", "-f", "{{.State.Pid}}", container], DOCKER_TIMEOUT)?;
+        let pid: i32 = pid.trim().parse().map_err(|_| Error::parse("docker inspect State.Pid", pid.trim()))?;
+        run.track_pid(pid);
+        let archive = archive_model(&tar)?;
+        let (differences, extras) = compare_tree(&archive, Path::new(&format!("/proc/{pid}/root")), true)?;
+        facts.record(DOCKER_DIFFERENCES, differences);
+        facts.record(DOCKER_EXTRAS, extras);
+        Ok(())
+    }
+}
+
+/// How an archive fared against its policy: AS_POLICY, or what went otherwise.
+fn judge(archive: &archives::Hostile, target: &Path, error: Option<&str>) -> String {
+    let marker = target.join(MARKER).exists();
+    match archive.policy {
+        Policy::Refused { names } => {
+            if marker {
+                return "imported to the end; the policy refuses it".to_string();
+            }
+            match error {
+                None => "stopped without an error".to_string(),
+                Some(error) if !error.contains(names) => format!("refused, the error does not name `{names}`"),
+                Some(_) => refused_leftovers(archive.name, target).unwrap_or_else(|| AS_POLICY.to_string()),
+            }
+        }
+        Policy::Neutralised => {
+            if !marker {
+                return match error {
+                    Some(_) => "refused; the policy neutralises it".to_string(),
+                    None => "stopped before its end".to_string(),
+                };
+            }
+            neutralised(archive.name, target).unwrap_or_else(|| AS_POLICY.to_string())
+        }
+    }
+}
+
+/// For a refused archive: what of the refused entry is in its target anyway (None: nothing).
+fn refused_leftovers(name: &str, target: &Path) -> Option<String> {
+    let exists = |p: &str| target.join(p).symlink_metadata().is_ok();
+    match name {
+        "hardlink-abs" | "hardlink-dotdot" if exists("stolen") => Some("`stolen` was made".into()),
+        "device-nodes" if exists("dev/evil-null") => Some("dev/evil-null was made".into()),
+        "checksum-middle" if !exists("ok.txt") => Some("the good entry before the bad header is missing".into()),
+        "dir-then-symlink" if !target.join("d").symlink_metadata().is_ok_and(|m| m.is_dir()) => {
+            Some("`d` is no longer a directory".into())
+        }
+        _ => None,
+    }
+}
+
+/// For a neutralised archive: how its target differs from what the sheet says (None: as said).
+fn neutralised(name: &str, target: &Path) -> Option<String> {
+    let content = |p: &str| {
+        let path = target.join(p);
+        match path.symlink_metadata() {
+            Ok(m) if m.file_type().is_file() => std::fs::read_to_string(&path).unwrap_or_default(),
+            Ok(m) if m.file_type().is_symlink() => "a symlink".to_string(),
+            Ok(m) if m.is_dir() => "a directory".to_string(),
+            Ok(_) => "a special file".to_string(),
+            Err(_) => "missing".to_string(),
+        }
+    };
+    let mode = |p: &str| target.join(p).symlink_metadata().map(|m| m.mode() & 0o7777).unwrap_or(u32::MAX);
+    let wrong = |what: &str, seen: String| Some(format!("{what}: {seen}"));
+    match name {
+        "symlink-then-file" if content("secret") != REPLACED => wrong("secret", content("secret")),
+        "hardlink-then-write" => {
+            if content("f") != ORIGINAL {
+                wrong("f (written through the hard link h?)", content("f"))
+            } else if content("h") != REPLACED || content("hs") != REPLACED {
+                wrong("h, hs", format!("{} / {}", content("h"), content("hs")))
+            } else if content("s") != "a symlink" {
+                wrong("s", content("s"))
+            } else {
+                None
+            }
+        }
+        "file-then-dir" if content("x") != "a directory" || content("x/inner.txt") == "missing" => {
+            wrong("x", content("x"))
+        }
+        "fifo" if content("pipe") != "missing" => wrong("pipe", content("pipe")),
+        "setuid-root" if mode("bin/su") != 0o755 || mode("bin/sg") != 0o755 => {
+            wrong("modes of bin/su, bin/sg", format!("{:o} {:o}", mode("bin/su"), mode("bin/sg")))
+        }
+        "world-writable" if mode("shared") != 0o775 || mode("tmp") != 0o1777 => {
+            wrong("modes of shared, tmp", format!("{:o} {:o}", mode("shared"), mode("tmp")))
+        }
+        _ => None,
+    }
+}
+
+/// Total size of the regular files under `dir`.
+fn bytes_under(dir: &Path) -> u64 {
+    walk(dir).into_iter().filter(|(_, m)| m.file_type().is_file()).map(|(_, m)| m.len()).sum()
+}
+
+/// Every path under `dir` (relative) with its lstat, not following symlinks, not crossing
+/// into another filesystem's mount (`one_fs`).
+fn walk_with(dir: &Path, one_fs: bool) -> Vec<(String, std::fs::Metadata)> {
+    let device = dir.metadata().map(|m| m.dev()).unwrap_or_default();
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(at) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&at) else { continue };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(meta) = path.symlink_metadata() else { continue };
+            if meta.is_dir() && !(one_fs && meta.dev() != device) {
+                stack.push(path.clone());
+            }
+            let relative = path.strip_prefix(dir).unwrap_or(&path).to_string_lossy().into_owned();
+            out.push((relative, meta));
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+fn walk(dir: &Path) -> Vec<(String, std::fs::Metadata)> {
+    walk_with(dir, false)
+}
+
+/// The hostile dir but its targets: each path with its type, mode, owner, link count,
+/// size, inode, mtime and content (or link target).
+fn outside_the_targets(dir: &Path) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for (relative, meta) in walk(dir) {
+        if relative == TARGETS_DIR || relative.starts_with(&format!("{TARGETS_DIR}/")) {
+            continue;
+        }
+        let path = dir.join(&relative);
+        let what = if meta.file_type().is_symlink() {
+            format!("-> {}", std::fs::read_link(&path).map_err(Error::io("readlink", &path))?.display())
+        } else if meta.is_file() {
+            let bytes = std::fs::read(&path).map_err(Error::io("read", &path))?;
+            archives::sha256_digest(&bytes)
+        } else {
+            String::new()
+        };
+        out.insert(
+            relative,
+            format!(
+                "mode {:o} owner {}:{} links {} size {} inode {} mtime {}.{} {what}",
+                meta.mode(),
+                meta.uid(),
+                meta.gid(),
+                meta.nlink(),
+                meta.len(),
+                meta.ino(),
+                meta.mtime(),
+                meta.mtime_nsec()
+            ),
+        );
+    }
+    Ok(out)
+}
+
+/// The uncompressed tar the harness gave the lab.
+fn read_tarball(scratch: &Path) -> Result<Vec<u8>> {
+    let path = scratch.join(ROOTFS_TARBALL);
+    let file = std::fs::File::open(&path).map_err(Error::io("open", &path))?;
+    let mut tar = Vec::new();
+    flate2::read::MultiGzDecoder::new(file).read_to_end(&mut tar).map_err(Error::io("gunzip", &path))?;
+    Ok(tar)
+}
+
+/// One path of an archive: "dir 755 0:0", "file 644 0:0", "symlink -> busybox 0:0", or
+/// "hardlink -> bin/busybox".
+fn archive_model(tar: &[u8]) -> Result<BTreeMap<String, String>> {
+    let mut model = BTreeMap::new();
+    let mut archive = tar::Archive::new(tar);
+    let bad = |e: std::io::Error| Error::Harness(format!("reading the harness's own archive: {e}"));
+    for entry in archive.entries().map_err(bad)? {
+        let entry = entry.map_err(bad)?;
+        let header = entry.header();
+        let path = String::from_utf8_lossy(&entry.path_bytes()).trim_end_matches('/').to_string();
+        let owner = format!("{}:{}", header.uid().map_err(bad)?, header.gid().map_err(bad)?);
+        let mode = header.mode().map_err(bad)? & 0o7777;
+        let link = entry.link_name_bytes().map(|l| String::from_utf8_lossy(&l).into_owned()).unwrap_or_default();
+        let what = match header.entry_type() {
+            tar::EntryType::Directory => format!("dir {mode:o} {owner}"),
+            tar::EntryType::Regular => format!("file {mode:o} {owner}"),
+            tar::EntryType::Symlink => format!("symlink -> {link} {owner}"),
+            tar::EntryType::Link => format!("hardlink -> {link}"),
+            other => format!("{other:?}"),
+        };
+        model.insert(path, what);
+    }
+    Ok(model)
+}
+
+/// Compares a tree with an archive's model: (differences, paths the archive does not
+/// have). With `docker`, mounts of other filesystems are not walked into.
+fn compare_tree(archive: &BTreeMap<String, String>, dir: &Path, docker: bool) -> Result<(Vec<String>, Vec<String>)> {
+    let tree: BTreeMap<String, std::fs::Metadata> = walk_with(dir, docker).into_iter().collect();
+    let describe = |path: &str| -> Option<String> {
+        let meta = tree.get(path)?;
+        let owner = format!("{}:{}", meta.uid(), meta.gid());
+        let mode = meta.mode() & 0o7777;
+        Some(if meta.is_dir() {
+            format!("dir {mode:o} {owner}")
+        } else if meta.file_type().is_symlink() {
+            let link = std::fs::read_link(dir.join(path)).map(|l| l.display().to_string()).unwrap_or_default();
+            format!("symlink -> {link} {owner}")
+        } else if meta.is_file() {
+            format!("file {mode:o} {owner}")
+        } else {
+            "special file".to_string()
+        })
+    };
+    let mut differences = Vec::new();
+    for (path, expected) in archive {
+        if let Some(target) = expected.strip_prefix("hardlink -> ") {
+            let same = match (tree.get(path), tree.get(target)) {
+                (Some(a), Some(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+                _ => false,
+            };
+            if !same {
+                differences.push(format!("{path}: not a hard link to {target}"));
+            }
+            continue;
+        }
+        match describe(path) {
+            None => differences.push(format!("{path}: missing")),
+            Some(seen) if seen != *expected => differences.push(format!("{path}: {seen}, the archive says {expected}")),
+            Some(_) => {}
+        }
+    }
+    let extras: Vec<String> = tree
+        .keys()
+        .filter(|p| !archive.contains_key(*p) && !(docker && (p.starts_with("dev/") || p.starts_with("proc/"))))
+        .cloned()
+        .collect();
+    if !docker {
+        differences.extend(extras.iter().map(|p| format!("{p}: not in the archive")));
+    }
+    Ok((differences, extras))
+}
+
+/// The flattened tree against labkit's FLATTENED.
+fn compare_flat(dir: &Path) -> Vec<String> {
+    let mut differences = Vec::new();
+    let tree: BTreeMap<String, std::fs::Metadata> = walk(dir).into_iter().collect();
+    for (path, content) in archives::FLATTENED {
+        let full = dir.join(path);
+        match (tree.get(*path), content) {
+            (None, _) => differences.push(format!("{path}: missing")),
+            (Some(meta), None) if !meta.is_dir() => differences.push(format!("{path}: not a directory")),
+            (Some(meta), Some(text))
+                if !meta.is_file() || std::fs::read_to_string(&full).ok().as_deref() != Some(*text) =>
+            {
+                differences.push(format!("{path}: not the upper layer's file"));
+            }
+            _ => {}
+        }
+    }
+    for path in tree.keys() {
+        if !archives::FLATTENED.iter().any(|(p, _)| p == path) {
+            differences.push(format!("{path}: should not be there"));
+        }
+    }
+    differences
+}
+
+// ── Docker ──────────────────────────────────────────────────────────────────────
+
+/// Whether this machine can run the Docker variant: a client on PATH and a daemon that answers.
+pub fn docker_available() -> std::result::Result<(), String> {
+    super::nsenter_join::docker_available()
+}
+
+fn docker(args: &[&str], timeout: Duration) -> Result<String> {
+    super::nsenter_join::docker(args, timeout)
+}
+
+fn labelled(scratch: &Path) -> Result<(Vec<String>, Vec<String>)> {
+    let scratch = scratch.canonicalize().unwrap_or_else(|_| scratch.to_path_buf());
+    labelled_by(&format!("label={DOCKER_LABEL}={}", scratch.display()))
+}
+
+fn labelled_by(filter: &str) -> Result<(Vec<String>, Vec<String>)> {
+    let ids = |text: String| text.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+    let containers = ids(docker(&["ps", "-aq", "--no-trunc", "--filter", filter], DOCKER_TIMEOUT)?);
+    let images = ids(docker(&["images", "-q", "--no-trunc", "--filter", filter], DOCKER_TIMEOUT)?);
+    Ok((containers, images))
+}
+
+/// Typical mistakes and lies; each region's `todo!()` is added by the corpus itself.
+pub const MISTAKES: [Mistake; 15] = [
+    Mistake {
+        region: "entry-path",
+        name: "the entry's path joined to the target unchecked: `..` climbs out",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region(
+            "entry-path",
+            "Ok(path.split(|b| *b == b'/').filter(|p| !p.is_empty()).map(|p| OsStr::from_bytes(p).to_os_string()).collect())",
+        )],
+        caught_by: "paths-stay-inside",
+    },
+    Mistake {
+        region: "entry-path",
+        name: "only a leading `../` refused: `./a/../../` gets through",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region(
+            "entry-path",
+            "if path.starts_with(b\"../\") || path.starts_with(b\"/\") {\n    \
+             bail!(\"its path leaves the target\");\n\
+             }\n\
+             Ok(path.split(|b| *b == b'/').filter(|p| !p.is_empty() && *p != b\".\").map(|p| OsStr::from_bytes(p).to_os_string()).collect())",
+        )],
+        caught_by: "paths-stay-inside",
+    },
+    Mistake {
+        region: "entry-path",
+        name: "`..` and absolute paths refused, but no limit on length and no check for a newline",
+        kind: MistakeKind::Mistake,
+        edits: &[
+            Edit::Replace("    if path.len() >= libc::PATH_MAX as usize {\n        bail!(\"its path is {} bytes long, the limit is {}\", path.len(), libc::PATH_MAX - 1);\n    }\n", ""),
+            Edit::Replace("    if path.iter().any(u8::is_ascii_control) {\n        bail!(\"its path holds a control character\");\n    }\n", ""),
+        ],
+        caught_by: "paths-stay-inside",
+    },
+    Mistake {
+        region: "open-beneath",
+        name: "the directories on the way opened following symlinks (no O_NOFOLLOW)",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region(
+            "open-beneath",
+            "let mut at = root.try_clone_to_owned().context(\"dup\")?;\n\
+             for name in dirs {\n    \
+             let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;\n    \
+             let fd = match openat(Some(at.as_raw_fd()), name.as_os_str(), flags, Mode::empty()) {\n        \
+             Err(Errno::ENOENT) => {\n            \
+             mkdirat(Some(at.as_raw_fd()), name.as_os_str(), Mode::from_bits_truncate(0o755)).map_err(LabError::sys(\"mkdirat\", name.to_string_lossy()))?;\n            \
+             openat(Some(at.as_raw_fd()), name.as_os_str(), flags, Mode::empty()).map_err(LabError::sys(\"openat\", name.to_string_lossy()))?\n        \
+             }\n        \
+             other => other.map_err(LabError::sys(\"openat\", name.to_string_lossy()))?,\n    \
+             };\n    \
+             at = owned(fd);\n\
+             }\n\
+             Ok(at)",
+        )],
+        caught_by: "no-symlink-followed",
+    },
+    Mistake {
+        region: "make-entry",
+        name: "an existing name opened for writing (O_TRUNC): a file written through the symlink the archive made",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Replace(
+            "                if there.is_some() {\n                    // A name the archive made before: removed, never written through.\n                    remove(parent, name)?;\n                }\n                let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;",
+            "                let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC | OFlag::O_CLOEXEC;",
+        )],
+        caught_by: "replacements-safe",
+    },
+    Mistake {
+        region: "make-entry",
+        name: "a directory replaced by a symlink when an archive says so",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Replace(
+            "                if is_dir {\n                    bail!(\"it would replace the directory `{}` with a symlink\", name.to_string_lossy());\n                }\n",
+            "",
+        )],
+        caught_by: "replacements-safe",
+    },
+    Mistake {
+        region: "hardlink",
+        name: "the link target joined to the target unchecked (an absolute one is taken as it is)",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region(
+            "hardlink",
+            "linkat(Some(self.root.as_raw_fd()), OsStr::from_bytes(target), Some(parent.as_raw_fd()), name, AtFlags::empty())\n    \
+             .map_err(LabError::sys(\"linkat\", String::from_utf8_lossy(target)))?;\n\
+             Ok(())",
+        )],
+        caught_by: "hardlinks-inside",
+    },
+    Mistake {
+        region: "hardlink",
+        name: "the link target checked only after the link is made",
+        kind: MistakeKind::Lie,
+        edits: &[Edit::Region(
+            "hardlink",
+            "let made = linkat(Some(self.root.as_raw_fd()), OsStr::from_bytes(target), Some(parent.as_raw_fd()), name, AtFlags::empty());\n\
+             entry_components(target).context(\"its link target\")?;\n\
+             made.map_err(LabError::sys(\"linkat\", String::from_utf8_lossy(target)))?;\n\
+             Ok(())",
+        )],
+        caught_by: "hardlinks-inside",
+    },
+    Mistake {
+        region: "size-limit",
+        name: "no size limit: the body copied whatever its size",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region(
+            "size-limit",
+            "let _ = declared;\n\
+             let copied = std::io::copy(body, file).context(\"write its body\")?;\n\
+             self.report.written += copied;\n\
+             Ok(())",
+        )],
+        caught_by: "size-limited",
+    },
+    Mistake {
+        region: "size-limit",
+        name: "the limit checked, the body's length not: a header that lies passes",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Replace(
+            "        if copied != declared {\n            bail!(\"its body ends after {copied} of the {declared} bytes its header declares\");\n        }\n",
+            "",
+        )],
+        caught_by: "size-limited",
+    },
+    Mistake {
+        region: "size-limit",
+        name: "the body written whole, then refused for its size",
+        kind: MistakeKind::Lie,
+        edits: &[Edit::Region(
+            "size-limit",
+            "let copied = std::io::copy(&mut body.take(declared), file).context(\"write its body\")?;\n\
+             if copied > self.budget {\n    \
+             bail!(\"it declares {declared} bytes, more than the size limit ({SIZE_LIMIT} bytes)\");\n\
+             }\n\
+             if copied != declared {\n    \
+             bail!(\"its body ends after {copied} of the {declared} bytes its header declares\");\n\
+             }\n\
+             self.budget -= copied;\n\
+             self.report.written += copied;\n\
+             Ok(())",
+        )],
+        caught_by: "size-limited",
+    },
+    Mistake {
+        region: "policy",
+        name: "modes kept as the archive says: set-user-ID root files stay",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Replace(
+            "    let mut mode = mode & 0o7777 & !(libc::S_ISUID | libc::S_ISGID);",
+            "    let mut mode = mode & 0o7777;",
+        )],
+        caught_by: "policy-applied",
+    },
+    Mistake {
+        region: "whiteouts",
+        name: "the opaque marker ignored: the lower layer's files stay in the opaque directory",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Replace(
+            "        for name in names_in(dir.as_fd())? {\n            remove(dir.as_fd(), &name)?;\n        }\n",
+            "",
+        )],
+        caught_by: "layers-flattened",
+    },
+    Mistake {
+        region: "run-busybox",
+        name: "proc mounted before the mounts are made private: it shows on the host",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Replace(
+            "    mount(None::<&str>, \"/\", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)\n        .map_err(LabError::sys(\"mount(MS_REC|MS_PRIVATE)\", \"/\"))?;\n",
+            "",
+        )],
+        caught_by: "busybox-runs",
+    },
+    Mistake {
+        region: "run-busybox",
+        name: "no chroot: busybox runs with the host's root, the imported tree only its working directory",
+        kind: MistakeKind::Lie,
+        edits: &[Edit::Replace(
+            "    chroot(root).map_err(LabError::sys(\"chroot\", root.display()))?;\n    chdir(\"/\").map_err(LabError::sys(\"chdir\", \"/\"))?;\n",
+            "    chdir(root).map_err(LabError::sys(\"chdir\", root.display()))?;\n",
+        )],
+        caught_by: "busybox-runs",
+    },
+];

@@ -1,0 +1,520 @@
+//! The archives the rootfs-import lab imports, made at run time (nothing is downloaded):
+//! a busybox rootfs tarball, a two-layer image in OCI layout with whiteouts, a tree of many
+//! small files (the benchmark's), and the hostile corpus. The harness plants them before a
+//! run; run by hand, the lab makes them itself. Every archive is deterministic (fixed
+//! owners, modes and mtimes), so the same busybox gives the same bytes.
+
+use std::io::Write;
+use std::path::Path;
+
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use sha2::{Digest, Sha256};
+use tar::{EntryType, Header};
+
+use crate::protocol::rootfs_import::*;
+use crate::{LabError, Result};
+
+/// Every entry's mtime: the archives do not change from run to run.
+const MTIME: u64 = 1_700_000_000;
+
+/// Gzip of `bytes` (one member).
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
+    // Writing into a Vec cannot fail.
+    let _ = encoder.write_all(bytes);
+    encoder.finish().unwrap_or_default()
+}
+
+/// `sha256:<hex>` of `bytes`: a layer's diffID when `bytes` is its uncompressed tar.
+pub fn sha256_digest(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    format!("sha256:{}", digest.iter().map(|b| format!("{b:02x}")).collect::<String>())
+}
+
+/// Builds an archive in memory.
+struct Tar {
+    builder: tar::Builder<Vec<u8>>,
+}
+
+impl Tar {
+    fn new() -> Self {
+        Tar { builder: tar::Builder::new(Vec::new()) }
+    }
+
+    fn header(kind: EntryType, mode: u32, owner: (u64, u64), size: u64) -> Header {
+        let mut header = Header::new_gnu();
+        header.set_entry_type(kind);
+        header.set_mode(mode);
+        header.set_uid(owner.0);
+        header.set_gid(owner.1);
+        header.set_mtime(MTIME);
+        header.set_size(size);
+        header
+    }
+
+    /// An entry whose name (and link name) are written as they are, unchecked: at most 100
+    /// bytes each, or a GNU long-name entry first.
+    fn raw(&mut self, name: &[u8], kind: EntryType, mode: u32, owner: (u64, u64), link: &[u8], body: &[u8]) {
+        if name.len() > 100 {
+            let mut long = Self::header(EntryType::GNULongName, 0o644, (0, 0), name.len() as u64 + 1);
+            long.as_old_mut().name[..13].copy_from_slice(b"././@LongLink");
+            long.set_cksum();
+            let mut data = name.to_vec();
+            data.push(0);
+            let _ = self.builder.append(&long, data.as_slice());
+        }
+        let mut header = Self::header(kind, mode, owner, body.len() as u64);
+        let short = &name[..name.len().min(100)];
+        header.as_old_mut().name[..short.len()].copy_from_slice(short);
+        let link = &link[..link.len().min(100)];
+        header.as_old_mut().linkname[..link.len()].copy_from_slice(link);
+        header.set_cksum();
+        let _ = self.builder.append(&header, body);
+    }
+
+    fn dir(&mut self, name: &str, mode: u32, owner: (u64, u64)) {
+        self.raw(format!("{name}/").as_bytes(), EntryType::Directory, mode, owner, b"", b"");
+    }
+
+    fn file(&mut self, name: &str, mode: u32, owner: (u64, u64), body: &[u8]) {
+        self.raw(name.as_bytes(), EntryType::Regular, mode, owner, b"", body);
+    }
+
+    fn symlink(&mut self, name: &str, target: &str) {
+        self.raw(name.as_bytes(), EntryType::Symlink, 0o777, (0, 0), target.as_bytes(), b"");
+    }
+
+    /// A hard link; its header carries its target's mode, as GNU tar writes it (Docker
+    /// applies the mode of a hard link's header to the inode both names share).
+    fn hardlink(&mut self, name: &str, target: &str, mode: u32) {
+        self.raw(name.as_bytes(), EntryType::Link, mode, (0, 0), target.as_bytes(), b"");
+    }
+
+    /// A PAX extended header whose `path` record replaces the next entry's name.
+    fn pax_path(&mut self, path: &str) {
+        let record = |len: usize| format!("{len} path={path}\n");
+        let mut len = record(0).len();
+        while record(len).len() != len {
+            len = record(len).len();
+        }
+        let body = record(len);
+        self.raw(b"PaxHeaders/entry", EntryType::XHeader, 0o644, (0, 0), b"", body.as_bytes());
+    }
+
+    /// The marker every corpus archive ends with: present after an import only if the
+    /// importer went on to the end.
+    fn marker(&mut self) {
+        self.file(MARKER, 0o644, (0, 0), b"the importer went on to the end\n");
+    }
+
+    fn finish(self) -> Vec<u8> {
+        self.builder.into_inner().unwrap_or_default()
+    }
+
+    /// The archive without its two end blocks (so that more raw bytes can follow).
+    fn unfinished(self) -> Vec<u8> {
+        let mut bytes = self.finish();
+        bytes.truncate(bytes.len().saturating_sub(1024));
+        bytes
+    }
+}
+
+/// The owner of what belongs to the student account of the rootfs.
+pub const STUDENT_OWNER: (u64, u64) = (1000, 1000);
+
+/// The busybox rootfs as an uncompressed tar: directories (one owned by uid 1000, /tmp
+/// sticky and world-writable), busybox with a hard link to it, a symlink per applet, /etc.
+pub fn busybox_rootfs_tar(busybox: &Path) -> Result<Vec<u8>> {
+    let binary = std::fs::read(busybox).map_err(LabError::io("read", busybox))?;
+    let mut tar = Tar::new();
+    let root = (0, 0);
+    for (dir, mode) in [
+        ("bin", 0o755),
+        ("dev", 0o755),
+        ("etc", 0o755),
+        ("home", 0o755),
+        ("proc", 0o555),
+        ("root", 0o700),
+        ("tmp", 0o1777),
+        ("usr", 0o755),
+        ("usr/bin", 0o755),
+        ("var", 0o755),
+        ("var/empty", 0o711),
+    ] {
+        tar.dir(dir, mode, root);
+    }
+    tar.dir("home/student", 0o750, STUDENT_OWNER);
+    tar.file("bin/busybox", 0o755, root, &binary);
+    for applet in crate::rootfs::applets() {
+        tar.symlink(&format!("bin/{applet}"), "busybox");
+    }
+    tar.hardlink("usr/bin/busybox", "bin/busybox", 0o755);
+    tar.symlink("usr/bin/env", "/bin/busybox");
+    tar.file("etc/hostname", 0o644, root, b"imported\n");
+    tar.file("etc/passwd", 0o644, root, b"root:x:0:0:root:/root:/bin/sh\nstudent:x:1000:1000::/home/student:/bin/sh\n");
+    tar.file("etc/group", 0o644, root, b"root:x:0:\nstudent:x:1000:\n");
+    tar.file("etc/motd", 0o644, root, b"a rootfs that was a tarball\n");
+    tar.file("etc/shadow", 0o640, (0, 42), b"root:*:19000:0:99999:7:::\n");
+    tar.file("home/student/notes.txt", 0o600, STUDENT_OWNER, b"their filesystems are literally tarballs\n");
+    Ok(tar.finish())
+}
+
+/// A tree of `count` small files in directories of 100 (the benchmark's archive).
+pub fn many_files_tar(count: usize) -> Vec<u8> {
+    let mut tar = Tar::new();
+    tar.dir("tree", 0o755, (0, 0));
+    for index in 0..count {
+        if index % 100 == 0 {
+            tar.dir(&format!("tree/d{:03}", index / 100), 0o755, (0, 0));
+        }
+        let body = format!("file {index}\n");
+        tar.file(&format!("tree/d{:03}/f{index:05}", index / 100), 0o644, (0, 0), body.as_bytes());
+    }
+    tar.finish()
+}
+
+/// One layer of the OCI image: its entries (path, content; None for a directory).
+type Layer = &'static [(&'static str, Option<&'static str>)];
+
+/// The lower layer: a config directory, a cache, an app.
+pub const LOWER_LAYER: Layer = &[
+    ("etc", None),
+    ("etc/os-release", Some("NAME=lower\n")),
+    ("etc/config", None),
+    ("etc/config/a.conf", Some("a from the lower layer\n")),
+    ("etc/config/b.conf", Some("b from the lower layer\n")),
+    ("var", None),
+    ("var/cache", None),
+    ("var/cache/big.bin", Some("a big cache file\n")),
+    ("opt", None),
+    ("opt/app", None),
+    ("opt/app/old.txt", Some("from the lower layer\n")),
+    ("opt/gone", None),
+    ("opt/gone/inside.txt", Some("deleted with its directory\n")),
+];
+
+/// The upper layer: a whiteout of a file and of a directory, an opaque directory, a file
+/// changed, a file added.
+pub const UPPER_LAYER: Layer = &[
+    ("etc", None),
+    ("etc/os-release", Some("NAME=upper\n")),
+    ("etc/config", None),
+    ("etc/config/.wh..wh..opq", Some("")),
+    ("etc/config/c.conf", Some("c from the upper layer\n")),
+    ("var", None),
+    ("var/cache", None),
+    ("var/cache/.wh.big.bin", Some("")),
+    ("opt", None),
+    ("opt/.wh.gone", Some("")),
+    ("opt/app", None),
+    ("opt/app/new.txt", Some("from the upper layer\n")),
+];
+
+/// What a runtime makes of the two layers: (path, content; None for a directory).
+pub const FLATTENED: Layer = &[
+    ("etc", None),
+    ("etc/config", None),
+    ("etc/config/c.conf", Some("c from the upper layer\n")),
+    ("etc/os-release", Some("NAME=upper\n")),
+    ("opt", None),
+    ("opt/app", None),
+    ("opt/app/new.txt", Some("from the upper layer\n")),
+    ("opt/app/old.txt", Some("from the lower layer\n")),
+    ("var", None),
+    ("var/cache", None),
+];
+
+fn layer_tar(layer: Layer) -> Vec<u8> {
+    let mut tar = Tar::new();
+    for (path, content) in layer {
+        match content {
+            None => tar.dir(path, 0o755, (0, 0)),
+            Some(body) => tar.file(path, 0o644, (0, 0), body.as_bytes()),
+        }
+    }
+    tar.finish()
+}
+
+/// Writes a two-layer image in OCI layout into `dir` (made if missing): oci-layout,
+/// index.json, and under blobs/sha256 the manifest, the config and both layers (gzip).
+pub fn write_oci_layout(dir: &Path) -> Result<()> {
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).map_err(LabError::io("create directory", &blobs))?;
+    let put = |bytes: &[u8]| -> Result<String> {
+        let digest = sha256_digest(bytes);
+        let path = blobs.join(digest.trim_start_matches("sha256:"));
+        std::fs::write(&path, bytes).map_err(LabError::io("write", &path))?;
+        Ok(digest)
+    };
+    let mut layers = Vec::new();
+    let mut diff_ids = Vec::new();
+    for layer in [LOWER_LAYER, UPPER_LAYER] {
+        let tar = layer_tar(layer);
+        diff_ids.push(sha256_digest(&tar));
+        let compressed = gzip(&tar);
+        layers.push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+            "digest": put(&compressed)?,
+            "size": compressed.len(),
+        }));
+    }
+    let config = serde_json::json!({
+        "architecture": std::env::consts::ARCH,
+        "os": "linux",
+        "rootfs": { "type": "layers", "diff_ids": diff_ids },
+        "config": {},
+    })
+    .to_string();
+    let config_digest = put(config.as_bytes())?;
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len() },
+        "layers": layers,
+    })
+    .to_string();
+    let manifest_digest = put(manifest.as_bytes())?;
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{ "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": manifest_digest, "size": manifest.len() }],
+    })
+    .to_string();
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).map_err(LabError::io("write", &path))
+    };
+    write("oci-layout", r#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    write("index.json", &index)
+}
+
+/// What the sheet's policy says an importer does with a hostile archive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// The import stops at the entry, with an error that names it (`names`).
+    Refused { names: &'static str },
+    /// The import goes on to the end; the entry is made harmless (the sheet says how).
+    Neutralised,
+}
+
+/// One archive of the hostile corpus.
+#[derive(Debug, Clone)]
+pub struct Hostile {
+    pub name: &'static str,
+    /// The file name in the corpus directory (.tar or .tar.gz).
+    pub file: String,
+    pub policy: Policy,
+    pub bytes: Vec<u8>,
+}
+
+/// A path of 4096 characters: directories of 100 characters each.
+pub fn long_path() -> String {
+    let mut path = String::new();
+    let mut index = 0;
+    while path.len() + 100 < 4096 {
+        path.push_str(&format!("{index:0>99}/"));
+        index += 1;
+    }
+    let rest = 4096 - path.len();
+    path.push_str(&"f".repeat(rest));
+    path
+}
+
+/// The hostile corpus. `outside` is the absolute path of the sentinel tree, which lies at
+/// `../../outside` from each archive's target (`<hostile>/targets/<name>/`).
+pub fn hostile_corpus(outside: &Path) -> Vec<Hostile> {
+    let abs = outside.display().to_string();
+    let mut corpus = Vec::new();
+    let mut add = |name: &'static str, policy: Policy, build: &dyn Fn(&mut Tar)| {
+        let mut tar = Tar::new();
+        build(&mut tar);
+        tar.marker();
+        corpus.push(Hostile { name, file: format!("{name}.tar"), policy, bytes: tar.finish() });
+    };
+    let root = (0, 0);
+    add("dotdot", Policy::Refused { names: "../../outside/dotdot.txt" }, &|t| {
+        t.file("../../outside/dotdot.txt", 0o644, root, b"written outside by ../\n")
+    });
+    add("dotdot-inner", Policy::Refused { names: "./a/../../../outside/dotdot-inner.txt" }, &|t| {
+        t.dir("a", 0o755, root);
+        t.file("./a/../../../outside/dotdot-inner.txt", 0o644, root, b"written outside by a/../../\n")
+    });
+    let absolute: &'static str = Box::leak(format!("{abs}/absolute.txt").into_boxed_str());
+    add("absolute", Policy::Refused { names: absolute }, &|t| {
+        t.file(absolute, 0o644, root, b"written outside by an absolute path\n")
+    });
+    add("pax-dotdot", Policy::Refused { names: "../../outside/pax.txt" }, &|t| {
+        t.pax_path("../../outside/pax.txt");
+        t.file("pax.txt", 0o644, root, b"written outside by a PAX path\n")
+    });
+    add("symlink-abs-write", Policy::Refused { names: "link/abs-write.txt" }, &|t| {
+        t.symlink("link", &abs);
+        t.file("link/abs-write.txt", 0o644, root, b"written through an absolute symlink\n")
+    });
+    add("symlink-rel-write", Policy::Refused { names: "link/rel-write.txt" }, &|t| {
+        t.symlink("link", "../../outside");
+        t.file("link/rel-write.txt", 0o644, root, b"written through a relative symlink\n")
+    });
+    add("symlink-then-file", Policy::Neutralised, &|t| {
+        t.symlink("secret", &format!("{abs}/{SENTINEL_FILE}"));
+        t.file("secret", 0o644, root, REPLACED.as_bytes())
+    });
+    add("hardlink-abs", Policy::Refused { names: "stolen" }, &|t| {
+        t.hardlink("stolen", &format!("{abs}/{SENTINEL_FILE}"), 0o644)
+    });
+    add("hardlink-dotdot", Policy::Refused { names: "stolen" }, &|t| {
+        t.hardlink("stolen", &format!("../../outside/{SENTINEL_FILE}"), 0o644)
+    });
+    add("hardlink-then-write", Policy::Neutralised, &|t| {
+        t.file("f", 0o644, root, ORIGINAL.as_bytes());
+        t.hardlink("h", "f", 0o644);
+        t.file("h", 0o644, root, REPLACED.as_bytes());
+        t.symlink("s", &format!("{abs}/{SENTINEL_FILE}"));
+        t.hardlink("hs", "s", 0o777);
+        t.file("hs", 0o644, root, REPLACED.as_bytes())
+    });
+    add("device-nodes", Policy::Refused { names: "dev/evil-null" }, &|t| {
+        t.dir("dev", 0o755, root);
+        let mut device = |name: &str, kind: EntryType, major: u32, minor: u32| {
+            let mut header = Tar::header(kind, 0o666, root, 0);
+            header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+            let _ = header.set_device_major(major);
+            let _ = header.set_device_minor(minor);
+            header.set_cksum();
+            let _ = t.builder.append(&header, &b""[..]);
+        };
+        device("dev/evil-null", EntryType::Char, 1, 3);
+        device("dev/evil-disk", EntryType::Block, 8, 0);
+    });
+    add("fifo", Policy::Neutralised, &|t| t.raw(b"pipe", EntryType::Fifo, 0o644, root, b"", b""));
+    add("setuid-root", Policy::Neutralised, &|t| {
+        t.dir("bin", 0o755, root);
+        t.file("bin/su", 0o4755, root, b"#!/bin/sh\n");
+        t.file("bin/sg", 0o2755, root, b"#!/bin/sh\n")
+    });
+    add("world-writable", Policy::Neutralised, &|t| {
+        t.dir("shared", 0o777, root);
+        t.dir("tmp", 0o1777, root)
+    });
+    add("gnu-sparse", Policy::Refused { names: "sparse.img" }, &|t| {
+        let mut header = Tar::header(EntryType::GNUSparse, 0o644, root, 512);
+        header.as_old_mut().name[..10].copy_from_slice(b"sparse.img");
+        if let Some(gnu) = header.as_gnu_mut() {
+            gnu.sparse[0].offset = *b"00000000000\0";
+            gnu.sparse[0].numbytes = *b"00000001000\0";
+            // The real size: 1 GiB of which 512 bytes are data (the map ends at the end).
+            gnu.sparse[1].offset = *b"10000000000\0";
+            gnu.sparse[1].numbytes = *b"00000000000\0";
+            gnu.realsize = *b"10000000000\0";
+        }
+        header.set_cksum();
+        let _ = t.builder.append(&header, &[b'x'; 512][..]);
+    });
+    let long: &'static str = Box::leak(long_path().into_boxed_str());
+    add("long-path", Policy::Refused { names: &long[..60] }, &|t| {
+        t.file(long, 0o644, root, b"a path of 4096 characters\n")
+    });
+    add("newline-name", Policy::Refused { names: "bad\\nname.txt" }, &|t| {
+        t.file("bad\nname.txt", 0o644, root, b"a name with a newline\n")
+    });
+    add("file-then-dir", Policy::Neutralised, &|t| {
+        t.file("x", 0o644, root, ORIGINAL.as_bytes());
+        t.dir("x", 0o755, root);
+        t.file("x/inner.txt", 0o644, root, b"inside the directory that replaced a file\n")
+    });
+    add("dir-then-symlink", Policy::Refused { names: "`d`" }, &|t| {
+        t.dir("d", 0o755, root);
+        t.symlink("d", &abs);
+        t.file("d/pwned.txt", 0o644, root, b"written through a symlink that replaced a directory\n")
+    });
+
+    // The raw ones: a size that lies, broken checksums, a bomb.
+    let mut lie = Tar::new();
+    lie.file("before.txt", 0o644, root, b"before the lie\n");
+    let mut bytes = lie.unfinished();
+    let mut header = Tar::header(EntryType::Regular, 0o644, root, 10_000);
+    header.as_old_mut().name[..7].copy_from_slice(b"big.bin");
+    header.set_cksum();
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend_from_slice(&[b'y'; 100]);
+    corpus.push(Hostile {
+        name: "size-lie",
+        file: "size-lie.tar".into(),
+        policy: Policy::Refused { names: "big.bin" },
+        bytes,
+    });
+
+    let broken = |first: bool| {
+        let mut tar = Tar::new();
+        tar.file("ok.txt", 0o644, root, b"a good entry\n");
+        tar.file("broken.txt", 0o644, root, b"its header's checksum is wrong\n");
+        tar.marker();
+        let mut bytes = tar.finish();
+        // The checksum field of the first header, or of the second (ok.txt takes 2 blocks).
+        let at = if first { 148 } else { 1024 + 148 };
+        bytes[at..at + 6].copy_from_slice(b"000001");
+        bytes
+    };
+    corpus.push(Hostile {
+        name: "checksum-start",
+        file: "checksum-start.tar".into(),
+        policy: Policy::Refused { names: "entry #1" },
+        bytes: broken(true),
+    });
+    corpus.push(Hostile {
+        name: "checksum-middle",
+        file: "checksum-middle.tar".into(),
+        policy: Policy::Refused { names: "entry #2" },
+        bytes: broken(false),
+    });
+    corpus.push(Hostile {
+        name: "gzip-bomb",
+        file: "gzip-bomb.tar.gz".into(),
+        policy: Policy::Refused { names: "zeros.bin" },
+        bytes: gzip_bomb(),
+    });
+    corpus
+}
+
+/// 2 GiB of zeros in about 2 MB: a tar header for one file of 2 GiB, then gzip members
+/// of 1 MiB of zeros each, one after the other (a gzip stream may hold many members).
+pub fn gzip_bomb() -> Vec<u8> {
+    const MIB: usize = 1024 * 1024;
+    let mut header = Tar::header(EntryType::Regular, 0o644, (0, 0), BOMB_BYTES);
+    header.as_old_mut().name[..9].copy_from_slice(b"zeros.bin");
+    header.set_cksum();
+    let mut first = header.as_bytes().to_vec();
+    first.resize(MIB, 0);
+    let mut bytes = gzip(&first);
+    let member = gzip(&vec![0; MIB]);
+    let members = usize::try_from(BOMB_BYTES).unwrap_or(usize::MAX) / MIB;
+    bytes.reserve(member.len() * members);
+    for _ in 0..members {
+        bytes.extend_from_slice(&member);
+    }
+    bytes
+}
+
+/// Writes the corpus into `dir` (made if missing).
+pub fn write_hostile_corpus(dir: &Path, outside: &Path) -> Result<Vec<Hostile>> {
+    std::fs::create_dir_all(dir).map_err(LabError::io("create directory", dir))?;
+    let corpus = hostile_corpus(outside);
+    for archive in &corpus {
+        let path = dir.join(&archive.file);
+        std::fs::write(&path, &archive.bytes).map_err(LabError::io("write", &path))?;
+    }
+    Ok(corpus)
+}
+
+/// The sentinel tree beside the targets: a file, a directory with a file, a symlink.
+pub fn plant_sentinel_tree(outside: &Path) -> Result<()> {
+    let dir = outside.join(SENTINEL_SUBDIR);
+    std::fs::create_dir_all(&dir).map_err(LabError::io("create directory", &dir))?;
+    let write =
+        |path: std::path::PathBuf, text: &str| std::fs::write(&path, text).map_err(LabError::io("write", &path));
+    write(outside.join(SENTINEL_FILE), SENTINEL_TEXT)?;
+    write(dir.join("kept.txt"), "a file in a directory outside every target\n")?;
+    let link = outside.join("link-to-secret");
+    std::os::unix::fs::symlink(SENTINEL_FILE, &link).map_err(LabError::io("symlink", &link))
+}

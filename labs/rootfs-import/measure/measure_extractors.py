@@ -1,0 +1,72 @@
+#!/usr/bin/env python3
+"""Feeds each archive of the rootfs-import hostile corpus to GNU tar and to python's
+tarfile (no filter, and filter='data'), each into a fresh target beside a fresh copy of
+the sentinel tree, and reports per archive: exit, whether anything outside the target
+changed, whether an outward symlink is left in the target, whether it went to the end."""
+import hashlib, os, shutil, subprocess, sys, tarfile, json
+
+BASE = sys.argv[1]            # the hostile dir the archives were made for (…/hostile)
+PRISTINE = sys.argv[2]        # a pristine copy of …/hostile/outside
+ARCHIVES = os.path.join(BASE, "archives")
+
+def snapshot(d):
+    out = {}
+    for root, dirs, files in os.walk(d):
+        for n in dirs + files:
+            p = os.path.join(root, n)
+            st = os.lstat(p)
+            extra = os.readlink(p) if os.path.islink(p) else (hashlib.sha256(open(p, 'rb').read()).hexdigest() if os.path.isfile(p) else '')
+            out[os.path.relpath(p, d)] = (st.st_mode, st.st_nlink, st.st_uid, st.st_size, extra)
+    return out
+
+def outward_symlinks(target):
+    found = []
+    real_target = os.path.realpath(target)
+    for root, dirs, files in os.walk(target):
+        for n in dirs + files:
+            p = os.path.join(root, n)
+            if os.path.islink(p):
+                r = os.path.realpath(p)
+                if not (r == real_target or r.startswith(real_target + "/")):
+                    found.append(os.path.relpath(p, target))
+    return found
+
+def run(tool, archive, target):
+    if tool == "gnu-tar":
+        r = subprocess.run(["tar", "-xf", archive, "-C", target], capture_output=True, text=True)
+        return f"exit {r.returncode}" + (f": {r.stderr.strip().splitlines()[-1][:90]}" if r.stderr.strip() else "")
+    try:
+        with tarfile.open(archive) as tf:
+            if tool == "tarfile":
+                tf.extractall(target)
+            else:
+                tf.extractall(target, filter="data")
+        return "exit 0"
+    except Exception as e:
+        return f"{type(e).__name__}: {str(e)[:90]}"
+
+outside = os.path.join(BASE, "outside")
+results = {}
+for name in sorted(os.listdir(ARCHIVES)):
+    archive = os.path.join(ARCHIVES, name)
+    short = name.replace(".tar.gz", "").replace(".tar", "")
+    for tool in ["gnu-tar", "tarfile", "tarfile-data"]:
+        shutil.rmtree(outside, ignore_errors=True)
+        shutil.copytree(PRISTINE, outside, symlinks=True)
+        before = snapshot(outside)
+        before_list = sorted(os.listdir(BASE))
+        target = os.path.join(BASE, "targets", short)
+        shutil.rmtree(os.path.join(BASE, "targets"), ignore_errors=True)
+        os.makedirs(target)
+        said = run(tool, archive, target)
+        after = snapshot(outside)
+        changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+        extra_top = sorted(set(os.listdir(BASE)) - set(before_list) - {"targets"})
+        results.setdefault(short, {})[tool] = {
+            "said": said,
+            "outside_changed": changed + extra_top,
+            "outward_symlinks": outward_symlinks(target),
+            "to_the_end": os.path.exists(os.path.join(target, "imported-to-the-end")),
+        }
+        shutil.rmtree(os.path.join(BASE, "targets"), ignore_errors=True)
+print(json.dumps(results, indent=1))
