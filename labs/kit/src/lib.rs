@@ -13,6 +13,7 @@
 
 pub mod child;
 pub mod cleanup;
+pub mod disposable;
 pub mod elf;
 pub mod error;
 pub mod ids;
