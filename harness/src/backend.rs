@@ -155,7 +155,8 @@ impl Local {
         options.limits.lab_controllers = lab.needs.cgroup_controllers;
         // Made before the lab starts, so that it can see what was there before the lab.
         let mut observer = (lab.observer)();
-        let mut run = LabRun::start(lab.name, &binary, &self.setup, options, lab.prepare, args)?;
+        let args: Vec<&str> = args.iter().chain(crate::checks::chroot_escape::extra_args(lab.name)).copied().collect();
+        let mut run = LabRun::start(lab.name, &binary, &self.setup, options, lab.prepare, &args)?;
         let mut stop: Option<Stop> = None;
         for stage in stages {
             let stage_went = run.await_hold(stage).and_then(|()| observer.observe(stage, &mut run, facts));
