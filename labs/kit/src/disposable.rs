@@ -59,12 +59,14 @@ pub fn evidence_under(root: &Path) -> Vec<String> {
 pub fn evidence() -> Vec<String> {
     let real = evidence_under(Path::new("/"));
     match std::env::var_os(FAKE_ROOT_ENV) {
-        Some(fake) => {
-            let fake = evidence_under(Path::new(&fake));
-            real.into_iter().filter(|e| fake.contains(e)).collect()
-        }
+        Some(fake) => in_both(real, &evidence_under(Path::new(&fake))),
         None => real,
     }
+}
+
+/// The machine's evidence that the fake root shows too.
+fn in_both(real: Vec<String>, fake: &[String]) -> Vec<String> {
+    real.into_iter().filter(|e| fake.contains(e)).collect()
 }
 
 /// Whether the person declared the machine disposable ([`DECLARED_ENV`]`=1`).
@@ -147,5 +149,23 @@ mod tests {
         );
         let metal = fake_root("fpu vme lahf_lm hypervisorish", Some("Dell Inc."), false);
         assert!(evidence_under(&metal.0).is_empty());
+    }
+
+    /// A fake root hides evidence; it never adds any: a machine without evidence stays so
+    /// whatever the fake root holds.
+    #[test]
+    fn a_fake_root_only_takes_evidence_away() {
+        let vm = fake_root("fpu hypervisor", Some("QEMU"), true);
+        let metal = fake_root("fpu", None, false);
+        assert!(in_both(Vec::new(), &evidence_under(&vm.0)).is_empty());
+        let real = vec!["cpu flag `hypervisor`".to_string(), "/.dockerenv (a Docker container)".to_string()];
+        assert!(in_both(real.clone(), &evidence_under(&metal.0)).is_empty());
+        assert_eq!(in_both(real.clone(), &evidence_under(&vm.0)), real);
+    }
+
+    #[test]
+    fn the_guard_says_why_and_the_way_out() {
+        assert!(guard("x", false, true).is_ok(), "a VM backend's guest always runs it");
+        assert_eq!(guard("x", true, false), Ok(format!("{ALLOW_FLAG} was given")));
     }
 }
