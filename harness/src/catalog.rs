@@ -275,7 +275,8 @@ static LABS: [LabSpec; 7] = [
         name: "chroot-escape",
         order: 8,
         title: "Where a jail's walls end",
-        summary: "break out of a chroot as root three ways (.., a kept fd, /proc/<pid>/root) and see which defences hold",
+        summary:
+            "break out of a chroot as root three ways (.., a kept fd, /proc/<pid>/root) and see which defences hold",
         package: "lab-chroot-escape",
         binary: "lab-chroot-escape",
         source: include_str!("../../labs/chroot-escape/src/main.rs"),

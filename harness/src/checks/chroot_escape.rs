@@ -170,9 +170,9 @@ pub const VERDICTS: [VerdictSpec; 14] = [
         claim: "through that descriptor (fchdir, `..` until it stops, chroot \".\") the process's root becomes the host's root, and it alone opens the 0600 sentinel and hands back its content",
         points: 3,
         region: Some("fd-escape"),
-        requires: &["door-opened-before"],
+        requires: &[],
         hint: "fchdir to the descriptor puts the working directory outside the root; `..` is not stopped from there: walk it up before chroot(\".\")",
-        decide: |e| Some(out_with_secret(&escaped(e, FD)?)),
+        decide: |e| Some(locked_in(&jailed(e, FD)?, 1) && out_with_secret(&escaped(e, FD)?)),
     },
     VerdictSpec {
         id: "proc-escape",
@@ -360,12 +360,18 @@ impl ChrootEscape {
         let mut states = BTreeMap::new();
         for attempt in ATTEMPTS {
             let comm = format!("{COMM_PREFIX}{attempt}");
-            let found: Vec<i32> =
-                descendants.iter().copied().filter(|pid| procfs::comm(*pid).as_deref() == Some(comm.as_str())).collect();
+            let found: Vec<i32> = descendants
+                .iter()
+                .copied()
+                .filter(|pid| procfs::comm(*pid).as_deref() == Some(comm.as_str()))
+                .collect();
             let [pid] = found.as_slice() else {
                 return Err(Error::Lab {
                     lab: run.lab().to_string(),
-                    message: format!("{} processes of the lab are named `{comm}` at `jailed`; expected one", found.len()),
+                    message: format!(
+                        "{} processes of the lab are named `{comm}` at `jailed`; expected one",
+                        found.len()
+                    ),
                 });
             };
             run.track_pid(*pid);
@@ -495,7 +501,8 @@ fn passes_through(start: OwnedFd, dir: Option<(u64, u64)>) -> bool {
         if Some(here) == dir {
             return true;
         }
-        let Ok(up) = openat(Some(at.as_raw_fd()), "..", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+        let Ok(up) =
+            openat(Some(at.as_raw_fd()), "..", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
         else {
             return false;
         };
@@ -542,7 +549,8 @@ fn plant(outside: &Path) -> Result<BTreeMap<String, String>> {
             std::io::Read::read_exact(&mut random, &mut bytes).map_err(Error::io("read", "/dev/urandom"))?;
             let content: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
             std::fs::write(&path, format!("{content}\n")).map_err(Error::io("write", &path))?;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).map_err(Error::io("chmod", &path))?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+                .map_err(Error::io("chmod", &path))?;
             planted.insert(name, content);
         }
     }
@@ -660,7 +668,9 @@ fn chroot_sub_probe(door: &crate::run::RunDoor, jail: &Path, dropped: Dropped) -
         match dropped {
             Dropped::CapSysChroot => {
                 // SAFETY: PR_CAPBSET_DROP takes a capability number.
-                Errno::result(unsafe { libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(CAP_SYS_CHROOT), 0, 0, 0) })?;
+                Errno::result(unsafe {
+                    libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(CAP_SYS_CHROOT), 0, 0, 0)
+                })?;
                 drop_effective_sys_chroot()?;
             }
             Dropped::Root => {
@@ -721,4 +731,172 @@ fn drop_effective_sys_chroot() -> nix::Result<()> {
 }
 
 /// Typical mistakes and lies; each region's `todo!()` is added by the corpus itself.
-pub const MISTAKES: [Mistake; 0] = [];
+pub const MISTAKES: [Mistake; 16] = [
+    Mistake {
+        region: "classic-escape",
+        name: "chroot(sub) without the chdir(\"..\") loop",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Replace("    chroot(SUB_DIR)?;\n    climb()?;\n    chroot(\".\")\n", "    chroot(SUB_DIR)?;\n    chroot(\".\")\n")],
+        caught_by: "classic-escape",
+    },
+    Mistake {
+        region: "classic-escape",
+        name: "chdir into sub after chroot(sub): the working directory is inside the new root",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Replace(
+            "    chroot(SUB_DIR)?;\n    climb()?;\n",
+            "    chroot(SUB_DIR)?;\n    chdir(\"/\")?;\n    climb()?;\n",
+        )],
+        caught_by: "classic-escape",
+    },
+    Mistake {
+        region: "classic-escape",
+        name: "one chdir(\"..\") instead of walking until it stops",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Replace("    chroot(SUB_DIR)?;\n    climb()?;\n", "    chroot(SUB_DIR)?;\n    chdir(\"..\")?;\n")],
+        caught_by: "classic-escape",
+    },
+    Mistake {
+        region: "classic-escape",
+        name: "the `..` walk from the jail's root, without chroot(sub) first",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Replace("    chroot(SUB_DIR)?;\n    climb()?;\n", "    climb()?;\n")],
+        caught_by: "classic-escape",
+    },
+    Mistake {
+        region: "open-door",
+        name: "the escape fd opened after the chroot, on / (the jail by then)",
+        kind: MistakeKind::Mistake,
+        edits: &[
+            Edit::Replace(
+                "    let door = if attempt.escape == Escape::Fd {\n        \
+                 Some(open_door(&setup.workdir).map_err(LabError::sys(\"open_door\", setup.workdir.display()))?)\n    \
+                 } else {\n        None\n    };\n",
+                "",
+            ),
+            Edit::Replace(
+                "        chdir(\"/\").map_err(LabError::sys(\"chdir\", \"/\"))?;\n    }\n    apply_defence_in_jail(attempt)?;\n",
+                "        chdir(\"/\").map_err(LabError::sys(\"chdir\", \"/\"))?;\n    }\n    \
+                 let door = if attempt.escape == Escape::Fd {\n        \
+                 Some(open_door(Path::new(\"/\")).map_err(LabError::sys(\"open_door\", \"/\"))?)\n    \
+                 } else {\n        None\n    };\n    \
+                 apply_defence_in_jail(attempt)?;\n",
+            ),
+        ],
+        caught_by: "door-opened-before",
+    },
+    Mistake {
+        region: "open-door",
+        name: "the door opened on the jail itself",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region(
+            "open-door",
+            "let fd = open(&outside.join(JAIL_DIR), OFlag::O_RDONLY | OFlag::O_DIRECTORY, Mode::empty())?;\nOk(own(fd))",
+        )],
+        caught_by: "door-opened-before",
+    },
+    Mistake {
+        region: "fd-escape",
+        name: "fchdir, then chroot(\".\") without walking up: the root is the workdir",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region("fd-escape", "fchdir(door.as_raw_fd())?;\nchroot(\".\")")],
+        caught_by: "fd-escape",
+    },
+    Mistake {
+        region: "fd-escape",
+        name: "the walk and the chroot without fchdir: the descriptor is never used",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region("fd-escape", "let _ = door;\nclimb()?;\nchroot(\".\")")],
+        caught_by: "fd-escape",
+    },
+    Mistake {
+        region: "proc-escape",
+        name: "through /proc/self/root: its own root, the jail",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region("proc-escape", "let _ = host_pid;\nchdir(\"/proc/self/root\")?;\nchroot(\".\")")],
+        caught_by: "proc-escape",
+    },
+    Mistake {
+        region: "proc-escape",
+        name: "chdir through /proc/<pid>/root without chroot(\".\"): absolute paths still start at the jail",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region("proc-escape", "chdir(format!(\"/proc/{host_pid}/root\").as_str())")],
+        caught_by: "proc-escape",
+    },
+    Mistake {
+        region: "classic-escape",
+        name: "the escape claimed, nothing done",
+        kind: MistakeKind::Lie,
+        edits: &[Edit::Region("classic-escape", "Ok(())")],
+        caught_by: "classic-escape",
+    },
+    Mistake {
+        region: "classic-escape",
+        name: "the lab reads the sentinel itself and writes it into the attempt's loot",
+        kind: MistakeKind::Lie,
+        edits: &[
+            Edit::Region("classic-escape", "Ok(())"),
+            Edit::Replace(
+                "    lab.hold(JAILED, json!({ \"attempts\": claims, \"host_pid\": setup.host_pid.as_raw() }))?;\n",
+                "    lab.hold(JAILED, json!({ \"attempts\": claims, \"host_pid\": setup.host_pid.as_raw() }))?;\n    \
+                 for (kind, suffix) in [(\"secret\", SECRET_SUFFIX), (\"public\", PUBLIC_SUFFIX)] {\n        \
+                 let content = std::fs::read_to_string(outside.join(format!(\"{CLASSIC}{suffix}\"))).unwrap_or_default();\n        \
+                 let loot = jail.join(LOOT_DIR).join(CLASSIC);\n        \
+                 let _ = std::fs::OpenOptions::new().append(true).open(&loot).and_then(|mut f| writeln!(f, \"{kind} {}\", content.trim()));\n    \
+                 }\n",
+            ),
+        ],
+        caught_by: "classic-escape",
+    },
+    Mistake {
+        region: "classic-escape",
+        name: "the lab copies the sentinels into the jail, where the attempt reads the copy",
+        kind: MistakeKind::Lie,
+        edits: &[
+            Edit::Region("classic-escape", "Ok(())"),
+            Edit::Replace(
+                "    lab.hold(JAILED, json!({ \"attempts\": claims, \"host_pid\": setup.host_pid.as_raw() }))?;\n",
+                "    lab.hold(JAILED, json!({ \"attempts\": claims, \"host_pid\": setup.host_pid.as_raw() }))?;\n    \
+                 let copy = jail.join(outside.strip_prefix(\"/\").unwrap_or(&outside));\n    \
+                 std::fs::create_dir_all(&copy).map_err(LabError::io(\"create directory\", &copy))?;\n    \
+                 for name in [format!(\"{CLASSIC}{SECRET_SUFFIX}\"), format!(\"{CLASSIC}{PUBLIC_SUFFIX}\")] {\n        \
+                 let _ = std::fs::copy(outside.join(&name), copy.join(&name));\n    \
+                 }\n",
+            ),
+        ],
+        caught_by: "classic-escape",
+    },
+    Mistake {
+        region: "classic-escape",
+        name: "the attempt reads its sentinel before the chroot, hands it back after",
+        kind: MistakeKind::Lie,
+        edits: &[
+            Edit::Region("classic-escape", "Ok(())"),
+            Edit::Replace(
+                "    apply_defence_before_jail(setup, attempt, &mut link)?;\n",
+                "    let early = hand_back(&setup.workdir, attempt.name, &loot);\n    \
+                 voice.inside(&format!(\"{} before the chroot: {early}\", attempt.name));\n    \
+                 apply_defence_before_jail(setup, attempt, &mut link)?;\n",
+            ),
+        ],
+        caught_by: "classic-escape",
+    },
+    Mistake {
+        region: "classic-escape",
+        name: "the escaped process leaves a copy of each sentinel beside it",
+        kind: MistakeKind::Lie,
+        edits: &[Edit::Replace(
+            "                let _ = writeln!(loot, \"{kind} {}\", content.trim());\n",
+            "                let _ = writeln!(loot, \"{kind} {}\", content.trim());\n                \
+             let _ = std::fs::write(path.with_extension(\"copy\"), &content);\n",
+        )],
+        caught_by: "reads-only",
+    },
+    Mistake {
+        region: "proc-escape",
+        name: "the proc escape claimed, nothing done",
+        kind: MistakeKind::Lie,
+        edits: &[Edit::Region("proc-escape", "let _ = host_pid;\nOk(())")],
+        caught_by: "proc-escape",
+    },
+];

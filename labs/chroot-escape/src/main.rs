@@ -101,12 +101,7 @@ const ATTEMPT_TABLE: [Attempt; 11] = [
         escape: Escape::Proc,
         about: "a chroot with the host's proc mounted in it",
     },
-    Attempt {
-        name: NO_CAP,
-        defence: Defence::NoCap,
-        escape: Escape::Classic,
-        about: "root without CAP_SYS_CHROOT",
-    },
+    Attempt { name: NO_CAP, defence: Defence::NoCap, escape: Escape::Classic, about: "root without CAP_SYS_CHROOT" },
     Attempt { name: AS_NOBODY, defence: Defence::Nobody, escape: Escape::Classic, about: "uid 65534, not root" },
     Attempt {
         name: PIVOT,
@@ -237,7 +232,9 @@ fn run(cli: &Cli) -> Result<()> {
     );
     for (attempt, process) in &mut running {
         process.end.send(ESCAPE_NOW)?;
-        process.end.wait_ready(&format!("escaping ({})", attempt.name), "did the escape panic (its error would be above)?")?;
+        process
+            .end
+            .wait_ready(&format!("escaping ({})", attempt.name), "did the escape panic (its error would be above)?")?;
     }
     if let Some(planted) = &planted {
         lab.as_host("what each attempt handed back, compared with what was planted:");
@@ -329,7 +326,9 @@ fn launch_in_pid_namespace(setup: &Setup, attempt: &Attempt, comm: &str, link: c
     // The pipes move into the init; the launcher's copies close with the closure, so that
     // their end of file means the init is gone.
     let init = child::spawn(comm, move || {
-        attempt_process(&for_child, &attempt, end).map(|()| 0).unwrap_or_else(|error| failed(for_child.voice, &name, &error))
+        attempt_process(&for_child, &attempt, end)
+            .map(|()| 0)
+            .unwrap_or_else(|error| failed(for_child.voice, &name, &error))
     })?;
     loop {
         match waitpid(init, None) {
