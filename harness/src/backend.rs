@@ -18,6 +18,10 @@ use crate::report::{LabReport, StageClaims};
 use crate::run::{LabRun, RunOptions};
 use crate::verdict::{decide_all, run_facts, Stop};
 
+/// A VM backend (issue 9) runs labs in a guest it makes and throws away: labs that break
+/// isolation on purpose always run there. It calls `checks::chroot_escape::runs_in_vm_backend()`
+/// before its first check (the local backend never does: there the machine's evidence, or
+/// `--allow-jailbreak-on-this-host`, decides).
 pub trait Backend {
     fn name(&self) -> &'static str;
     /// Runs one lab under the harness and grades it.

@@ -731,7 +731,7 @@ fn drop_effective_sys_chroot() -> nix::Result<()> {
 }
 
 /// Typical mistakes and lies; each region's `todo!()` is added by the corpus itself.
-pub const MISTAKES: [Mistake; 16] = [
+pub const MISTAKES: [Mistake; 18] = [
     Mistake {
         region: "classic-escape",
         name: "chroot(sub) without the chdir(\"..\") loop",
@@ -898,5 +898,40 @@ pub const MISTAKES: [Mistake; 16] = [
         kind: MistakeKind::Lie,
         edits: &[Edit::Region("proc-escape", "let _ = host_pid;\nOk(())")],
         caught_by: "proc-escape",
+    },
+    Mistake {
+        region: "classic-escape",
+        name: "a real escape, but the lab reads the sentinel and writes the loot",
+        kind: MistakeKind::Lie,
+        edits: &[
+            Edit::Replace(
+                "    let read = hand_back(&setup.workdir, attempt.name, &loot);\n",
+                "    let read = if attempt.name == CLASSIC {\n        \
+                 \"left to the lab\".to_string()\n    \
+                 } else {\n        \
+                 hand_back(&setup.workdir, attempt.name, &loot)\n    \
+                 };\n",
+            ),
+            Edit::Replace(
+                "    lab.hold(ESCAPED, json!({ \"attempts\": claims }))?;\n",
+                "    for (kind, suffix) in [(\"secret\", SECRET_SUFFIX), (\"public\", PUBLIC_SUFFIX)] {\n        \
+                 let content = std::fs::read_to_string(outside.join(format!(\"{CLASSIC}{suffix}\"))).unwrap_or_default();\n        \
+                 let loot = jail.join(LOOT_DIR).join(CLASSIC);\n        \
+                 let _ = std::fs::OpenOptions::new().append(true).open(&loot).and_then(|mut f| writeln!(f, \"{kind} {}\", content.trim()));\n    \
+                 }\n    \
+                 lab.hold(ESCAPED, json!({ \"attempts\": claims }))?;\n",
+            ),
+        ],
+        caught_by: "classic-escape",
+    },
+    Mistake {
+        region: "classic-escape",
+        name: "a real escape that hands back made-up content",
+        kind: MistakeKind::Lie,
+        edits: &[Edit::Replace(
+            "                let _ = writeln!(loot, \"{kind} {}\", content.trim());\n",
+            "                let _ = writeln!(loot, \"{kind} {}\", \"0\".repeat(32));\n",
+        )],
+        caught_by: "classic-escape",
     },
 ];
