@@ -18,6 +18,10 @@ use crate::report::{LabReport, StageClaims};
 use crate::run::{LabRun, RunOptions};
 use crate::verdict::{decide_all, run_facts, Stop};
 
+/// A VM backend (issue 9) runs labs in a guest it makes and throws away: labs that break
+/// isolation on purpose always run there. It calls `checks::chroot_escape::runs_in_vm_backend()`
+/// before its first check (the local backend never does: there the machine's evidence, or
+/// `--allow-jailbreak-on-this-host`, decides).
 pub trait Backend {
     fn name(&self) -> &'static str;
     /// Runs one lab under the harness and grades it.
@@ -155,7 +159,8 @@ impl Local {
         options.limits.lab_controllers = lab.needs.cgroup_controllers;
         // Made before the lab starts, so that it can see what was there before the lab.
         let mut observer = (lab.observer)();
-        let mut run = LabRun::start(lab.name, &binary, &self.setup, options, lab.prepare, args)?;
+        let args: Vec<&str> = args.iter().chain(crate::checks::chroot_escape::extra_args(lab.name)).copied().collect();
+        let mut run = LabRun::start(lab.name, &binary, &self.setup, options, lab.prepare, &args)?;
         let mut stop: Option<Stop> = None;
         for stage in stages {
             let stage_went = run.await_hold(stage).and_then(|()| observer.observe(stage, &mut run, facts));

@@ -152,7 +152,7 @@ const BUSYBOX: Tool = Tool { program: "busybox", package: "busybox-static", must
 const ECHO: Tool = Tool { program: "echo", package: "coreutils", must_be_static: false };
 const LDD: Tool = Tool { program: "ldd", package: "libc-bin", must_be_static: false };
 
-static LABS: [LabSpec; 7] = [
+static LABS: [LabSpec; 8] = [
     LabSpec {
         name: "chroot-jail",
         order: 1,
@@ -292,6 +292,26 @@ static LABS: [LabSpec; 7] = [
         prepare: checks::rootfs_import::prepare,
         observer: checks::rootfs_import::observer,
         mistakes: &checks::rootfs_import::MISTAKES,
+    },
+    LabSpec {
+        name: "chroot-escape",
+        order: 8,
+        title: "Where a jail's walls end",
+        summary:
+            "break out of a chroot as root three ways (.., a kept fd, /proc/<pid>/root) and see which defences hold",
+        package: "lab-chroot-escape",
+        binary: "lab-chroot-escape",
+        source: include_str!("../../labs/chroot-escape/src/main.rs"),
+        stages: &labkit::protocol::chroot_escape::STAGES,
+        variants: &[],
+        needs: Needs { root: true, tools: &[BUSYBOX], cgroup_controllers: &[] },
+        // Breaks isolation on purpose: only where the machine looks disposable, in a VM
+        // backend, or with --allow-jailbreak-on-this-host.
+        available: checks::chroot_escape::guard_available,
+        verdicts: &checks::chroot_escape::VERDICTS,
+        prepare: checks::chroot_escape::prepare,
+        observer: checks::chroot_escape::observer,
+        mistakes: &checks::chroot_escape::MISTAKES,
     },
 ];
 

@@ -321,45 +321,17 @@ fn user_namespaces() -> Finding {
     }
 }
 
-/// Signs that this machine is a VM or container that may be broken and thrown away.
+/// Signs that this machine is a VM or container that may be broken and thrown away
+/// (labkit::disposable, which the labs that break isolation read too), and the person's
+/// declaration `CILAB_DISPOSABLE=1`, which doctor shows but those labs do not take.
 pub fn disposable_evidence() -> Vec<String> {
-    let mut evidence = Vec::new();
-    if std::fs::read_to_string("/proc/cpuinfo")
-        .is_ok_and(|c| c.lines().any(|l| l.starts_with("flags") && l.contains(" hypervisor")))
-    {
-        evidence.push("cpu flag `hypervisor`".to_string());
-    }
-    for file in ["/sys/class/dmi/id/sys_vendor", "/sys/class/dmi/id/product_name"] {
-        if let Ok(vendor) = std::fs::read_to_string(file) {
-            let vendor = vendor.trim();
-            let known = [
-                "QEMU",
-                "KVM",
-                "VMware",
-                "VirtualBox",
-                "innotek",
-                "Xen",
-                "Microsoft",
-                "Amazon",
-                "Google",
-                "Firecracker",
-            ];
-            if known.iter().any(|k| vendor.contains(k)) {
-                evidence.push(format!("{file}: {vendor}"));
-            }
-        }
-    }
-    for (path, what) in [
-        ("/.dockerenv", "a Docker container"),
-        ("/run/.containerenv", "a Podman container"),
-        ("/vagrant", "a Vagrant box"),
-    ] {
-        if Path::new(path).exists() {
-            evidence.push(format!("{path} ({what})"));
-        }
-    }
-    if std::env::var("CILAB_DISPOSABLE").is_ok_and(|v| v == "1") {
-        evidence.push("CILAB_DISPOSABLE=1".to_string());
+    let mut evidence = labkit::disposable::evidence();
+    if labkit::disposable::declared() {
+        evidence.push(format!(
+            "{}=1 (declared; chroot-escape still asks for {})",
+            labkit::disposable::DECLARED_ENV,
+            labkit::disposable::ALLOW_FLAG
+        ));
     }
     evidence
 }

@@ -60,6 +60,11 @@ enum Command {
         /// Do not rebuild the lab binaries with cargo first.
         #[arg(long)]
         no_build: bool,
+        /// Let labs that break isolation on purpose (chroot-escape) run although this
+        /// machine does not look disposable (see `cilab doctor`): their escapes reach this
+        /// host's root. They only read, but a mistake in a lab could do more.
+        #[arg(long = "allow-jailbreak-on-this-host")]
+        allow_jailbreak: bool,
     },
     /// Grade labs: run each under the harness and check from outside what the kernel did.
     /// Exits 0 when every verdict passed, 1 when one failed, 2 when cilab could not run.
@@ -81,6 +86,11 @@ enum Command {
         /// Break a run on purpose, for cilab's own tests: kill-lab-at:<stage> or hang-at:<stage>.
         #[arg(long, hide = true, value_parser = parse_fault)]
         fault: Option<Fault>,
+        /// Let labs that break isolation on purpose (chroot-escape) run although this
+        /// machine does not look disposable (see `cilab doctor`): their escapes reach this
+        /// host's root. They only read, but a mistake in a lab could do more.
+        #[arg(long = "allow-jailbreak-on-this-host")]
+        allow_jailbreak: bool,
     },
     /// Tools for course authors (the mistake corpus).
     Dev {
@@ -289,8 +299,16 @@ fn dispatch(command: Command) -> Result<ExitCode> {
     }
     match command {
         Command::List => list(),
-        Command::Run { lab, step, variant, no_build } => run_by_hand(&lab, step, variant.as_deref(), no_build),
-        Command::Check { labs, all, format, repeat, no_build, fault } => {
+        Command::Run { lab, step, variant, no_build, allow_jailbreak } => {
+            if allow_jailbreak {
+                cilab::checks::chroot_escape::allow_jailbreak();
+            }
+            run_by_hand(&lab, step, variant.as_deref(), no_build)
+        }
+        Command::Check { labs, all, format, repeat, no_build, fault, allow_jailbreak } => {
+            if allow_jailbreak {
+                cilab::checks::chroot_escape::allow_jailbreak();
+            }
             check(&labs, all, format, repeat, no_build, fault)
         }
         Command::Doctor { clean, format } => doctor_command(clean, format),
@@ -344,8 +362,11 @@ fn run_by_hand(name: &str, step: bool, variant: Option<&str>, no_build: bool) ->
             }
             variant.args
         }
-        None => &[],
+        None => cilab::checks::chroot_escape::extra_args(lab.name),
     };
+    if let Err(why) = (lab.available)() {
+        bail!("lab {} cannot run here: {why}", lab.name);
+    }
     if !nix::unistd::geteuid().is_root() {
         return Err(cilab::Error::NotRoot.into());
     }

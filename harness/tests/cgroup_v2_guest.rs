@@ -52,6 +52,14 @@ fn every_lab_passes_and_is_bounded_on_pure_cgroup_v2() {
     let errors = String::from_utf8_lossy(&output.stderr);
     assert_ne!(output.status.code(), Some(3), "qemu or a kernel is missing, the guest did not run: {errors}");
     let context = format!("console:\n{console}\nstderr:\n{errors}");
+    // The guest is set up as systemd sets up current distributions: cgroup2 with nsdelegate
+    // (a cgroup namespace is a delegation boundary), and / shared.
+    let setup = console
+        .lines()
+        .find_map(|l| l.trim_end_matches('\r').split_once("guest: cgroup2 ").map(|(_, setup)| setup))
+        .unwrap_or_else(|| panic!("the guest never said how it mounted cgroup2\n{context}"));
+    eprintln!("v2 guest: cgroup2 {setup}");
+    assert!(setup.contains("nsdelegate") && setup.contains("shared:"), "not as systemd sets it up: {setup}");
 
     let exit = console
         .lines()

@@ -721,7 +721,7 @@ impl CgroupLimits {
             };
             let path = dir.path.join(file);
             let now = read_trimmed(&path);
-            let same = if file == "cgroup.subtree_control" {
+            let same = if file.ends_with("cgroup.subtree_control") {
                 let words = |t: &str| {
                     t.split_whitespace().map(|w| w.trim_start_matches('+').to_string()).collect::<BTreeSet<_>>()
                 };
@@ -1012,7 +1012,7 @@ fn read_trimmed(path: &Path) -> String {
     std::fs::read_to_string(path).map(|t| t.trim().to_string()).unwrap_or_default()
 }
 
-pub const MISTAKES: [Mistake; 25] = [
+pub const MISTAKES: [Mistake; 26] = [
     Mistake {
         region: "make-cgroup",
         name: "the cgroup made one level too high (beside the run's on a whole machine; under cilab, beside the lab's own on v1, on sysfs on v2)",
@@ -1372,6 +1372,20 @@ write_control(&file, if frozen { on } else { off })"#,
         name: "nothing moved out: the busy loop is killed inside the cgroup",
         kind: MistakeKind::Mistake,
         edits: &[Edit::Region("move-out", "let _ = (system, pid);\nOk(())")],
+        caught_by: "moved-out",
+    },
+    Mistake {
+        region: "move-out",
+        name: "moved out one level too high, into the parent of the lab's own cgroup (under cilab the namespace's root; v2 refuses it, EBUSY)",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Region(
+            "move-out",
+            "for hierarchy in &system.hierarchies {\n    \
+                 let parent = hierarchy.own.parent().unwrap_or(&hierarchy.own);\n    \
+                 write_control(&parent.join(\"cgroup.procs\"), &pid.to_string())?;\n\
+             }\n\
+             Ok(())",
+        )],
         caught_by: "moved-out",
     },
     Mistake {

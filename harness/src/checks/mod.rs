@@ -3,6 +3,7 @@
 //! stage. Helpers shared by the labs' observers live here.
 
 pub mod cgroup_limits;
+pub mod chroot_escape;
 pub mod chroot_jail;
 pub mod nsenter_join;
 pub mod pid_ns;

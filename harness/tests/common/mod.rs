@@ -122,7 +122,8 @@ pub struct HostState {
 }
 
 /// Names the lab processes give themselves.
-const LAB_COMMS: [&str; 8] = ["lab-", "pidns-", "jail-", "chroot-", "userns-", "subids-", "cilab-victim", "ri-"];
+const LAB_COMMS: [&str; 9] =
+    ["lab-", "pidns-", "jail-", "chroot-", "userns-", "subids-", "cilab-victim", "ri-", "esc-"];
 
 pub fn host_state() -> HostState {
     // Read as bytes, lossily: a lab may mount on a name that is not UTF-8 (the crate's own

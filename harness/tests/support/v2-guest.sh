@@ -102,7 +102,11 @@ export PATH=/usr/bin:/bin:/work/bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
-mount -t cgroup2 cgroup2 /sys/fs/cgroup
+# As systemd mounts it on current distributions: namespaces are delegation boundaries
+# (nsdelegate), and / is shared.
+mount -t cgroup2 -o nsdelegate cgroup2 /sys/fs/cgroup
+mount --make-rshared / 2>/dev/null || mount -o rshared / /
+echo "guest: cgroup2 $(grep ' /sys/fs/cgroup ' /proc/self/mountinfo | sed 's/.* - //'); / $(grep -o ' / / [^-]*' /proc/self/mountinfo | grep -o 'shared:[0-9]*' || echo private)"
 # A booted machine has its loopback up (the nsenter-join lab connects to a service on a
 # container's 127.0.0.1 from the host's network namespace and expects a refusal).
 ip link set lo up

@@ -615,9 +615,9 @@ fn left_from_before(error: anyhow::Error) -> anyhow::Error {
         .any(|cause| matches!(cause.downcast_ref::<LabError>(), Some(LabError::Io { cause, .. }) if cause.kind() == std::io::ErrorKind::AlreadyExists));
     if exists {
         error.context(format!(
-            "{CGROUP_NAME} is left from a run of this lab that was stopped before it removed it (a frozen one keeps \
-             its processes): `cilab doctor` shows it, `cilab doctor --clean` thaws it, ends the lab's processes in it \
-             and removes it"
+            "{CGROUP_NAME} exists already: made twice by this run, or left by a run of this lab that was stopped \
+             before it removed it (a frozen one keeps its processes): `cilab doctor` shows a left one, `cilab doctor \
+             --clean` thaws it, ends the lab's processes in it and removes it"
         ))
     } else {
         error

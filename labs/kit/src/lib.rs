@@ -14,6 +14,7 @@
 pub mod archives;
 pub mod child;
 pub mod cleanup;
+pub mod disposable;
 pub mod elf;
 pub mod error;
 pub mod ids;

@@ -371,6 +371,58 @@ pub mod rootfs_import {
     pub const HOSTILE_COMM: &str = "ri-hostile";
 }
 
+/// The chroot-escape lab: stages, the escape attempts (each one process, named
+/// `esc-<attempt>`), and where things are in its workdir.
+pub mod chroot_escape {
+    /// Every attempt's process is in its jail, its defence applied; nothing tried yet.
+    pub const JAILED: &str = "jailed";
+    /// Every attempt has tried its escape and handed back what it read; still alive.
+    pub const ESCAPED: &str = "escaped";
+    pub const STAGES: [&str; 2] = [JAILED, ESCAPED];
+
+    /// The jail (a busybox rootfs), relative to the workdir.
+    pub const JAIL_DIR: &str = "jail";
+    /// Outside the jail, relative to the workdir: the sentinels, planted once every attempt
+    /// is jailed (by the harness; by hand, by the lab).
+    pub const OUTSIDE_DIR: &str = "outside";
+    /// Per attempt `<attempt>.secret` (mode 0600, root's) and `<attempt>.public` (0644).
+    pub const SECRET_SUFFIX: &str = ".secret";
+    pub const PUBLIC_SUFFIX: &str = ".public";
+    /// In the jail: one file per attempt, opened before the escape, where the escaped
+    /// process writes `secret <content>` and `public <content>` lines of what it read.
+    pub const LOOT_DIR: &str = "loot";
+    /// In the jail: the directory the classic escape chroots into (made by the lab, so
+    /// that an unprivileged attempt gets as far as the chroot).
+    pub const SUB_DIR: &str = "sub";
+    /// In the jail: where pivot_root puts the old root (unmounted at once).
+    pub const PUT_OLD: &str = ".oldroot";
+    /// The host id root is mapped to in the `userns-100k` attempt.
+    pub const MAPPED_ID: u32 = 100000;
+    /// The unprivileged user of the `nobody` attempt.
+    pub const NOBODY: u32 = 65534;
+
+    pub const CLASSIC: &str = "classic";
+    pub const FD: &str = "fd";
+    pub const PROC: &str = "proc";
+    pub const NO_CAP: &str = "no-cap";
+    pub const AS_NOBODY: &str = "nobody";
+    pub const PIVOT: &str = "pivot";
+    pub const PIVOT_FD: &str = "pivot-fd";
+    pub const USERNS_ROOT: &str = "userns-root";
+    pub const USERNS_MAPPED: &str = "userns-100k";
+    pub const PIDNS_PROC: &str = "pidns-proc";
+    pub const PIDNS: &str = "pidns";
+    /// Every attempt, in the order the lab makes them.
+    pub const ATTEMPTS: [&str; 11] =
+        [CLASSIC, FD, PROC, NO_CAP, AS_NOBODY, PIVOT, PIVOT_FD, USERNS_ROOT, USERNS_MAPPED, PIDNS_PROC, PIDNS];
+    /// An attempt's process names itself `esc-<attempt>`.
+    pub const COMM_PREFIX: &str = "esc-";
+    /// Unshares a PID namespace and forks the attempt's process as its init.
+    pub const LAUNCHER_COMM: &str = "esc-launcher";
+    /// Chroots, then tries to make a user namespace.
+    pub const USERNS_TRY_COMM: &str = "esc-userns-try";
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
