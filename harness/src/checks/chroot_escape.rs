@@ -538,7 +538,19 @@ fn lstat_dir(path: &Path) -> Option<(u64, u64)> {
 /// Per attempt a 0600 `<attempt>.secret` and a 0644 `<attempt>.public` of root's, each
 /// with 128 random bits: (file name, content).
 fn plant(outside: &Path) -> Result<BTreeMap<String, String>> {
-    use std::os::unix::fs::PermissionsExt;
+    use nix::fcntl::{openat, OFlag};
+    use nix::sys::stat::{fchmod, Mode};
+    use std::io::Write;
+    // The harness writes in the real host's mount namespace, in a dir the lab could have
+    // changed: never through a symlink, never into a file that was already there.
+    let dir = nix::fcntl::open(
+        outside,
+        OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(Error::sys("open(O_DIRECTORY|O_NOFOLLOW)", outside.display()))?;
+    // SAFETY: open just returned this descriptor; the OwnedFd owns it from here.
+    let dir = unsafe { std::os::fd::OwnedFd::from_raw_fd(dir) };
     let mut planted = BTreeMap::new();
     for attempt in ATTEMPTS {
         for (suffix, mode) in [(SECRET_SUFFIX, 0o600), (PUBLIC_SUFFIX, 0o644)] {
@@ -548,9 +560,17 @@ fn plant(outside: &Path) -> Result<BTreeMap<String, String>> {
             let mut random = std::fs::File::open("/dev/urandom").map_err(Error::io("open", "/dev/urandom"))?;
             std::io::Read::read_exact(&mut random, &mut bytes).map_err(Error::io("read", "/dev/urandom"))?;
             let content: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-            std::fs::write(&path, format!("{content}\n")).map_err(Error::io("write", &path))?;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
-                .map_err(Error::io("chmod", &path))?;
+            let fd = openat(
+                Some(dir.as_raw_fd()),
+                name.as_str(),
+                OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                Mode::from_bits_truncate(mode),
+            )
+            .map_err(Error::sys("openat(O_CREAT|O_EXCL|O_NOFOLLOW)", path.display()))?;
+            // SAFETY: openat just returned this descriptor; the File owns it from here.
+            let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
+            fchmod(file.as_raw_fd(), Mode::from_bits_truncate(mode)).map_err(Error::sys("fchmod", path.display()))?;
+            file.write_all(format!("{content}\n").as_bytes()).map_err(Error::io("write", &path))?;
             planted.insert(name, content);
         }
     }

@@ -596,6 +596,10 @@ fn apply_whiteout(root: BorrowedFd, path: &[u8]) -> Result<()> {
             remove(dir.as_fd(), &name)?;
         }
     } else if let Some(hidden) = last.strip_prefix(b".wh.") {
+        // `.wh.`, `.wh..` and `.wh...` would hide the directory itself or its parent.
+        if matches!(hidden, b"" | b"." | b"..") {
+            bail!("a whiteout that names no entry of its directory: {:?}", OsStr::from_bytes(last));
+        }
         if existing(dir.as_fd(), OsStr::from_bytes(hidden))?.is_some() {
             remove(dir.as_fd(), OsStr::from_bytes(hidden))?;
         }
