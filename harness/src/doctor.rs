@@ -445,11 +445,8 @@ fn cgroup_leftover(kind: &str, dir: GroupDir) -> Leftover {
 
 /// Whether lab cgroup-limits runs right now (by hand, or in a run): its cgroup may be live.
 fn by_hand_lab_running() -> bool {
-    let Ok(entries) = std::fs::read_dir("/proc") else { return true };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
-        .any(|pid| procfs::comm(pid).is_some_and(|c| c == labkit::protocol::cgroup_limits::LAB_COMM))
+    let Ok(pids) = procfs::pid_entries(Path::new("/proc")) else { return true };
+    pids.into_iter().any(|pid| procfs::comm(pid).is_some_and(|c| c == labkit::protocol::cgroup_limits::LAB_COMM))
 }
 
 /// Lab cgroup-limits' cgroup, left by a run by hand that was killed before it removed it

@@ -314,8 +314,7 @@ pub const VERDICTS: [VerdictSpec; 14] = [
 ];
 
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
-/// CAP_SYS_CHROOT's number (capability.h; libc does not name it).
-const CAP_SYS_CHROOT: u32 = 18;
+use labkit::caps::CAP_SYS_CHROOT;
 
 /// The directory outside the jail where the sentinels go (planted at `jailed`).
 pub fn prepare(scratch: &Path) -> Result<()> {
@@ -687,11 +686,7 @@ fn chroot_sub_probe(door: &crate::run::RunDoor, jail: &Path, dropped: Dropped) -
         chdir("/")?;
         match dropped {
             Dropped::CapSysChroot => {
-                // SAFETY: PR_CAPBSET_DROP takes a capability number.
-                Errno::result(unsafe {
-                    libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(CAP_SYS_CHROOT), 0, 0, 0)
-                })?;
-                drop_effective_sys_chroot()?;
+                labkit::caps::drop_capability(CAP_SYS_CHROOT)?;
             }
             Dropped::Root => {
                 let (gid, uid) = (Gid::from_raw(NOBODY), Uid::from_raw(NOBODY));
@@ -722,32 +717,6 @@ fn describe(status: std::result::Result<(), ProbeFailure>, worked: &str) -> Stri
         Err(ProbeFailure::Errno(errno)) => errno_name(errno),
         Err(ProbeFailure::Signaled(signal)) => format!("probe killed by {}", signal.as_str()),
     }
-}
-
-/// Clears CAP_SYS_CHROOT from the permitted and effective sets (capget/capset, raw).
-fn drop_effective_sys_chroot() -> nix::Result<()> {
-    #[repr(C)]
-    struct Header {
-        version: u32,
-        pid: i32,
-    }
-    #[repr(C)]
-    #[derive(Clone, Copy, Default)]
-    struct Data {
-        effective: u32,
-        permitted: u32,
-        inheritable: u32,
-    }
-    let mut header = Header { version: 0x2008_0522, pid: 0 };
-    let mut data = [Data::default(); 2];
-    // SAFETY: a v3 header and two data structs, as capget(2) expects.
-    Errno::result(unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) })?;
-    let bit = 1u32 << CAP_SYS_CHROOT;
-    data[0].effective &= !bit;
-    data[0].permitted &= !bit;
-    // SAFETY: as above; capset reads them.
-    Errno::result(unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) })?;
-    Ok(())
 }
 
 /// Typical mistakes and lies; each region's `todo!()` is added by the corpus itself.

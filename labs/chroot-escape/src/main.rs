@@ -24,7 +24,7 @@ use anyhow::{anyhow, Context, Result};
 use clap::Parser;
 use labkit::protocol::chroot_escape::*;
 use labkit::protocol::PANIC_EXIT;
-use labkit::{child, cleanup, rootfs, Lab, LabArgs, LabError, Voice};
+use labkit::{caps, child, cleanup, rootfs, Lab, LabArgs, LabError, Voice};
 use nix::errno::Errno;
 use nix::fcntl::{open, OFlag};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
@@ -144,9 +144,6 @@ const ATTEMPT_TABLE: [Attempt; 11] = [
 /// Commands the lab sends to an attempt's process, one byte each.
 const MAPS_WRITTEN: u8 = b'm';
 const ESCAPE_NOW: u8 = b'e';
-
-/// CAP_SYS_CHROOT's number (capability.h).
-const CAP_SYS_CHROOT: u32 = 18;
 
 /// What every attempt's process needs (copied into each child).
 #[derive(Debug, Clone)]
@@ -422,7 +419,9 @@ fn apply_defence_before_jail(setup: &Setup, attempt: &Attempt, link: &mut child:
 
 fn apply_defence_in_jail(attempt: &Attempt) -> Result<()> {
     match attempt.defence {
-        Defence::NoCap => drop_sys_chroot().map_err(LabError::sys("drop CAP_SYS_CHROOT", "capset"))?,
+        Defence::NoCap => {
+            caps::drop_capability(caps::CAP_SYS_CHROOT).map_err(LabError::sys("drop CAP_SYS_CHROOT", "capset"))?
+        }
         Defence::Nobody => {
             let id = |n| (Gid::from_raw(n), Uid::from_raw(n));
             let (gid, uid) = id(NOBODY);
@@ -522,35 +521,6 @@ fn hand_back(workdir: &Path, name: &str, mut loot: &std::fs::File) -> String {
         }
     }
     said.join(", ")
-}
-
-/// Drops CAP_SYS_CHROOT from the bounding set (prctl) and from the permitted and
-/// effective sets (capset). nix has no wrapper for capget/capset: raw syscalls.
-fn drop_sys_chroot() -> nix::Result<()> {
-    // SAFETY: PR_CAPBSET_DROP takes a capability number.
-    Errno::result(unsafe { libc::prctl(libc::PR_CAPBSET_DROP, CAP_SYS_CHROOT as libc::c_ulong, 0, 0, 0) })?;
-    #[repr(C)]
-    struct Header {
-        version: u32,
-        pid: i32,
-    }
-    #[repr(C)]
-    #[derive(Clone, Copy, Default)]
-    struct Data {
-        effective: u32,
-        permitted: u32,
-        inheritable: u32,
-    }
-    const VERSION_3: u32 = 0x2008_0522;
-    let mut header = Header { version: VERSION_3, pid: 0 };
-    let mut data = [Data::default(); 2];
-    // SAFETY: a v3 header and two data structs, as capget(2) expects.
-    Errno::result(unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) })?;
-    data[0].effective &= !(1 << CAP_SYS_CHROOT);
-    data[0].permitted &= !(1 << CAP_SYS_CHROOT);
-    // SAFETY: as above; capset reads them.
-    Errno::result(unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) })?;
-    Ok(())
 }
 
 /// A child chroots into the jail, then tries unshare(CLONE_NEWUSER): the errno.

@@ -12,6 +12,7 @@
 //! Whatever the lab says is narration. The harness never grades on it.
 
 pub mod archives;
+pub mod caps;
 pub mod child;
 pub mod cleanup;
 pub mod disposable;
