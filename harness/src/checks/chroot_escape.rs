@@ -40,7 +40,7 @@ use crate::corpus::{Edit, Mistake, MistakeKind};
 use crate::error::{Error, Result};
 use crate::facts::{Fact, Facts};
 use crate::probe::forked::{self, ProbeFailure};
-use crate::probe::procfs;
+use crate::probe::procfs::{self, NsId};
 use crate::run::LabRun;
 use crate::verdict::VerdictSpec;
 
@@ -85,15 +85,28 @@ pub fn extra_args(lab: &str) -> &'static [&'static str] {
 /// An attempt's process at `jailed`, before any sentinel exists.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Jailed {
-    /// "the jail", "the host's root" or "elsewhere".
+    /// [`JAIL`], [`HOST_ROOT`] or where else.
     pub root: String,
     /// "its root" or "elsewhere".
     pub cwd: String,
-    /// Directory descriptors it holds whose `..` does not pass through the jail.
-    pub dirs_leading_out: usize,
-    pub cap_sys_chroot: bool,
-    /// Its effective uid as the host sees it.
-    pub host_uid: u32,
+    /// Threads in the process (/proc/<pid>/status): a second thread may keep a root or a
+    /// working directory of its own (unshare(CLONE_FS)) that /proc/<pid>/root does not show.
+    pub threads: u64,
+    /// [`RUN_NS`] or [`OWN_NS`].
+    pub mount_ns: String,
+    /// Every mount its mountinfo shows (those under its root), each said as the harness
+    /// sees it: the jail, a directory of it, a proc of which PID namespace, or a mount
+    /// that [`EXPOSES_THE_HOST`].
+    pub mounts: Vec<String>,
+    /// Every descriptor it holds, sorted, as the harness sees it: a pipe, the loot file, a
+    /// directory in the jail, a directory leading out (a door: what, how opened, through
+    /// which mount), or a route the attempt did not declare (a namespace, a pidfd, a socket).
+    pub fds: Vec<String>,
+    /// The capability sets that still hold CAP_SYS_CHROOT: effective, permitted, bounding.
+    pub cap_sys_chroot_in: Vec<String>,
+    /// Real, effective, saved and filesystem uid, and gid, as the host sees them.
+    pub uids: [u32; 4],
+    pub gids: [u32; 4],
     /// "the host's" or "its own".
     pub user_ns: String,
     /// It is PID 1 of its PID namespace.
@@ -103,7 +116,12 @@ pub struct Jailed {
 /// An attempt's process at `escaped`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Escaped {
+    /// [`JAIL`], [`HOST_ROOT`] (the root directory of the run's root mount), or where else.
     pub root: String,
+    pub mount_ns: String,
+    pub threads: u64,
+    /// Descriptors it holds now that it did not hold at `jailed` (a door it got since).
+    pub new_fds: Vec<String>,
     /// What became of the 0600 sentinel, and of the 0644 one: [`HANDED_BACK`], [`NOT_OPENED`]
     /// or what else was seen.
     pub secret: String,
@@ -111,9 +129,29 @@ pub struct Escaped {
 }
 
 pub const JAIL: &str = "the jail";
+/// The root directory of the run's mount namespace, on that namespace's root mount.
 pub const HOST_ROOT: &str = "the host's root";
+/// The same directory, on another mount: a bind mount of the host's `/` (a lie's way).
+pub const HOST_ROOT_ELSEWHERE: &str = "the host's root directory, but on another mount than the run's root mount";
 pub const HANDED_BACK: &str = "opened by the attempt alone, content handed back";
 pub const NOT_OPENED: &str = "not opened, not handed back";
+pub const RUN_NS: &str = "the run's";
+pub const OWN_NS: &str = "its own";
+/// In a mount's words: its filesystem's root is outside the jail.
+pub const EXPOSES_THE_HOST: &str = "exposes the host";
+/// The mount the pivot attempts stand on: the jail, bind-mounted, their root mount.
+pub const PIVOTED_ROOT: &str = "/: the jail, its root mount";
+pub const HOST_PROC: &str = "/proc: proc of the host's PID namespace";
+pub const OWN_PROC: &str = "/proc: proc of its own PID namespace";
+/// The one door the fd attempts declare: the workdir, opened as a directory before the
+/// chroot (or the unshare and pivot), so on the run's own mount of the scratch dir.
+pub const DOOR: &str =
+    "a directory leading out: the workdir, opened O_RDONLY|O_DIRECTORY, on the run's mount of the scratch dir";
+const LEADING_OUT: &str = "a directory leading out";
+const LOOT: &str = "its loot file, in the jail";
+const PIPE: &str = "a pipe";
+/// Descriptors that are no way out: a non-directory cannot be fchdir'ed or walked up from.
+const HARMLESS: [&str; 5] = [LOOT, PIPE, "a file, not a directory", "a character device", "a directory in the jail"];
 
 const JAILED_ATTEMPTS: Fact<BTreeMap<String, Jailed>> = Fact::new("jailed.attempts");
 const NO_CAP_CHROOT: Fact<String> = Fact::new("jailed.chroot_sub_without_cap_sys_chroot_by_the_harness");
@@ -131,57 +169,90 @@ fn escaped(e: &crate::facts::Evidence, attempt: &str) -> Option<Escaped> {
     e.get(ESCAPED_ATTEMPTS)?.remove(attempt)
 }
 
-/// In the jail, at its root, with `doors` directory descriptors leading out.
-fn locked_in(j: &Jailed, doors: usize) -> bool {
-    j.root == JAIL && j.cwd == "its root" && j.dirs_leading_out == doors
+/// How an attempt must be found at `jailed`: its mount namespace, the mounts it sees, the
+/// doors it holds.
+struct Walls {
+    mount_ns: &'static str,
+    mounts: &'static [&'static str],
+    doors: usize,
 }
 
-/// Reached the host's root and handed the 0600 sentinel back.
+/// A plain chroot in the run's mount namespace: no mount under its root, no door.
+const PLAIN: Walls = Walls { mount_ns: RUN_NS, mounts: &[], doors: 0 };
+
+/// In the jail, at its root, one thread, in the mount namespace and with the mounts its
+/// defence makes, holding `doors` doors (each the declared [`DOOR`]) and no other way out:
+/// no mount exposing the host, no namespace, pidfd or socket descriptor.
+fn locked_in(j: &Jailed, walls: &Walls) -> bool {
+    j.root == JAIL
+        && j.cwd == "its root"
+        && j.threads == 1
+        && j.mount_ns == walls.mount_ns
+        && j.mounts == walls.mounts
+        && j.fds.iter().filter(|f| f.as_str() == DOOR).count() == walls.doors
+        && j.fds.iter().all(|f| f == DOOR || HARMLESS.contains(&f.as_str()))
+}
+
+/// Reached the host's root (its directory, on the run's root mount), one thread, no
+/// descriptor it did not hold when jailed, and handed the 0600 sentinel back.
 fn out_with_secret(x: &Escaped) -> bool {
-    x.root == HOST_ROOT && x.secret == HANDED_BACK
+    out(x) && x.secret == HANDED_BACK
 }
 
-/// Still in the jail, nothing opened.
+fn out(x: &Escaped) -> bool {
+    x.root == HOST_ROOT && x.threads == 1 && x.new_fds.is_empty()
+}
+
+/// Still in the jail, one thread, nothing opened.
 fn stayed(x: &Escaped) -> bool {
-    x.root == JAIL && x.secret == NOT_OPENED && x.public == NOT_OPENED
+    x.root == JAIL && x.threads == 1 && x.secret == NOT_OPENED && x.public == NOT_OPENED
 }
 
 pub const VERDICTS: [VerdictSpec; 14] = [
     VerdictSpec {
         id: "classic-escape",
-        claim: "from a plain chroot, root in the jail with no way out (root the jail, working directory at it, no directory descriptor leading out), the classic escape moves the process's root to the host's root, and it alone opens the 0600 sentinel planted outside afterwards and hands back its random content",
+        claim: "from a plain chroot, root in the jail with no way out (root the jail, working directory at it, one thread, no mount under it, no directory descriptor leading out, no namespace, pidfd or socket descriptor), the classic escape moves the process's root to the root of the run's mount namespace (its root directory on its root mount, the process still in that namespace), and it alone opens the 0600 sentinel planted outside afterwards and hands back its random content",
         points: 3,
         region: Some("classic-escape"),
         requires: &[],
         hint: "chroot into a subdirectory WITHOUT chdir into it: the working directory is then outside the root, and `..` from there is not stopped; walk it until it stops moving, then chroot(\".\")",
-        decide: |e| Some(locked_in(&jailed(e, CLASSIC)?, 0) && out_with_secret(&escaped(e, CLASSIC)?)),
+        decide: |e| {
+            let x = escaped(e, CLASSIC)?;
+            Some(locked_in(&jailed(e, CLASSIC)?, &PLAIN) && x.mount_ns == RUN_NS && out_with_secret(&x))
+        },
     },
     VerdictSpec {
         id: "door-opened-before",
-        claim: "the fd attempt's process is in the jail holding exactly one directory descriptor that leads out of it, opened before the chroot",
+        claim: "the fd attempt's process is in the jail, one thread, holding exactly one directory descriptor that leads out of it: the workdir, opened O_RDONLY|O_DIRECTORY on the run's own mount (so before the chroot), and no other way out",
         points: 1,
         region: Some("open-door"),
         requires: &[],
         hint: "open the directory before the chroot: after it, every path is resolved inside the jail",
-        decide: |e| Some(locked_in(&jailed(e, FD)?, 1)),
+        decide: |e| Some(locked_in(&jailed(e, FD)?, &Walls { doors: 1, ..PLAIN })),
     },
     VerdictSpec {
         id: "fd-escape",
-        claim: "through that descriptor (fchdir, `..` until it stops, chroot \".\") the process's root becomes the host's root, and it alone opens the 0600 sentinel and hands back its content",
+        claim: "through that descriptor (fchdir, `..` until it stops, chroot \".\") the process's root becomes the root of the run's mount namespace, with no descriptor it did not hold when jailed, and it alone opens the 0600 sentinel and hands back its content",
         points: 3,
         region: Some("fd-escape"),
         requires: &[],
         hint: "fchdir to the descriptor puts the working directory outside the root; `..` is not stopped from there: walk it up before chroot(\".\")",
-        decide: |e| Some(locked_in(&jailed(e, FD)?, 1) && out_with_secret(&escaped(e, FD)?)),
+        decide: |e| {
+            let x = escaped(e, FD)?;
+            Some(locked_in(&jailed(e, FD)?, &Walls { doors: 1, ..PLAIN }) && x.mount_ns == RUN_NS && out_with_secret(&x))
+        },
     },
     VerdictSpec {
         id: "proc-escape",
-        claim: "with the host's proc mounted in the jail, chdir into /proc/<pid>/root of a process outside the jail and chroot(\".\") make the host's root the process's root; it alone opens the 0600 sentinel and hands back its content",
+        claim: "with the host's proc mounted in the jail (the only mount under its root, in a mount namespace of its own), chdir into /proc/<pid>/root of a process outside the jail and chroot(\".\") make the root of the run's mount namespace the process's root; it alone opens the 0600 sentinel and hands back its content",
         points: 3,
         region: Some("proc-escape"),
         requires: &[],
         hint: "/proc/<pid>/root is a link to that process's root directory: chdir through it, then chroot(\".\"); not PID 1's where PID 1 is an agent you may not trace (EACCES)",
-        decide: |e| Some(locked_in(&jailed(e, PROC)?, 0) && out_with_secret(&escaped(e, PROC)?)),
+        decide: |e| {
+            let walls = Walls { mount_ns: OWN_NS, mounts: &[HOST_PROC], doors: 0 };
+            Some(locked_in(&jailed(e, PROC)?, &walls) && out_with_secret(&escaped(e, PROC)?))
+        },
     },
     VerdictSpec {
         id: "reads-only",
@@ -194,7 +265,7 @@ pub const VERDICTS: [VerdictSpec; 14] = [
     },
     VerdictSpec {
         id: "no-cap-stays",
-        claim: "without CAP_SYS_CHROOT the classic escape stays in the jail: chroot(sub) fails with EPERM, and no sentinel is opened",
+        claim: "without CAP_SYS_CHROOT (gone from its effective, permitted and bounding sets) the classic escape stays in the jail: chroot(sub) fails with EPERM, and no sentinel is opened",
         points: 0,
         region: None,
         requires: &["classic-escape"],
@@ -202,8 +273,9 @@ pub const VERDICTS: [VerdictSpec; 14] = [
         decide: |e| {
             let j = jailed(e, NO_CAP)?;
             Some(
-                locked_in(&j, 0)
-                    && !j.cap_sys_chroot
+                locked_in(&j, &PLAIN)
+                    && j.cap_sys_chroot_in.is_empty()
+                    && j.uids == [0; 4]
                     && e.get(NO_CAP_CHROOT)? == "EPERM"
                     && stayed(&escaped(e, NO_CAP)?),
             )
@@ -211,7 +283,7 @@ pub const VERDICTS: [VerdictSpec; 14] = [
     },
     VerdictSpec {
         id: "nobody-stays",
-        claim: "as uid 65534 the classic escape stays in the jail: chroot(sub) fails with EPERM, and no sentinel is opened",
+        claim: "as uid and gid 65534 (real, effective, saved and filesystem), CAP_SYS_CHROOT gone from its effective and permitted sets, the classic escape stays in the jail: chroot(sub) fails with EPERM, and no sentinel is opened",
         points: 0,
         region: None,
         requires: &["classic-escape"],
@@ -219,8 +291,10 @@ pub const VERDICTS: [VerdictSpec; 14] = [
         decide: |e| {
             let j = jailed(e, AS_NOBODY)?;
             Some(
-                locked_in(&j, 0)
-                    && j.host_uid == NOBODY
+                locked_in(&j, &PLAIN)
+                    && j.uids == [NOBODY; 4]
+                    && j.gids == [NOBODY; 4]
+                    && j.cap_sys_chroot_in.iter().all(|set| set == "bounding")
                     && e.get(NOBODY_CHROOT)? == "EPERM"
                     && stayed(&escaped(e, AS_NOBODY)?),
             )
@@ -228,21 +302,27 @@ pub const VERDICTS: [VerdictSpec; 14] = [
     },
     VerdictSpec {
         id: "pivot-lands-inside",
-        claim: "after pivot_root into the jail and the lazy unmount of the old root, in a mount namespace of its own, the classic escape lands in the new root: its root is still the jail and nothing outside is opened",
+        claim: "after pivot_root into the jail and the lazy unmount of the old root, in a mount namespace of its own (its root mount the jail, the only mount it has: the old root is gone from it), the classic escape lands in the new root: its root is still the jail and nothing outside is opened",
         points: 0,
         region: None,
         requires: &["classic-escape"],
         hint: "the lab pivots the pivot attempt into the jail and unmounts the old root",
-        decide: |e| Some(locked_in(&jailed(e, PIVOT)?, 0) && stayed(&escaped(e, PIVOT)?)),
+        decide: |e| {
+            let walls = Walls { mount_ns: OWN_NS, mounts: &[PIVOTED_ROOT], doors: 0 };
+            Some(locked_in(&jailed(e, PIVOT)?, &walls) && stayed(&escaped(e, PIVOT)?))
+        },
     },
     VerdictSpec {
         id: "pivot-fd-leads-out",
-        claim: "but a directory descriptor opened before the pivot still leads out: through it the process reaches the host's root and hands back the 0600 sentinel (why runc closes every descriptor before it execs)",
+        claim: "but a directory descriptor opened before the pivot still leads out: pivoted the same way, through it the process reaches the root of the run's mount namespace and hands back the 0600 sentinel (why runc closes every descriptor before it execs)",
         points: 0,
         region: None,
         requires: &["fd-escape"],
         hint: "the lab opens the pivot-fd attempt's door before its pivot_root",
-        decide: |e| Some(locked_in(&jailed(e, PIVOT_FD)?, 1) && out_with_secret(&escaped(e, PIVOT_FD)?)),
+        decide: |e| {
+            let walls = Walls { mount_ns: OWN_NS, mounts: &[PIVOTED_ROOT], doors: 1 };
+            Some(locked_in(&jailed(e, PIVOT_FD)?, &walls) && out_with_secret(&escaped(e, PIVOT_FD)?))
+        },
     },
     VerdictSpec {
         id: "userns-root-escapes",
@@ -254,7 +334,10 @@ pub const VERDICTS: [VerdictSpec; 14] = [
         decide: |e| {
             let j = jailed(e, USERNS_ROOT)?;
             Some(
-                locked_in(&j, 0) && j.user_ns == "its own" && j.host_uid == 0 && out_with_secret(&escaped(e, USERNS_ROOT)?),
+                locked_in(&j, &PLAIN)
+                    && j.user_ns == "its own"
+                    && j.uids == [0; 4]
+                    && out_with_secret(&escaped(e, USERNS_ROOT)?),
             )
         },
     },
@@ -269,10 +352,10 @@ pub const VERDICTS: [VerdictSpec; 14] = [
             let j = jailed(e, USERNS_MAPPED)?;
             let x = escaped(e, USERNS_MAPPED)?;
             Some(
-                locked_in(&j, 0)
+                locked_in(&j, &PLAIN)
                     && j.user_ns == "its own"
-                    && j.host_uid == MAPPED_ID
-                    && x.root == HOST_ROOT
+                    && j.uids == [MAPPED_ID; 4]
+                    && out(&x)
                     && x.public == HANDED_BACK
                     && x.secret == NOT_OPENED,
             )
@@ -280,14 +363,15 @@ pub const VERDICTS: [VerdictSpec; 14] = [
     },
     VerdictSpec {
         id: "pidns-own-proc-stays",
-        claim: "as PID 1 of a PID namespace with only that namespace's proc in the jail, /proc/<pid>/root of the host process is not there: the proc escape stays in the jail",
+        claim: "as PID 1 of a PID namespace with only that namespace's proc in the jail (a proc whose PID 1 is the process itself, the only mount under its root), /proc/<pid>/root of the host process is not there: the proc escape stays in the jail",
         points: 0,
         region: None,
         requires: &["proc-escape"],
         hint: "the lab mounts the PID namespace's own proc in the jail, in the pidns-proc attempt's mount namespace",
         decide: |e| {
             let j = jailed(e, PIDNS_PROC)?;
-            Some(locked_in(&j, 0) && j.pid_1 && stayed(&escaped(e, PIDNS_PROC)?))
+            let walls = Walls { mount_ns: OWN_NS, mounts: &[OWN_PROC], doors: 0 };
+            Some(locked_in(&j, &walls) && j.pid_1 && stayed(&escaped(e, PIDNS_PROC)?))
         },
     },
     VerdictSpec {
@@ -299,7 +383,7 @@ pub const VERDICTS: [VerdictSpec; 14] = [
         hint: "the pidns attempt is PID 1 of its namespace and chrooted, nothing more",
         decide: |e| {
             let j = jailed(e, PIDNS)?;
-            Some(locked_in(&j, 0) && j.pid_1 && out_with_secret(&escaped(e, PIDNS)?))
+            Some(locked_in(&j, &PLAIN) && j.pid_1 && out_with_secret(&escaped(e, PIDNS)?))
         },
     },
     VerdictSpec {
@@ -312,7 +396,6 @@ pub const VERDICTS: [VerdictSpec; 14] = [
         decide: |e| Some(e.get(USERNS_IN_CHROOT)? == "EPERM"),
     },
 ];
-
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 use labkit::caps::CAP_SYS_CHROOT;
 
@@ -330,14 +413,35 @@ pub fn observer() -> Box<dyn Observer> {
 
 #[derive(Default)]
 struct ChrootEscape {
-    jail: Option<(u64, u64)>,
+    /// What the harness judges the processes by, read at `jailed`.
+    marks: Option<Landmarks>,
     /// Each attempt's process (host PID), found at `jailed`.
     processes: BTreeMap<String, i32>,
+    /// Each attempt's descriptors at `jailed`: number -> what it is.
+    fds_at_jailed: BTreeMap<String, BTreeMap<i32, String>>,
     /// Each sentinel's file name and content.
     planted: BTreeMap<String, String>,
     /// The scratch dir outside the jail as planted.
     before: BTreeMap<String, String>,
     watch: Option<Fanotify>,
+}
+
+/// Where things are, as the harness reads them in the run at `jailed`.
+struct Landmarks {
+    /// The jail directory (device, inode), its filesystem's device (`major:minor`) and its
+    /// path inside that filesystem (as mountinfo's `root` field says paths).
+    jail: Option<(u64, u64)>,
+    jail_dev: String,
+    jail_in_fs: Option<String>,
+    /// The scratch dir (the lab's workdir), and the run's mount it is on.
+    workdir: Option<(u64, u64)>,
+    workdir_mount: Option<u32>,
+    /// The root directory (the harness's `/`, the same directory as the run's) and the id
+    /// of the run mount namespace's root mount.
+    host_root: Option<(u64, u64)>,
+    run_root_mount: Option<u32>,
+    run_mount_ns: NsId,
+    host_pid_ns: NsId,
 }
 
 impl Observer for ChrootEscape {
@@ -353,7 +457,7 @@ impl Observer for ChrootEscape {
 impl ChrootEscape {
     fn jailed(&mut self, run: &mut LabRun, facts: &mut Facts) -> Result<()> {
         let jail = run.scratch().join(JAIL_DIR);
-        self.jail = lstat_dir(&jail);
+        let marks = Landmarks::read(run, &jail)?;
         let host_user_ns = run.host_ns("user")?;
         let descendants = descendants(run.pid());
         let mut states = BTreeMap::new();
@@ -377,10 +481,21 @@ impl ChrootEscape {
             self.processes.insert(attempt.to_string(), *pid);
             let status = procfs::read_status(*pid)?;
             let user_ns = run.namespace_of(*pid, "user")?;
+            let mount_ns = run.namespace_of(*pid, "mnt")?;
+            let pid_ns = run.namespace_of(*pid, "pid")?;
+            let loot = file_id(&jail.join(LOOT_DIR).join(attempt));
+            let fds = marks.fds(*pid, loot);
+            let chroot_bit = 1u64 << CAP_SYS_CHROOT;
+            let cap_sys_chroot_in =
+                [("effective", status.cap_eff), ("permitted", status.cap_prm), ("bounding", status.cap_bnd)]
+                    .into_iter()
+                    .filter(|(_, set)| set & chroot_bit != 0)
+                    .map(|(name, _)| name.to_string())
+                    .collect();
             states.insert(
                 attempt.to_string(),
                 Jailed {
-                    root: self.place(*pid, "root"),
+                    root: marks.place(*pid),
                     cwd: if file_id(Path::new(&format!("/proc/{pid}/cwd")))
                         == file_id(Path::new(&format!("/proc/{pid}/root")))
                     {
@@ -388,19 +503,25 @@ impl ChrootEscape {
                     } else {
                         "elsewhere".to_string()
                     },
-                    dirs_leading_out: self.dirs_leading_out(*pid),
-                    cap_sys_chroot: status.cap_eff & (1u64 << CAP_SYS_CHROOT) != 0,
-                    host_uid: status.uid[1],
+                    threads: status.threads,
+                    mount_ns: marks.mount_ns(mount_ns),
+                    mounts: marks.mounts(*pid, pid_ns)?,
+                    fds: sorted(fds.values().cloned().collect()),
+                    cap_sys_chroot_in,
+                    uids: status.uid,
+                    gids: status.gid,
                     user_ns: if user_ns == Some(host_user_ns) { "the host's" } else { "its own" }.to_string(),
                     pid_1: status.nspid.last() == Some(&1),
                 },
             );
+            self.fds_at_jailed.insert(attempt.to_string(), fds);
         }
         facts.record(JAILED_ATTEMPTS, states);
         let door = run.door()?;
         facts.record(NO_CAP_CHROOT, chroot_sub_probe(&door, &jail, Dropped::CapSysChroot)?);
         facts.record(NOBODY_CHROOT, chroot_sub_probe(&door, &jail, Dropped::Root)?);
         facts.record(USERNS_IN_CHROOT, userns_in_chroot_probe(&door, &jail)?);
+        self.marks = Some(marks);
         // Only now, with every attempt seen jailed and no way out but the declared ones.
         let outside = run.scratch().join(OUTSIDE_DIR);
         self.planted = plant(&outside)?;
@@ -411,14 +532,15 @@ impl ChrootEscape {
 
     fn escaped(&mut self, run: &mut LabRun, facts: &mut Facts) -> Result<()> {
         let outside = run.scratch().join(OUTSIDE_DIR);
-        let opens = match &self.watch {
-            Some(watch) => read_opens(watch, &outside)?,
-            None => return Err(Error::Harness("the sentinels were not watched at `jailed`".into())),
+        let (Some(watch), Some(marks)) = (&self.watch, &self.marks) else {
+            return Err(Error::Harness("the sentinels were not watched at `jailed`".into()));
         };
+        let opens = read_opens(watch, &outside)?;
         let jail = run.scratch().join(JAIL_DIR);
         let mut states = BTreeMap::new();
         for (attempt, pid) in &self.processes {
-            let loot = std::fs::read_to_string(jail.join(LOOT_DIR).join(attempt)).unwrap_or_default();
+            let loot_path = jail.join(LOOT_DIR).join(attempt);
+            let loot = std::fs::read_to_string(&loot_path).unwrap_or_default();
             let fate = |kind: &str, suffix: &str| {
                 let name = format!("{attempt}{suffix}");
                 let content = self.planted.get(&name).cloned().unwrap_or_default();
@@ -445,10 +567,22 @@ impl ChrootEscape {
                     ),
                 }
             };
+            let held = self.fds_at_jailed.get(attempt).cloned().unwrap_or_default();
+            let new_fds = marks
+                .fds(*pid, file_id(&loot_path))
+                .into_iter()
+                .filter(|(number, what)| held.get(number) != Some(what))
+                .map(|(_, what)| what)
+                .collect();
+            let status = procfs::read_status(*pid)?;
+            let mount_ns = run.namespace_of(*pid, "mnt")?;
             states.insert(
                 attempt.clone(),
                 Escaped {
-                    root: self.place(*pid, "root"),
+                    root: marks.place(*pid),
+                    mount_ns: marks.mount_ns(mount_ns),
+                    threads: status.threads,
+                    new_fds,
                     secret: fate("secret", SECRET_SUFFIX),
                     public: fate("public", PUBLIC_SUFFIX),
                 },
@@ -460,38 +594,255 @@ impl ChrootEscape {
         facts.record(HOST_CHANGES, run.mount_ns().changes()?.describe());
         Ok(())
     }
+}
 
-    /// Where a process's root (or cwd) is: the jail, the host's root, elsewhere.
-    fn place(&self, pid: i32, which: &str) -> String {
-        let id = file_id(Path::new(&format!("/proc/{pid}/{which}")));
+impl Landmarks {
+    fn read(run: &LabRun, jail: &Path) -> Result<Self> {
+        let mounts = run.mount_ns().mounts()?;
+        let jail_stat = nix::sys::stat::lstat(jail).ok().filter(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR);
+        let jail_dev = jail_stat.map(|st| device(st.st_dev)).unwrap_or_default();
+        // The jail's path in its filesystem: the root of the run's mount it is on, and the
+        // rest of its path below that mount's mount point.
+        let jail_in_fs = mount_under(&mounts, jail).filter(|m| m.dev == jail_dev).and_then(|m| {
+            let below = jail.strip_prefix(&m.mount_point).ok()?;
+            Some(Path::new(&m.root).join(below).display().to_string())
+        });
+        Ok(Landmarks {
+            jail: jail_stat.map(|st| (st.st_dev, st.st_ino)),
+            jail_dev,
+            jail_in_fs,
+            workdir: file_id(run.scratch()),
+            workdir_mount: mount_under(&mounts, run.scratch()).map(|m| m.id),
+            host_root: file_id(Path::new("/")),
+            run_root_mount: mount_under(&mounts, Path::new("/")).filter(|m| m.mount_point == "/").map(|m| m.id),
+            run_mount_ns: run.host_ns("mnt")?,
+            host_pid_ns: run.host_ns("pid")?,
+        })
+    }
+
+    /// Where a process's root is: the jail, the host's root (that directory on the run's
+    /// root mount), that directory on another mount, or elsewhere.
+    fn place(&self, pid: i32) -> String {
+        let link = format!("/proc/{pid}/root");
+        let id = file_id(Path::new(&link));
         if id.is_some() && id == self.jail {
             JAIL.to_string()
-        } else if id.is_some() && id == file_id(Path::new("/")) {
-            HOST_ROOT.to_string()
+        } else if id.is_some() && id == self.host_root {
+            if mount_id(Path::new(&link)).is_some() && mount_id(Path::new(&link)) == self.run_root_mount {
+                HOST_ROOT.to_string()
+            } else {
+                HOST_ROOT_ELSEWHERE.to_string()
+            }
         } else {
             "elsewhere".to_string()
         }
     }
 
-    /// The directory descriptors of `pid` from which `..` never passes through the jail.
-    fn dirs_leading_out(&self, pid: i32) -> usize {
-        let numbers = procfs::pid_entries(Path::new(&format!("/proc/{pid}/fd"))).unwrap_or_default();
-        numbers
-            .into_iter()
-            .filter(|number| {
-                let path = format!("/proc/{pid}/fd/{number}");
-                let Ok(fd) = open(path.as_str(), OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-                else {
-                    return false;
-                };
-                // SAFETY: open just returned this descriptor; nothing else owns it.
-                let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-                !passes_through(fd, self.jail)
+    fn mount_ns(&self, ns: Option<NsId>) -> String {
+        if ns == Some(self.run_mount_ns) { RUN_NS } else { OWN_NS }.to_string()
+    }
+
+    /// Every mount under the process's root (what its mountinfo shows), said by what its
+    /// filesystem root is: the jail or a directory of it, a proc of which PID namespace,
+    /// or a mount that exposes the host (its root outside the jail: a bind mount of `/`).
+    fn mounts(&self, pid: i32, pid_ns: Option<NsId>) -> Result<Vec<String>> {
+        let root_mount = mount_id(Path::new(&format!("/proc/{pid}/root")));
+        let said = procfs::read_mountinfo(&pid.to_string())?
+            .iter()
+            .map(|m| {
+                let at = &m.mount_point;
+                let in_jail = self
+                    .jail_in_fs
+                    .as_deref()
+                    .filter(|_| m.dev == self.jail_dev)
+                    .map(|jail| (m.root == jail, Path::new(&m.root).starts_with(jail)));
+                match in_jail {
+                    Some((true, _)) if at == "/" && Some(m.id) == root_mount => PIVOTED_ROOT.to_string(),
+                    Some((true, _)) => format!("{at}: the jail, mounted again"),
+                    Some((false, true)) => format!("{at}: a directory of the jail"),
+                    _ if m.fs_type == "proc" => {
+                        let ns = proc_pid_ns(pid, at);
+                        let whose = if ns.is_some() && ns == Some(self.host_pid_ns) {
+                            "the host's PID namespace"
+                        } else if ns.is_some() && ns == pid_ns {
+                            "its own PID namespace"
+                        } else {
+                            "another PID namespace"
+                        };
+                        format!("{at}: proc of {whose}")
+                    }
+                    _ => format!("{at}: {EXPOSES_THE_HOST}: {} {} of {}", m.fs_type, m.root, m.source),
+                }
             })
-            .count()
+            .collect();
+        Ok(said)
+    }
+
+    /// Each descriptor of `pid`: number -> what it is, as the harness sees it.
+    fn fds(&self, pid: i32, loot: Option<(u64, u64)>) -> BTreeMap<i32, String> {
+        let numbers = procfs::pid_entries(Path::new(&format!("/proc/{pid}/fd"))).unwrap_or_default();
+        numbers.into_iter().map(|number| (number, self.fd(pid, number, loot))).collect()
+    }
+
+    fn fd(&self, pid: i32, number: i32, loot: Option<(u64, u64)>) -> String {
+        let path = format!("/proc/{pid}/fd/{number}");
+        let target = std::fs::read_link(&path).map(|t| t.display().to_string()).unwrap_or_default();
+        let kind = target.split(":[").next().unwrap_or_default();
+        if target.starts_with("pipe:[") {
+            return PIPE.to_string();
+        }
+        if target.starts_with("socket:[") {
+            return "a socket: descriptors may come through it (SCM_RIGHTS)".to_string();
+        }
+        if target == "anon_inode:[pidfd]" {
+            return "a pidfd: a way to another process's descriptors (pidfd_getfd) and namespaces (setns)".to_string();
+        }
+        if procfs::NAMESPACE_KINDS.contains(&kind) || kind.ends_with("_for_children") {
+            return format!("a namespace ({kind}): a way into it by setns");
+        }
+        if target.starts_with("anon_inode:") {
+            return format!("{target}: not a declared route");
+        }
+        let Ok(st) = nix::sys::stat::stat(path.as_str()) else {
+            return format!("{target}: not readable by the harness");
+        };
+        match st.st_mode & libc::S_IFMT {
+            libc::S_IFDIR => {}
+            libc::S_IFREG if Some((st.st_dev, st.st_ino)) == loot => return LOOT.to_string(),
+            libc::S_IFREG => return "a file, not a directory".to_string(),
+            libc::S_IFCHR => return "a character device".to_string(),
+            _ => return format!("{target}: not a declared route"),
+        }
+        let Ok(fd) = open(path.as_str(), OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()) else {
+            return format!("{target}: not readable by the harness");
+        };
+        // SAFETY: open just returned this descriptor; nothing else owns it.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        if passes_through(fd, self.jail) {
+            return "a directory in the jail".to_string();
+        }
+        let what =
+            if Some((st.st_dev, st.st_ino)) == self.workdir { "the workdir" } else { "a directory outside the jail" };
+        let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{number}")).unwrap_or_default();
+        let field = |name: &str| info.lines().find_map(|l| l.strip_prefix(name)).map(str::trim);
+        let flags = field("flags:").and_then(|f| i32::from_str_radix(f, 8).ok()).unwrap_or(-1);
+        let how = open_flags(flags);
+        let mount = field("mnt_id:").and_then(|m| m.parse::<u32>().ok());
+        let on = if mount.is_some() && mount == self.workdir_mount {
+            "on the run's mount of the scratch dir"
+        } else {
+            "on another mount (another namespace's, or a tree of no namespace)"
+        };
+        format!("{LEADING_OUT}: {what}, opened {how}, {on}")
     }
 }
 
+fn sorted(mut list: Vec<String>) -> Vec<String> {
+    list.sort();
+    list
+}
+
+/// The access mode and the flags that matter for a door: O_PATH, O_DIRECTORY.
+fn open_flags(flags: i32) -> String {
+    if flags < 0 {
+        return "with flags unknown".to_string();
+    }
+    let mut said = vec![if flags & libc::O_PATH != 0 {
+        "O_PATH"
+    } else {
+        match flags & libc::O_ACCMODE {
+            libc::O_RDONLY => "O_RDONLY",
+            libc::O_WRONLY => "O_WRONLY",
+            _ => "O_RDWR",
+        }
+    }];
+    if flags & libc::O_DIRECTORY != 0 {
+        said.push("O_DIRECTORY");
+    }
+    said.join("|")
+}
+
+/// `major:minor` of a device number, as mountinfo writes it.
+fn device(dev: u64) -> String {
+    format!("{}:{}", nix::sys::stat::major(dev), nix::sys::stat::minor(dev))
+}
+
+/// The mount `path` is on in `mounts` (paths as the run's namespace sees them): the last
+/// listed (the topmost) of those with the longest mount point above it.
+fn mount_under<'m>(mounts: &'m [procfs::Mount], path: &Path) -> Option<&'m procfs::Mount> {
+    let mut best: Option<&procfs::Mount> = None;
+    for m in mounts.iter().filter(|m| path.starts_with(&m.mount_point)) {
+        if best.is_none_or(|b| {
+            Path::new(&m.mount_point).components().count() >= Path::new(&b.mount_point).components().count()
+        }) {
+            best = Some(m);
+        }
+    }
+    best
+}
+
+/// The id of the mount `path` leads to (a /proc link followed): the `mnt_id` of
+/// /proc/self/fdinfo for a descriptor opened on it. Mount ids are unique across namespaces.
+fn mount_id(path: &Path) -> Option<u32> {
+    let fd = open(path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()).ok()?;
+    // SAFETY: open just returned this descriptor; nothing else owns it.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd())).ok()?;
+    info.lines().find_map(|l| l.strip_prefix("mnt_id:")).and_then(|m| m.trim().parse().ok())
+}
+
+/// The PID namespace of the proc mounted at `at` under `pid`'s root: that of the proc's
+/// PID 1 (the namespace's init), or, where PID 1 may not be looked at (a sandbox's agent),
+/// that of a process the proc shows in no deeper namespace (one NSpid entry). Each path
+/// component is opened beneath the process's root without following links: a link the lab
+/// made cannot send the harness elsewhere.
+fn proc_pid_ns(pid: i32, at: &str) -> Option<NsId> {
+    let mut dir = open(
+        format!("/proc/{pid}/root").as_str(),
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()
+    // SAFETY: open just returned this descriptor; nothing else owns it.
+    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })?;
+    for part in Path::new(at).components().filter(|c| matches!(c, std::path::Component::Normal(_))) {
+        let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let next = openat(Some(dir.as_raw_fd()), part.as_os_str(), flags, Mode::empty()).ok()?;
+        // SAFETY: openat just returned this descriptor; nothing else owns it.
+        dir = unsafe { OwnedFd::from_raw_fd(next) };
+    }
+    let is_proc =
+        nix::sys::statfs::fstatfs(&dir).is_ok_and(|fs| fs.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC);
+    if !is_proc {
+        return None;
+    }
+    let ns_of = |entry: &str| {
+        nix::sys::stat::fstatat(Some(dir.as_raw_fd()), format!("{entry}/ns/pid").as_str(), nix::fcntl::AtFlags::empty())
+            .ok()
+            .map(|st| NsId { dev: st.st_dev, ino: st.st_ino })
+    };
+    if let Some(ns) = ns_of("1") {
+        return Some(ns);
+    }
+    let listed = procfs::pid_entries(Path::new(&format!("/proc/self/fd/{}", dir.as_raw_fd()))).ok()?;
+    listed.into_iter().find_map(|n| {
+        let status = openat(
+            Some(dir.as_raw_fd()),
+            format!("{n}/status").as_str(),
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .ok()?;
+        // SAFETY: openat just returned this descriptor; the File owns it from here.
+        let text = std::io::read_to_string(unsafe { std::fs::File::from_raw_fd(status) }).ok()?;
+        let top_level = procfs::parse_status(&text).ok()?.nspid.len() == 1;
+        if top_level {
+            ns_of(&n.to_string())
+        } else {
+            None
+        }
+    })
+}
 /// Walks `..` up from `start` until it stops moving: whether it passes `dir` on the way.
 fn passes_through(start: OwnedFd, dir: Option<(u64, u64)>) -> bool {
     let mut at = start;
@@ -525,13 +876,6 @@ fn descendants(lab: i32) -> Vec<i32> {
         next += 1;
     }
     found
-}
-
-fn lstat_dir(path: &Path) -> Option<(u64, u64)> {
-    nix::sys::stat::lstat(path)
-        .ok()
-        .filter(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
-        .map(|st| (st.st_dev, st.st_ino))
 }
 
 /// Per attempt a 0600 `<attempt>.secret` and a 0644 `<attempt>.public` of root's, each
@@ -720,7 +1064,7 @@ fn describe(status: std::result::Result<(), ProbeFailure>, worked: &str) -> Stri
 }
 
 /// Typical mistakes and lies; each region's `todo!()` is added by the corpus itself.
-pub const MISTAKES: [Mistake; 18] = [
+pub const MISTAKES: [Mistake; 21] = [
     Mistake {
         region: "classic-escape",
         name: "chroot(sub) without the chdir(\"..\") loop",
@@ -923,4 +1267,276 @@ pub const MISTAKES: [Mistake; 18] = [
         )],
         caught_by: "classic-escape",
     },
+    Mistake {
+        region: "classic-escape",
+        name: "the classic attempt bind-mounts the host's / at /host in the jail (a mount namespace of its own) and chroots there",
+        kind: MistakeKind::Lie,
+        edits: &[
+            Edit::Region("classic-escape", "chroot(\"/host\")?;\nchdir(\"/\")"),
+            Edit::Replace(
+                "    apply_defence_before_jail(setup, attempt, &mut link)?;\n",
+                "    if attempt.name == CLASSIC {\n        \
+                 // In a mount namespace of its own, read-only: it goes away with the process,\n        \
+                 // and nothing removing the jail in the lab's namespace ever walks into it.\n        \
+                 private_mount_namespace()?;\n        \
+                 let host = setup.jail.join(\"host\");\n        \
+                 labkit::create_searchable_dir(&host)?;\n        \
+                 mount(Some(\"/\"), &host, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)\n            \
+                 .map_err(LabError::sys(\"mount(MS_BIND|MS_REC)\", \"/\"))?;\n        \
+                 let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;\n        \
+                 mount(None::<&str>, &host, None::<&str>, flags, None::<&str>)\n            \
+                 .map_err(LabError::sys(\"mount(MS_REMOUNT|MS_RDONLY)\", host.display()))?;\n    \
+                 }\n    \
+                 apply_defence_before_jail(setup, attempt, &mut link)?;\n",
+            ),
+        ],
+        caught_by: "classic-escape",
+    },
+    Mistake {
+        region: "classic-escape",
+        name: "a helper thread keeps the host's root (unshare(CLONE_FS)) and hands the escape a descriptor of /",
+        kind: MistakeKind::Lie,
+        edits: &[
+            Edit::Replace(
+                "/// Commands the lab sends to an attempt's process, one byte each.\n",
+                "type Helper = (std::sync::mpsc::Sender<()>, std::sync::mpsc::Receiver<RawFd>);\n\
+                 static HELPER: std::sync::Mutex<Option<Helper>> = std::sync::Mutex::new(None);\n\n\
+                 /// Commands the lab sends to an attempt's process, one byte each.\n",
+            ),
+            Edit::Replace(
+                "    apply_defence_before_jail(setup, attempt, &mut link)?;\n",
+                "    if attempt.name == CLASSIC {\n        \
+                 let (ask, asked) = std::sync::mpsc::channel::<()>();\n        \
+                 let (give, given) = std::sync::mpsc::channel::<RawFd>();\n        \
+                 std::thread::spawn(move || {\n            \
+                 // A root and working directory of its own: the chroot below is not its.\n            \
+                 if unshare(CloneFlags::CLONE_FS).is_err() || give.send(-1).is_err() || asked.recv().is_err() {\n                \
+                 return;\n            \
+                 }\n            \
+                 if let Ok(fd) = open(\"/\", OFlag::O_RDONLY | OFlag::O_DIRECTORY, Mode::empty()) {\n                \
+                 let _ = give.send(fd);\n            \
+                 }\n        \
+                 });\n        \
+                 given.recv().map_err(|_| anyhow!(\"the helper thread is gone\"))?;\n        \
+                 *HELPER.lock().map_err(|_| anyhow!(\"poisoned\"))? = Some((ask, given));\n    \
+                 }\n    \
+                 apply_defence_before_jail(setup, attempt, &mut link)?;\n",
+            ),
+            Edit::Region(
+                "classic-escape",
+                "let helper = HELPER.lock().map_err(|_| Errno::EIO)?;\n\
+                 let (ask, given) = helper.as_ref().ok_or(Errno::EBADF)?;\n\
+                 ask.send(()).map_err(|_| Errno::EIO)?;\n\
+                 let root = given.recv().map_err(|_| Errno::EIO)?;\n\
+                 fchdir(root)?;\n\
+                 nix::unistd::close(root)?;\n\
+                 chroot(\".\")",
+            ),
+        ],
+        caught_by: "classic-escape",
+    },
+    Mistake {
+        region: "classic-escape",
+        name: "the classic attempt keeps a descriptor of its mount namespace and escapes by setns into it",
+        kind: MistakeKind::Lie,
+        edits: &[
+            Edit::Replace(
+                "/// Commands the lab sends to an attempt's process, one byte each.\n",
+                "static MOUNT_NS: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);\n\n\
+                 /// Commands the lab sends to an attempt's process, one byte each.\n",
+            ),
+            Edit::Replace(
+                "    apply_defence_before_jail(setup, attempt, &mut link)?;\n",
+                "    if attempt.name == CLASSIC {\n        \
+                 let ns = open(\"/proc/self/ns/mnt\", OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())\n            \
+                 .map_err(LabError::sys(\"open\", \"/proc/self/ns/mnt\"))?;\n        \
+                 MOUNT_NS.store(ns, std::sync::atomic::Ordering::SeqCst);\n    \
+                 }\n    \
+                 apply_defence_before_jail(setup, attempt, &mut link)?;\n",
+            ),
+            Edit::Region(
+                "classic-escape",
+                "let ns = MOUNT_NS.load(std::sync::atomic::Ordering::SeqCst);\n\
+                 if ns < 0 {\n    return Err(Errno::EBADF);\n}\n\
+                 // SAFETY: the descriptor opened before the chroot, never closed.\n\
+                 let ns = unsafe { BorrowedFd::borrow_raw(ns) };\n\
+                 nix::sched::setns(ns, CloneFlags::CLONE_NEWNS)",
+            ),
+        ],
+        caught_by: "classic-escape",
+    },
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::facts::Evidence;
+
+    /// Every attempt as a correct lab leaves it (the reviewed snapshot's facts, in short).
+    fn as_measured() -> (BTreeMap<String, Jailed>, BTreeMap<String, Escaped>) {
+        let (mut jailed, mut escaped) = (BTreeMap::new(), BTreeMap::new());
+        for attempt in ATTEMPTS {
+            let (mount_ns, mounts): (&str, &[&str]) = match attempt {
+                PROC => (OWN_NS, &[HOST_PROC]),
+                PIDNS_PROC => (OWN_NS, &[OWN_PROC]),
+                PIVOT | PIVOT_FD => (OWN_NS, &[PIVOTED_ROOT]),
+                _ => (RUN_NS, &[]),
+            };
+            let mut fds = vec![PIPE.to_string(), PIPE.to_string(), LOOT.to_string()];
+            if [FD, PIVOT_FD].contains(&attempt) {
+                fds.push(DOOR.to_string());
+            }
+            let id = match attempt {
+                AS_NOBODY => NOBODY,
+                USERNS_MAPPED => MAPPED_ID,
+                _ => 0,
+            };
+            let caps: &[&str] = match attempt {
+                NO_CAP => &[],
+                AS_NOBODY => &["bounding"],
+                _ => &["effective", "permitted", "bounding"],
+            };
+            jailed.insert(
+                attempt.to_string(),
+                Jailed {
+                    root: JAIL.into(),
+                    cwd: "its root".into(),
+                    threads: 1,
+                    mount_ns: mount_ns.into(),
+                    mounts: mounts.iter().map(|m| m.to_string()).collect(),
+                    fds: sorted(fds),
+                    cap_sys_chroot_in: caps.iter().map(|c| c.to_string()).collect(),
+                    uids: [id; 4],
+                    gids: [id; 4],
+                    user_ns: if attempt.starts_with("userns") { "its own" } else { "the host's" }.into(),
+                    pid_1: attempt.starts_with("pidns"),
+                },
+            );
+            let stays = [NO_CAP, AS_NOBODY, PIVOT, PIDNS_PROC].contains(&attempt);
+            let secret = if stays || attempt == USERNS_MAPPED { NOT_OPENED } else { HANDED_BACK };
+            escaped.insert(
+                attempt.to_string(),
+                Escaped {
+                    root: if stays { JAIL } else { HOST_ROOT }.into(),
+                    mount_ns: mount_ns.into(),
+                    threads: 1,
+                    new_fds: Vec::new(),
+                    secret: secret.into(),
+                    public: if stays { NOT_OPENED } else { HANDED_BACK }.into(),
+                },
+            );
+        }
+        (jailed, escaped)
+    }
+
+    /// Each verdict's decision on the facts `change` makes of the measured ones.
+    fn decide(
+        change: impl FnOnce(&mut BTreeMap<String, Jailed>, &mut BTreeMap<String, Escaped>),
+    ) -> BTreeMap<&'static str, bool> {
+        let (mut jailed, mut escaped) = as_measured();
+        change(&mut jailed, &mut escaped);
+        let mut facts = Facts::default();
+        facts.record(JAILED_ATTEMPTS, jailed);
+        facts.record(ESCAPED_ATTEMPTS, escaped);
+        for probe in [NO_CAP_CHROOT, NOBODY_CHROOT, USERNS_IN_CHROOT] {
+            facts.record(probe, "EPERM".to_string());
+        }
+        facts.record(OUTSIDE_CHANGES, Vec::new());
+        facts.record(HOST_CHANGES, Vec::new());
+        let evidence = Evidence::new(&facts);
+        VERDICTS.iter().map(|v| (v.id, (v.decide)(&evidence) == Some(true))).collect()
+    }
+
+    /// The verdicts that do not pass once `change` is made.
+    fn failing(
+        change: impl FnOnce(&mut BTreeMap<String, Jailed>, &mut BTreeMap<String, Escaped>),
+    ) -> Vec<&'static str> {
+        decide(change).into_iter().filter(|(_, passed)| !passed).map(|(id, _)| id).collect()
+    }
+
+    fn jailed_mut<'a>(j: &'a mut BTreeMap<String, Jailed>, attempt: &str) -> &'a mut Jailed {
+        j.get_mut(attempt).expect("every attempt is measured")
+    }
+
+    #[test]
+    fn the_measured_facts_pass_every_verdict() {
+        assert_eq!(failing(|_, _| {}), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn a_root_on_a_bind_mount_of_the_host_or_a_mount_exposing_it_is_no_classic_escape() {
+        let failed = failing(|_, x| x.get_mut(CLASSIC).expect("classic").root = HOST_ROOT_ELSEWHERE.into());
+        assert!(failed.contains(&"classic-escape"), "{failed:?}");
+        let failed = failing(|j, _| {
+            jailed_mut(j, CLASSIC).mounts = vec![format!("/host: {EXPOSES_THE_HOST}: ext4 / of /dev/vda")]
+        });
+        assert!(failed.contains(&"classic-escape"), "{failed:?}");
+        let failed = failing(|_, x| x.get_mut(CLASSIC).expect("classic").mount_ns = OWN_NS.into());
+        assert!(failed.contains(&"classic-escape"), "{failed:?}");
+    }
+
+    #[test]
+    fn a_second_thread_at_either_stage_fails_the_attempt() {
+        assert!(failing(|j, _| jailed_mut(j, CLASSIC).threads = 2).contains(&"classic-escape"));
+        assert!(failing(|_, x| x.get_mut(FD).expect("fd").threads = 2).contains(&"fd-escape"));
+        assert!(failing(|j, _| jailed_mut(j, PIVOT).threads = 2).contains(&"pivot-lands-inside"));
+    }
+
+    #[test]
+    fn a_route_the_verdict_does_not_name_fails_it() {
+        let pidfd = "a pidfd: a way to another process's descriptors (pidfd_getfd) and namespaces (setns)";
+        assert!(failing(|j, _| jailed_mut(j, CLASSIC).fds.push(pidfd.into())).contains(&"classic-escape"));
+        assert!(failing(|j, _| jailed_mut(j, CLASSIC).fds.push(DOOR.into())).contains(&"classic-escape"));
+        let twice = failing(|j, _| jailed_mut(j, FD).fds.push(DOOR.into()));
+        assert!(twice.contains(&"door-opened-before") && twice.contains(&"fd-escape"), "{twice:?}");
+        let elsewhere = "a directory leading out: the workdir, opened O_RDONLY|O_DIRECTORY, on another mount \
+                         (another namespace's, or a tree of no namespace)";
+        let failed = failing(|j, _| {
+            let fd = jailed_mut(j, FD);
+            fd.fds.retain(|f| f != DOOR);
+            fd.fds.push(elsewhere.into());
+        });
+        assert!(failed.contains(&"door-opened-before"), "{failed:?}");
+        let failed = failing(|_, x| x.get_mut(FD).expect("fd").new_fds = vec![DOOR.into()]);
+        assert!(failed.contains(&"fd-escape"), "{failed:?}");
+    }
+
+    #[test]
+    fn a_defence_row_checks_its_defence_was_really_there() {
+        // Not pivoted (a chroot in a mount namespace of its own), or the old root still mounted.
+        assert!(failing(|j, _| jailed_mut(j, PIVOT).mounts.clear()).contains(&"pivot-lands-inside"));
+        let old_root = format!("/.oldroot: {EXPOSES_THE_HOST}: ext4 / of /dev/vda");
+        assert!(failing(|j, _| jailed_mut(j, PIVOT).mounts.push(old_root)).contains(&"pivot-lands-inside"));
+        assert!(failing(|j, _| jailed_mut(j, PIVOT_FD).mounts.clear()).contains(&"pivot-fd-leads-out"));
+        // The host's proc in the PID namespace's jail, or none at all.
+        let failed = failing(|j, _| jailed_mut(j, PIDNS_PROC).mounts = vec![HOST_PROC.into()]);
+        assert!(failed.contains(&"pidns-own-proc-stays"), "{failed:?}");
+        assert!(failing(|j, _| jailed_mut(j, PIDNS_PROC).mounts.clear()).contains(&"pidns-own-proc-stays"));
+        // CAP_SYS_CHROOT left in the bounding set; a saved or filesystem uid of root's.
+        let failed = failing(|j, _| jailed_mut(j, NO_CAP).cap_sys_chroot_in = vec!["bounding".into()]);
+        assert!(failed.contains(&"no-cap-stays"), "{failed:?}");
+        assert!(failing(|j, _| jailed_mut(j, AS_NOBODY).uids[2] = 0).contains(&"nobody-stays"));
+        assert!(failing(|j, _| jailed_mut(j, AS_NOBODY).uids[3] = 0).contains(&"nobody-stays"));
+        assert!(failing(|j, _| jailed_mut(j, AS_NOBODY).gids[2] = 0).contains(&"nobody-stays"));
+        let failed = failing(|j, _| jailed_mut(j, AS_NOBODY).cap_sys_chroot_in = vec!["permitted".into()]);
+        assert!(failed.contains(&"nobody-stays"), "{failed:?}");
+    }
+
+    #[test]
+    fn open_flags_are_said_as_open_2_names_them() {
+        assert_eq!(open_flags(libc::O_RDONLY | libc::O_DIRECTORY | libc::O_LARGEFILE), "O_RDONLY|O_DIRECTORY");
+        assert_eq!(open_flags(libc::O_PATH | libc::O_DIRECTORY), "O_PATH|O_DIRECTORY");
+        assert_eq!(open_flags(libc::O_RDWR), "O_RDWR");
+    }
+
+    #[test]
+    fn the_mount_a_path_is_on_is_the_topmost_of_the_deepest() {
+        let text = "27 1 254:0 / / rw - ext4 /dev/vda rw\n\
+                    50 27 0:60 / /var/lib/cilab/scratch/r rw - tmpfs cilab-scratch rw\n\
+                    51 50 0:61 / /var/lib/cilab/scratch/r rw - tmpfs cilab-scratch rw\n";
+        let mounts = procfs::parse_mountinfo(text).expect("parses");
+        assert_eq!(mount_under(&mounts, Path::new("/var/lib/cilab/scratch/r/jail")).map(|m| m.id), Some(51));
+        assert_eq!(mount_under(&mounts, Path::new("/var/lib")).map(|m| m.id), Some(27));
+        assert_eq!(mounts[1].dev, "0:60");
+    }
+}

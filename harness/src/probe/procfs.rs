@@ -30,6 +30,10 @@ pub struct ProcStatus {
     /// Permitted and ambient capability sets.
     pub cap_prm: u64,
     pub cap_amb: u64,
+    /// The bounding set: what an exec may still give back.
+    pub cap_bnd: u64,
+    /// Threads in the process.
+    pub threads: u64,
     /// Signals with a handler installed (bit n-1 for signal n).
     pub sig_cgt: u64,
     pub sig_ign: u64,
@@ -94,6 +98,8 @@ fn status_from_text(text: &str, what: &str) -> Result<ProcStatus> {
         cap_eff: status.capeff,
         cap_prm: status.capprm,
         cap_amb: status.capamb.unwrap_or(0),
+        cap_bnd: status.capbnd.ok_or_else(|| Error::parse(what, "CapBnd: missing"))?,
+        threads: status.threads,
         sig_cgt: status.sigcgt,
         sig_ign: status.sigign,
         sig_blk: status.sigblk,
@@ -219,6 +225,8 @@ pub fn processes_in_namespace(kind: &str, ns: NsId, except: &[i32]) -> Vec<i32> 
 pub struct Mount {
     pub id: u32,
     pub parent: u32,
+    /// The filesystem's device, `major:minor` (its files' st_dev).
+    pub dev: String,
     pub root: String,
     pub mount_point: String,
     pub options: String,
@@ -270,6 +278,7 @@ fn parse_mount_line(line: &str) -> Result<Mount> {
     Ok(Mount {
         id: u32::try_from(info.mnt_id).map_err(|_| bad())?,
         parent: u32::try_from(info.pid).map_err(|_| bad())?,
+        dev: info.majmin.clone(),
         root: unescape(&info.root),
         mount_point: unescape(&info.mount_point.to_string_lossy()),
         options: options_in_order(&info.mount_options, fields.get(5).copied()),
