@@ -256,7 +256,7 @@ pub const VERDICTS: [VerdictSpec; 14] = [
     },
     VerdictSpec {
         id: "reads-only",
-        claim: "the escaped processes only read: every sentinel and every other file of the scratch dir outside the jail is, byte for byte and by metadata, as the harness planted it, and the lab's host mount table is unchanged",
+        claim: "the escaped processes only read: the scratch dir, every entry in it outside the jail (the sentinels and their directory among them) and the host's root directory are, byte for byte and by metadata (type, mode, owner, size, modification and change times), as the harness planted them, and the lab's host mount table is unchanged",
         points: 1,
         region: Some("classic-escape"),
         requires: &["classic-escape"],
@@ -920,11 +920,16 @@ fn plant(outside: &Path) -> Result<BTreeMap<String, String>> {
     Ok(planted)
 }
 
-/// Every entry of the scratch dir but the jail: relative path -> type, mode, owner, size,
-/// modification time and content (files), target (links).
+/// What the escapes could write without the harness seeing it otherwise: the scratch dir
+/// itself and every entry in it but the jail (the sentinels' directory and the sentinels
+/// among them), and the host's root directory itself. Relative path (`.` for the scratch
+/// dir, `/` for the root) -> type and mode, owner, size, modification and change times, and
+/// the exact content (files) or target (links). A change time moves with any write, chmod,
+/// chown, link or rename, even one that puts the modification time back.
 fn tree_outside_jail(scratch: &Path) -> Result<BTreeMap<String, String>> {
-    use std::os::unix::fs::MetadataExt;
     let mut out = BTreeMap::new();
+    out.insert(ROOT_ENTRY.to_string(), describe_entry(Path::new("/")).unwrap_or_default());
+    out.insert(".".to_string(), describe_entry(scratch).unwrap_or_default());
     let mut pending = vec![scratch.to_path_buf()];
     while let Some(dir) = pending.pop() {
         for entry in std::fs::read_dir(&dir).map_err(Error::io("list", &dir))?.flatten() {
@@ -933,28 +938,40 @@ fn tree_outside_jail(scratch: &Path) -> Result<BTreeMap<String, String>> {
             if relative == JAIL_DIR {
                 continue;
             }
-            let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
-            let mut line = format!(
-                "mode {:o} owner {}:{} size {} mtime {}.{}",
-                meta.mode(),
-                meta.uid(),
-                meta.gid(),
-                meta.size(),
-                meta.mtime(),
-                meta.mtime_nsec()
-            );
-            if meta.is_dir() {
+            let Some(line) = describe_entry(&path) else { continue };
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
                 pending.push(path.clone());
-            } else if meta.file_type().is_symlink() {
-                line.push_str(&format!(" -> {}", std::fs::read_link(&path).unwrap_or_default().display()));
-            } else if meta.is_file() {
-                let content = std::fs::read(&path).unwrap_or_default();
-                line.push_str(&format!(" content {}", String::from_utf8_lossy(&content).trim()));
             }
             out.insert(relative, line);
         }
     }
     Ok(out)
+}
+
+/// The key of the host's root directory in [`tree_outside_jail`].
+const ROOT_ENTRY: &str = "/ (the host's root directory)";
+
+fn describe_entry(path: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    let mut line = format!(
+        "mode {:o} owner {}:{} size {} mtime {}.{} ctime {}.{}",
+        meta.mode(),
+        meta.uid(),
+        meta.gid(),
+        meta.size(),
+        meta.mtime(),
+        meta.mtime_nsec(),
+        meta.ctime(),
+        meta.ctime_nsec()
+    );
+    if meta.file_type().is_symlink() {
+        line.push_str(&format!(" -> {:?}", std::fs::read_link(path).unwrap_or_default()));
+    } else if meta.is_file() {
+        let content = std::fs::read(path).unwrap_or_default();
+        line.push_str(&format!(" content \"{}\"", content.escape_ascii()));
+    }
+    Some(line)
 }
 
 fn differences(before: &BTreeMap<String, String>, after: &BTreeMap<String, String>) -> Vec<String> {
@@ -1064,7 +1081,7 @@ fn describe(status: std::result::Result<(), ProbeFailure>, worked: &str) -> Stri
 }
 
 /// Typical mistakes and lies; each region's `todo!()` is added by the corpus itself.
-pub const MISTAKES: [Mistake; 21] = [
+pub const MISTAKES: [Mistake; 22] = [
     Mistake {
         region: "classic-escape",
         name: "chroot(sub) without the chdir(\"..\") loop",
@@ -1364,6 +1381,21 @@ pub const MISTAKES: [Mistake; 21] = [
             ),
         ],
         caught_by: "classic-escape",
+    },
+    Mistake {
+        region: "classic-escape",
+        name: "the escaped process writes each sentinel back as it was and puts its modification time back",
+        kind: MistakeKind::Lie,
+        edits: &[Edit::Replace(
+            "        match std::fs::read_to_string(&path) {\n",
+            "        let was = std::fs::metadata(&path).and_then(|m| m.modified());\n        \
+             if let (Ok(content), Ok(was)) = (std::fs::read(&path), was) {\n            \
+             let _ = std::fs::write(&path, &content);\n            \
+             let _ = std::fs::File::options().write(true).open(&path).and_then(|f| f.set_modified(was));\n        \
+             }\n        \
+             match std::fs::read_to_string(&path) {\n",
+        )],
+        caught_by: "reads-only",
     },
 ];
 
