@@ -144,15 +144,25 @@ pub fn examine() -> DoctorReport {
         detail: if swaps == 0 { "off".into() } else { format!("{swaps} swap area(s): runs limit memory+swap") },
         advice: None,
     });
-    let evidence = disposable_evidence();
-    let disposable = !evidence.is_empty();
+    // The guard of the labs that break isolation takes the same judgement (labkit::disposable).
+    let judgement = labkit::disposable::judge();
+    let disposable = judgement.disposable();
+    let declared = match (judgement.declared, disposable) {
+        (false, _) => String::new(),
+        (true, true) => format!(" ({}=1 is set too: a declaration, not counted)", labkit::disposable::DECLARED_ENV),
+        (true, false) => format!(
+            " ({}=1 is a declaration, not evidence: pass {} to run such a lab anyway)",
+            labkit::disposable::DECLARED_ENV,
+            labkit::disposable::ALLOW_FLAG
+        ),
+    };
     findings.push(Finding {
         ok: true,
         topic: "disposable".into(),
         detail: if disposable {
-            format!("looks like a VM or container: {}", evidence.join("; "))
+            format!("looks like a VM or container: {}{declared}", judgement.evidence.join("; "))
         } else {
-            "looks like a real machine: labs that break isolation will refuse to run here".into()
+            format!("looks like a real machine: labs that break isolation will refuse to run here{declared}")
         },
         advice: None,
     });
@@ -319,21 +329,6 @@ fn user_namespaces() -> Finding {
             blocked.map_or_else(|| "sysctl -w user.max_user_namespaces=15000".to_string(), |(_, advice)| advice),
         ),
     }
-}
-
-/// Signs that this machine is a VM or container that may be broken and thrown away
-/// (labkit::disposable, which the labs that break isolation read too), and the person's
-/// declaration `CILAB_DISPOSABLE=1`, which doctor shows but those labs do not take.
-pub fn disposable_evidence() -> Vec<String> {
-    let mut evidence = labkit::disposable::evidence();
-    if labkit::disposable::declared() {
-        evidence.push(format!(
-            "{}=1 (declared; chroot-escape still asks for {})",
-            labkit::disposable::DECLARED_ENV,
-            labkit::disposable::ALLOW_FLAG
-        ));
-    }
-    evidence
 }
 
 /// A live cilab made it: a process with that PID is running, and it is cilab. (Its

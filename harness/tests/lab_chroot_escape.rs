@@ -63,6 +63,16 @@ fn the_guard_refuses_where_the_evidence_says_not_disposable() {
     let doctor = common::cilab().arg("doctor").env(env, bare.path()).output().expect("run cilab doctor");
     let text = String::from_utf8_lossy(&doctor.stdout);
     assert!(text.contains("looks like a real machine"), "doctor:\n{text}");
+    // A declaration is shown, and counts for doctor exactly as for the guard: not at all.
+    let doctor = common::cilab()
+        .args(["doctor", "--format", "json"])
+        .env(env, bare.path())
+        .env(labkit::disposable::DECLARED_ENV, "1")
+        .output()
+        .expect("run cilab doctor");
+    let said: serde_json::Value = serde_json::from_slice(&doctor.stdout).expect("doctor's JSON");
+    assert_eq!(said["disposable"], serde_json::Value::Bool(false), "{said}");
+    assert!(said.to_string().contains(labkit::disposable::DECLARED_ENV), "{said}");
 
     // cilab check: every verdict a SKIP that says why and what to do; nothing ran.
     let output = common::cilab()
