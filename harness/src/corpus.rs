@@ -175,11 +175,33 @@ pub struct EntryResult {
     pub by_hand: String,
     /// Everything wrong with this entry; empty when it is as it must be.
     pub problems: Vec<String>,
+    /// Why the entry was not run: its lab is not available here (the guard of a lab that
+    /// breaks isolation refuses this machine, say). Not caught, so never ok.
+    #[serde(default)]
+    pub skipped: Option<String>,
 }
 
 impl EntryResult {
+    /// Run, and caught as it must be.
     pub fn ok(&self) -> bool {
-        self.problems.is_empty()
+        self.problems.is_empty() && self.skipped.is_none()
+    }
+
+    fn new(entry: &Entry) -> Self {
+        EntryResult {
+            lab: entry.lab.name.to_string(),
+            region: entry.region.clone(),
+            name: entry.name.clone(),
+            kind: entry.kind,
+            caught_by: entry.caught_by.clone().unwrap_or_default(),
+            caught: false,
+            failed: Vec::new(),
+            hint_shown: false,
+            panic: None,
+            by_hand: String::new(),
+            problems: Vec::new(),
+            skipped: None,
+        }
     }
 }
 
@@ -240,10 +262,17 @@ pub fn run(labs: &[&'static LabSpec], workspace: &Path, only: Option<&str>) -> R
     let setup = CgroupSetup::detect()?;
     let mut results = Vec::new();
     for lab in labs {
+        let selected = entries(lab)?.into_iter().filter(|e| only.is_none_or(|o| e.name.contains(o)));
+        if let Err(why) = (lab.available)() {
+            // Not run, and said so for each entry: a lab that cannot run here catches nothing.
+            results
+                .extend(selected.map(|entry| EntryResult { skipped: Some(why.clone()), ..EntryResult::new(&entry) }));
+            continue;
+        }
         let source_path = tree.join("labs").join(lab.name).join("src/main.rs");
         let original = std::fs::read_to_string(&source_path).map_err(Error::io("read", &source_path))?;
         let hints = lab.region_hints();
-        for entry in entries(lab)?.into_iter().filter(|e| only.is_none_or(|o| e.name.contains(o))) {
+        for entry in selected {
             let result = run_entry(&entry, &original, &source_path, &tree, &binaries, &setup, &hints);
             results.push(result?);
         }
@@ -261,19 +290,7 @@ fn run_entry(
     setup: &CgroupSetup,
     hints: &crate::verdict::RegionHints,
 ) -> Result<EntryResult> {
-    let mut result = EntryResult {
-        lab: entry.lab.name.to_string(),
-        region: entry.region.clone(),
-        name: entry.name.clone(),
-        kind: entry.kind,
-        caught_by: entry.caught_by.clone().unwrap_or_default(),
-        caught: false,
-        failed: Vec::new(),
-        hint_shown: false,
-        panic: None,
-        by_hand: String::new(),
-        problems: Vec::new(),
-    };
+    let mut result = EntryResult::new(entry);
     write_if_changed(source_path, &entry.apply(original)?)?;
     if let Err(error) = crate::labbuild::cargo_build(tree, &[entry.lab.package]) {
         result.problems.push(format!("does not build: {error}"));
@@ -351,7 +368,11 @@ fn write_if_changed(path: &Path, text: &str) -> Result<()> {
 pub fn to_table(results: &[EntryResult]) -> String {
     let mut out = String::new();
     for r in results {
-        let mark = if r.ok() { "caught" } else { "PROBLEM" };
+        let mark = match (&r.skipped, r.ok()) {
+            (Some(_), _) => "SKIPPED",
+            (None, true) => "caught",
+            (None, false) => "PROBLEM",
+        };
         out.push_str(&format!(
             "{mark:<8} {:<12} {:<18} {:<8} {:<55} by {}\n",
             r.lab,
@@ -363,9 +384,18 @@ pub fn to_table(results: &[EntryResult]) -> String {
         for problem in &r.problems {
             out.push_str(&format!("           - {problem}\n"));
         }
+        if let Some(why) = &r.skipped {
+            out.push_str(&format!("           - not run, so not caught: {why}\n"));
+        }
     }
-    let bad = results.iter().filter(|r| !r.ok()).count();
-    out.push_str(&format!("\n{} entries: {} caught, {bad} with problems\n", results.len(), results.len() - bad));
+    let skipped = results.iter().filter(|r| r.skipped.is_some()).count();
+    let caught = results.iter().filter(|r| r.ok()).count();
+    let bad = results.len() - caught - skipped;
+    out.push_str(&format!("\n{} entries: {caught} caught, {bad} with problems", results.len()));
+    if skipped > 0 {
+        out.push_str(&format!(", {skipped} SKIPPED (not run here, not caught)"));
+    }
+    out.push('\n');
     out
 }
 

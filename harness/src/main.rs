@@ -482,6 +482,14 @@ fn corpus(names: &[String], only: Option<&str>, format: Format) -> Result<ExitCo
     // The corpus builds from the tree as it is: the unmutated labs must be built too.
     labbuild::ensure_built(&labs, false)?;
     let results = cilab::corpus::run(&labs, &workspace, only)?;
+    for lab in &labs {
+        let skipped: Vec<&cilab::corpus::EntryResult> =
+            results.iter().filter(|r| r.lab == lab.name && r.skipped.is_some()).collect();
+        if let Some(first) = skipped.first() {
+            let why = first.skipped.as_deref().unwrap_or_default();
+            eprintln!("cilab: {} entries of {} SKIPPED, not run and not caught: {why}", skipped.len(), lab.name);
+        }
+    }
     match format {
         Format::Table => print!("{}", cilab::corpus::to_table(&results)),
         Format::Json => println!("{}", serde_json::to_string_pretty(&results)?),

@@ -113,6 +113,24 @@ fn the_guard_refuses_where_the_evidence_says_not_disposable() {
         .expect("run the lab");
     assert_eq!(declared.status.code(), Some(1), "CILAB_DISPOSABLE=1 alone does not let it run");
 
+    // The mistake corpus skips the lab's entries, each said so, none counted as caught.
+    let name = cilab::checks::chroot_escape::MISTAKES[0].name;
+    let lab = cilab::catalog::find("chroot-escape").expect("in the catalog");
+    let expected = cilab::corpus::entries(lab).expect("entries").iter().filter(|e| e.name.contains(name)).count();
+    let corpus = common::cilab()
+        .args(["dev", "corpus", "chroot-escape", "--only", name, "--format", "json"])
+        .env(env, bare.path())
+        .output()
+        .expect("run cilab dev corpus");
+    let results: Vec<cilab::corpus::EntryResult> = serde_json::from_slice(&corpus.stdout).expect("the corpus's JSON");
+    assert_eq!(results.len(), expected, "every entry asked for is listed");
+    for result in &results {
+        let why = result.skipped.as_deref().unwrap_or_default();
+        assert!(why.contains("does not look disposable") && !result.ok() && !result.caught, "{result:?}");
+    }
+    assert_eq!(corpus.status.code(), Some(1), "a skipped entry is not a caught one");
+    assert!(String::from_utf8_lossy(&corpus.stderr).contains("SKIPPED"), "{corpus:?}");
+
     // The explicit flag does: through cilab run (which hands it to the lab), through
     // cilab check, and for the lab binary by hand.
     let run = common::cilab()
