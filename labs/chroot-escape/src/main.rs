@@ -198,7 +198,7 @@ fn run(cli: &Cli) -> Result<()> {
     lab.step(
         "Lock one process per attempt in the jail, each with its defence",
         "fork; [open(workdir)]; [unshare(CLONE_NEWNS|NEWUSER|NEWPID)]; chroot(jail) or pivot_root; chdir(\"/\"); [capset, setresuid]",
-        "chroot jail sh   /   unshare --mount --pid --fork --user ... chroot jail sh   /   setpriv --reuid 65534 chroot ...",
+        "chroot jail sh   /   unshare --mount --pid --fork --user ... chroot jail sh   /   chroot --userspec=65534:65534 jail sh (the drops come after the chroot: see the sheet)",
     );
     let setup =
         Setup { voice: lab.voice(), workdir: workdir.path().to_path_buf(), jail: jail.clone(), host_pid: getpid() };
