@@ -5,7 +5,10 @@
 //!   among the lab's descendants (never taken from the claims); its root (the /proc link,
 //!   by device and inode) is the jail, its working directory is its root, and the harness
 //!   walks `..` up from each directory descriptor it holds to count those that lead out of
-//!   the jail. Its capabilities, ids, user namespace and PID inside come from /proc.
+//!   the jail. Its capabilities (none but CAP_SYS_CHROOT: no setns, no pidfd_getfd of a
+//!   process holding more), ids, user namespace and PID inside come from /proc, and so do
+//!   the processes of the run outside the jail it could ptrace (each must be sealed:
+//!   seccomp strict, holding only pipes and character devices, as the lab's witness is).
 //!   Then the harness plants, outside the jail, per attempt a 0600 and a 0644 sentinel with
 //!   random content, and arms fanotify on them: every open names the opening process.
 //!   It also makes the syscalls the defence table rests on itself, in forked probes in the
@@ -102,8 +105,16 @@ pub struct Jailed {
     /// directory in the jail, a directory leading out (a door: what, how opened, through
     /// which mount), or a route the attempt did not declare (a namespace, a pidfd, a socket).
     pub fds: Vec<String>,
-    /// The capability sets that still hold CAP_SYS_CHROOT: effective, permitted, bounding.
+    /// The capability sets that still hold CAP_SYS_CHROOT: effective, permitted,
+    /// inheritable, bounding, ambient.
     pub cap_sys_chroot_in: Vec<String>,
+    /// The sets that hold any capability but CAP_SYS_CHROOT: none, or the escape it is
+    /// told to try is not its only way out (CAP_SYS_ADMIN: setns; CAP_SYS_PTRACE:
+    /// pidfd_getfd; CAP_DAC_READ_SEARCH: open_by_handle_at...).
+    pub other_caps_in: Vec<String>,
+    /// The processes of the run outside the jail that it could ptrace or take descriptors
+    /// from (pidfd_getfd), each said with whether it is [`SEALED`].
+    pub within_reach: Vec<String>,
     /// Real, effective, saved and filesystem uid, and gid, as the host sees them.
     pub uids: [u32; 4],
     pub gids: [u32; 4],
@@ -122,6 +133,8 @@ pub struct Escaped {
     pub threads: u64,
     /// Descriptors it holds now that it did not hold at `jailed` (a door it got since).
     pub new_fds: Vec<String>,
+    /// The processes of the run outside the jail within its reach now (as at `jailed`).
+    pub within_reach: Vec<String>,
     /// What became of the 0600 sentinel, and of the 0644 one: [`HANDED_BACK`], [`NOT_OPENED`]
     /// or what else was seen.
     pub secret: String,
@@ -152,6 +165,11 @@ const LOOT: &str = "its loot file, in the jail";
 const PIPE: &str = "a pipe";
 /// Descriptors that are no way out: a non-directory cannot be fchdir'ed or walked up from.
 const HARMLESS: [&str; 5] = [LOOT, PIPE, "a file, not a directory", "a character device", "a directory in the jail"];
+const CHAR_DEVICE: &str = "a character device";
+/// A process outside the jail within an attempt's reach that gives it nothing: in seccomp's
+/// strict mode (read, write, exit: it can open or receive nothing), one thread, holding only
+/// pipes and character devices.
+pub const SEALED: &str = "sealed: seccomp strict, one thread, holding only pipes and character devices";
 
 const JAILED_ATTEMPTS: Fact<BTreeMap<String, Jailed>> = Fact::new("jailed.attempts");
 const NO_CAP_CHROOT: Fact<String> = Fact::new("jailed.chroot_sub_without_cap_sys_chroot_by_the_harness");
@@ -187,6 +205,8 @@ fn locked_in(j: &Jailed, walls: &Walls) -> bool {
     j.root == JAIL
         && j.cwd == "its root"
         && j.threads == 1
+        && j.other_caps_in.is_empty()
+        && all_sealed(&j.within_reach)
         && j.mount_ns == walls.mount_ns
         && j.mounts == walls.mounts
         && j.fds.iter().filter(|f| f.as_str() == DOOR).count() == walls.doors
@@ -200,7 +220,7 @@ fn out_with_secret(x: &Escaped) -> bool {
 }
 
 fn out(x: &Escaped) -> bool {
-    x.root == HOST_ROOT && x.threads == 1 && x.new_fds.is_empty()
+    x.root == HOST_ROOT && x.threads == 1 && x.new_fds.is_empty() && all_sealed(&x.within_reach)
 }
 
 /// Still in the jail, one thread, nothing opened.
@@ -208,10 +228,15 @@ fn stayed(x: &Escaped) -> bool {
     x.root == JAIL && x.threads == 1 && x.secret == NOT_OPENED && x.public == NOT_OPENED
 }
 
+/// Every process outside the jail within the attempt's reach is [`SEALED`].
+fn all_sealed(within_reach: &[String]) -> bool {
+    within_reach.iter().all(|p| p.ends_with(SEALED))
+}
+
 pub const VERDICTS: [VerdictSpec; 14] = [
     VerdictSpec {
         id: "classic-escape",
-        claim: "from a plain chroot, root in the jail with no way out (root the jail, working directory at it, one thread, no mount under it, no directory descriptor leading out, no namespace, pidfd or socket descriptor), the classic escape moves the process's root to the root of the run's mount namespace (its root directory on its root mount, the process still in that namespace), and it alone opens the 0600 sentinel planted outside afterwards and hands back its random content",
+        claim: "from a plain chroot, root in the jail with no way out (root the jail, working directory at it, one thread, no capability but CAP_SYS_CHROOT, no mount under it, no directory descriptor leading out, no namespace, pidfd or socket descriptor, no process outside the jail within its ptrace reach that is not sealed), the classic escape moves the process's root to the root of the run's mount namespace (its root directory on its root mount, the process still in that namespace), and it alone opens the 0600 sentinel planted outside afterwards and hands back its random content",
         points: 3,
         region: Some("classic-escape"),
         requires: &[],
@@ -265,11 +290,11 @@ pub const VERDICTS: [VerdictSpec; 14] = [
     },
     VerdictSpec {
         id: "no-cap-stays",
-        claim: "without CAP_SYS_CHROOT (gone from its effective, permitted and bounding sets) the classic escape stays in the jail: chroot(sub) fails with EPERM, and no sentinel is opened",
+        claim: "without CAP_SYS_CHROOT (gone from its effective, permitted, inheritable, bounding and ambient sets) and any other capability, the classic escape stays in the jail: chroot(sub) fails with EPERM, and no sentinel is opened",
         points: 0,
         region: None,
         requires: &["classic-escape"],
-        hint: "the lab drops CAP_SYS_CHROOT from the no-cap attempt's bounding, permitted and effective sets",
+        hint: "the lab drops every capability of the no-cap attempt, CAP_SYS_CHROOT too, from every set",
         decide: |e| {
             let j = jailed(e, NO_CAP)?;
             Some(
@@ -460,7 +485,6 @@ impl ChrootEscape {
         let marks = Landmarks::read(run, &jail)?;
         let host_user_ns = run.host_ns("user")?;
         let descendants = descendants(run.pid());
-        let mut states = BTreeMap::new();
         for attempt in ATTEMPTS {
             let comm = format!("{COMM_PREFIX}{attempt}");
             let found: Vec<i32> = descendants
@@ -479,19 +503,18 @@ impl ChrootEscape {
             };
             run.track_pid(*pid);
             self.processes.insert(attempt.to_string(), *pid);
+        }
+        let outside = self.outside_processes(run, &marks, &descendants)?;
+        let mut states = BTreeMap::new();
+        for (attempt, pid) in &self.processes {
             let status = procfs::read_status(*pid)?;
             let user_ns = run.namespace_of(*pid, "user")?;
             let mount_ns = run.namespace_of(*pid, "mnt")?;
             let pid_ns = run.namespace_of(*pid, "pid")?;
             let loot = file_id(&jail.join(LOOT_DIR).join(attempt));
             let fds = marks.fds(*pid, loot);
-            let chroot_bit = 1u64 << CAP_SYS_CHROOT;
-            let cap_sys_chroot_in =
-                [("effective", status.cap_eff), ("permitted", status.cap_prm), ("bounding", status.cap_bnd)]
-                    .into_iter()
-                    .filter(|(_, set)| set & chroot_bit != 0)
-                    .map(|(name, _)| name.to_string())
-                    .collect();
+            let within_reach = within_reach(&status, user_ns, host_user_ns, &outside);
+            let (cap_sys_chroot_in, other_caps_in) = cap_sets(&status);
             states.insert(
                 attempt.to_string(),
                 Jailed {
@@ -508,6 +531,8 @@ impl ChrootEscape {
                     mounts: marks.mounts(*pid, pid_ns)?,
                     fds: sorted(fds.values().cloned().collect()),
                     cap_sys_chroot_in,
+                    other_caps_in,
+                    within_reach,
                     uids: status.uid,
                     gids: status.gid,
                     user_ns: if user_ns == Some(host_user_ns) { "the host's" } else { "its own" }.to_string(),
@@ -537,6 +562,8 @@ impl ChrootEscape {
         };
         let opens = read_opens(watch, &outside)?;
         let jail = run.scratch().join(JAIL_DIR);
+        let host_user_ns = run.host_ns("user")?;
+        let outside = self.outside_processes(run, marks, &descendants(run.pid()))?;
         let mut states = BTreeMap::new();
         for (attempt, pid) in &self.processes {
             let loot_path = jail.join(LOOT_DIR).join(attempt);
@@ -576,6 +603,7 @@ impl ChrootEscape {
                 .collect();
             let status = procfs::read_status(*pid)?;
             let mount_ns = run.namespace_of(*pid, "mnt")?;
+            let user_ns = run.namespace_of(*pid, "user")?;
             states.insert(
                 attempt.clone(),
                 Escaped {
@@ -583,6 +611,7 @@ impl ChrootEscape {
                     mount_ns: marks.mount_ns(mount_ns),
                     threads: status.threads,
                     new_fds,
+                    within_reach: within_reach(&status, user_ns, host_user_ns, &outside),
                     secret: fate("secret", SECRET_SUFFIX),
                     public: fate("public", PUBLIC_SUFFIX),
                 },
@@ -594,6 +623,95 @@ impl ChrootEscape {
         facts.record(HOST_CHANGES, run.mount_ns().changes()?.describe());
         Ok(())
     }
+}
+
+impl ChrootEscape {
+    /// The lab and every descendant of it that is not an attempt's process (launchers,
+    /// the witness, whatever else the lab made), as an attempt could reach them.
+    fn outside_processes(&self, run: &mut LabRun, marks: &Landmarks, descendants: &[i32]) -> Result<Vec<Outside>> {
+        let mut found = Vec::new();
+        let attempts: Vec<i32> = self.processes.values().copied().collect();
+        for pid in std::iter::once(run.pid()).chain(descendants.iter().copied()).filter(|p| !attempts.contains(p)) {
+            // A process that ended since it was listed reaches nobody.
+            let Ok(status) = procfs::read_status(pid) else { continue };
+            let user_ns = run.namespace_of(pid, "user")?;
+            let fds = marks.fds(pid, None).into_values().collect();
+            found.push(Outside { name: status.name.clone(), status, user_ns, fds });
+        }
+        Ok(found)
+    }
+}
+
+/// A process of the run outside the jail.
+struct Outside {
+    name: String,
+    status: procfs::ProcStatus,
+    user_ns: Option<NsId>,
+    /// Its descriptors, as [`Landmarks::fd`] says them.
+    fds: Vec<String>,
+}
+
+/// Which sets of `status` hold CAP_SYS_CHROOT, and which hold any other capability.
+fn cap_sets(status: &procfs::ProcStatus) -> (Vec<String>, Vec<String>) {
+    let chroot_bit = 1u64 << CAP_SYS_CHROOT;
+    let sets = [
+        ("effective", status.cap_eff),
+        ("permitted", status.cap_prm),
+        ("inheritable", status.cap_inh),
+        ("bounding", status.cap_bnd),
+        ("ambient", status.cap_amb),
+    ];
+    let holding = |mask: u64| -> Vec<String> {
+        sets.iter().filter(|(_, set)| set & mask != 0).map(|(name, _)| name.to_string()).collect()
+    };
+    (holding(chroot_bit), holding(!chroot_bit))
+}
+
+/// The processes of `outside` that a process with `status`, in user namespace `user_ns`,
+/// may ptrace or take descriptors from (ptrace access, proc(5) and ptrace(2)): in the same
+/// user namespace, with ids it can take without a capability (any of its real, effective
+/// and saved ids) equal to all of the other's real, effective and saved ids, and the
+/// other's permitted set within its own; or anything when it holds CAP_SYS_PTRACE. A
+/// process in yet another user namespace counts as within reach (its owner may be root).
+/// Whether the other is dumpable cannot be read from outside: counted as if it were.
+fn within_reach(
+    status: &procfs::ProcStatus,
+    user_ns: Option<NsId>,
+    host_user_ns: NsId,
+    outside: &[Outside],
+) -> Vec<String> {
+    const CAP_SYS_PTRACE: u32 = 19;
+    let ids_match = |mine: &[u32; 4], theirs: &[u32; 4]| mine[..3].iter().any(|id| theirs[..3].iter().all(|t| t == id));
+    let reachable = |other: &Outside| {
+        if other.user_ns != user_ns {
+            return other.user_ns != Some(host_user_ns);
+        }
+        status.cap_eff & (1u64 << CAP_SYS_PTRACE) != 0
+            || (ids_match(&status.uid, &other.status.uid)
+                && ids_match(&status.gid, &other.status.gid)
+                && other.status.cap_prm & !status.cap_prm == 0)
+    };
+    let said = outside
+        .iter()
+        .filter(|other| reachable(other))
+        .map(|other| {
+            let sealed = other.status.seccomp == Some(1)
+                && other.status.threads == 1
+                && other.fds.iter().all(|f| f == PIPE || f == CHAR_DEVICE);
+            if sealed {
+                format!("{}: {SEALED}", other.name)
+            } else {
+                format!(
+                    "{}: not sealed: seccomp mode {}, {} thread(s), holding {}",
+                    other.name,
+                    other.status.seccomp.map_or("unknown".to_string(), |m| m.to_string()),
+                    other.status.threads,
+                    if other.fds.is_empty() { "nothing".to_string() } else { sorted(other.fds.clone()).join("; ") }
+                )
+            }
+        })
+        .collect();
+    sorted(said)
 }
 
 impl Landmarks {
@@ -1081,7 +1199,7 @@ fn describe(status: std::result::Result<(), ProbeFailure>, worked: &str) -> Stri
 }
 
 /// Typical mistakes and lies; each region's `todo!()` is added by the corpus itself.
-pub const MISTAKES: [Mistake; 22] = [
+pub const MISTAKES: [Mistake; 23] = [
     Mistake {
         region: "classic-escape",
         name: "chroot(sub) without the chdir(\"..\") loop",
@@ -1397,6 +1515,30 @@ pub const MISTAKES: [Mistake; 22] = [
         )],
         caught_by: "reads-only",
     },
+    Mistake {
+        region: "classic-escape",
+        name: "after jailed, pidfd_open of the lab and setns(CLONE_NEWNS) into its mount namespace, the pidfd closed before escaped; the lab leaves the classic attempt its capabilities",
+        kind: MistakeKind::Lie,
+        edits: &[
+            Edit::Replace(
+                "        _ => caps::keep_only(&chroot_only)",
+                "        _ if attempt.name == CLASSIC => {}\n        _ => caps::keep_only(&chroot_only)",
+            ),
+            Edit::Region(
+                "classic-escape",
+                "let _ = climb;\n\
+                 // SAFETY: pidfd_open(2) takes a PID and flags; nix has no wrapper for it.\n\
+                 let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, nix::unistd::getppid().as_raw(), 0) };\n\
+                 if pidfd < 0 {\n    return Err(Errno::last());\n}\n\
+                 let pidfd = own(pidfd as RawFd);\n\
+                 // From a chroot, setns into a mount namespace sets the root to that namespace's root.\n\
+                 nix::sched::setns(&pidfd, CloneFlags::CLONE_NEWNS)?;\n\
+                 drop(pidfd);\n\
+                 Ok(())",
+            ),
+        ],
+        caught_by: "classic-escape",
+    },
 ];
 
 #[cfg(test)]
@@ -1428,6 +1570,12 @@ mod tests {
                 AS_NOBODY => &["bounding"],
                 _ => &["effective", "permitted", "bounding"],
             };
+            // The witness is within reach of the attempts that are root in the host's user namespace.
+            let within_reach = if attempt == AS_NOBODY || attempt.starts_with("userns") {
+                Vec::new()
+            } else {
+                vec![format!("{WITNESS_COMM}: {SEALED}")]
+            };
             jailed.insert(
                 attempt.to_string(),
                 Jailed {
@@ -1438,6 +1586,8 @@ mod tests {
                     mounts: mounts.iter().map(|m| m.to_string()).collect(),
                     fds: sorted(fds),
                     cap_sys_chroot_in: caps.iter().map(|c| c.to_string()).collect(),
+                    other_caps_in: Vec::new(),
+                    within_reach: within_reach.clone(),
                     uids: [id; 4],
                     gids: [id; 4],
                     user_ns: if attempt.starts_with("userns") { "its own" } else { "the host's" }.into(),
@@ -1453,6 +1603,7 @@ mod tests {
                     mount_ns: mount_ns.into(),
                     threads: 1,
                     new_fds: Vec::new(),
+                    within_reach,
                     secret: secret.into(),
                     public: if stays { NOT_OPENED } else { HANDED_BACK }.into(),
                 },
@@ -1552,6 +1703,62 @@ mod tests {
         assert!(failing(|j, _| jailed_mut(j, AS_NOBODY).gids[2] = 0).contains(&"nobody-stays"));
         let failed = failing(|j, _| jailed_mut(j, AS_NOBODY).cap_sys_chroot_in = vec!["permitted".into()]);
         assert!(failed.contains(&"nobody-stays"), "{failed:?}");
+    }
+
+    #[test]
+    fn a_capability_beyond_cap_sys_chroot_or_an_unsealed_process_within_reach_fails_the_attempt() {
+        // CAP_SYS_ADMIN kept: setns into the host's mount namespace is another way out.
+        let failed = failing(|j, _| jailed_mut(j, CLASSIC).other_caps_in = vec!["effective".into()]);
+        assert!(failed.contains(&"classic-escape"), "{failed:?}");
+        let failed = failing(|j, _| jailed_mut(j, AS_NOBODY).other_caps_in = vec!["bounding".into()]);
+        assert!(failed.contains(&"nobody-stays"), "{failed:?}");
+        let helper = "esc-helper: not sealed: seccomp mode 0, 1 thread(s), holding a pipe".to_string();
+        let failed = failing(|j, _| jailed_mut(j, PROC).within_reach.push(helper.clone()));
+        assert!(failed.contains(&"proc-escape"), "{failed:?}");
+        let failed = failing(|_, x| x.get_mut(FD).expect("fd").within_reach.push(helper.clone()));
+        assert!(failed.contains(&"fd-escape"), "{failed:?}");
+    }
+
+    fn outside(name: &str, uid: u32, cap_prm: u64, seccomp: u32, fds: &[&str]) -> Outside {
+        let status = procfs::ProcStatus {
+            name: name.into(),
+            uid: [uid; 4],
+            cap_prm,
+            threads: 1,
+            seccomp: Some(seccomp),
+            ..Default::default()
+        };
+        Outside {
+            name: name.into(),
+            status,
+            user_ns: Some(NsId { dev: 4, ino: 1 }),
+            fds: fds.iter().map(|f| f.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn within_reach_is_what_ptrace_access_allows() {
+        let host = NsId { dev: 4, ino: 1 };
+        let chroot_only = procfs::ProcStatus { cap_eff: 1 << 18, cap_prm: 1 << 18, ..Default::default() };
+        let everything = u64::MAX >> 23;
+        let processes = [
+            outside("lab-chroot-escape", 0, everything, 0, &[PIPE]),
+            outside("esc-witness", 0, 0, 1, &[PIPE, CHAR_DEVICE]),
+            outside("esc-helper", 0, 1 << 18, 0, &[PIPE, "a directory leading out: /"]),
+            outside("nobody-helper", NOBODY, 0, 0, &[]),
+        ];
+        assert_eq!(
+            within_reach(&chroot_only, Some(host), host, &processes),
+            [
+                "esc-helper: not sealed: seccomp mode 0, 1 thread(s), holding a directory leading out: /; a pipe",
+                &format!("esc-witness: {SEALED}"),
+            ]
+        );
+        // CAP_SYS_PTRACE reaches every one of them.
+        let ptrace = procfs::ProcStatus { cap_eff: 1 << 19, ..chroot_only.clone() };
+        assert_eq!(within_reach(&ptrace, Some(host), host, &processes).len(), processes.len());
+        // In a user namespace of its own, the host's processes are out of reach.
+        assert!(within_reach(&chroot_only, Some(NsId { dev: 4, ino: 2 }), host, &processes).is_empty());
     }
 
     #[test]

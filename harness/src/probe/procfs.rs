@@ -27,13 +27,16 @@ pub struct ProcStatus {
     /// Supplementary groups.
     pub groups: Vec<u32>,
     pub cap_eff: u64,
-    /// Permitted and ambient capability sets.
+    /// Permitted, inheritable and ambient capability sets.
     pub cap_prm: u64,
+    pub cap_inh: u64,
     pub cap_amb: u64,
     /// The bounding set: what an exec may still give back.
     pub cap_bnd: u64,
     /// Threads in the process.
     pub threads: u64,
+    /// Seccomp mode: 0 none, 1 strict, 2 filter (None: a kernel without seccomp).
+    pub seccomp: Option<u32>,
     /// Signals with a handler installed (bit n-1 for signal n).
     pub sig_cgt: u64,
     pub sig_ign: u64,
@@ -97,9 +100,11 @@ fn status_from_text(text: &str, what: &str) -> Result<ProcStatus> {
         groups: status.groups,
         cap_eff: status.capeff,
         cap_prm: status.capprm,
+        cap_inh: status.capinh,
         cap_amb: status.capamb.unwrap_or(0),
         cap_bnd: status.capbnd.ok_or_else(|| Error::parse(what, "CapBnd: missing"))?,
         threads: status.threads,
+        seccomp: status.seccomp,
         sig_cgt: status.sigcgt,
         sig_ign: status.sigign,
         sig_blk: status.sigblk,

@@ -31,7 +31,7 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::stat::{stat, Mode};
 use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::{chdir, chroot, fchdir, getpid, mkdir, pivot_root, Gid, Pid, Uid};
+use nix::unistd::{chdir, chroot, fchdir, mkdir, pivot_root, Gid, Pid, Uid};
 use serde_json::json;
 
 /// Break out of a chroot jail as root, three ways, and see which defences hold.
@@ -152,7 +152,9 @@ struct Setup {
     workdir: PathBuf,
     jail: PathBuf,
     /// A process outside the jail whose /proc/<pid>/root the proc escape walks through:
-    /// the lab itself. (Not PID 1: where PID 1 is a sandbox's agent, its root gives EACCES.)
+    /// the witness, root's, with no capability (following the link needs ptrace read
+    /// access: the same uid and a permitted set within the follower's). Not the lab, whose
+    /// capabilities the attempts do not hold; not PID 1 (a sandbox's agent here: EACCES).
     host_pid: Pid,
 }
 
@@ -200,8 +202,13 @@ fn run(cli: &Cli) -> Result<()> {
         "fork; [open(workdir)]; [unshare(CLONE_NEWNS|NEWUSER|NEWPID)]; chroot(jail) or pivot_root; chdir(\"/\"); [capset, setresuid]",
         "chroot jail sh   /   unshare --mount --pid --fork --user ... chroot jail sh   /   chroot --userspec=65534:65534 jail sh (the drops come after the chroot: see the sheet)",
     );
+    let witness = start_witness(lab.voice())?;
+    lab.saw(&format!(
+        "{WITNESS_COMM} (PID {}): outside the jail, root's, no capability, seccomp strict: the proc escape walks its /proc/<pid>/root",
+        witness.pid
+    ));
     let setup =
-        Setup { voice: lab.voice(), workdir: workdir.path().to_path_buf(), jail: jail.clone(), host_pid: getpid() };
+        Setup { voice: lab.voice(), workdir: workdir.path().to_path_buf(), jail: jail.clone(), host_pid: witness.pid };
     let mut running = Vec::new();
     for attempt in &ATTEMPT_TABLE {
         let process = start_attempt(&setup, attempt)?;
@@ -259,6 +266,7 @@ fn run(cli: &Cli) -> Result<()> {
     for (attempt, process) in running {
         process.finish(attempt.name)?;
     }
+    witness.finish(WITNESS_COMM)?;
     cleanup::remove_made_dirs()?;
     lab.done("Done: the lab removed the jail and the sentinels. Now answer the questions on the lab sheet.");
     Ok(())
@@ -281,6 +289,48 @@ impl Running {
             other => Err(anyhow!("attempt {name} ended badly: {other:?}")),
         }
     }
+}
+
+/// The witness: a process outside the jail (its root the host's) that the proc escapes
+/// walk through. It is root's, with no capability, so an attempt holding only
+/// CAP_SYS_CHROOT may follow its /proc/<pid>/root; that also lets an attempt ptrace it or
+/// take its descriptors (pidfd_getfd), so it holds nothing but its pipes and /dev/null,
+/// and seccomp's strict mode leaves it read, write and exit: nothing it could be made to
+/// open or receive.
+fn start_witness(voice: Voice) -> Result<Running> {
+    let link = child::Link::new()?;
+    let pid = child::spawn(WITNESS_COMM, move || {
+        let mut end = link.child_side();
+        if let Err(error) = seal_witness(&end) {
+            return failed(voice, WITNESS_COMM, &error);
+        }
+        end.ready();
+        while end.next_command().is_some() {}
+        // exit(2), not exit_group(2): strict mode allows the first only.
+        // SAFETY: ends this (the only) thread; nothing is left to run.
+        unsafe { libc::syscall(libc::SYS_exit, 0) };
+        1
+    })?;
+    let mut end = link.lab_side(pid)?;
+    end.wait_ready("starting the witness", "did sealing it fail (its error would be above)?")?;
+    Ok(Running { pid, end })
+}
+
+fn seal_witness(end: &child::ChildEnd) -> Result<()> {
+    keep_only(&end.raw_fds());
+    let null = open("/dev/null", OFlag::O_RDWR, Mode::empty()).map_err(LabError::sys("open", "/dev/null"))?;
+    for fd in 0..=2 {
+        nix::unistd::dup2(null, fd).map_err(LabError::sys("dup2", fd))?;
+    }
+    if null > 2 {
+        nix::unistd::close(null).map_err(LabError::sys("close", null))?;
+    }
+    caps::keep_only(&[]).map_err(LabError::sys("drop every capability", "capset"))?;
+    // nix has no wrapper for seccomp: prctl(PR_SET_SECCOMP, SECCOMP_MODE_STRICT).
+    // SAFETY: no pointer; from here only read, write, exit and sigreturn are allowed.
+    Errno::result(unsafe { libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_STRICT, 0, 0, 0) })
+        .map_err(LabError::sys("prctl(PR_SET_SECCOMP)", "SECCOMP_MODE_STRICT"))?;
+    Ok(())
 }
 
 fn start_attempt(setup: &Setup, attempt: &Attempt) -> Result<Running> {
@@ -417,19 +467,26 @@ fn apply_defence_before_jail(setup: &Setup, attempt: &Attempt, link: &mut child:
     Ok(())
 }
 
+/// In the jail, every attempt keeps only what its escape needs: CAP_SYS_CHROOT (none for
+/// no-cap). Without CAP_SYS_ADMIN it cannot setns into another mount namespace; without
+/// CAP_SYS_PTRACE it cannot take another process's descriptors (pidfd_getfd) unless that
+/// process holds no more than it; without CAP_DAC_READ_SEARCH no open_by_handle_at: the
+/// escape it is told to try is the only way out it has.
 fn apply_defence_in_jail(attempt: &Attempt) -> Result<()> {
+    let chroot_only = [caps::CAP_SYS_CHROOT];
     match attempt.defence {
-        Defence::NoCap => {
-            caps::drop_capability(caps::CAP_SYS_CHROOT).map_err(LabError::sys("drop CAP_SYS_CHROOT", "capset"))?
-        }
+        Defence::NoCap => caps::keep_only(&[]).map_err(LabError::sys("drop every capability", "capset"))?,
         Defence::Nobody => {
+            // Setting the ids needs CAP_SETUID and CAP_SETGID: the exec limits first; the
+            // setresuid away from root empties the permitted and effective sets.
+            caps::limit_exec(&chroot_only).map_err(LabError::sys("keep only CAP_SYS_CHROOT", "prctl"))?;
             let id = |n| (Gid::from_raw(n), Uid::from_raw(n));
             let (gid, uid) = id(NOBODY);
             nix::unistd::setgroups(&[]).map_err(LabError::sys("setgroups", "[]"))?;
             nix::unistd::setresgid(gid, gid, gid).map_err(LabError::sys("setresgid", NOBODY))?;
             nix::unistd::setresuid(uid, uid, uid).map_err(LabError::sys("setresuid", NOBODY))?;
         }
-        _ => {}
+        _ => caps::keep_only(&chroot_only).map_err(LabError::sys("keep only CAP_SYS_CHROOT", "capset"))?,
     }
     Ok(())
 }

@@ -421,6 +421,9 @@ pub mod chroot_escape {
     pub const LAUNCHER_COMM: &str = "esc-launcher";
     /// Chroots, then tries to make a user namespace.
     pub const USERNS_TRY_COMM: &str = "esc-userns-try";
+    /// A process outside the jail, root's, with no capability, sealed by seccomp's strict
+    /// mode: the proc escapes walk its /proc/<pid>/root.
+    pub const WITNESS_COMM: &str = "esc-witness";
 }
 
 #[cfg(test)]
