@@ -24,6 +24,8 @@ use std::time::Duration;
 
 use labkit::archives::{self, Hostile, Policy, Salt};
 use labkit::protocol::rootfs_import::*;
+use nix::sys::fanotify::{EventFFlags, Fanotify, InitFlags, MarkFlags, MaskFlags};
+use std::os::fd::AsRawFd;
 
 use super::{file_id, find_child_named, PROC_MOUNTED};
 use crate::catalog::Observer;
@@ -49,6 +51,7 @@ const FLAT_DIFFERENCES: Fact<Vec<String>> = Fact::new("flattened.tree_vs_expecte
 const OUTCOMES: Fact<BTreeMap<String, String>> = Fact::new("hostile.outcome_by_archive");
 const OUTSIDE_CHANGES: Fact<Vec<String>> = Fact::new("hostile.changes_outside_the_targets");
 const BOMB_BYTES_WRITTEN: Fact<bool> = Fact::new("hostile.gzip_bomb_target_within_size_limit");
+const BOMB_WRITES: Fact<Vec<String>> = Fact::new("hostile.gzip_bomb_files_written_but_its_first");
 
 const DOCKER_LAYERS: Fact<usize> = Fact::new("docker-running.image_layers");
 const DOCKER_DIFF_ID: Fact<Relation> = Fact::new("docker-running.diff_id_vs_sha256_of_uncompressed_tar");
@@ -151,12 +154,14 @@ pub const VERDICTS: [VerdictSpec; 14] = [
     },
     VerdictSpec {
         id: "size-limited",
-        claim: "the gzip bomb (2 GiB of zeros in about 2 MB) is refused by the size limit before its target holds more than the limit, and a size larger than the body is refused, the part written unlinked; each error names the entry",
+        claim: "the gzip bomb (2 GiB of zeros in about 2 MB) is refused by the size limit before a byte of it is written (fanotify sees no write in its target), and a size larger than the body is refused, the part written unlinked; each error names the entry",
         points: 2,
         region: Some("size-limit"),
         requires: &[],
         hint: "compare the declared size with what is left of the limit before writing; copy at most the declared size and refuse a body that ends early",
-        decide: |e| Some(e.get(BOMB_BYTES_WRITTEN)? && as_policy(e, &SIZE_ARCHIVES)?),
+        decide: |e| {
+            Some(e.get(BOMB_BYTES_WRITTEN)? && e.get(BOMB_WRITES)?.is_empty() && as_policy(e, &SIZE_ARCHIVES)?)
+        },
     },
     VerdictSpec {
         id: "reads-limited",
@@ -275,6 +280,9 @@ pub fn observer() -> Box<dyn Observer> {
 struct RootfsImport {
     /// What prepare made for this run, taken from PREPARED at the first stage.
     prepared: Option<Prepared>,
+    /// Every write on the run's scratch filesystem, from `flattened` on (before the lab
+    /// imports the corpus): a file written and then unlinked still shows here.
+    writes: Option<Fanotify>,
     docker: bool,
 }
 
@@ -309,6 +317,7 @@ impl Observer for RootfsImport {
             }
             FLATTENED => {
                 facts.record(FLAT_DIFFERENCES, compare_flat(&scratch.join(FLAT_DIR)));
+                self.writes = Some(watch_writes(&scratch)?);
                 Ok(())
             }
             HOSTILE => self.hostile(run, &scratch, facts),
@@ -423,6 +432,13 @@ impl RootfsImport {
         facts.record(OUTCOMES, outcomes);
         let bomb = dir.join(TARGETS_DIR).join("gzip-bomb");
         facts.record(BOMB_BYTES_WRITTEN, bytes_under(&bomb) <= SIZE_LIMIT);
+        let watch = self.writes.as_ref().ok_or_else(|| Error::Harness("no watch on the scratch's writes".into()))?;
+        let written = files_written(watch)?;
+        // What the bomb's first entry writes is its due: anything else in its target is not.
+        let first = bomb.join(&prepared.salt.first_name).display().to_string();
+        let in_bomb = |path: &&String| path.starts_with(&format!("{}/", bomb.display())) && **path != first;
+        let redact = |path: &String| path.strip_prefix(&format!("{}/", dir.display())).unwrap_or(path).to_string();
+        facts.record(BOMB_WRITES, written.iter().filter(in_bomb).map(redact).collect());
         Ok(())
     }
 
@@ -562,6 +578,45 @@ fn neutralised(name: &str, target: &Path) -> Option<String> {
         }
         _ => None,
     }
+}
+
+/// A fanotify group that reports every write (FAN_MODIFY) on the filesystem of `dir` (the
+/// run's scratch tmpfs), through any mount of it: the lab's mount namespace has its own.
+fn watch_writes(dir: &Path) -> Result<Fanotify> {
+    let fan = Fanotify::init(
+        InitFlags::FAN_CLASS_NOTIF | InitFlags::FAN_NONBLOCK | InitFlags::FAN_CLOEXEC,
+        EventFFlags::O_RDONLY | EventFFlags::O_CLOEXEC | EventFFlags::O_LARGEFILE,
+    )
+    .map_err(Error::sys("fanotify_init", "the scratch's writes"))?;
+    fan.mark(MarkFlags::FAN_MARK_ADD | MarkFlags::FAN_MARK_FILESYSTEM, MaskFlags::FAN_MODIFY, None, Some(dir))
+        .map_err(Error::sys("fanotify_mark(FAN_MARK_FILESYSTEM)", dir.display()))?;
+    Ok(fan)
+}
+
+/// The paths of the files written since the watch began (an unlinked one ends in
+/// " (deleted)"), from the descriptors the events carry.
+fn files_written(watch: &Fanotify) -> Result<Vec<String>> {
+    let mut written = Vec::new();
+    loop {
+        let events = match watch.read_events() {
+            Ok(events) if events.is_empty() => break,
+            Ok(events) => events,
+            Err(nix::errno::Errno::EAGAIN) => break,
+            Err(errno) => return Err(Error::sys("read", "fanotify events")(errno)),
+        };
+        for event in events {
+            let Some(fd) = event.fd() else {
+                return Err(Error::Harness("fanotify's queue of writes overflowed".into()));
+            };
+            let link = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+            let path = std::fs::read_link(&link).map_err(Error::io("readlink", &link))?;
+            let path = path.display().to_string();
+            if !written.contains(&path) {
+                written.push(path);
+            }
+        }
+    }
+    Ok(written)
 }
 
 /// Total size of the regular files under `dir`.
@@ -892,23 +947,31 @@ pub const MISTAKES: [Mistake; 22] = [
         name: "the limit checked, the body's length not: a header that lies passes",
         kind: MistakeKind::Mistake,
         edits: &[Edit::Replace(
-            "        if copied != declared {\n            bail!(\"its body ends after {copied} of the {declared} bytes its header declares\");\n        }\n",
+            "                Ok(copied) if copied != declared => {\n                    Err(anyhow!(\"its body ends after {copied} of the {declared} bytes its header declares\"))\n                }\n",
             "",
         )],
         caught_by: "size-limited",
     },
     Mistake {
         region: "size-limit",
-        name: "the body written whole, then refused for its size",
+        name: "a file refused halfway left in the target: what was written of it stays",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Replace(
+            "                unlinkat(Some(parent.as_raw_fd()), name, UnlinkatFlags::NoRemoveDir)\n                    .map_err(LabError::sys(\"unlinkat\", name.to_string_lossy()))?;\n",
+            "",
+        )],
+        caught_by: "size-limited",
+    },
+    Mistake {
+        region: "size-limit",
+        name: "the body written whole, then refused for its size and unlinked: nothing left to see but the writes",
         kind: MistakeKind::Lie,
         edits: &[Edit::Region(
             "size-limit",
-            "let copied = std::io::copy(&mut body.take(declared), file).context(\"write its body\")?;\n\
-             if copied > self.budget {\n    \
-             bail!(\"it declares {declared} bytes, more than the size limit ({SIZE_LIMIT} bytes)\");\n\
-             }\n\
-             if copied != declared {\n    \
-             bail!(\"its body ends after {copied} of the {declared} bytes its header declares\");\n\
+            "let copied = std::io::copy(&mut body.take(declared), file).unwrap_or(u64::MAX);\n\
+             if copied > self.budget || copied != declared {\n    \
+             unlinkat(Some(parent.as_raw_fd()), name, UnlinkatFlags::NoRemoveDir).map_err(LabError::sys(\"unlinkat\", name.to_string_lossy()))?;\n    \
+             bail!(\"it declares {declared} bytes, more than the size limit ({SIZE_LIMIT} bytes), or its body ends early\");\n\
              }\n\
              self.budget -= copied;\n\
              self.report.written += copied;\n\
@@ -935,16 +998,6 @@ pub const MISTAKES: [Mistake; 22] = [
             ),
         ],
         caught_by: "replacements-safe",
-    },
-    Mistake {
-        region: "make-entry",
-        name: "a file refused halfway left in the target: what was written of it stays",
-        kind: MistakeKind::Mistake,
-        edits: &[Edit::Replace(
-            "                    unlinkat(Some(parent.as_raw_fd()), name, UnlinkatFlags::NoRemoveDir)\n                        .map_err(LabError::sys(\"unlinkat\", name.to_string_lossy()))?;\n",
-            "",
-        )],
-        caught_by: "size-limited",
     },
     Mistake {
         region: "hardlink",

@@ -496,12 +496,7 @@ impl Importer {
                     .map_err(LabError::sys("openat(O_CREAT|O_EXCL|O_NOFOLLOW)", name.to_string_lossy()))?;
                 let mut file = File::from(owned(fd));
                 let declared = body.size();
-                if let Err(error) = self.write_body(&mut file, body, declared) {
-                    // Nothing of a refused file stays: what was written of it is unlinked.
-                    unlinkat(Some(parent.as_raw_fd()), name, UnlinkatFlags::NoRemoveDir)
-                        .map_err(LabError::sys("unlinkat", name.to_string_lossy()))?;
-                    return Err(error);
-                }
+                self.write_body(parent, name, &mut file, body, declared)?;
                 Ok(Some(file.into()))
             }
             EntryType::Symlink => {
@@ -552,25 +547,46 @@ impl Importer {
         // STUDENT: end make-entry
     }
 
-    /// Copies the entry's body into `file`, within the size limit.
-    fn write_body(&mut self, file: &mut File, body: &mut impl Read, declared: u64) -> Result<()> {
+    /// Copies the entry's body into `file` (just made as `name` in `parent`), within the
+    /// size limit; a file refused leaves nothing.
+    fn write_body(
+        &mut self,
+        parent: BorrowedFd,
+        name: &OsStr,
+        file: &mut File,
+        body: &mut impl Read,
+        declared: u64,
+    ) -> Result<()> {
         // STUDENT: begin size-limit
         // Hint: refuse before writing a byte when the header declares more than self.budget
         // allows (a gzip bomb's 2 GiB); copy at most `declared` bytes (Read::take), and
         // refuse a body that ends before it (a header that lies). Then spend the budget.
-        if declared > self.budget {
-            bail!(
+        // A file refused leaves nothing: unlink `name` from `parent`.
+        let written = if declared > self.budget {
+            Err(anyhow!(
                 "it declares {declared} bytes, more than the {} left of the size limit ({SIZE_LIMIT} bytes)",
                 self.budget
-            );
+            ))
+        } else {
+            match std::io::copy(&mut body.take(declared), file).context("write its body") {
+                Ok(copied) if copied != declared => {
+                    Err(anyhow!("its body ends after {copied} of the {declared} bytes its header declares"))
+                }
+                other => other,
+            }
+        };
+        match written {
+            Ok(copied) => {
+                self.budget -= copied;
+                self.report.written += copied;
+                Ok(())
+            }
+            Err(error) => {
+                unlinkat(Some(parent.as_raw_fd()), name, UnlinkatFlags::NoRemoveDir)
+                    .map_err(LabError::sys("unlinkat", name.to_string_lossy()))?;
+                Err(error)
+            }
         }
-        let copied = std::io::copy(&mut body.take(declared), file).context("write its body")?;
-        if copied != declared {
-            bail!("its body ends after {copied} of the {declared} bytes its header declares");
-        }
-        self.budget -= copied;
-        self.report.written += copied;
-        Ok(())
         // STUDENT: end size-limit
     }
 
