@@ -881,15 +881,12 @@ fn docker_cli(args: &[&str]) -> Result<String> {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .context("start `docker` (is docker.io installed?)")?;
-    let deadline = std::time::Instant::now() + DOCKER_DEADLINE;
-    // Its output is small (a pipe holds 64 KiB): read it once it has exited.
-    while running.try_wait().context("wait for docker")?.is_none() {
-        if std::time::Instant::now() > deadline {
-            let _ = running.kill();
-            let _ = running.wait();
-            bail!("`docker {}` did not finish within {DOCKER_DEADLINE:?}", args.join(" "));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
+    // Its output is small (a pipe holds 64 KiB): read it once it has exited (its pidfd
+    // turns readable), at most DOCKER_DEADLINE from now.
+    if !child::exited_by(&running, std::time::Instant::now() + DOCKER_DEADLINE)? {
+        let _ = running.kill();
+        let _ = running.wait();
+        bail!("`docker {}` did not finish within {DOCKER_DEADLINE:?}", args.join(" "));
     }
     let output = running.wait_with_output().context("wait for docker")?;
     if !output.status.success() {
