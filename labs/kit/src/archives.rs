@@ -699,3 +699,43 @@ pub fn plant_sentinel_tree(outside: &Path) -> Result<()> {
     let link = outside.join("link-to-secret");
     std::os::unix::fs::symlink(SENTINEL_FILE, &link).map_err(LabError::io("symlink", &link))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Not a test: writes the sentinel tree and the corpus for measuring other extractors
+    /// (labs/rootfs-import/measure/README.md). As root:
+    /// `CILAB_CORPUS_DIR=/tmp/ri/hostile cargo test -p labkit write_corpus -- --ignored`.
+    #[test]
+    #[ignore = "a tool for labs/rootfs-import/measure, run by hand"]
+    fn write_corpus() {
+        let Some(dir) = std::env::var_os("CILAB_CORPUS_DIR") else {
+            panic!("set CILAB_CORPUS_DIR to the hostile dir to write (…/hostile)");
+        };
+        let dir = Path::new(&dir);
+        let outside = dir.join(OUTSIDE_DIR);
+        plant_sentinel_tree(&outside).expect("plant the sentinel tree");
+        let salt = Salt::random().expect("salt");
+        write_hostile_corpus(&dir.join(ARCHIVES_DIR), &outside, &salt).expect("write the corpus");
+    }
+
+    #[test]
+    fn every_archive_begins_with_the_salt_but_checksum_start() {
+        let salt = Salt { first_name: format!("{FIRST_PREFIX}0123456789abcdef"), first_body: b"first".to_vec() };
+        for archive in hostile_corpus(Path::new("/outside"), &salt) {
+            if archive.file.ends_with(".gz") {
+                continue;
+            }
+            let mut reader = tar::Archive::new(archive.bytes.as_slice());
+            let first = reader.entries().expect("entries").next().expect("an entry");
+            match first {
+                Ok(entry) => {
+                    assert!(archive.first_kept, "{}", archive.name);
+                    assert_eq!(&*entry.path_bytes(), salt.first_name.as_bytes(), "{}", archive.name);
+                }
+                Err(_) => assert!(!archive.first_kept, "{}: its first header is broken", archive.name),
+            }
+        }
+    }
+}
