@@ -3,7 +3,9 @@
 tarfile (no filter, and filter='data'), each into a fresh target beside a fresh copy of
 the sentinel tree, and reports per archive: exit, whether anything outside the target
 changed, whether an outward symlink is left in the target, whether it went to the end."""
-import hashlib, os, shutil, subprocess, sys, json, time
+import hashlib, os, shutil, subprocess, sys, json, threading, time
+
+LIMIT = 150  # seconds an extractor may take on one archive
 
 BASE = sys.argv[1]            # the hostile dir the archives were made for (…/hostile)
 PRISTINE = sys.argv[2]        # a pristine copy of …/hostile/outside
@@ -48,10 +50,17 @@ def run(tool, archive, target):
         argv = [sys.executable, "-c", TARFILE, archive, target, "data" if tool == "tarfile-data" else "none"]
     start = time.monotonic()
     child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # An extractor that does not finish within LIMIT seconds is killed (python 3.11.7's
+    # tarfile on the PAX bomb: its hdrcharset regex is quadratic, CVE-2024-6232).
+    timer = threading.Timer(LIMIT, child.kill)
+    timer.start()
     err = child.stderr.read()
     _, status, usage = os.wait4(child.pid, 0)
+    timer.cancel()
     child.returncode = os.waitstatus_to_exitcode(status)
     seconds = time.monotonic() - start
+    if seconds >= LIMIT:
+        err += f"\nkilled after {LIMIT} s"
     last = err.strip().splitlines()[-1][:90] if err.strip() else ""
     return f"exit {child.returncode}" + (f": {last}" if last else ""), round(seconds, 2), usage.ru_maxrss // 1024
 
