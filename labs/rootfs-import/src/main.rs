@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! lab-rootfs-import ── ri-runner (unshares a mount namespace, mounts proc, chroots, execs busybox)
-//!                   └─ ri-hostile (imports each hostile archive, under RLIMIT_FSIZE)
+//!                   └─ ri-hostile (imports each hostile archive, under RLIMIT_FSIZE and RLIMIT_AS)
 //!    (--docker:)    docker import / docker run (dockerd makes the container)
 //!
 //! <workdir>/rootfs.tar.gz               the rootfs tarball (planted by the harness; by hand, made here)
@@ -668,8 +668,8 @@ fn policy(kind: EntryType, mode: u32) -> Result<Option<u32>> {
     // STUDENT: begin policy
     // Hint: refuse device nodes (EntryType::Char, Block) and GNU sparse files; skip a fifo
     // (None) and a PAX global header; drop the set-user-ID and set-group-ID bits (of
-    // directories too); a world-writable directory
-    // keeps its write for others only with the sticky bit (as /tmp has).
+    // directories too); a world-writable directory keeps its write for others only with
+    // the sticky bit (as /tmp has). make-entry makes whatever this lets through.
     match kind {
         EntryType::Char | EntryType::Block => bail!("a device node: an image does not make devices"),
         EntryType::GNUSparse => bail!("a GNU sparse file: not imported"),
