@@ -18,7 +18,8 @@ fn rootfs_import_every_verdict_passes() {
     // Every hostile archive got its policy's outcome: the table the sheet shows.
     let outcomes = &report.labs[0].observations["hostile.outcome_by_archive"];
     let outcomes = outcomes.as_object().expect("a map of archive to outcome");
-    let corpus = labkit::archives::hostile_corpus(std::path::Path::new("/outside"));
+    let salt = labkit::archives::Salt::random().expect("a salt");
+    let corpus = labkit::archives::hostile_corpus(std::path::Path::new("/outside"), &salt);
     assert_eq!(outcomes.len(), corpus.len(), "the whole corpus was judged: {outcomes:?}");
     assert!(outcomes.values().all(|o| o == "as the policy says"), "{outcomes:?}");
     let (docker, own): (Vec<_>, Vec<_>) =

@@ -1,22 +1,31 @@
 //! Checks for lab rootfs-import. The harness makes every archive itself before the run
-//! (labkit::archives), reads the one it gave the lab with its own tar reader, and walks
-//! what the lab made with lstat from outside: path, type, mode, owner, link target, and
-//! inode for hard links. busybox is found by its process: its root, its executable and its
-//! mount table, through /proc. The hostile corpus is judged by what each target holds (a
-//! marker entry at the end of every archive says whether the import went on), by the bytes
-//! written, and by the sentinel tree beside the targets, compared byte for byte and by
-//! metadata with what the harness planted; only the text of each refusal (does it name the
-//! entry?) is read from the lab's report. With Docker, the image's layer is read from
-//! `docker image inspect` and the container's root walked through /proc/<pid>/root.
+//! (labkit::archives) and, in `prepare`, before the lab starts, keeps in its own memory
+//! what it will compare with: the rootfs archive's model (each path's type, mode, owner,
+//! link target and sha256) and diffID, the hostile corpus with the random first entry of
+//! its archives, and a snapshot of the sentinel tree and the archives. Nothing it compares
+//! with is read back from the scratch dir, which the lab could have changed. It walks what
+//! the lab made with lstat from outside: path, type, mode, owner, link target, content
+//! (sha256), and inode for hard links. busybox is found by its process: its root, its
+//! executable and its mount table, through /proc. The hostile corpus is judged by what each
+//! target holds (the archive's random first entry says the import read it, a marker entry
+//! at its end whether the import went on, and a refused archive's target holds what the
+//! entries before the refused one made, nothing else), by the bytes written, and by the
+//! sentinel tree beside the targets, compared byte for byte and by metadata (owner, mode,
+//! ctime among them); only the text of each refusal (does it name the entry?) is read from
+//! the lab's report. With Docker, the image's layer is read from `docker image inspect`
+//! and the container's root walked through /proc/<pid>/root.
 
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Duration;
 
-use labkit::archives::{self, Policy};
+use labkit::archives::{self, Hostile, Policy, Salt};
 use labkit::protocol::rootfs_import::*;
+use nix::sys::fanotify::{EventFFlags, Fanotify, InitFlags, MarkFlags, MaskFlags};
+use std::os::fd::AsRawFd;
 
 use super::{file_id, find_child_named, PROC_MOUNTED};
 use crate::catalog::Observer;
@@ -42,6 +51,7 @@ const FLAT_DIFFERENCES: Fact<Vec<String>> = Fact::new("flattened.tree_vs_expecte
 const OUTCOMES: Fact<BTreeMap<String, String>> = Fact::new("hostile.outcome_by_archive");
 const OUTSIDE_CHANGES: Fact<Vec<String>> = Fact::new("hostile.changes_outside_the_targets");
 const BOMB_BYTES_WRITTEN: Fact<bool> = Fact::new("hostile.gzip_bomb_target_within_size_limit");
+const BOMB_WRITES: Fact<Vec<String>> = Fact::new("hostile.gzip_bomb_files_written_but_its_first");
 
 const DOCKER_LAYERS: Fact<usize> = Fact::new("docker-running.image_layers");
 const DOCKER_DIFF_ID: Fact<Relation> = Fact::new("docker-running.diff_id_vs_sha256_of_uncompressed_tar");
@@ -54,11 +64,14 @@ pub const AS_POLICY: &str = "as the policy says";
 
 /// The archives whose outcome each verdict reads.
 const PATH_ARCHIVES: [&str; 6] = ["dotdot", "dotdot-inner", "absolute", "pax-dotdot", "long-path", "newline-name"];
-const SYMLINK_ARCHIVES: [&str; 2] = ["symlink-abs-write", "symlink-rel-write"];
-const REPLACE_ARCHIVES: [&str; 4] = ["symlink-then-file", "hardlink-then-write", "file-then-dir", "dir-then-symlink"];
-const HARDLINK_ARCHIVES: [&str; 2] = ["hardlink-abs", "hardlink-dotdot"];
+const SYMLINK_ARCHIVES: [&str; 3] = ["symlink-abs-write", "symlink-rel-write", "symlink-dir-through"];
+const REPLACE_ARCHIVES: [&str; 5] =
+    ["symlink-then-file", "symlink-then-dir", "hardlink-then-write", "file-then-dir", "dir-then-symlink"];
+const HARDLINK_ARCHIVES: [&str; 3] = ["hardlink-abs", "hardlink-dotdot", "hardlink-via-symlink"];
 const SIZE_ARCHIVES: [&str; 2] = ["gzip-bomb", "size-lie"];
-const POLICY_ARCHIVES: [&str; 5] = ["device-nodes", "gnu-sparse", "fifo", "setuid-root", "world-writable"];
+const READ_ARCHIVES: [&str; 3] = ["long-name-bomb", "pax-bomb", "many-entries"];
+const POLICY_ARCHIVES: [&str; 7] =
+    ["device-nodes", "gnu-sparse", "fifo", "setuid-root", "setgid-modes", "world-writable", "pax-global"];
 const CHECKSUM_ARCHIVES: [&str; 2] = ["checksum-start", "checksum-middle"];
 
 fn as_policy(e: &crate::facts::Evidence, names: &[&str]) -> Option<bool> {
@@ -67,10 +80,10 @@ fn as_policy(e: &crate::facts::Evidence, names: &[&str]) -> Option<bool> {
     Some(outside.is_empty() && names.iter().all(|n| outcomes.get(*n).map(String::as_str) == Some(AS_POLICY)))
 }
 
-pub const VERDICTS: [VerdictSpec; 13] = [
+pub const VERDICTS: [VerdictSpec; 14] = [
     VerdictSpec {
         id: "tree-equals-archive",
-        claim: "the imported tree holds exactly the archive's entries: every path with its type, mode, owner and link target, hard links sharing their target's inode",
+        claim: "the imported tree holds exactly the archive's entries: every path with its type, mode, owner, link target and content (sha256), hard links sharing their target's inode",
         points: 3,
         region: Some("make-entry"),
         requires: &[],
@@ -114,7 +127,7 @@ pub const VERDICTS: [VerdictSpec; 13] = [
     },
     VerdictSpec {
         id: "no-symlink-followed",
-        claim: "a file written through a symlink the archive made (to an absolute path outside, or to ../../outside) is refused, naming the entry, and nothing outside changes",
+        claim: "a file or a directory made through a symlink the archive made (to an absolute path outside, or to ../../outside) is refused, naming the entry, and nothing outside changes",
         points: 3,
         region: Some("open-beneath"),
         requires: &[],
@@ -123,7 +136,7 @@ pub const VERDICTS: [VerdictSpec; 13] = [
     },
     VerdictSpec {
         id: "replacements-safe",
-        claim: "an entry whose name exists replaces a file or a link without writing through it (a symlink then a file, a hard link then a file, a file then a directory) and refuses to turn a directory into a symlink",
+        claim: "an entry whose name exists replaces a file or a link without writing through it (a symlink then a file, a symlink then a directory, a hard link then a file, a file then a directory) and refuses to turn a directory into a symlink",
         points: 2,
         region: Some("make-entry"),
         requires: &[],
@@ -132,7 +145,7 @@ pub const VERDICTS: [VerdictSpec; 13] = [
     },
     VerdictSpec {
         id: "hardlinks-inside",
-        claim: "hard links to an absolute path or through `../` are refused, naming the entry: the sentinel's link count is unchanged",
+        claim: "hard links to an absolute path, through `../` or through a symlink the archive made are refused, naming the entry: the sentinel's link count is unchanged",
         points: 2,
         region: Some("hardlink"),
         requires: &[],
@@ -141,16 +154,27 @@ pub const VERDICTS: [VerdictSpec; 13] = [
     },
     VerdictSpec {
         id: "size-limited",
-        claim: "the gzip bomb (2 GiB of zeros in about 2 MB) is refused by the size limit before its target holds more than the limit, and a size larger than the body is refused; each error names the entry",
+        claim: "the gzip bomb (2 GiB of zeros in about 2 MB) is refused by the size limit before a byte of it is written (fanotify sees no write in its target), and a size larger than the body is refused, the part written unlinked; each error names the entry",
         points: 2,
         region: Some("size-limit"),
         requires: &[],
         hint: "compare the declared size with what is left of the limit before writing; copy at most the declared size and refuse a body that ends early",
-        decide: |e| Some(e.get(BOMB_BYTES_WRITTEN)? && as_policy(e, &SIZE_ARCHIVES)?),
+        decide: |e| {
+            Some(e.get(BOMB_BYTES_WRITTEN)? && e.get(BOMB_WRITES)?.is_empty() && as_policy(e, &SIZE_ARCHIVES)?)
+        },
+    },
+    VerdictSpec {
+        id: "reads-limited",
+        claim: "reading an archive is limited: a GNU long name of 1 GiB and a PAX header of 200 MiB are refused once 1 MiB of headers is read, 1,000,000 entries at the 100,001st; each error names the entry's number",
+        points: 2,
+        region: Some("read-limits"),
+        requires: &[],
+        hint: "the tar crate reads a long name or a PAX header whole into memory before it hands out the entry: the limit sits in the reader beneath it, counting what it reads between two entries, and the entries taken",
+        decide: |e| as_policy(e, &READ_ARCHIVES),
     },
     VerdictSpec {
         id: "policy-applied",
-        claim: "device nodes and GNU sparse files are refused, a fifo is skipped, set-user-ID and set-group-ID bits are dropped, a world-writable directory without the sticky bit loses its write for others",
+        claim: "device nodes and GNU sparse files are refused, a fifo and a PAX global header are skipped, set-user-ID and set-group-ID bits are dropped (of files and directories), a world-writable directory without the sticky bit loses its write for others",
         points: 2,
         region: Some("policy"),
         requires: &[],
@@ -177,7 +201,7 @@ pub const VERDICTS: [VerdictSpec; 13] = [
     },
     VerdictSpec {
         id: "docker-same-root",
-        claim: "the Docker container's root holds every entry of the archive with the same type, mode, owner and link target, plus only what Docker adds: .dockerenv, etc/hosts, etc/mtab, etc/resolv.conf, sys, and the mounts on dev and proc",
+        claim: "the Docker container's root holds every entry of the archive with the same type, mode, owner, link target and content (but etc/hostname's, which Docker mounts its own over), plus only what Docker adds: .dockerenv, etc/hosts, etc/mtab, etc/resolv.conf, sys, and the mounts on dev and proc",
         points: 0,
         region: None,
         requires: &[],
@@ -201,6 +225,27 @@ const DOCKER_ADDS: [&str; 5] = [".dockerenv", "etc/hosts", "etc/mtab", "etc/reso
 
 const DOCKER_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// What `prepare` made for one run and the checks compare with, computed before the lab
+/// starts and kept where the lab cannot reach it: in the harness's memory, by the run's
+/// scratch dir (the catalog's `prepare` is a plain function; the observer is made apart).
+#[derive(Debug)]
+struct Prepared {
+    /// The rootfs archive's model (`archive_model`), and its diffID.
+    rootfs: BTreeMap<String, String>,
+    diff_id: String,
+    /// The hostile corpus as written (bodies dropped) and its random first entry.
+    corpus: Vec<Hostile>,
+    salt: Salt,
+    /// The hostile dir but its targets (archives and sentinel tree), as planted.
+    before: BTreeMap<String, String>,
+}
+
+static PREPARED: Mutex<BTreeMap<PathBuf, Prepared>> = Mutex::new(BTreeMap::new());
+
+fn prepared_runs() -> std::sync::MutexGuard<'static, BTreeMap<PathBuf, Prepared>> {
+    PREPARED.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 pub fn prepare(scratch: &Path) -> Result<()> {
     let harness = |e: labkit::LabError| Error::Harness(format!("making the lab's archives: {e}"));
     let busybox = labkit::rootfs::find_static_busybox().map_err(harness)?;
@@ -211,7 +256,19 @@ pub fn prepare(scratch: &Path) -> Result<()> {
     let hostile = scratch.join(HOSTILE_DIR);
     let outside = hostile.join(OUTSIDE_DIR);
     archives::plant_sentinel_tree(&outside).map_err(harness)?;
-    archives::write_hostile_corpus(&hostile.join(ARCHIVES_DIR), &outside).map_err(harness)?;
+    let salt = Salt::random().map_err(harness)?;
+    let mut corpus = archives::write_hostile_corpus(&hostile.join(ARCHIVES_DIR), &outside, &salt).map_err(harness)?;
+    for archive in &mut corpus {
+        archive.bytes = Vec::new();
+    }
+    let prepared = Prepared {
+        rootfs: archive_model(&tar)?,
+        diff_id: archives::sha256_digest(&tar),
+        corpus,
+        salt,
+        before: outside_the_targets(&hostile, &[])?,
+    };
+    prepared_runs().insert(scratch.to_path_buf(), prepared);
     Ok(())
 }
 
@@ -221,21 +278,27 @@ pub fn observer() -> Box<dyn Observer> {
 
 #[derive(Default)]
 struct RootfsImport {
-    /// The hostile directory (archives and sentinel tree, not the targets) before the lab
-    /// touched it.
-    before: Option<BTreeMap<String, String>>,
+    /// What prepare made for this run, taken from PREPARED at the first stage.
+    prepared: Option<Prepared>,
+    /// Every write on the run's scratch filesystem, from `flattened` on (before the lab
+    /// imports the corpus): a file written and then unlinked still shows here.
+    writes: Option<Fanotify>,
     docker: bool,
 }
 
 impl Observer for RootfsImport {
     fn observe(&mut self, stage: &str, run: &mut LabRun, facts: &mut Facts) -> Result<()> {
         let scratch = run.scratch().to_path_buf();
+        if self.prepared.is_none() {
+            let prepared = prepared_runs().remove(&scratch);
+            self.prepared =
+                Some(prepared.ok_or_else(|| Error::Harness(format!("nothing prepared for {}", scratch.display())))?);
+        }
         match stage {
             IMPORTED => {
-                self.before = Some(outside_the_targets(&scratch.join(HOSTILE_DIR))?);
-                let archive = archive_model(&read_tarball(&scratch)?)?;
+                let archive = &self.prepared()?.rootfs;
                 facts.record(ARCHIVE_ENTRIES, archive.len());
-                facts.record(TREE_DIFFERENCES, compare_tree(&archive, &scratch.join(ROOTFS_DIR), false)?.0);
+                facts.record(TREE_DIFFERENCES, compare_tree(archive, &scratch.join(ROOTFS_DIR), false)?.0);
                 Ok(())
             }
             RUNNING => {
@@ -254,6 +317,7 @@ impl Observer for RootfsImport {
             }
             FLATTENED => {
                 facts.record(FLAT_DIFFERENCES, compare_flat(&scratch.join(FLAT_DIR)));
+                self.writes = Some(watch_writes(&scratch)?);
                 Ok(())
             }
             HOSTILE => self.hostile(run, &scratch, facts),
@@ -301,6 +365,8 @@ impl Observer for RootfsImport {
     }
 
     fn clean_up_outside(&mut self, scratch: &Path, _killed: &[String]) -> Vec<String> {
+        // A run that ended before its first stage never took what prepare made.
+        prepared_runs().remove(scratch);
         if which::which("docker").is_err() {
             return Vec::new();
         }
@@ -326,10 +392,16 @@ impl Observer for RootfsImport {
 }
 
 impl RootfsImport {
+    fn prepared(&self) -> Result<&Prepared> {
+        self.prepared.as_ref().ok_or_else(|| Error::Harness("nothing prepared for this run".into()))
+    }
+
     fn hostile(&self, run: &LabRun, scratch: &Path, facts: &mut Facts) -> Result<()> {
         let dir = scratch.join(HOSTILE_DIR);
-        let before = self.before.as_ref().ok_or_else(|| Error::Harness("no snapshot of the sentinel tree".into()))?;
-        let after = outside_the_targets(&dir)?;
+        let prepared = self.prepared()?;
+        let before = &prepared.before;
+        let names: Vec<&str> = prepared.corpus.iter().map(|a| a.name).collect();
+        let after = outside_the_targets(&dir, &names)?;
         let mut changes: Vec<String> = before
             .keys()
             .chain(after.keys().filter(|k| !before.contains_key(*k)))
@@ -351,16 +423,22 @@ impl RootfsImport {
             .find(|(stage, _)| stage == HOSTILE)
             .map(|(_, claims)| claims["outcomes"].clone())
             .unwrap_or_default();
-        let outside = dir.join(OUTSIDE_DIR);
         let mut outcomes = BTreeMap::new();
-        for archive in archives::hostile_corpus(&outside) {
+        for archive in &prepared.corpus {
             let target = dir.join(TARGETS_DIR).join(archive.name);
             let error = said[archive.name]["error"].as_str().map(str::to_string);
-            outcomes.insert(archive.name.to_string(), judge(&archive, &target, error.as_deref()));
+            outcomes.insert(archive.name.to_string(), judge(archive, &prepared.salt, &target, error.as_deref()));
         }
         facts.record(OUTCOMES, outcomes);
         let bomb = dir.join(TARGETS_DIR).join("gzip-bomb");
         facts.record(BOMB_BYTES_WRITTEN, bytes_under(&bomb) <= SIZE_LIMIT);
+        let watch = self.writes.as_ref().ok_or_else(|| Error::Harness("no watch on the scratch's writes".into()))?;
+        let written = files_written(watch)?;
+        // What the bomb's first entry writes is its due: anything else in its target is not.
+        let first = bomb.join(&prepared.salt.first_name).display().to_string();
+        let in_bomb = |path: &&String| path.starts_with(&format!("{}/", bomb.display())) && **path != first;
+        let redact = |path: &String| path.strip_prefix(&format!("{}/", dir.display())).unwrap_or(path).to_string();
+        facts.record(BOMB_WRITES, written.iter().filter(in_bomb).map(redact).collect());
         Ok(())
     }
 
@@ -379,14 +457,13 @@ impl RootfsImport {
         let layers = docker(&["image", "inspect", "-f", "{{json .RootFS.Layers}}", image], DOCKER_TIMEOUT)?;
         let layers: Vec<String> =
             serde_json::from_str(layers.trim()).map_err(|_| Error::parse("docker RootFS.Layers", layers.trim()))?;
-        let tar = read_tarball(scratch)?;
+        let prepared = self.prepared()?;
         facts.record(DOCKER_LAYERS, layers.len());
-        facts.record(DOCKER_DIFF_ID, Relation::of(&layers.first().cloned(), &Some(archives::sha256_digest(&tar))));
+        facts.record(DOCKER_DIFF_ID, Relation::of(&layers.first().cloned(), &Some(prepared.diff_id.clone())));
         let pid = docker(&["inspect", "-f", "{{.State.Pid}}", container], DOCKER_TIMEOUT)?;
         let pid: i32 = pid.trim().parse().map_err(|_| Error::parse("docker inspect State.Pid", pid.trim()))?;
         run.track_pid(pid);
-        let archive = archive_model(&tar)?;
-        let (differences, extras) = compare_tree(&archive, Path::new(&format!("/proc/{pid}/root")), true)?;
+        let (differences, extras) = compare_tree(&prepared.rootfs, Path::new(&format!("/proc/{pid}/root")), true)?;
         facts.record(DOCKER_DIFFERENCES, differences);
         facts.record(DOCKER_EXTRAS, extras);
         Ok(())
@@ -394,17 +471,25 @@ impl RootfsImport {
 }
 
 /// How an archive fared against its policy: AS_POLICY, or what went otherwise.
-fn judge(archive: &archives::Hostile, target: &Path, error: Option<&str>) -> String {
+fn judge(archive: &Hostile, salt: &Salt, target: &Path, error: Option<&str>) -> String {
+    // Only an importer that read the archive can have made its random first entry.
+    if archive.first_kept && std::fs::read(target.join(&salt.first_name)).ok().as_deref() != Some(&salt.first_body[..])
+    {
+        return "its first entry is not in the target as the archive holds it: the archive was not read".into();
+    }
     let marker = target.join(MARKER).exists();
     match archive.policy {
-        Policy::Refused { names } => {
+        Policy::Refused { names, leaves } => {
             if marker {
                 return "imported to the end; the policy refuses it".to_string();
             }
             match error {
                 None => "stopped without an error".to_string(),
                 Some(error) if !error.contains(names) => format!("refused, the error does not name `{names}`"),
-                Some(_) => refused_leftovers(archive.name, target).unwrap_or_else(|| AS_POLICY.to_string()),
+                Some(_) => {
+                    let first = archive.first_kept.then_some(salt.first_name.as_str());
+                    refused_leftovers(target, first, leaves).unwrap_or_else(|| AS_POLICY.to_string())
+                }
             }
         }
         Policy::Neutralised => {
@@ -419,18 +504,32 @@ fn judge(archive: &archives::Hostile, target: &Path, error: Option<&str>) -> Str
     }
 }
 
-/// For a refused archive: what of the refused entry is in its target anyway (None: nothing).
-fn refused_leftovers(name: &str, target: &Path) -> Option<String> {
-    let exists = |p: &str| target.join(p).symlink_metadata().is_ok();
-    match name {
-        "hardlink-abs" | "hardlink-dotdot" if exists("stolen") => Some("`stolen` was made".into()),
-        "device-nodes" if exists("dev/evil-null") => Some("dev/evil-null was made".into()),
-        "checksum-middle" if !exists("ok.txt") => Some("the good entry before the bad header is missing".into()),
-        "dir-then-symlink" if !target.join("d").symlink_metadata().is_ok_and(|m| m.is_dir()) => {
-            Some("`d` is no longer a directory".into())
-        }
-        _ => None,
+/// For a refused archive: how its target differs from what the entries before the refused
+/// one make (`first` and `leaves`: see `Policy::Refused`); None: it holds exactly that.
+fn refused_leftovers(target: &Path, first: Option<&str>, leaves: &[&str]) -> Option<String> {
+    let tree = walk(target);
+    let expected = |path: &str, meta: &std::fs::Metadata| {
+        Some(path) == first && meta.is_file()
+            || leaves.iter().any(|leaf| {
+                if let Some(dir) = leaf.strip_suffix("/*") {
+                    path.starts_with(&format!("{dir}/"))
+                } else if let Some(dir) = leaf.strip_suffix('/') {
+                    path == dir && meta.is_dir()
+                } else if let Some(link) = leaf.strip_suffix('@') {
+                    path == link && meta.file_type().is_symlink()
+                } else {
+                    path == *leaf && meta.is_file()
+                }
+            })
+    };
+    if let Some((path, _)) = tree.iter().find(|(path, meta)| !expected(path, meta)) {
+        return Some(format!("`{}` is in the target: a refused entry leaves nothing", path.escape_debug()));
     }
+    let missing = leaves.iter().find(|leaf| {
+        let path = leaf.trim_end_matches(['/', '@']);
+        !leaf.ends_with("/*") && !tree.iter().any(|(p, _)| p == path)
+    });
+    missing.map(|leaf| format!("`{leaf}` is missing: the entries before the refused one were not all made"))
 }
 
 /// For a neutralised archive: how its target differs from what the sheet says (None: as said).
@@ -449,6 +548,13 @@ fn neutralised(name: &str, target: &Path) -> Option<String> {
     let wrong = |what: &str, seen: String| Some(format!("{what}: {seen}"));
     match name {
         "symlink-then-file" if content("secret") != REPLACED => wrong("secret", content("secret")),
+        "symlink-then-dir" if content("x") != "a directory" || content("x/inner.txt") == "missing" => {
+            wrong("x", content("x"))
+        }
+        "pax-global" if content("global.txt") != GLOBAL_TEXT => wrong("global.txt", content("global.txt")),
+        "setgid-modes" if mode("g") != 0o644 || mode("gdir") != 0o775 => {
+            wrong("modes of g, gdir", format!("{:o} {:o}", mode("g"), mode("gdir")))
+        }
         "hardlink-then-write" => {
             if content("f") != ORIGINAL {
                 wrong("f (written through the hard link h?)", content("f"))
@@ -472,6 +578,45 @@ fn neutralised(name: &str, target: &Path) -> Option<String> {
         }
         _ => None,
     }
+}
+
+/// A fanotify group that reports every write (FAN_MODIFY) on the filesystem of `dir` (the
+/// run's scratch tmpfs), through any mount of it: the lab's mount namespace has its own.
+fn watch_writes(dir: &Path) -> Result<Fanotify> {
+    let fan = Fanotify::init(
+        InitFlags::FAN_CLASS_NOTIF | InitFlags::FAN_NONBLOCK | InitFlags::FAN_CLOEXEC,
+        EventFFlags::O_RDONLY | EventFFlags::O_CLOEXEC | EventFFlags::O_LARGEFILE,
+    )
+    .map_err(Error::sys("fanotify_init", "the scratch's writes"))?;
+    fan.mark(MarkFlags::FAN_MARK_ADD | MarkFlags::FAN_MARK_FILESYSTEM, MaskFlags::FAN_MODIFY, None, Some(dir))
+        .map_err(Error::sys("fanotify_mark(FAN_MARK_FILESYSTEM)", dir.display()))?;
+    Ok(fan)
+}
+
+/// The paths of the files written since the watch began (an unlinked one ends in
+/// " (deleted)"), from the descriptors the events carry.
+fn files_written(watch: &Fanotify) -> Result<Vec<String>> {
+    let mut written = Vec::new();
+    loop {
+        let events = match watch.read_events() {
+            Ok(events) if events.is_empty() => break,
+            Ok(events) => events,
+            Err(nix::errno::Errno::EAGAIN) => break,
+            Err(errno) => return Err(Error::sys("read", "fanotify events")(errno)),
+        };
+        for event in events {
+            let Some(fd) = event.fd() else {
+                return Err(Error::Harness("fanotify's queue of writes overflowed".into()));
+            };
+            let link = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+            let path = std::fs::read_link(&link).map_err(Error::io("readlink", &link))?;
+            let path = path.display().to_string();
+            if !written.contains(&path) {
+                written.push(path);
+            }
+        }
+    }
+    Ok(written)
 }
 
 /// Total size of the regular files under `dir`.
@@ -505,12 +650,19 @@ fn walk(dir: &Path) -> Vec<(String, std::fs::Metadata)> {
     walk_with(dir, false)
 }
 
-/// The hostile dir but its targets: each path with its type, mode, owner, link count,
-/// size, inode, mtime and content (or link target).
-fn outside_the_targets(dir: &Path) -> Result<BTreeMap<String, String>> {
+/// The hostile dir but the targets of the archives named (and the directory `targets`
+/// holding them): each path with its type, mode, owner, link count, size, inode, mtime,
+/// ctime and content (or link target). Anything else in `targets` is outside.
+fn outside_the_targets(dir: &Path, targets: &[&str]) -> Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     for (relative, meta) in walk(dir) {
-        if relative == TARGETS_DIR || relative.starts_with(&format!("{TARGETS_DIR}/")) {
+        let in_target = |name: &&str| {
+            relative
+                .strip_prefix(TARGETS_DIR)
+                .and_then(|r| r.strip_prefix('/'))
+                .is_some_and(|r| r.strip_prefix(*name).is_some_and(|rest| rest.is_empty() || rest.starts_with('/')))
+        };
+        if relative == TARGETS_DIR || targets.iter().any(in_target) {
             continue;
         }
         let path = dir.join(&relative);
@@ -525,7 +677,7 @@ fn outside_the_targets(dir: &Path) -> Result<BTreeMap<String, String>> {
         out.insert(
             relative,
             format!(
-                "mode {:o} owner {}:{} links {} size {} inode {} mtime {}.{} {what}",
+                "mode {:o} owner {}:{} links {} size {} inode {} mtime {}.{} ctime {}.{} {what}",
                 meta.mode(),
                 meta.uid(),
                 meta.gid(),
@@ -533,30 +685,25 @@ fn outside_the_targets(dir: &Path) -> Result<BTreeMap<String, String>> {
                 meta.len(),
                 meta.ino(),
                 meta.mtime(),
-                meta.mtime_nsec()
+                meta.mtime_nsec(),
+                meta.ctime(),
+                meta.ctime_nsec()
             ),
         );
     }
     Ok(out)
 }
 
-/// The uncompressed tar the harness gave the lab.
-fn read_tarball(scratch: &Path) -> Result<Vec<u8>> {
-    let path = scratch.join(ROOTFS_TARBALL);
-    let file = std::fs::File::open(&path).map_err(Error::io("open", &path))?;
-    let mut tar = Vec::new();
-    flate2::read::MultiGzDecoder::new(file).read_to_end(&mut tar).map_err(Error::io("gunzip", &path))?;
-    Ok(tar)
-}
-
-/// One path of an archive: "dir 755 0:0", "file 644 0:0", "symlink -> busybox 0:0", or
-/// "hardlink -> bin/busybox".
+/// One path of an archive: "dir 755 0:0", "file 644 0:0 sha256:…", "symlink -> busybox 0:0",
+/// or "hardlink -> bin/busybox".
 fn archive_model(tar: &[u8]) -> Result<BTreeMap<String, String>> {
     let mut model = BTreeMap::new();
     let mut archive = tar::Archive::new(tar);
     let bad = |e: std::io::Error| Error::Harness(format!("reading the harness's own archive: {e}"));
     for entry in archive.entries().map_err(bad)? {
-        let entry = entry.map_err(bad)?;
+        let mut entry = entry.map_err(bad)?;
+        let mut body = Vec::new();
+        entry.read_to_end(&mut body).map_err(bad)?;
         let header = entry.header();
         let path = String::from_utf8_lossy(&entry.path_bytes()).trim_end_matches('/').to_string();
         let owner = format!("{}:{}", header.uid().map_err(bad)?, header.gid().map_err(bad)?);
@@ -564,7 +711,7 @@ fn archive_model(tar: &[u8]) -> Result<BTreeMap<String, String>> {
         let link = entry.link_name_bytes().map(|l| String::from_utf8_lossy(&l).into_owned()).unwrap_or_default();
         let what = match header.entry_type() {
             tar::EntryType::Directory => format!("dir {mode:o} {owner}"),
-            tar::EntryType::Regular => format!("file {mode:o} {owner}"),
+            tar::EntryType::Regular => format!("file {mode:o} {owner} {}", archives::sha256_digest(&body)),
             tar::EntryType::Symlink => format!("symlink -> {link} {owner}"),
             tar::EntryType::Link => format!("hardlink -> {link}"),
             other => format!("{other:?}"),
@@ -578,6 +725,9 @@ fn archive_model(tar: &[u8]) -> Result<BTreeMap<String, String>> {
 /// have). With `docker`, mounts of other filesystems are not walked into.
 fn compare_tree(archive: &BTreeMap<String, String>, dir: &Path, docker: bool) -> Result<(Vec<String>, Vec<String>)> {
     let tree: BTreeMap<String, std::fs::Metadata> = walk_with(dir, docker).into_iter().collect();
+    let root_dev = dir.metadata().map(|m| m.dev()).ok();
+    // A file Docker mounts over the archive's (etc/hostname): its content is Docker's.
+    let mounted_over = |path: &str| docker && tree.get(path).is_some_and(|m| Some(m.dev()) != root_dev);
     let describe = |path: &str| -> Option<String> {
         let meta = tree.get(path)?;
         let owner = format!("{}:{}", meta.uid(), meta.gid());
@@ -587,8 +737,11 @@ fn compare_tree(archive: &BTreeMap<String, String>, dir: &Path, docker: bool) ->
         } else if meta.file_type().is_symlink() {
             let link = std::fs::read_link(dir.join(path)).map(|l| l.display().to_string()).unwrap_or_default();
             format!("symlink -> {link} {owner}")
-        } else if meta.is_file() {
+        } else if meta.is_file() && mounted_over(path) {
             format!("file {mode:o} {owner}")
+        } else if meta.is_file() {
+            let content = std::fs::read(dir.join(path)).map(|b| archives::sha256_digest(&b));
+            format!("file {mode:o} {owner} {}", content.unwrap_or_else(|e| format!("unreadable ({e})")))
         } else {
             "special file".to_string()
         })
@@ -605,6 +758,10 @@ fn compare_tree(archive: &BTreeMap<String, String>, dir: &Path, docker: bool) ->
             }
             continue;
         }
+        let expected = match expected.split_once(" sha256:") {
+            Some((without_content, _)) if mounted_over(path) => without_content.to_string(),
+            _ => expected.clone(),
+        };
         match describe(path) {
             None => differences.push(format!("{path}: missing")),
             Some(seen) if seen != *expected => differences.push(format!("{path}: {seen}, the archive says {expected}")),
@@ -671,7 +828,7 @@ fn labelled_by(filter: &str) -> Result<(Vec<String>, Vec<String>)> {
 }
 
 /// Typical mistakes and lies; each region's `todo!()` is added by the corpus itself.
-pub const MISTAKES: [Mistake; 15] = [
+pub const MISTAKES: [Mistake; 22] = [
     Mistake {
         region: "entry-path",
         name: "the entry's path joined to the target unchecked: `..` climbs out",
@@ -790,29 +947,107 @@ pub const MISTAKES: [Mistake; 15] = [
         name: "the limit checked, the body's length not: a header that lies passes",
         kind: MistakeKind::Mistake,
         edits: &[Edit::Replace(
-            "        if copied != declared {\n            bail!(\"its body ends after {copied} of the {declared} bytes its header declares\");\n        }\n",
+            "                Ok(copied) if copied != declared => {\n                    Err(anyhow!(\"its body ends after {copied} of the {declared} bytes its header declares\"))\n                }\n",
             "",
         )],
         caught_by: "size-limited",
     },
     Mistake {
         region: "size-limit",
-        name: "the body written whole, then refused for its size",
+        name: "a file refused halfway left in the target: what was written of it stays",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Replace(
+            "                unlinkat(Some(parent.as_raw_fd()), name, UnlinkatFlags::NoRemoveDir)\n                    .map_err(LabError::sys(\"unlinkat\", name.to_string_lossy()))?;\n",
+            "",
+        )],
+        caught_by: "size-limited",
+    },
+    Mistake {
+        region: "size-limit",
+        name: "the body written whole, then refused for its size and unlinked: nothing left to see but the writes",
         kind: MistakeKind::Lie,
         edits: &[Edit::Region(
             "size-limit",
-            "let copied = std::io::copy(&mut body.take(declared), file).context(\"write its body\")?;\n\
-             if copied > self.budget {\n    \
-             bail!(\"it declares {declared} bytes, more than the size limit ({SIZE_LIMIT} bytes)\");\n\
-             }\n\
-             if copied != declared {\n    \
-             bail!(\"its body ends after {copied} of the {declared} bytes its header declares\");\n\
+            "let copied = std::io::copy(&mut body.take(declared), file).unwrap_or(u64::MAX);\n\
+             if copied > self.budget || copied != declared {\n    \
+             unlinkat(Some(parent.as_raw_fd()), name, UnlinkatFlags::NoRemoveDir).map_err(LabError::sys(\"unlinkat\", name.to_string_lossy()))?;\n    \
+             bail!(\"it declares {declared} bytes, more than the size limit ({SIZE_LIMIT} bytes), or its body ends early\");\n\
              }\n\
              self.budget -= copied;\n\
              self.report.written += copied;\n\
              Ok(())",
         )],
         caught_by: "size-limited",
+    },
+    Mistake {
+        region: "make-entry",
+        name: "a directory entry keeps what leads to a directory: a symlink to one is followed",
+        kind: MistakeKind::Mistake,
+        edits: &[
+            Edit::Replace(
+                "                if !is_dir {\n                    if there.is_some() {",
+                "                let path = format!(\"/proc/self/fd/{}/{}\", parent.as_raw_fd(), name.to_string_lossy());\n                \
+                 let leads_to_dir = std::fs::metadata(path).is_ok_and(|m| m.is_dir());\n                \
+                 if !is_dir && !leads_to_dir {\n                    if there.is_some() {",
+            ),
+            Edit::Replace(
+                "                Ok(Some(open_dir(Some(parent), name)?))",
+                "                let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;\n                \
+                 let fd = openat(Some(parent.as_raw_fd()), name, flags, Mode::empty()).map_err(LabError::sys(\"openat\", name.to_string_lossy()))?;\n                \
+                 Ok(Some(owned(fd)))",
+            ),
+        ],
+        caught_by: "replacements-safe",
+    },
+    Mistake {
+        region: "hardlink",
+        name: "the link target's directories joined into one path: a symlink on the way is followed",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Replace(
+            "        let from = open_beneath(self.root.as_fd(), dirs)?;",
+            "        let mut joined = PathBuf::from(\".\");\n        \
+             joined.extend(dirs);\n        \
+             let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;\n        \
+             let from = owned(openat(Some(self.root.as_raw_fd()), joined.as_os_str(), flags, Mode::empty()).map_err(LabError::sys(\"openat\", joined.display()))?);",
+        )],
+        caught_by: "hardlinks-inside",
+    },
+    Mistake {
+        region: "read-limits",
+        name: "no limit on headers: the tar crate reads a 200 MiB PAX header into memory",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Replace(
+            "    if between > HEADER_LIMIT {\n        bail!(\"more than {HEADER_LIMIT} bytes of headers and extensions (GNU long name, PAX) before one entry\");\n    }\n",
+            "",
+        )],
+        caught_by: "reads-limited",
+    },
+    Mistake {
+        region: "read-limits",
+        name: "no limit on entries: a million empty files are all made",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Replace(
+            "    if entries > MAX_ENTRIES {\n        bail!(\"more than {MAX_ENTRIES} entries: the limit of entries per import\");\n    }\n",
+            "",
+        )],
+        caught_by: "reads-limited",
+    },
+    Mistake {
+        region: "policy",
+        name: "device nodes let through: the importer makes them",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Replace(
+            "        EntryType::Char | EntryType::Block => bail!(\"a device node: an image does not make devices\"),\n",
+            "",
+        )],
+        caught_by: "policy-applied",
+    },
+    Mistake {
+        region: "policy",
+        name: "GNU sparse files let through: imported as the file they describe",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Replace("        EntryType::GNUSparse => bail!(\"a GNU sparse file: not imported\"),\n", "")],
+        caught_by: "policy-applied",
     },
     Mistake {
         region: "policy",
@@ -855,3 +1090,67 @@ pub const MISTAKES: [Mistake; 15] = [
         caught_by: "busybox-runs",
     },
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Waits (on the kernel's coarse clock, which stamps ctimes) until a change made now
+    /// gets a ctime later than `path`'s.
+    fn next_tick_after(path: &Path) {
+        let ctime = path.symlink_metadata().map(|m| (m.ctime(), m.ctime_nsec())).expect("lstat");
+        loop {
+            // Raw libc: nix's clock_gettime needs its `time` feature, which the workspace does not enable.
+            let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+            // SAFETY: clock_gettime writes one timespec into `now`, which lives across the call.
+            assert_eq!(unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut now) }, 0, "clock_gettime");
+            if (now.tv_sec, now.tv_nsec) > ctime {
+                return;
+            }
+            std::hint::spin_loop();
+        }
+    }
+
+    #[test]
+    fn a_chown_outside_to_the_same_owner_shows_in_the_ctime() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join(OUTSIDE_DIR).join("owned.txt");
+        std::fs::create_dir_all(file.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&file, "owned\n").expect("write");
+        let before = outside_the_targets(dir.path(), &[]).expect("before");
+        next_tick_after(&file);
+        let meta = file.metadata().expect("stat");
+        std::os::unix::fs::chown(&file, Some(meta.uid()), Some(meta.gid())).expect("chown");
+        let after = outside_the_targets(dir.path(), &[]).expect("after");
+        let key = format!("{OUTSIDE_DIR}/owned.txt");
+        assert_ne!(before[&key], after[&key], "owner and mode are the same: only the ctime shows the chown");
+    }
+
+    #[test]
+    fn a_stray_name_beside_the_targets_counts_as_outside() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let targets = dir.path().join(TARGETS_DIR);
+        for made in ["dotdot/inside.txt", "dotdot-inner/a/b", "dotdot.tmp", "stray/x"] {
+            let path = targets.join(made);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            std::fs::write(&path, "x").expect("write");
+        }
+        let seen = outside_the_targets(dir.path(), &["dotdot", "dotdot-inner"]).expect("walk");
+        let keys: Vec<&str> = seen.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["targets/dotdot.tmp", "targets/stray", "targets/stray/x"]);
+    }
+
+    #[test]
+    fn a_refused_target_holds_its_first_entry_and_leaves_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let target = dir.path();
+        std::fs::write(target.join("first"), "1").expect("write");
+        std::os::unix::fs::symlink("/elsewhere", target.join("link")).expect("symlink");
+        assert_eq!(refused_leftovers(target, Some("first"), &["link@"]), None);
+        assert!(refused_leftovers(target, Some("first"), &["link@", "a/"]).is_some_and(|m| m.contains("`a/`")));
+        assert!(refused_leftovers(target, Some("first"), &["link/"]).is_some_and(|m| m.contains("`link`")));
+        std::fs::write(target.join("big.bin"), "partial").expect("write");
+        assert!(refused_leftovers(target, Some("first"), &["link@"]).is_some_and(|m| m.contains("big.bin")));
+        assert!(refused_leftovers(target, None, &["link@", "big.bin"]).is_some_and(|m| m.contains("first")));
+    }
+}

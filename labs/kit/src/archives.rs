@@ -102,6 +102,22 @@ impl Tar {
         self.raw(b"PaxHeaders/entry", EntryType::XHeader, 0o644, (0, 0), b"", body.as_bytes());
     }
 
+    /// A PAX *global* header (`g`) whose `path` record would apply to every entry after it.
+    fn pax_global(&mut self, path: &str) {
+        let record = |len: usize| format!("{len} path={path}\n");
+        let mut len = record(0).len();
+        while record(len).len() != len {
+            len = record(len).len();
+        }
+        let body = record(len);
+        self.raw(b"pax_global_header", EntryType::XGlobalHeader, 0o644, (0, 0), b"", body.as_bytes());
+    }
+
+    /// The harmless entry every corpus archive begins with.
+    fn first(&mut self, salt: &Salt) {
+        self.raw(salt.first_name.as_bytes(), EntryType::Regular, 0o644, (0, 0), b"", &salt.first_body);
+    }
+
     /// The marker every corpus archive ends with: present after an import only if the
     /// importer went on to the end.
     fn marker(&mut self) {
@@ -292,8 +308,11 @@ pub fn write_oci_layout(dir: &Path) -> Result<()> {
 /// What the sheet's policy says an importer does with a hostile archive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Policy {
-    /// The import stops at the entry, with an error that names it (`names`).
-    Refused { names: &'static str },
+    /// The import stops at the entry, with an error that names it (`names`). What the
+    /// entries before it made stays: the target holds the archive's first entry and
+    /// `leaves`, nothing else (`dir/` a directory, `name@` a symlink, `dir/*` anything
+    /// below dir, a plain name a file).
+    Refused { names: &'static str, leaves: &'static [&'static str] },
     /// The import goes on to the end; the entry is made harmless (the sheet says how).
     Neutralised,
 }
@@ -305,7 +324,31 @@ pub struct Hostile {
     /// The file name in the corpus directory (.tar or .tar.gz).
     pub file: String,
     pub policy: Policy,
+    /// Whether the import must have made the archive's first entry (the salt's): false
+    /// only where that very entry is the broken one (`checksum-start`).
+    pub first_kept: bool,
     pub bytes: Vec<u8>,
+}
+
+/// What is picked at random for one set of archives: the harmless entry every hostile
+/// archive begins with. Only an importer that read the archive knows its name and
+/// content, so a target that holds it shows the import got that far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Salt {
+    pub first_name: String,
+    pub first_body: Vec<u8>,
+}
+
+impl Salt {
+    /// A name `cilab-first-<16 hex digits>` and 32 random bytes, from /dev/urandom.
+    pub fn random() -> Result<Salt> {
+        use std::io::Read;
+        let path = Path::new("/dev/urandom");
+        let mut bytes = [0u8; 40];
+        std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut bytes)).map_err(LabError::io("read", path))?;
+        let hex: String = bytes[..8].iter().map(|b| format!("{b:02x}")).collect();
+        Ok(Salt { first_name: format!("{FIRST_PREFIX}{hex}"), first_body: bytes[8..].to_vec() })
+    }
 }
 
 /// A path of 4096 characters: directories of 100 characters each.
@@ -322,49 +365,67 @@ pub fn long_path() -> String {
 }
 
 /// The hostile corpus. `outside` is the absolute path of the sentinel tree, which lies at
-/// `../../outside` from each archive's target (`<hostile>/targets/<name>/`).
-pub fn hostile_corpus(outside: &Path) -> Vec<Hostile> {
+/// `../../outside` from each archive's target (`<hostile>/targets/<name>/`). Every archive
+/// begins with the salt's harmless entry.
+pub fn hostile_corpus(outside: &Path, salt: &Salt) -> Vec<Hostile> {
     let abs = outside.display().to_string();
     let mut corpus = Vec::new();
     let mut add = |name: &'static str, policy: Policy, build: &dyn Fn(&mut Tar)| {
         let mut tar = Tar::new();
+        tar.first(salt);
         build(&mut tar);
         tar.marker();
-        corpus.push(Hostile { name, file: format!("{name}.tar"), policy, bytes: tar.finish() });
+        corpus.push(Hostile { name, file: format!("{name}.tar"), policy, first_kept: true, bytes: tar.finish() });
     };
+    let refused = |names: &'static str| Policy::Refused { names, leaves: &[] };
     let root = (0, 0);
-    add("dotdot", Policy::Refused { names: "../../outside/dotdot.txt" }, &|t| {
+    add("dotdot", refused("../../outside/dotdot.txt"), &|t| {
         t.file("../../outside/dotdot.txt", 0o644, root, b"written outside by ../\n")
     });
-    add("dotdot-inner", Policy::Refused { names: "./a/../../../outside/dotdot-inner.txt" }, &|t| {
+    add("dotdot-inner", Policy::Refused { names: "./a/../../../outside/dotdot-inner.txt", leaves: &["a/"] }, &|t| {
         t.dir("a", 0o755, root);
         t.file("./a/../../../outside/dotdot-inner.txt", 0o644, root, b"written outside by a/../../\n")
     });
     let absolute: &'static str = Box::leak(format!("{abs}/absolute.txt").into_boxed_str());
-    add("absolute", Policy::Refused { names: absolute }, &|t| {
-        t.file(absolute, 0o644, root, b"written outside by an absolute path\n")
-    });
-    add("pax-dotdot", Policy::Refused { names: "../../outside/pax.txt" }, &|t| {
+    add("absolute", refused(absolute), &|t| t.file(absolute, 0o644, root, b"written outside by an absolute path\n"));
+    add("pax-dotdot", refused("../../outside/pax.txt"), &|t| {
         t.pax_path("../../outside/pax.txt");
         t.file("pax.txt", 0o644, root, b"written outside by a PAX path\n")
     });
-    add("symlink-abs-write", Policy::Refused { names: "link/abs-write.txt" }, &|t| {
+    add("pax-global", Policy::Neutralised, &|t| {
+        t.pax_global("../../outside/global.txt");
+        t.file("global.txt", 0o644, root, GLOBAL_TEXT.as_bytes())
+    });
+    let through_link = Policy::Refused { names: "link/abs-write.txt", leaves: &["link@"] };
+    add("symlink-abs-write", through_link, &|t| {
         t.symlink("link", &abs);
         t.file("link/abs-write.txt", 0o644, root, b"written through an absolute symlink\n")
     });
-    add("symlink-rel-write", Policy::Refused { names: "link/rel-write.txt" }, &|t| {
+    add("symlink-rel-write", Policy::Refused { names: "link/rel-write.txt", leaves: &["link@"] }, &|t| {
         t.symlink("link", "../../outside");
         t.file("link/rel-write.txt", 0o644, root, b"written through a relative symlink\n")
+    });
+    add("symlink-dir-through", Policy::Refused { names: "link/made-outside", leaves: &["link@"] }, &|t| {
+        t.symlink("link", "../../outside");
+        t.dir("link/made-outside", 0o755, root);
+        t.file("link/made-outside/f.txt", 0o644, root, b"in a directory made through a symlink\n")
     });
     add("symlink-then-file", Policy::Neutralised, &|t| {
         t.symlink("secret", &format!("{abs}/{SENTINEL_FILE}"));
         t.file("secret", 0o644, root, REPLACED.as_bytes())
     });
-    add("hardlink-abs", Policy::Refused { names: "stolen" }, &|t| {
-        t.hardlink("stolen", &format!("{abs}/{SENTINEL_FILE}"), 0o644)
+    add("symlink-then-dir", Policy::Neutralised, &|t| {
+        t.symlink("x", &abs);
+        t.dir("x", 0o755, root);
+        t.file("x/inner.txt", 0o644, root, b"inside the directory that replaced a symlink\n")
     });
-    add("hardlink-dotdot", Policy::Refused { names: "stolen" }, &|t| {
+    add("hardlink-abs", refused("stolen"), &|t| t.hardlink("stolen", &format!("{abs}/{SENTINEL_FILE}"), 0o644));
+    add("hardlink-dotdot", refused("stolen"), &|t| {
         t.hardlink("stolen", &format!("../../outside/{SENTINEL_FILE}"), 0o644)
+    });
+    add("hardlink-via-symlink", Policy::Refused { names: "stolen", leaves: &["link@"] }, &|t| {
+        t.symlink("link", &abs);
+        t.hardlink("stolen", &format!("link/{SENTINEL_FILE}"), 0o644)
     });
     add("hardlink-then-write", Policy::Neutralised, &|t| {
         t.file("f", 0o644, root, ORIGINAL.as_bytes());
@@ -374,7 +435,7 @@ pub fn hostile_corpus(outside: &Path) -> Vec<Hostile> {
         t.hardlink("hs", "s", 0o777);
         t.file("hs", 0o644, root, REPLACED.as_bytes())
     });
-    add("device-nodes", Policy::Refused { names: "dev/evil-null" }, &|t| {
+    add("device-nodes", Policy::Refused { names: "dev/evil-null", leaves: &["dev/"] }, &|t| {
         t.dir("dev", 0o755, root);
         let mut device = |name: &str, kind: EntryType, major: u32, minor: u32| {
             let mut header = Tar::header(kind, 0o666, root, 0);
@@ -393,29 +454,32 @@ pub fn hostile_corpus(outside: &Path) -> Vec<Hostile> {
         t.file("bin/su", 0o4755, root, b"#!/bin/sh\n");
         t.file("bin/sg", 0o2755, root, b"#!/bin/sh\n")
     });
+    add("setgid-modes", Policy::Neutralised, &|t| {
+        t.file("g", 0o2644, root, b"set-group-ID without group execute\n");
+        t.dir("gdir", 0o2775, root)
+    });
     add("world-writable", Policy::Neutralised, &|t| {
         t.dir("shared", 0o777, root);
         t.dir("tmp", 0o1777, root)
     });
-    add("gnu-sparse", Policy::Refused { names: "sparse.img" }, &|t| {
+    add("gnu-sparse", refused("sparse.img"), &|t| {
         let mut header = Tar::header(EntryType::GNUSparse, 0o644, root, 512);
         header.as_old_mut().name[..10].copy_from_slice(b"sparse.img");
         if let Some(gnu) = header.as_gnu_mut() {
             gnu.sparse[0].offset = *b"00000000000\0";
             gnu.sparse[0].numbytes = *b"00000001000\0";
-            // The real size: 1 GiB of which 512 bytes are data (the map ends at the end).
-            gnu.sparse[1].offset = *b"10000000000\0";
+            // The real size: 8 MiB (within the size limit: only the policy refuses it) of
+            // which 512 bytes are data (the map ends at the end).
+            gnu.sparse[1].offset = *b"00040000000\0";
             gnu.sparse[1].numbytes = *b"00000000000\0";
-            gnu.realsize = *b"10000000000\0";
+            gnu.realsize = *b"00040000000\0";
         }
         header.set_cksum();
         let _ = t.builder.append(&header, &[b'x'; 512][..]);
     });
     let long: &'static str = Box::leak(long_path().into_boxed_str());
-    add("long-path", Policy::Refused { names: &long[..60] }, &|t| {
-        t.file(long, 0o644, root, b"a path of 4096 characters\n")
-    });
-    add("newline-name", Policy::Refused { names: "bad\\nname.txt" }, &|t| {
+    add("long-path", refused(&long[..60]), &|t| t.file(long, 0o644, root, b"a path of 4096 characters\n"));
+    add("newline-name", refused("bad\\nname.txt"), &|t| {
         t.file("bad\nname.txt", 0o644, root, b"a name with a newline\n")
     });
     add("file-then-dir", Policy::Neutralised, &|t| {
@@ -423,14 +487,15 @@ pub fn hostile_corpus(outside: &Path) -> Vec<Hostile> {
         t.dir("x", 0o755, root);
         t.file("x/inner.txt", 0o644, root, b"inside the directory that replaced a file\n")
     });
-    add("dir-then-symlink", Policy::Refused { names: "`d`" }, &|t| {
+    add("dir-then-symlink", Policy::Refused { names: "`d`", leaves: &["d/"] }, &|t| {
         t.dir("d", 0o755, root);
         t.symlink("d", &abs);
         t.file("d/pwned.txt", 0o644, root, b"written through a symlink that replaced a directory\n")
     });
 
-    // The raw ones: a size that lies, broken checksums, a bomb.
+    // The raw ones: a size that lies, broken checksums, bombs.
     let mut lie = Tar::new();
+    lie.first(salt);
     lie.file("before.txt", 0o644, root, b"before the lie\n");
     let mut bytes = lie.unfinished();
     let mut header = Tar::header(EntryType::Regular, 0o644, root, 10_000);
@@ -441,54 +506,78 @@ pub fn hostile_corpus(outside: &Path) -> Vec<Hostile> {
     corpus.push(Hostile {
         name: "size-lie",
         file: "size-lie.tar".into(),
-        policy: Policy::Refused { names: "big.bin" },
+        policy: Policy::Refused { names: "big.bin", leaves: &["before.txt"] },
+        first_kept: true,
         bytes,
     });
 
+    // The first entry's header (the salt's: checksum-start) or the third's is broken.
     let broken = |first: bool| {
         let mut tar = Tar::new();
+        tar.first(salt);
         tar.file("ok.txt", 0o644, root, b"a good entry\n");
+        let third = tar.builder.get_ref().len();
         tar.file("broken.txt", 0o644, root, b"its header's checksum is wrong\n");
         tar.marker();
         let mut bytes = tar.finish();
-        // The checksum field of the first header, or of the second (ok.txt takes 2 blocks).
-        let at = if first { 148 } else { 1024 + 148 };
+        let at = if first { 148 } else { third + 148 };
         bytes[at..at + 6].copy_from_slice(b"000001");
         bytes
     };
     corpus.push(Hostile {
         name: "checksum-start",
         file: "checksum-start.tar".into(),
-        policy: Policy::Refused { names: "entry #1" },
+        policy: Policy::Refused { names: "entry #1", leaves: &[] },
+        first_kept: false,
         bytes: broken(true),
     });
     corpus.push(Hostile {
         name: "checksum-middle",
         file: "checksum-middle.tar".into(),
-        policy: Policy::Refused { names: "entry #2" },
+        policy: Policy::Refused { names: "entry #3", leaves: &["ok.txt"] },
+        first_kept: true,
         bytes: broken(false),
     });
     corpus.push(Hostile {
         name: "gzip-bomb",
         file: "gzip-bomb.tar.gz".into(),
-        policy: Policy::Refused { names: "zeros.bin" },
-        bytes: gzip_bomb(),
+        policy: Policy::Refused { names: "zeros.bin", leaves: &[] },
+        first_kept: true,
+        bytes: gzip_bomb(salt),
+    });
+    corpus.push(Hostile {
+        name: "long-name-bomb",
+        file: "long-name-bomb.tar.gz".into(),
+        policy: Policy::Refused { names: "entry #2", leaves: &[] },
+        first_kept: true,
+        bytes: long_name_bomb(salt),
+    });
+    corpus.push(Hostile {
+        name: "pax-bomb",
+        file: "pax-bomb.tar.gz".into(),
+        policy: Policy::Refused { names: "entry #2", leaves: &[] },
+        first_kept: true,
+        bytes: pax_bomb(salt),
+    });
+    let over: &'static str = Box::leak(format!("entry #{}", MAX_ENTRIES + 1).into_boxed_str());
+    corpus.push(Hostile {
+        name: "many-entries",
+        file: "many-entries.tar.gz".into(),
+        policy: Policy::Refused { names: over, leaves: &["many/", "many/*"] },
+        first_kept: true,
+        bytes: many_entries_bomb(salt),
     });
     corpus
 }
 
-/// 2 GiB of zeros in about 2 MB: a tar header for one file of 2 GiB, then gzip members
-/// of 1 MiB of zeros each, one after the other (a gzip stream may hold many members).
-pub fn gzip_bomb() -> Vec<u8> {
-    const MIB: usize = 1024 * 1024;
-    let mut header = Tar::header(EntryType::Regular, 0o644, (0, 0), BOMB_BYTES);
-    header.as_old_mut().name[..9].copy_from_slice(b"zeros.bin");
-    header.set_cksum();
-    let mut first = header.as_bytes().to_vec();
-    first.resize(MIB, 0);
+const MIB: usize = 1024 * 1024;
+
+/// `first`, then gzip members of 1 MiB of zeros each until `zeros` bytes of zeros follow
+/// it (a gzip stream may hold many members, one after the other: cheap to make, small).
+fn with_zeros(first: Vec<u8>, zeros: u64) -> Vec<u8> {
     let mut bytes = gzip(&first);
     let member = gzip(&vec![0; MIB]);
-    let members = usize::try_from(BOMB_BYTES).unwrap_or(usize::MAX) / MIB;
+    let members = usize::try_from(zeros).unwrap_or(usize::MAX) / MIB;
     bytes.reserve(member.len() * members);
     for _ in 0..members {
         bytes.extend_from_slice(&member);
@@ -496,10 +585,96 @@ pub fn gzip_bomb() -> Vec<u8> {
     bytes
 }
 
+/// 2 GiB of zeros in about 2 MB: the salt's entry, a tar header for one file of 2 GiB,
+/// then its body in members of 1 MiB of zeros (the archive ends there, unfinished).
+pub fn gzip_bomb(salt: &Salt) -> Vec<u8> {
+    let mut tar = Tar::new();
+    tar.first(salt);
+    let mut first = tar.unfinished();
+    let mut header = Tar::header(EntryType::Regular, 0o644, (0, 0), BOMB_BYTES);
+    header.as_old_mut().name[..9].copy_from_slice(b"zeros.bin");
+    header.set_cksum();
+    first.extend_from_slice(header.as_bytes());
+    with_zeros(first, BOMB_BYTES)
+}
+
+/// A GNU long name of 1 GiB in about 1 MB: the salt's entry, a `././@LongLink` header of
+/// 1 GiB, its body (zeros), then the entry it would name and the marker. A tar reader
+/// without a limit holds the whole name in memory before it hands out the entry.
+pub fn long_name_bomb(salt: &Salt) -> Vec<u8> {
+    let mut tar = Tar::new();
+    tar.first(salt);
+    let mut first = tar.unfinished();
+    let mut long = Tar::header(EntryType::GNULongName, 0o644, (0, 0), LONG_NAME_BOMB_BYTES);
+    long.as_old_mut().name[..13].copy_from_slice(b"././@LongLink");
+    long.set_cksum();
+    first.extend_from_slice(long.as_bytes());
+    let mut bytes = with_zeros(first, LONG_NAME_BOMB_BYTES);
+    let mut rest = Tar::new();
+    rest.file("named-by-the-long-name", 0o644, (0, 0), b"its name was 1 GiB long\n");
+    rest.marker();
+    bytes.extend_from_slice(&gzip(&rest.finish()));
+    bytes
+}
+
+/// A PAX header of 200 MiB (one `comment` record) in about 200 KB: the salt's entry, the
+/// header, then the harmless file it describes and the marker. A tar reader without a
+/// limit holds it in memory, then goes on to the end as if nothing happened.
+pub fn pax_bomb(salt: &Salt) -> Vec<u8> {
+    let mut tar = Tar::new();
+    tar.first(salt);
+    let mut first = tar.unfinished();
+    let size = usize::try_from(PAX_BOMB_BYTES).unwrap_or(usize::MAX);
+    let mut pax = Tar::header(EntryType::XHeader, 0o644, (0, 0), PAX_BOMB_BYTES);
+    pax.as_old_mut().name[..16].copy_from_slice(b"PaxHeaders/bomb\0");
+    pax.set_cksum();
+    first.extend_from_slice(pax.as_bytes());
+    // One record of exactly `size` bytes: "<size> comment=000…0\n".
+    let prefix = format!("{size} comment=");
+    first.extend_from_slice(prefix.as_bytes());
+    let digits = size - prefix.len() - 1;
+    let mut bytes = gzip(&first);
+    let member = gzip(&vec![b'0'; MIB]);
+    for _ in 0..digits / MIB {
+        bytes.extend_from_slice(&member);
+    }
+    let mut last = vec![b'0'; digits % MIB];
+    last.push(b'\n');
+    let mut rest = Tar::new();
+    rest.file("described-by-the-pax-header", 0o644, (0, 0), b"after 200 MiB of PAX records\n");
+    rest.marker();
+    last.extend_from_slice(&rest.finish());
+    bytes.extend_from_slice(&gzip(&last));
+    bytes
+}
+
+/// 1,000,000 empty files in about 7 MB: the salt's entry, a directory `many/`, then
+/// 1,000 times the same gzip member of 1,000 empty files `many/000` … `many/999` (each
+/// name made 1,000 times), then the marker.
+pub fn many_entries_bomb(salt: &Salt) -> Vec<u8> {
+    let mut tar = Tar::new();
+    tar.first(salt);
+    tar.dir("many", 0o755, (0, 0));
+    let mut bytes = gzip(&tar.unfinished());
+    let mut round = Tar::new();
+    for index in 0..1000 {
+        round.file(&format!("many/{index:03}"), 0o644, (0, 0), b"");
+    }
+    let member = gzip(&round.unfinished());
+    bytes.reserve(member.len() * 1000);
+    for _ in 0..1000 {
+        bytes.extend_from_slice(&member);
+    }
+    let mut rest = Tar::new();
+    rest.marker();
+    bytes.extend_from_slice(&gzip(&rest.finish()));
+    bytes
+}
+
 /// Writes the corpus into `dir` (made if missing).
-pub fn write_hostile_corpus(dir: &Path, outside: &Path) -> Result<Vec<Hostile>> {
+pub fn write_hostile_corpus(dir: &Path, outside: &Path, salt: &Salt) -> Result<Vec<Hostile>> {
     std::fs::create_dir_all(dir).map_err(LabError::io("create directory", dir))?;
-    let corpus = hostile_corpus(outside);
+    let corpus = hostile_corpus(outside, salt);
     for archive in &corpus {
         let path = dir.join(&archive.file);
         std::fs::write(&path, &archive.bytes).map_err(LabError::io("write", &path))?;
@@ -507,7 +682,9 @@ pub fn write_hostile_corpus(dir: &Path, outside: &Path) -> Result<Vec<Hostile>> 
     Ok(corpus)
 }
 
-/// The sentinel tree beside the targets: a file, a directory with a file, a symlink.
+/// The sentinel tree beside the targets: a file, a directory with a file, a symlink, and
+/// a file owned by SENTINEL_OWNER (so that a chown outside shows, in its owner and its
+/// ctime). Needs root (chown).
 pub fn plant_sentinel_tree(outside: &Path) -> Result<()> {
     let dir = outside.join(SENTINEL_SUBDIR);
     std::fs::create_dir_all(&dir).map_err(LabError::io("create directory", &dir))?;
@@ -515,6 +692,50 @@ pub fn plant_sentinel_tree(outside: &Path) -> Result<()> {
         |path: std::path::PathBuf, text: &str| std::fs::write(&path, text).map_err(LabError::io("write", &path));
     write(outside.join(SENTINEL_FILE), SENTINEL_TEXT)?;
     write(dir.join("kept.txt"), "a file in a directory outside every target\n")?;
+    let owned = outside.join(SENTINEL_OWNED);
+    write(owned.clone(), "owned by someone else: no archive may change its owner\n")?;
+    std::os::unix::fs::chown(&owned, Some(SENTINEL_OWNER), Some(SENTINEL_OWNER))
+        .map_err(LabError::io("chown", &owned))?;
     let link = outside.join("link-to-secret");
     std::os::unix::fs::symlink(SENTINEL_FILE, &link).map_err(LabError::io("symlink", &link))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Not a test: writes the sentinel tree and the corpus for measuring other extractors
+    /// (labs/rootfs-import/measure/README.md). As root:
+    /// `CILAB_CORPUS_DIR=/tmp/ri/hostile cargo test -p labkit write_corpus -- --ignored`.
+    #[test]
+    #[ignore = "a tool for labs/rootfs-import/measure, run by hand"]
+    fn write_corpus() {
+        let Some(dir) = std::env::var_os("CILAB_CORPUS_DIR") else {
+            panic!("set CILAB_CORPUS_DIR to the hostile dir to write (…/hostile)");
+        };
+        let dir = Path::new(&dir);
+        let outside = dir.join(OUTSIDE_DIR);
+        plant_sentinel_tree(&outside).expect("plant the sentinel tree");
+        let salt = Salt::random().expect("salt");
+        write_hostile_corpus(&dir.join(ARCHIVES_DIR), &outside, &salt).expect("write the corpus");
+    }
+
+    #[test]
+    fn every_archive_begins_with_the_salt_but_checksum_start() {
+        let salt = Salt { first_name: format!("{FIRST_PREFIX}0123456789abcdef"), first_body: b"first".to_vec() };
+        for archive in hostile_corpus(Path::new("/outside"), &salt) {
+            if archive.file.ends_with(".gz") {
+                continue;
+            }
+            let mut reader = tar::Archive::new(archive.bytes.as_slice());
+            let first = reader.entries().expect("entries").next().expect("an entry");
+            match first {
+                Ok(entry) => {
+                    assert!(archive.first_kept, "{}", archive.name);
+                    assert_eq!(&*entry.path_bytes(), salt.first_name.as_bytes(), "{}", archive.name);
+                }
+                Err(_) => assert!(!archive.first_kept, "{}: its first header is broken", archive.name),
+            }
+        }
+    }
 }

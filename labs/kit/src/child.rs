@@ -130,6 +130,14 @@ pub fn wait(pid: Pid, doing: &str) -> Result<WaitStatus> {
     Ok(status)
 }
 
+/// Waits for a command the lab started (docker, say) to exit, at most until `deadline`:
+/// true once it has exited (left for `Child::wait` to reap), false if it still runs.
+pub fn exited_by(child: &std::process::Child, deadline: Instant) -> Result<bool> {
+    let pid = Pid::from_raw(i32::try_from(child.id()).map_err(|_| LabError::Child(format!("PID {}", child.id())))?);
+    let pidfd = pidfd_open(pid).map_err(LabError::sys("pidfd_open", pid))?;
+    poll_until(&mut [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)], deadline)
+}
+
 /// "pidns-init (PID 1234)": what the lab calls a child in its messages.
 fn describe_child(pid: Pid) -> String {
     match std::fs::read_to_string(format!("/proc/{pid}/comm")) {

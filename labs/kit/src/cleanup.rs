@@ -146,6 +146,9 @@ pub fn settle() {
     drop(lock_cleaning());
 }
 
+/// How long one undo command may take.
+const UNDO_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
 fn clean_up_everything() {
     let (children, dirs, undo, before_kill) = with_registry(|r| {
         (
@@ -171,11 +174,22 @@ fn clean_up_everything() {
     for command in undo.iter().rev() {
         if let Some((program, args)) = command.split_first() {
             let quiet = std::process::Stdio::null();
-            let ran = std::process::Command::new(program)
+            let started = std::process::Command::new(program)
                 .args(args)
+                .stdin(std::process::Stdio::null())
                 .stdout(quiet)
                 .stderr(std::process::Stdio::null())
-                .status();
+                .spawn();
+            // An undo (`docker rm -f`) against a daemon that hangs must not hang the lab's exit.
+            let ran = started.and_then(|mut child| {
+                let exited = crate::child::exited_by(&child, std::time::Instant::now() + UNDO_DEADLINE);
+                if !exited.as_ref().is_ok_and(|e| *e) {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(std::io::Error::other(format!("did not finish within {UNDO_DEADLINE:?} ({exited:?})")));
+                }
+                child.wait()
+            });
             if !ran.as_ref().is_ok_and(|s| s.success()) {
                 eprintln!("lab: could not undo with `{}`: {ran:?}", command.join(" "));
             }

@@ -351,6 +351,14 @@ pub mod rootfs_import {
     pub const SENTINEL_FILE: &str = "secret.txt";
     pub const SENTINEL_SUBDIR: &str = "dir";
     pub const SENTINEL_TEXT: &str = "outside every target: no archive may change this\n";
+    /// A file of the sentinel tree owned by SENTINEL_OWNER (uid and gid).
+    pub const SENTINEL_OWNED: &str = "owned.txt";
+    pub const SENTINEL_OWNER: u32 = 4242;
+    /// The name of the harmless entry every corpus archive begins with: this, then 16 hex
+    /// digits picked at random when the archives are made.
+    pub const FIRST_PREFIX: &str = "cilab-first-";
+    /// The file `pax-global` makes after its PAX global header.
+    pub const GLOBAL_TEXT: &str = "made after a PAX global header, inside the target\n";
     /// The last entry of every corpus archive.
     pub const MARKER: &str = "imported-to-the-end";
     /// Contents the corpus writes where a file is replaced, and what it held before.
@@ -361,6 +369,20 @@ pub mod rootfs_import {
     pub const SIZE_LIMIT: u64 = 64 * 1024 * 1024;
     /// The gzip bomb's one file: 2 GiB of zeros.
     pub const BOMB_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+    /// The long-name bomb's GNU long name: 1 GiB.
+    pub const LONG_NAME_BOMB_BYTES: u64 = 1024 * 1024 * 1024;
+    /// The PAX bomb's one `comment` record: 200 MiB (a multiple of 512: no padding).
+    pub const PAX_BOMB_BYTES: u64 = 200 * 1024 * 1024;
+    /// The most entries an import may take from an archive.
+    pub const MAX_ENTRIES: u64 = 100_000;
+    /// The most bytes the tar reader may read between two entries on its own: headers,
+    /// GNU long names, PAX records, the padding and skipped body of the entry before.
+    pub const HEADER_LIMIT: u64 = 1024 * 1024;
+    /// The most bytes an import may read from an archive (decompressed), all together.
+    pub const READ_LIMIT: u64 = 256 * 1024 * 1024;
+    /// The lab's safety net for memory (RLIMIT_AS of the process that imports the corpus):
+    /// a reader that buffers a 1 GiB long name fails here instead of taking the machine's memory.
+    pub const ADDRESS_SPACE_NET: u64 = 768 * 1024 * 1024;
     /// The lab's own safety net under the importer (RLIMIT_FSIZE of the process that
     /// imports the corpus): an importer without a size limit stops here, not at a full disk.
     pub const FILE_SIZE_NET: u64 = 2 * SIZE_LIMIT;

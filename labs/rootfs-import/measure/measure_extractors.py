@@ -3,7 +3,9 @@
 tarfile (no filter, and filter='data'), each into a fresh target beside a fresh copy of
 the sentinel tree, and reports per archive: exit, whether anything outside the target
 changed, whether an outward symlink is left in the target, whether it went to the end."""
-import hashlib, os, shutil, subprocess, sys, tarfile, json
+import hashlib, os, shutil, subprocess, sys, json, threading, time
+
+LIMIT = 150  # seconds an extractor may take on one archive
 
 BASE = sys.argv[1]            # the hostile dir the archives were made for (…/hostile)
 PRISTINE = sys.argv[2]        # a pristine copy of …/hostile/outside
@@ -31,19 +33,43 @@ def outward_symlinks(target):
                     found.append(os.path.relpath(p, target))
     return found
 
+TARFILE = """
+import sys, tarfile
+with tarfile.open(sys.argv[1]) as tf:
+    if sys.argv[3] == "data":
+        tf.extractall(sys.argv[2], filter="data")
+    else:
+        tf.extractall(sys.argv[2])
+"""
+
 def run(tool, archive, target):
+    """Each extractor in a process of its own: its exit, its time and its peak memory."""
     if tool == "gnu-tar":
-        r = subprocess.run(["tar", "-xf", archive, "-C", target], capture_output=True, text=True)
-        return f"exit {r.returncode}" + (f": {r.stderr.strip().splitlines()[-1][:90]}" if r.stderr.strip() else "")
-    try:
-        with tarfile.open(archive) as tf:
-            if tool == "tarfile":
-                tf.extractall(target)
-            else:
-                tf.extractall(target, filter="data")
-        return "exit 0"
-    except Exception as e:
-        return f"{type(e).__name__}: {str(e)[:90]}"
+        argv = ["tar", "-xf", archive, "-C", target]
+    else:
+        argv = [sys.executable, "-c", TARFILE, archive, target, "data" if tool == "tarfile-data" else "none"]
+    start = time.monotonic()
+    child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # An extractor that does not finish within LIMIT seconds is killed (python 3.11.7's
+    # tarfile on the PAX bomb: its hdrcharset regex is quadratic, CVE-2024-6232).
+    timer = threading.Timer(LIMIT, child.kill)
+    timer.start()
+    err = child.stderr.read()
+    _, status, usage = os.wait4(child.pid, 0)
+    timer.cancel()
+    child.returncode = os.waitstatus_to_exitcode(status)
+    seconds = time.monotonic() - start
+    if seconds >= LIMIT:
+        err += f"\nkilled after {LIMIT} s"
+    last = err.strip().splitlines()[-1][:90] if err.strip() else ""
+    return f"exit {child.returncode}" + (f": {last}" if last else ""), round(seconds, 2), usage.ru_maxrss // 1024
+
+def modes(target):
+    out = {}
+    for name in sorted(os.listdir(target))[:12]:
+        st = os.lstat(os.path.join(target, name))
+        out[name if not name.startswith("cilab-first-") else "cilab-first-…"] = oct(st.st_mode & 0o7777)
+    return out
 
 outside = os.path.join(BASE, "outside")
 results = {}
@@ -58,12 +84,16 @@ for name in sorted(os.listdir(ARCHIVES)):
         target = os.path.join(BASE, "targets", short)
         shutil.rmtree(os.path.join(BASE, "targets"), ignore_errors=True)
         os.makedirs(target)
-        said = run(tool, archive, target)
+        said, seconds, peak_mib = run(tool, archive, target)
         after = snapshot(outside)
         changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
         extra_top = sorted(set(os.listdir(BASE)) - set(before_list) - {"targets"})
         results.setdefault(short, {})[tool] = {
             "said": said,
+            "seconds": seconds,
+            "peak_memory_mib": peak_mib,
+            "first_entry_made": any(n.startswith("cilab-first-") for n in os.listdir(target)),
+            "modes": modes(target),
             "outside_changed": changed + extra_top,
             "outward_symlinks": outward_symlinks(target),
             "to_the_end": os.path.exists(os.path.join(target, "imported-to-the-end")),

@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! lab-rootfs-import ── ri-runner (unshares a mount namespace, mounts proc, chroots, execs busybox)
-//!                   └─ ri-hostile (imports each hostile archive, under RLIMIT_FSIZE)
+//!                   └─ ri-hostile (imports each hostile archive, under RLIMIT_FSIZE and RLIMIT_AS)
 //!    (--docker:)    docker import / docker run (dockerd makes the container)
 //!
 //! <workdir>/rootfs.tar.gz               the rootfs tarball (planted by the harness; by hand, made here)
@@ -17,12 +17,14 @@
 //! <workdir>/hostile/outside/            the sentinel tree beside the targets
 //! ```
 
+use std::cell::Cell;
 use std::ffi::{CString, OsStr, OsString};
 use std::fs::File;
 use std::io::{BufRead, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Parser;
@@ -32,7 +34,7 @@ use nix::errno::Errno;
 use nix::fcntl::{openat, AtFlags, OFlag};
 use nix::mount::{mount, MsFlags};
 use nix::sched::{unshare, CloneFlags};
-use nix::sys::stat::{fchmod, fstatat, mkdirat, Mode, SFlag};
+use nix::sys::stat::{fchmod, fstatat, makedev, mkdirat, mknodat, Mode, SFlag};
 use nix::unistd::{chdir, chroot, execv, fchown, fchownat, linkat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
 use serde_json::json;
 use tar::EntryType;
@@ -71,8 +73,10 @@ fn main() -> std::process::ExitCode {
     labkit::main("lab-rootfs-import", include_str!("main.rs"), || run(&cli.lab, cli.docker))
 }
 
-/// `--import ARCHIVE --into DIR`: the importer alone.
+/// `--import ARCHIVE --into DIR`: the importer alone, under the same safety nets as the
+/// corpus's importer (a last line of defence if the importer's own limits fail).
 fn import_only(archive: &Path, into: &Path) -> Result<()> {
+    safety_nets()?;
     let report = import(open_archive(archive)?, into, false)?;
     println!("{} entries, {} bytes of files imported into {}", report.entries, report.written, into.display());
     for warning in &report.warnings {
@@ -121,7 +125,7 @@ fn make_archives_if_missing(work: &Path) -> Result<()> {
         cleanup::track_dir(&hostile);
         let outside = hostile.join(OUTSIDE_DIR);
         archives::plant_sentinel_tree(&outside)?;
-        archives::write_hostile_corpus(&hostile.join(ARCHIVES_DIR), &outside)?;
+        archives::write_hostile_corpus(&hostile.join(ARCHIVES_DIR), &outside, &archives::Salt::random()?)?;
     }
     Ok(())
 }
@@ -223,14 +227,24 @@ fn hostile(lab: &mut Lab, work: &Path) -> Result<()> {
     Ok(())
 }
 
-/// In ri-hostile: each archive of the corpus into a target of its own; one JSON line each.
-fn import_corpus(archives_dir: &Path, targets: &Path, out: &mut File) -> Result<()> {
-    // A file may not grow past FILE_SIZE_NET: write(2) fails with EFBIG instead of SIGXFSZ.
+/// The safety nets under an importer that runs on archives it did not make: no file may
+/// grow past FILE_SIZE_NET (write(2) fails with EFBIG instead of SIGXFSZ killing it), and
+/// the process may not map more than ADDRESS_SPACE_NET (an allocation past it fails).
+fn safety_nets() -> Result<()> {
+    use nix::sys::resource::{setrlimit, Resource};
     // SAFETY: ignoring a signal installs no handler.
     unsafe { nix::sys::signal::signal(nix::sys::signal::Signal::SIGXFSZ, nix::sys::signal::SigHandler::SigIgn) }
         .map_err(LabError::sys("signal(SIGXFSZ)", "SIG_IGN"))?;
-    nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_FSIZE, FILE_SIZE_NET, FILE_SIZE_NET)
+    setrlimit(Resource::RLIMIT_FSIZE, FILE_SIZE_NET, FILE_SIZE_NET)
         .map_err(LabError::sys("setrlimit(RLIMIT_FSIZE)", FILE_SIZE_NET))?;
+    setrlimit(Resource::RLIMIT_AS, ADDRESS_SPACE_NET, ADDRESS_SPACE_NET)
+        .map_err(LabError::sys("setrlimit(RLIMIT_AS)", ADDRESS_SPACE_NET))?;
+    Ok(())
+}
+
+/// In ri-hostile: each archive of the corpus into a target of its own; one JSON line each.
+fn import_corpus(archives_dir: &Path, targets: &Path, out: &mut File) -> Result<()> {
+    safety_nets()?;
     let mut names: Vec<PathBuf> = std::fs::read_dir(archives_dir)
         .map_err(LabError::io("list", archives_dir))?
         .flatten()
@@ -282,20 +296,101 @@ struct Report {
 fn import(archive: impl Read, target: &Path, layer: bool) -> Result<Report> {
     let root = open_dir(None, target.as_os_str())?;
     let mut importer = Importer { root, budget: SIZE_LIMIT, report: Report::default(), cached: None };
-    let mut archive = tar::Archive::new(archive);
-    let entries = archive.entries().map_err(LabError::io("read the archive", target))?;
-    for (index, entry) in entries.enumerate() {
-        let number = index + 1;
-        let mut entry = entry.map_err(|e| anyhow!("entry #{number}: {e}"))?;
+    for_each_entry(archive, |number, entry| {
         let path = entry.path_bytes().into_owned();
         let shown = String::from_utf8_lossy(&path).escape_debug().to_string();
         if layer && is_whiteout(&path) {
-            continue;
+            return Ok(());
         }
-        importer.entry(&mut entry, &path).with_context(|| format!("entry #{number} `{shown}`"))?;
+        importer.entry(entry, &path).with_context(|| format!("entry #{number} `{shown}`"))?;
         importer.report.entries += 1;
-    }
+        Ok(())
+    })?;
     Ok(importer.report)
+}
+
+/// What reading one archive has cost so far: shared by the reader under the tar crate
+/// (`Metered`, which counts every byte) and the loop that takes the entries.
+#[derive(Debug, Default)]
+struct Meter {
+    /// Entries taken from the archive.
+    entries: Cell<u64>,
+    /// Whether the loop is asking the tar reader for the next entry: what it reads then
+    /// is its own (headers, GNU long names, PAX records, padding), not an entry's body.
+    in_headers: Cell<bool>,
+    /// Bytes read so far since the loop last asked for an entry.
+    between: Cell<u64>,
+    /// Bytes read in all (decompressed).
+    total: Cell<u64>,
+}
+
+/// The archive's bytes on their way to the tar reader, every read charged to the meter:
+/// the tar crate reads a GNU long name or a PAX header whole into memory before it hands
+/// out the entry, so the limit must sit beneath it.
+struct Metered<R> {
+    inner: R,
+    meter: Rc<Meter>,
+}
+
+impl<R: Read> Read for Metered<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let read = self.inner.read(buf)?;
+        let meter = &self.meter;
+        if meter.in_headers.get() {
+            meter.between.set(meter.between.get() + read as u64);
+        }
+        meter.total.set(meter.total.get() + read as u64);
+        within_read_limits(meter.entries.get(), meter.between.get(), meter.total.get())
+            .map_err(|error| std::io::Error::other(format!("{error:#}")))?;
+        Ok(read)
+    }
+}
+
+/// Calls `each` with every entry of `archive` and its number (from 1), within the read
+/// limits; what `each` leaves of an entry's body is read (and counted) before the next.
+fn for_each_entry<R: Read>(
+    archive: R,
+    mut each: impl FnMut(u64, &mut tar::Entry<Metered<R>>) -> Result<()>,
+) -> Result<()> {
+    let meter = Rc::new(Meter::default());
+    let mut archive = tar::Archive::new(Metered { inner: archive, meter: Rc::clone(&meter) });
+    let mut entries = archive.entries().context("read the archive")?;
+    loop {
+        // From here to the next entry, the tar reader reads on its own.
+        meter.between.set(0);
+        meter.in_headers.set(true);
+        let number = meter.entries.get() + 1;
+        let next = entries.next();
+        meter.in_headers.set(false);
+        let Some(entry) = next else { break };
+        let mut entry = entry.map_err(|e| anyhow!("entry #{number}: {e}"))?;
+        meter.entries.set(number);
+        within_read_limits(number, 0, meter.total.get()).with_context(|| format!("entry #{number}"))?;
+        each(number, &mut entry)?;
+        std::io::copy(&mut entry, &mut std::io::sink()).with_context(|| format!("entry #{number}: skip its body"))?;
+    }
+    Ok(())
+}
+
+/// Whether reading an archive stays within its limits, after `entries` entries taken,
+/// `between` bytes read on the tar reader's own since the last one (its headers and
+/// extensions), `total` bytes read in all.
+fn within_read_limits(entries: u64, between: u64, total: u64) -> Result<()> {
+    // STUDENT: begin read-limits
+    // Hint: three limits, each an error that says which: more than MAX_ENTRIES entries,
+    // more than HEADER_LIMIT bytes of headers and extensions before one entry (a 1 GiB GNU
+    // long name is read into memory whole), more than READ_LIMIT bytes read in all.
+    if entries > MAX_ENTRIES {
+        bail!("more than {MAX_ENTRIES} entries: the limit of entries per import");
+    }
+    if between > HEADER_LIMIT {
+        bail!("more than {HEADER_LIMIT} bytes of headers and extensions (GNU long name, PAX) before one entry");
+    }
+    if total > READ_LIMIT {
+        bail!("more than {READ_LIMIT} bytes read from the archive: the read limit");
+    }
+    Ok(())
+    // STUDENT: end read-limits
 }
 
 struct Importer {
@@ -336,8 +431,9 @@ impl Importer {
                 fchmod(fd.as_raw_fd(), Mode::from_bits_truncate(mode))
                     .map_err(LabError::sys("fchmod", name.to_string_lossy()))?;
             }
-            // A symlink: its owner only (a symlink has no mode of its own).
-            None if kind == EntryType::Symlink => {
+            // A symlink: its owner only (a symlink has no mode of its own); a device node or
+            // a fifo (made with its mode): its owner.
+            None if matches!(kind, EntryType::Symlink | EntryType::Char | EntryType::Block | EntryType::Fifo) => {
                 fchownat(Some(parent.as_raw_fd()), name.as_os_str(), uid, gid, AtFlags::AT_SYMLINK_NOFOLLOW)
                     .map_err(LabError::sys("fchownat", name.to_string_lossy()))?;
             }
@@ -387,7 +483,7 @@ impl Importer {
                 }
                 Ok(Some(open_dir(Some(parent), name)?))
             }
-            EntryType::Regular | EntryType::Continuous => {
+            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
                 if is_dir {
                     bail!("it would replace a directory with a file");
                 }
@@ -400,7 +496,7 @@ impl Importer {
                     .map_err(LabError::sys("openat(O_CREAT|O_EXCL|O_NOFOLLOW)", name.to_string_lossy()))?;
                 let mut file = File::from(owned(fd));
                 let declared = body.size();
-                self.write_body(&mut file, body, declared)?;
+                self.write_body(parent, name, &mut file, body, declared)?;
                 Ok(Some(file.into()))
             }
             EntryType::Symlink => {
@@ -424,30 +520,73 @@ impl Importer {
                 self.hardlink(parent, name, link()?)?;
                 Ok(None)
             }
+            // Whatever the policy lets through is made: a device node, a fifo.
+            EntryType::Char | EntryType::Block | EntryType::Fifo => {
+                if is_dir {
+                    bail!("it would replace a directory with a special file");
+                }
+                if there.is_some() {
+                    remove(parent, name)?;
+                }
+                let (sflag, dev) = match kind {
+                    EntryType::Char | EntryType::Block => {
+                        let major = body.header().device_major().context("its device major")?.unwrap_or(0);
+                        let minor = body.header().device_minor().context("its device minor")?.unwrap_or(0);
+                        let sflag = if kind == EntryType::Char { SFlag::S_IFCHR } else { SFlag::S_IFBLK };
+                        (sflag, makedev(major.into(), minor.into()))
+                    }
+                    _ => (SFlag::S_IFIFO, 0),
+                };
+                let mode = Mode::from_bits_truncate(body.header().mode().context("its mode")? & 0o777);
+                mknodat(Some(parent.as_raw_fd()), name, sflag, mode, dev)
+                    .map_err(LabError::sys("mknodat", name.to_string_lossy()))?;
+                Ok(None)
+            }
             other => bail!("entry type {other:?} is not imported"),
         }
         // STUDENT: end make-entry
     }
 
-    /// Copies the entry's body into `file`, within the size limit.
-    fn write_body(&mut self, file: &mut File, body: &mut impl Read, declared: u64) -> Result<()> {
+    /// Copies the entry's body into `file` (just made as `name` in `parent`), within the
+    /// size limit; a file refused leaves nothing.
+    fn write_body(
+        &mut self,
+        parent: BorrowedFd,
+        name: &OsStr,
+        file: &mut File,
+        body: &mut impl Read,
+        declared: u64,
+    ) -> Result<()> {
         // STUDENT: begin size-limit
         // Hint: refuse before writing a byte when the header declares more than self.budget
         // allows (a gzip bomb's 2 GiB); copy at most `declared` bytes (Read::take), and
         // refuse a body that ends before it (a header that lies). Then spend the budget.
-        if declared > self.budget {
-            bail!(
+        // A file refused leaves nothing: unlink `name` from `parent`.
+        let written = if declared > self.budget {
+            Err(anyhow!(
                 "it declares {declared} bytes, more than the {} left of the size limit ({SIZE_LIMIT} bytes)",
                 self.budget
-            );
+            ))
+        } else {
+            match std::io::copy(&mut body.take(declared), file).context("write its body") {
+                Ok(copied) if copied != declared => {
+                    Err(anyhow!("its body ends after {copied} of the {declared} bytes its header declares"))
+                }
+                other => other,
+            }
+        };
+        match written {
+            Ok(copied) => {
+                self.budget -= copied;
+                self.report.written += copied;
+                Ok(())
+            }
+            Err(error) => {
+                unlinkat(Some(parent.as_raw_fd()), name, UnlinkatFlags::NoRemoveDir)
+                    .map_err(LabError::sys("unlinkat", name.to_string_lossy()))?;
+                Err(error)
+            }
         }
-        let copied = std::io::copy(&mut body.take(declared), file).context("write its body")?;
-        if copied != declared {
-            bail!("its body ends after {copied} of the {declared} bytes its header declares");
-        }
-        self.budget -= copied;
-        self.report.written += copied;
-        Ok(())
         // STUDENT: end size-limit
     }
 
@@ -528,12 +667,15 @@ fn open_beneath(root: BorrowedFd, dirs: &[OsString]) -> Result<OwnedFd> {
 fn policy(kind: EntryType, mode: u32) -> Result<Option<u32>> {
     // STUDENT: begin policy
     // Hint: refuse device nodes (EntryType::Char, Block) and GNU sparse files; skip a fifo
-    // (None); drop the set-user-ID and set-group-ID bits; a world-writable directory
-    // keeps its write for others only with the sticky bit (as /tmp has).
+    // (None) and a PAX global header; drop the set-user-ID and set-group-ID bits (of
+    // directories too); a world-writable directory keeps its write for others only with
+    // the sticky bit (as /tmp has). make-entry makes whatever this lets through.
     match kind {
         EntryType::Char | EntryType::Block => bail!("a device node: an image does not make devices"),
         EntryType::GNUSparse => bail!("a GNU sparse file: not imported"),
         EntryType::Fifo => return Ok(None),
+        // A PAX global header: records for every entry after it; ignored, as Docker does.
+        EntryType::XGlobalHeader => return Ok(None),
         _ => {}
     }
     let mut mode = mode & 0o7777 & !(libc::S_ISUID | libc::S_ISGID);
@@ -560,15 +702,15 @@ fn flatten(oci: &Path, target: &Path) -> Result<usize> {
         let path = blob(layer["digest"].as_str().context("a layer without a digest")?);
         // First the layer's whiteouts, on what the layers below made; then its entries.
         let root = open_dir(None, target.as_os_str())?;
-        let mut archive = tar::Archive::new(open_archive(&path)?);
-        for entry in archive.entries().map_err(LabError::io("read", &path))? {
-            let entry = entry.map_err(LabError::io("read", &path))?;
+        for_each_entry(open_archive(&path)?, |_, entry| {
             let name = entry.path_bytes().into_owned();
             if is_whiteout(&name) {
                 apply_whiteout(root.as_fd(), &name)
                     .with_context(|| format!("whiteout `{}`", String::from_utf8_lossy(&name)))?;
             }
-        }
+            Ok(())
+        })
+        .with_context(|| format!("the whiteouts of {}", path.display()))?;
         import(open_archive(&path)?, target, true)?;
     }
     Ok(layers.len())
@@ -739,15 +881,12 @@ fn docker_cli(args: &[&str]) -> Result<String> {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .context("start `docker` (is docker.io installed?)")?;
-    let deadline = std::time::Instant::now() + DOCKER_DEADLINE;
-    // Its output is small (a pipe holds 64 KiB): read it once it has exited.
-    while running.try_wait().context("wait for docker")?.is_none() {
-        if std::time::Instant::now() > deadline {
-            let _ = running.kill();
-            let _ = running.wait();
-            bail!("`docker {}` did not finish within {DOCKER_DEADLINE:?}", args.join(" "));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
+    // Its output is small (a pipe holds 64 KiB): read it once it has exited (its pidfd
+    // turns readable), at most DOCKER_DEADLINE from now.
+    if !child::exited_by(&running, std::time::Instant::now() + DOCKER_DEADLINE)? {
+        let _ = running.kill();
+        let _ = running.wait();
+        bail!("`docker {}` did not finish within {DOCKER_DEADLINE:?}", args.join(" "));
     }
     let output = running.wait_with_output().context("wait for docker")?;
     if !output.status.success() {

@@ -11,7 +11,17 @@ fn the_student_regions_are_the_expected_ones() {
     let names: Vec<&str> = regions.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(
         names,
-        ["make-entry", "size-limit", "hardlink", "entry-path", "open-beneath", "policy", "whiteouts", "run-busybox"]
+        [
+            "read-limits",
+            "make-entry",
+            "size-limit",
+            "hardlink",
+            "entry-path",
+            "open-beneath",
+            "policy",
+            "whiteouts",
+            "run-busybox"
+        ]
     );
 }
 
@@ -177,4 +187,81 @@ fn a_write_through_an_outward_symlink_is_refused() {
     assert_eq!(snapshot(&outside), outside_before);
     let error = format!("{:#}", result.err().map(|e| format!("{e:#}")).unwrap_or_default());
     assert!(error.contains("`l/secret`") && error.contains("not followed"), "{error}");
+}
+
+/// An archive of raw 512-byte headers and bodies, then the two end blocks.
+fn raw_archive(parts: &[(tar::Header, Vec<u8>)]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (header, body) in parts {
+        builder.append(header, body.as_slice()).expect("append");
+    }
+    builder.into_inner().expect("finish")
+}
+
+fn header(name: &[u8], kind: EntryType, size: u64) -> tar::Header {
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(kind);
+    header.set_mode(0o644);
+    header.set_size(size);
+    header.set_uid(u64::from(nix::unistd::getuid().as_raw()));
+    header.set_gid(u64::from(nix::unistd::getgid().as_raw()));
+    header.as_old_mut().name[..name.len()].copy_from_slice(name);
+    header.set_cksum();
+    header
+}
+
+/// A GNU long name past HEADER_LIMIT is refused while it is read, naming the entry's number.
+#[test]
+fn a_long_name_past_the_header_limit_is_refused() {
+    let base = tempfile::tempdir().expect("tempdir");
+    let size = HEADER_LIMIT + 4096;
+    let archive = raw_archive(&[
+        (header(b"first", EntryType::Regular, 3), b"ok\n".to_vec()),
+        (header(b"././@LongLink", EntryType::GNULongName, size), vec![b'a'; size as usize]),
+        (header(b"short", EntryType::Regular, 0), Vec::new()),
+    ]);
+    let error = import(archive.as_slice(), base.path(), false).map(|_| ()).expect_err("refused");
+    let error = format!("{error:#}");
+    assert!(error.contains("entry #2") && error.contains("headers and extensions"), "{error}");
+    assert!(base.path().join("first").exists(), "the entry before stays");
+}
+
+#[test]
+fn the_read_limits_say_which() {
+    assert!(within_read_limits(MAX_ENTRIES, HEADER_LIMIT, READ_LIMIT).is_ok());
+    let said = |r: Result<()>| r.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(said(within_read_limits(MAX_ENTRIES + 1, 0, 0)).contains("entries"));
+    assert!(said(within_read_limits(1, HEADER_LIMIT + 1, 0)).contains("headers"));
+    assert!(said(within_read_limits(1, 0, READ_LIMIT + 1)).contains("read limit"));
+}
+
+/// A body that ends before its declared size leaves nothing of the file.
+#[test]
+fn a_refused_file_leaves_nothing() {
+    let base = tempfile::tempdir().expect("tempdir");
+    let mut archive = raw_archive(&[(header(b"before", EntryType::Regular, 3), b"ok\n".to_vec())]);
+    archive.truncate(archive.len() - 1024);
+    archive.extend_from_slice(header(b"big.bin", EntryType::Regular, 10_000).as_bytes());
+    archive.extend_from_slice(&[b'y'; 100]);
+    let error = import(archive.as_slice(), base.path(), false).map(|_| ()).expect_err("refused");
+    assert!(format!("{error:#}").contains("big.bin"), "{error:#}");
+    assert!(base.path().join("before").exists());
+    assert!(base.path().join("big.bin").symlink_metadata().is_err(), "the partial file is unlinked");
+}
+
+/// A PAX global header is skipped (with a warning), its records applied to nothing.
+#[test]
+fn a_pax_global_header_is_ignored() {
+    let base = tempfile::tempdir().expect("tempdir");
+    let target = base.path().join("t");
+    std::fs::create_dir(&target).expect("mkdir");
+    let record = b"28 path=../../outside/g.txt\n".to_vec();
+    let archive = raw_archive(&[
+        (header(b"pax_global_header", EntryType::XGlobalHeader, 28), record[..28].to_vec()),
+        (header(b"g.txt", EntryType::Regular, 3), b"in\n".to_vec()),
+    ]);
+    let report = import(archive.as_slice(), &target, false).expect("imported");
+    assert_eq!(std::fs::read(target.join("g.txt")).expect("g.txt inside"), b"in\n");
+    assert!(report.warnings.iter().any(|w| w.contains("XGlobalHeader")), "{:?}", report.warnings);
+    assert!(base.path().join("outside").symlink_metadata().is_err());
 }
