@@ -7,7 +7,8 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use cilab::backend::{Backend, Local};
+use cilab::backend::vagrant::Vagrant;
+use cilab::backend::{check_in_guest, Backend, GuestCheck, Local, Payload};
 use cilab::catalog::{self, LabSpec};
 use cilab::cgroup::{self, CgroupSetup, RunCgroup};
 use cilab::registry::{self, Attempt};
@@ -91,6 +92,11 @@ enum Command {
         /// host's root. They only read, but a mistake in a lab could do more.
         #[arg(long = "allow-jailbreak-on-this-host")]
         allow_jailbreak: bool,
+        /// Where the labs run: on this machine (as root), or in a VM that runs the same
+        /// check and sends the report back. `vagrant`: the VM of the repository's
+        /// Vagrantfile, already up (`vagrant up`), reached with `vagrant ssh`.
+        #[arg(long, value_enum, default_value_t = BackendChoice::Local)]
+        backend: BackendChoice,
     },
     /// Tools for course authors (the mistake corpus).
     Dev {
@@ -127,6 +133,12 @@ enum DevCommand {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum BackendChoice {
+    Local,
+    Vagrant,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -305,11 +317,11 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             }
             run_by_hand(&lab, step, variant.as_deref(), no_build)
         }
-        Command::Check { labs, all, format, repeat, no_build, fault, allow_jailbreak } => {
+        Command::Check { labs, all, format, repeat, no_build, fault, allow_jailbreak, backend } => {
             if allow_jailbreak {
                 cilab::checks::chroot_escape::allow_jailbreak();
             }
-            check(&labs, all, format, repeat, no_build, fault)
+            check(&labs, all, format, repeat, no_build, fault, backend)
         }
         Command::Doctor { clean, format } => doctor_command(clean, format),
         Command::Dev { command: DevCommand::Corpus { labs, only, format } } => corpus(&labs, only.as_deref(), format),
@@ -395,6 +407,7 @@ fn check(
     repeat: u32,
     no_build: bool,
     fault: Option<Fault>,
+    backend: BackendChoice,
 ) -> Result<ExitCode> {
     let labs: Vec<&LabSpec> = if all {
         catalog::all().iter().collect()
@@ -403,7 +416,7 @@ fn check(
     } else {
         names.iter().map(|n| catalog::find(n)).collect::<Result<_, _>>()?
     };
-    if labs.iter().any(|l| l.needs.root) && !nix::unistd::geteuid().is_root() {
+    if backend == BackendChoice::Local && labs.iter().any(|l| l.needs.root) && !nix::unistd::geteuid().is_root() {
         return Err(cilab::Error::NotRoot.into());
     }
     if let Some(Fault::KillLabAt(stage) | Fault::HangAt(stage)) = &fault {
@@ -415,14 +428,25 @@ fn check(
             );
         }
     }
-    let binaries = labbuild::ensure_built(&labs, no_build)?;
-    let backend = Local::new(binaries)?;
-    let options = RunOptions { fault, ..RunOptions::default() };
     let mut reports = Vec::new();
-    for lab in &labs {
-        for _ in 0..repeat.max(1) {
-            let report = backend.check(lab, &options).with_context(|| format!("checking lab {}", lab.name))?;
-            reports.push(report);
+    match backend {
+        BackendChoice::Local => {
+            let binaries = labbuild::ensure_built(&labs, no_build)?;
+            let backend = Local::new(binaries)?;
+            let options = RunOptions { fault: fault.clone(), ..RunOptions::default() };
+            for lab in &labs {
+                for _ in 0..repeat.max(1) {
+                    let report = backend.check(lab, &options).with_context(|| format!("checking lab {}", lab.name))?;
+                    reports.push(report);
+                }
+            }
+        }
+        BackendChoice::Vagrant => {
+            // The VM built (or was given) its own binaries at provisioning: nothing is
+            // built or sent from here.
+            let check = GuestCheck { labs: labs.clone(), repeat: repeat.max(1), fault: fault.clone() };
+            let mut guest = Vagrant::new();
+            reports = check_in_guest(&mut guest, &Payload::default(), &check);
         }
     }
     // The report is complete: from here a Ctrl-C no longer stops cilab (after one, this
@@ -430,7 +454,7 @@ fn check(
     may_finish();
     // A run broken on purpose (cilab's own tests) is not the student's result, and
     // neither is a run the harness itself could not finish.
-    if options.fault.is_none() {
+    if fault.is_none() {
         let graded: Vec<LabReport> = reports.iter().filter(|r| r.harness_failure.is_none()).cloned().collect();
         save_attempts(&graded);
     }

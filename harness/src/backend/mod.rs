@@ -21,6 +21,7 @@
 //! - [`Guest::stop`] leaves nothing running (and `Drop` calls it, also on an early return).
 
 pub mod local;
+pub mod vagrant;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

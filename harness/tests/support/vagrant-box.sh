@@ -89,5 +89,7 @@ end
 BOXFILE
 tar -C "$out" -cf "$box.partial" metadata.json Vagrantfile box.img vmlinuz initrd.img
 mv "$box.partial" "$box"
+# Boxes of older versions of this script or other package lists are not used again.
+find "$cache" -maxdepth 1 -name 'cilab-debian12-*.box' ! -path "$box" -delete
 echo "vagrant-box: built $box" >&2
 echo "$box"
