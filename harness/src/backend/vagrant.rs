@@ -139,10 +139,10 @@ impl Guest for Vagrant {
         let output = self.ssh(probe, REACH_DEADLINE)?;
         if output.status != 0 {
             return Err(backend_error(format!(
-                "the Vagrant VM did not answer (`vagrant ssh` exited {}): {}. Run `vagrant up` in the cilab tree \
+                "the Vagrant VM did not answer (`vagrant ssh` exited {}): {} Run `vagrant up` in the cilab tree \
                  (or set VAGRANT_CWD to it) first",
                 output.status,
-                super::tail(&output.stderr, 10)
+                super::tail(&output.stderr, 10).replace('\n', " ")
             )));
         }
         let lines: Vec<&str> = output.stdout.lines().map(str::trim).collect();
