@@ -7,6 +7,7 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use cilab::backend::multipass::Multipass;
 use cilab::backend::vagrant::Vagrant;
 use cilab::backend::{check_in_guest, Backend, GuestCheck, Local, Payload};
 use cilab::catalog::{self, LabSpec};
@@ -95,6 +96,9 @@ enum Command {
         /// Where the labs run: on this machine (as root), or in a VM that runs the same
         /// check and sends the report back. `vagrant`: the VM of the repository's
         /// Vagrantfile, already up (`vagrant up`), reached with `vagrant ssh`.
+        /// `multipass`: the instance launched with vagrant/cloud-init.yaml (`cilab`, or
+        /// the one CILAB_MULTIPASS_INSTANCE names), reached with `multipass exec`. Both
+        /// rebuild the labs in the VM from its copy of the tree first, unless --no-build.
         #[arg(long, value_enum, default_value_t = BackendChoice::Local)]
         backend: BackendChoice,
     },
@@ -139,6 +143,7 @@ enum DevCommand {
 enum BackendChoice {
     Local,
     Vagrant,
+    Multipass,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -441,12 +446,18 @@ fn check(
                 }
             }
         }
-        BackendChoice::Vagrant => {
+        BackendChoice::Vagrant | BackendChoice::Multipass => {
             // The VM built (or was given) its own binaries at provisioning: nothing is
-            // built or sent from here.
-            let check = GuestCheck { labs: labs.clone(), repeat: repeat.max(1), fault: fault.clone() };
-            let mut guest = Vagrant::new();
-            reports = check_in_guest(&mut guest, &Payload::default(), &check);
+            // built or sent from here. Unless --no-build, the guest builds the labs again
+            // from its copy of the tree first (Vagrant: `vagrant rsync` brings the edits),
+            // so the check grades the student's latest edits.
+            let check =
+                GuestCheck { labs: labs.clone(), repeat: repeat.max(1), fault: fault.clone(), build: !no_build };
+            reports = if backend == BackendChoice::Vagrant {
+                check_in_guest(&mut Vagrant::new().syncing_tree(!no_build), &Payload::default(), &check)
+            } else {
+                check_in_guest(&mut Multipass::new(), &Payload::default(), &check)
+            };
         }
     }
     // The report is complete: from here a Ctrl-C no longer stops cilab (after one, this

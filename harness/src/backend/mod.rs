@@ -4,7 +4,7 @@
 //! lab (hold, observe, release; teardown; decide).
 //!
 //! A **VM backend** is only a transport around that same mechanism: it puts the built
-//! binaries into a guest, runs `cilab check --no-build --format json <labs>` there as root,
+//! binaries into a guest, runs `cilab check --format json <labs>` there as root,
 //! and parses the same [`Report`] back, tagged with where it ran ([`GuestInfo`]). The
 //! grading happens in the guest, by the same code; the host only carries the report. A
 //! VM backend is one [`Guest`] implementation (start, run a command as root, stop) and
@@ -20,7 +20,9 @@
 //!   report has `harness_failure`, and cilab exits 2;
 //! - [`Guest::stop`] leaves nothing running (and `Drop` calls it, also on an early return).
 
+mod command;
 pub mod local;
+pub mod multipass;
 pub mod vagrant;
 
 use std::path::{Path, PathBuf};
@@ -133,19 +135,30 @@ pub struct GuestCheck {
     pub labs: Vec<&'static LabSpec>,
     pub repeat: u32,
     pub fault: Option<Fault>,
+    /// The guest builds the labs first, from its own copy of the tree (`cilab check`
+    /// without `--no-build`): for guests that keep the student's tree and cargo (Vagrant,
+    /// Multipass), so that the check grades the latest edits. Where the guest has only
+    /// binaries (built here and sent, or prebuilt ones synced in) there is nothing to build
+    /// and the guest's cilab uses what it has. `false`: `--no-build`.
+    pub build: bool,
 }
 
 /// How long a guest may take for one lab run of a check, on top of its boot (TCG on a
 /// busy machine is slow; a lab that hangs is stopped by the guest's own harness sooner).
 pub const PER_LAB_RUN: Duration = Duration::from_secs(120);
 
+/// How long the guest's own build may take on top ([`GuestCheck::build`]): a first build
+/// of the workspace on a small VM takes minutes.
+pub const GUEST_BUILD: Duration = Duration::from_secs(900);
+
 impl GuestCheck {
     /// The command run in the guest, as root.
     pub fn argv(&self) -> Vec<String> {
         let mut argv: Vec<String> =
-            ["cilab", "check", "--no-build", "--format", "json", "--allow-jailbreak-on-this-host"]
-                .map(String::from)
-                .to_vec();
+            ["cilab", "check", "--format", "json", "--allow-jailbreak-on-this-host"].map(String::from).to_vec();
+        if !self.build {
+            argv.insert(2, "--no-build".to_string());
+        }
         if self.repeat > 1 {
             argv.extend(["--repeat".to_string(), self.repeat.to_string()]);
         }
@@ -157,7 +170,12 @@ impl GuestCheck {
     }
 
     pub fn deadline(&self) -> Duration {
-        PER_LAB_RUN * (self.labs.len() as u32 * self.repeat.max(1)).max(1)
+        let runs = PER_LAB_RUN * (self.labs.len() as u32 * self.repeat.max(1)).max(1);
+        if self.build {
+            runs + GUEST_BUILD
+        } else {
+            runs
+        }
     }
 }
 

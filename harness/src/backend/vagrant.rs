@@ -10,17 +10,10 @@
 //! scope (`systemd-run --scope -p Delegate=yes`): a login session's cgroup cannot hand
 //! controllers down, and lab cgroup-limits needs them.
 
-use std::io::Read;
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use nix::sys::signal::{killpg, Signal};
-use nix::unistd::Pid;
-
-use super::{Guest, GuestOutput, Payload};
+use super::{command, Guest, GuestOutput, Payload};
 use crate::error::{Error, Result};
-use crate::probe::pidfd::PidFd;
 use crate::report::GuestInfo;
 
 const NAME: &str = "vagrant";
@@ -33,11 +26,16 @@ const REACH_DEADLINE: Duration = Duration::from_secs(120);
 pub struct Vagrant {
     program: String,
     info: GuestInfo,
+    sync_tree: bool,
 }
 
 impl Default for Vagrant {
     fn default() -> Self {
-        Vagrant { program: "vagrant".into(), info: GuestInfo { backend: NAME.into(), ..GuestInfo::default() } }
+        Vagrant {
+            program: "vagrant".into(),
+            info: GuestInfo { backend: NAME.into(), ..GuestInfo::default() },
+            sync_tree: false,
+        }
     }
 }
 
@@ -46,46 +44,18 @@ impl Vagrant {
         Vagrant::default()
     }
 
+    /// Copies the tree into the VM again (`vagrant rsync`) before the check, so that the
+    /// check's build in the guest ([`super::GuestCheck::build`]) grades the latest edits.
+    pub fn syncing_tree(mut self, sync: bool) -> Self {
+        self.sync_tree = sync;
+        self
+    }
+
     /// `vagrant ssh -c <script>`, its output captured, killed (its whole process group)
     /// when it overruns `deadline`.
     fn ssh(&self, script: &str, deadline: Duration) -> Result<GuestOutput> {
-        let mut child = Command::new(&self.program)
-            .args(["ssh", "--no-tty", "-c", script])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .spawn()
-            .map_err(|e| backend_error(format!("could not run `{}`: {e} (is Vagrant installed?)", self.program)))?;
-        let pid = i32::try_from(child.id()).map_err(|_| backend_error("vagrant's pid does not fit"))?;
-        let pidfd = PidFd::open(pid)?;
-        let readers = [child.stdout.take().map(drain), child.stderr.take().map(drain)];
-        let exited = pidfd.wait_exit(deadline);
-        if !exited {
-            // The group: vagrant (Ruby) and the ssh it runs.
-            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
-        }
-        let status = child.wait().map_err(Error::io("wait for", &self.program))?;
-        let [stdout, stderr] = readers.map(|r| r.and_then(|h| h.join().ok()).unwrap_or_default());
-        if !exited {
-            return Err(backend_error(format!(
-                "`vagrant ssh -c` did not finish within {} s and was killed; it said: {}",
-                deadline.as_secs(),
-                super::tail(&stderr, 10)
-            )));
-        }
-        use std::os::unix::process::ExitStatusExt;
-        let status = status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
-        Ok(GuestOutput { status, stdout, stderr })
+        command::run_captured(NAME, &self.program, &["ssh", "--no-tty", "-c", script], deadline)
     }
-}
-
-fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = pipe.read_to_end(&mut bytes);
-        String::from_utf8_lossy(&bytes).into_owned()
-    })
 }
 
 fn backend_error(message: impl Into<String>) -> Error {
@@ -116,16 +86,6 @@ pub fn as_root_script(argv: &[String]) -> String {
     )
 }
 
-/// The guest's cgroup layout from `stat -fc %T /sys/fs/cgroup` and whether
-/// /sys/fs/cgroup/unified exists.
-fn cgroup_layout(fs_type: &str, has_unified: bool) -> &'static str {
-    match (fs_type, has_unified) {
-        ("cgroup2fs", _) => "v2",
-        (_, true) => "hybrid",
-        _ => "v1",
-    }
-}
-
 impl Guest for Vagrant {
     fn name(&self) -> &'static str {
         NAME
@@ -134,9 +94,19 @@ impl Guest for Vagrant {
     /// The VM must be up already (`vagrant up`): this asks it for its kernel and cgroup
     /// layout, and that it has cilab.
     fn start(&mut self, _payload: &Payload) -> Result<()> {
-        let probe = "uname -r; stat -fc %T /sys/fs/cgroup; test -d /sys/fs/cgroup/unified && echo unified || echo -; \
-                     command -v cilab >/dev/null 2>&1 && echo has-cilab || echo no-cilab";
-        let output = self.ssh(probe, REACH_DEADLINE)?;
+        if self.sync_tree {
+            // The student's latest edits: libvirt's synced folder is a copy made by rsync
+            // (VirtualBox shares the tree live: then this is a no-op, exit 0).
+            let synced = command::run_captured(NAME, &self.program, &["rsync"], REACH_DEADLINE)?;
+            if synced.status != 0 {
+                return Err(backend_error(format!(
+                    "`vagrant rsync` (the tree into the VM, to build the latest edits there) exited {}: {}",
+                    synced.status,
+                    super::tail(&synced.stderr, 10).replace('\n', " ")
+                )));
+            }
+        }
+        let output = self.ssh(command::PROBE, REACH_DEADLINE)?;
         if output.status != 0 {
             return Err(backend_error(format!(
                 "the Vagrant VM did not answer (`vagrant ssh` exited {}): {} Run `vagrant up` in the cilab tree \
@@ -145,17 +115,14 @@ impl Guest for Vagrant {
                 super::tail(&output.stderr, 10).replace('\n', " ")
             )));
         }
-        let lines: Vec<&str> = output.stdout.lines().map(str::trim).collect();
-        let [kernel, fs_type, unified, cilab] = lines.as_slice() else {
-            return Err(backend_error(format!("the VM's answer is not four lines: {:?}", output.stdout)));
-        };
-        if *cilab != "has-cilab" {
+        let probe = command::read_probe(NAME, &output.stdout)?;
+        if !probe.has_cilab {
             return Err(backend_error(
                 "the Vagrant VM has no `cilab` on PATH: provisioning did not finish (`vagrant provision`)",
             ));
         }
-        self.info.kernel = Some(kernel.to_string());
-        self.info.cgroup = Some(cgroup_layout(fs_type, *unified == "unified").to_string());
+        self.info.kernel = Some(probe.kernel);
+        self.info.cgroup = Some(probe.cgroup.to_string());
         Ok(())
     }
 
@@ -164,12 +131,7 @@ impl Guest for Vagrant {
     }
 
     fn run_on_terminal(&mut self, argv: &[String]) -> Result<i32> {
-        let status = Command::new(&self.program)
-            .args(["ssh", "-c", &as_root_script(argv), "--", "-t"])
-            .status()
-            .map_err(|e| backend_error(format!("could not run `{}`: {e}", self.program)))?;
-        use std::os::unix::process::ExitStatusExt;
-        Ok(status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+        command::run_on_terminal(NAME, &self.program, &["ssh", "-c", &as_root_script(argv), "--", "-t"])
     }
 
     fn describe(&self) -> GuestInfo {
@@ -184,6 +146,8 @@ impl Guest for Vagrant {
 
 #[cfg(test)]
 mod tests {
+    use std::process::Command;
+
     use super::*;
 
     #[test]
@@ -197,13 +161,6 @@ mod tests {
             .expect("sh runs");
         let back: Vec<&str> = std::str::from_utf8(&out.stdout).expect("utf-8").split('\n').collect();
         assert_eq!(&back[..argv.len()], argv.iter().map(String::as_str).collect::<Vec<_>>().as_slice());
-    }
-
-    #[test]
-    fn cgroup_layouts_are_named_as_doctor_names_them() {
-        assert_eq!(cgroup_layout("cgroup2fs", false), "v2");
-        assert_eq!(cgroup_layout("tmpfs", true), "hybrid");
-        assert_eq!(cgroup_layout("tmpfs", false), "v1");
     }
 
     #[test]
