@@ -11,8 +11,9 @@
 //! sync before a build), so the payload is not sent. The check runs as root in a delegated
 //! systemd scope (lab cgroup-limits needs controllers handed down; Ubuntu runs systemd).
 //!
-//! Every command is plain words after `--` (no shell script with quotes or newlines):
-//! multipass before 1.12 mangled those on their way through ssh (canonical/multipass#3117).
+//! The check is plain words after `--`, and the one script (the probe, `sh -c`) is one
+//! line with no quotes and no empty word: multipass before 1.12 mangled quotes, newlines
+//! and empty strings on their way through ssh (canonical/multipass#3117).
 //!
 //! Not run against a real Multipass here (it is a snap; this machine has no snapd): the
 //! tests drive this file against a fake `multipass` on PATH that answers as the real one

@@ -12,19 +12,16 @@
 # CILAB_BOX_PACKAGES preinstalled (the test passes the labs' packages, as the catalog
 # declares them: the guest has no internet here, so provisioning cannot apt-get them).
 #
+# The disk, kernel and initramfs come from debian-image.sh (shared with cloud-image.sh).
 # Cached by content under ${CILAB_BOX_CACHE:-/var/cache/cilab/boxes}: the key is a hash of
-# this script, the package list and the insecure key; a box with that key is reused.
+# this script, debian-image.sh, the package list and the insecure key; a box with that key
+# is reused.
 #
 # Needs (Debian): mmdebstrap e2fsprogs qemu-utils vagrant (for the insecure key).
 # Exits 3 when a tool is missing, 4 when the build fails.
 set -euo pipefail
-
-for tool in mmdebstrap mkfs.ext4 qemu-img tar sha256sum; do
-  if ! command -v "$tool" >/dev/null; then
-    echo "vagrant-box: needs $tool: apt-get install -y mmdebstrap e2fsprogs qemu-utils" >&2
-    exit 3
-  fi
-done
+. "$(dirname "${BASH_SOURCE[0]}")/debian-image.sh"
+image_require_tools tar
 # The insecure public key ships in Debian's vagrant package (Vagrant replaces it with a
 # key of its own at the first `vagrant up`).
 insecure_key=$(ls /usr/share/rubygems-integration/all/gems/vagrant-*/keys/vagrant.pub \
@@ -36,7 +33,7 @@ fi
 
 packages=${CILAB_BOX_PACKAGES:-}
 cache=${CILAB_BOX_CACHE:-/var/cache/cilab/boxes}
-key=$( { cat "$0"; echo "$packages"; cat "$insecure_key"; } | sha256sum | cut -c1-16)
+key=$(echo "$packages" | image_key "$0" "$insecure_key")
 box="$cache/cilab-debian12-$key.box"
 if [ -s "$box" ]; then
   echo "vagrant-box: cached $box" >&2
@@ -48,33 +45,23 @@ mkdir -p "$cache"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 root="$work/root"
-base=systemd-sysv,udev,dbus,openssh-server,sudo,rsync,iproute2,ca-certificates,linux-image-cloud-amd64,initramfs-tools
-include=$base${packages:+,${packages// /,}}
 
 # systemd-networkd with DHCP on any wired interface; sshd on; the vagrant user.
-mmdebstrap --quiet --variant=minbase --include="$include" \
-  --customize-hook='echo cilab-box > "$1/etc/hostname"' \
-  --customize-hook='printf "/dev/vda / ext4 defaults,errors=remount-ro 0 1\n" > "$1/etc/fstab"' \
+image_rootfs "$root" cilab-box "openssh-server sudo rsync $packages" \
   --customize-hook='printf "[Match]\nName=e*\n\n[Network]\nDHCP=yes\n" > "$1/etc/systemd/network/50-wired.network"' \
   --customize-hook='chroot "$1" systemctl enable systemd-networkd ssh' \
   --customize-hook='chroot "$1" useradd --create-home --shell /bin/bash --user-group vagrant' \
   --customize-hook='echo vagrant:vagrant | chroot "$1" chpasswd' \
   --customize-hook='printf "vagrant ALL=(ALL) NOPASSWD: ALL\nDefaults:vagrant !requiretty\n" > "$1/etc/sudoers.d/vagrant" && chmod 0440 "$1/etc/sudoers.d/vagrant"' \
   --customize-hook="mkdir -p \"\$1/home/vagrant/.ssh\" && cp '$insecure_key' \"\$1/home/vagrant/.ssh/authorized_keys\"" \
-  --customize-hook='chmod 0700 "$1/home/vagrant/.ssh" && chmod 0600 "$1/home/vagrant/.ssh/authorized_keys" && chroot "$1" chown -R vagrant:vagrant /home/vagrant/.ssh' \
-  --customize-hook='rm -f "$1"/var/cache/apt/archives/*.deb "$1"/var/lib/apt/lists/*_Packages' \
-  bookworm "$root" http://deb.debian.org/debian >&2 || { echo "vagrant-box: mmdebstrap failed" >&2; exit 4; }
+  --customize-hook='chmod 0700 "$1/home/vagrant/.ssh" && chmod 0600 "$1/home/vagrant/.ssh/authorized_keys" && chroot "$1" chown -R vagrant:vagrant /home/vagrant/.ssh'
 
 out="$work/box"
-mkdir -p "$out"
-# The kernel and initramfs the guest boots (the box's Vagrantfile points libvirt at them).
-cp -L "$root/vmlinuz" "$out/vmlinuz"
-cp -L "$root/initrd.img" "$out/initrd.img"
 size_gb=8
-truncate -s "${size_gb}G" "$work/disk.raw"
-mkfs.ext4 -q -L cilab-root -d "$root" "$work/disk.raw" >&2
-qemu-img convert -f raw -O qcow2 "$work/disk.raw" "$out/box.img"
-rm -f "$work/disk.raw"
+# The disk, and the kernel and initramfs the guest boots (the box's Vagrantfile points
+# libvirt at them).
+image_disk "$root" "$out" "$size_gb"
+mv "$out/disk.qcow2" "$out/box.img"
 printf '{"provider":"libvirt","format":"qcow2","virtual_size":%d}\n' "$size_gb" > "$out/metadata.json"
 cat > "$out/Vagrantfile" <<'BOXFILE'
 # The box's own Vagrantfile (merged under the project's): boot the kernel and initramfs
