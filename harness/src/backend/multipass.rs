@@ -49,11 +49,7 @@ pub struct Multipass {
 impl Default for Multipass {
     /// The instance `CILAB_MULTIPASS_INSTANCE` names, else `cilab`.
     fn default() -> Self {
-        let instance = std::env::var(INSTANCE_ENV)
-            .ok()
-            .filter(|name| !name.trim().is_empty())
-            .unwrap_or_else(|| DEFAULT_INSTANCE.to_string());
-        Multipass::with_instance(&instance)
+        Multipass::with_instance(&instance_name(std::env::var(INSTANCE_ENV).ok()))
     }
 }
 
@@ -102,6 +98,11 @@ impl Multipass {
             self.instance
         )
     }
+}
+
+/// The instance a value of [`INSTANCE_ENV`] names: [`DEFAULT_INSTANCE`] when unset or blank.
+fn instance_name(value: Option<String>) -> String {
+    value.filter(|name| !name.trim().is_empty()).unwrap_or_else(|| DEFAULT_INSTANCE.to_string())
 }
 
 fn backend_error(message: impl Into<String>) -> Error {
@@ -228,14 +229,9 @@ mod tests {
 
     #[test]
     fn the_instance_is_cilab_unless_the_environment_names_another() {
-        // Only this test touches the variable.
-        std::env::remove_var(INSTANCE_ENV);
-        assert_eq!(Multipass::new().instance(), DEFAULT_INSTANCE);
-        std::env::set_var(INSTANCE_ENV, "other");
-        assert_eq!(Multipass::new().instance(), "other");
-        std::env::set_var(INSTANCE_ENV, " ");
-        assert_eq!(Multipass::new().instance(), DEFAULT_INSTANCE);
-        std::env::remove_var(INSTANCE_ENV);
+        assert_eq!(instance_name(None), DEFAULT_INSTANCE);
+        assert_eq!(instance_name(Some("other".into())), "other");
+        assert_eq!(instance_name(Some(" ".into())), DEFAULT_INSTANCE);
     }
 
     #[test]
