@@ -6,7 +6,9 @@
 //! The VM is the student's and outlives the check: [`Guest::start`] only makes sure it
 //! answers, and [`Guest::stop`] leaves it running (`vagrant destroy` is the student's). It
 //! got cilab and the labs at provisioning (built in the guest, or prebuilt binaries synced
-//! in), so the payload is not sent. In a guest with systemd the check runs in a delegated
+//! in), so the payload is not sent. Unless `--no-build`, the tree is copied in again first
+//! (`vagrant rsync`; a no-op where the provider shares it live) and the guest's cilab
+//! rebuilds the labs before grading them ([`super::GuestCheck::build`]). In a guest with systemd the check runs in a delegated
 //! scope (`systemd-run --scope -p Delegate=yes`): a login session's cgroup cannot hand
 //! controllers down, and lab cgroup-limits needs them.
 
