@@ -7,7 +7,9 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use cilab::backend::{Backend, Local};
+use cilab::backend::multipass::Multipass;
+use cilab::backend::vagrant::Vagrant;
+use cilab::backend::{check_in_guest, Backend, GuestCheck, Local, Payload};
 use cilab::catalog::{self, LabSpec};
 use cilab::cgroup::{self, CgroupSetup, RunCgroup};
 use cilab::registry::{self, Attempt};
@@ -91,6 +93,14 @@ enum Command {
         /// host's root. They only read, but a mistake in a lab could do more.
         #[arg(long = "allow-jailbreak-on-this-host")]
         allow_jailbreak: bool,
+        /// Where the labs run: on this machine (as root), or in a VM that runs the same
+        /// check and sends the report back. `vagrant`: the VM of the repository's
+        /// Vagrantfile, already up (`vagrant up`), reached with `vagrant ssh`.
+        /// `multipass`: the instance launched with vagrant/cloud-init.yaml (`cilab`, or
+        /// the one CILAB_MULTIPASS_INSTANCE names), reached with `multipass exec`. Both
+        /// rebuild the labs in the VM from its copy of the tree first, unless --no-build.
+        #[arg(long, value_enum, default_value_t = BackendChoice::Local)]
+        backend: BackendChoice,
     },
     /// Tools for course authors (the mistake corpus).
     Dev {
@@ -127,6 +137,13 @@ enum DevCommand {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum BackendChoice {
+    Local,
+    Vagrant,
+    Multipass,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -305,11 +322,11 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             }
             run_by_hand(&lab, step, variant.as_deref(), no_build)
         }
-        Command::Check { labs, all, format, repeat, no_build, fault, allow_jailbreak } => {
+        Command::Check { labs, all, format, repeat, no_build, fault, allow_jailbreak, backend } => {
             if allow_jailbreak {
                 cilab::checks::chroot_escape::allow_jailbreak();
             }
-            check(&labs, all, format, repeat, no_build, fault)
+            check(&labs, all, format, repeat, no_build, fault, backend)
         }
         Command::Doctor { clean, format } => doctor_command(clean, format),
         Command::Dev { command: DevCommand::Corpus { labs, only, format } } => corpus(&labs, only.as_deref(), format),
@@ -395,6 +412,7 @@ fn check(
     repeat: u32,
     no_build: bool,
     fault: Option<Fault>,
+    backend: BackendChoice,
 ) -> Result<ExitCode> {
     let labs: Vec<&LabSpec> = if all {
         catalog::all().iter().collect()
@@ -403,7 +421,7 @@ fn check(
     } else {
         names.iter().map(|n| catalog::find(n)).collect::<Result<_, _>>()?
     };
-    if labs.iter().any(|l| l.needs.root) && !nix::unistd::geteuid().is_root() {
+    if backend == BackendChoice::Local && labs.iter().any(|l| l.needs.root) && !nix::unistd::geteuid().is_root() {
         return Err(cilab::Error::NotRoot.into());
     }
     if let Some(Fault::KillLabAt(stage) | Fault::HangAt(stage)) = &fault {
@@ -415,14 +433,31 @@ fn check(
             );
         }
     }
-    let binaries = labbuild::ensure_built(&labs, no_build)?;
-    let backend = Local::new(binaries)?;
-    let options = RunOptions { fault, ..RunOptions::default() };
     let mut reports = Vec::new();
-    for lab in &labs {
-        for _ in 0..repeat.max(1) {
-            let report = backend.check(lab, &options).with_context(|| format!("checking lab {}", lab.name))?;
-            reports.push(report);
+    match backend {
+        BackendChoice::Local => {
+            let binaries = labbuild::ensure_built(&labs, no_build)?;
+            let backend = Local::new(binaries)?;
+            let options = RunOptions { fault: fault.clone(), ..RunOptions::default() };
+            for lab in &labs {
+                for _ in 0..repeat.max(1) {
+                    let report = backend.check(lab, &options).with_context(|| format!("checking lab {}", lab.name))?;
+                    reports.push(report);
+                }
+            }
+        }
+        BackendChoice::Vagrant | BackendChoice::Multipass => {
+            // The VM built (or was given) its own binaries at provisioning: nothing is
+            // built or sent from here. Unless --no-build, the guest builds the labs again
+            // from its copy of the tree first (Vagrant: `vagrant rsync` brings the edits),
+            // so the check grades the student's latest edits.
+            let check =
+                GuestCheck { labs: labs.clone(), repeat: repeat.max(1), fault: fault.clone(), build: !no_build };
+            reports = if backend == BackendChoice::Vagrant {
+                check_in_guest(&mut Vagrant::new().syncing_tree(!no_build), &Payload::default(), &check)
+            } else {
+                check_in_guest(&mut Multipass::new(), &Payload::default(), &check)
+            };
         }
     }
     // The report is complete: from here a Ctrl-C no longer stops cilab (after one, this
@@ -430,7 +465,7 @@ fn check(
     may_finish();
     // A run broken on purpose (cilab's own tests) is not the student's result, and
     // neither is a run the harness itself could not finish.
-    if options.fault.is_none() {
+    if fault.is_none() {
         let graded: Vec<LabReport> = reports.iter().filter(|r| r.harness_failure.is_none()).cloned().collect();
         save_attempts(&graded);
     }
