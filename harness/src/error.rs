@@ -32,6 +32,10 @@ pub enum Error {
     /// tight pids limit, say). Never the student's fault, never graded as theirs.
     #[error("the harness could not do its part: {0}")]
     Harness(String),
+    /// A VM backend could not run the check in its guest (it did not start, died, hung,
+    /// or answered nonsense): the backend's failure, never the student's.
+    #[error("the {backend} backend: {message}")]
+    Backend { backend: String, message: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -64,7 +68,7 @@ impl Error {
         use nix::errno::Errno;
         const RESOURCES: [Errno; 5] = [Errno::EAGAIN, Errno::ENOMEM, Errno::EMFILE, Errno::ENFILE, Errno::ENOSPC];
         match self {
-            Error::Harness(_) | Error::Cgroup(_) | Error::Build(_) | Error::NotRoot => true,
+            Error::Harness(_) | Error::Cgroup(_) | Error::Build(_) | Error::NotRoot | Error::Backend { .. } => true,
             Error::Sys { .. } | Error::Io { .. } => self.errno().is_some_and(|e| RESOURCES.contains(&e)),
             Error::UnknownLab(_) | Error::Lab { .. } | Error::Parse { .. } => false,
         }

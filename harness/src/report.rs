@@ -38,6 +38,50 @@ pub struct LabReport {
     #[serde(default)]
     pub cgroup_limits: Vec<String>,
     pub duration_ms: u64,
+    /// Set by a VM backend: the guest the lab ran in (the local backend leaves it out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest: Option<GuestInfo>,
+}
+
+/// Where a VM backend ran the labs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestInfo {
+    /// The backend, as `--backend` takes it.
+    pub backend: String,
+    /// How the guest's CPU ran: "kvm" or "tcg" (emulated) for qemu.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accelerator: Option<String>,
+    /// The guest's kernel release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<String>,
+    /// The guest's cgroup layout: "v1", "hybrid" or "v2".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<String>,
+    /// From starting the guest to the report in hand (milliseconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_to_report_ms: Option<u64>,
+}
+
+impl GuestInfo {
+    /// One line for people: "qemu guest (tcg, kernel 6.1.0, cgroup v2), boot to report 2.4 s".
+    pub fn describe(&self) -> String {
+        let details: Vec<String> = [
+            self.accelerator.clone(),
+            self.kernel.as_ref().map(|k| format!("kernel {k}")),
+            self.cgroup.as_ref().map(|c| format!("cgroup {c}")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let mut line = format!("{} guest", self.backend);
+        if !details.is_empty() {
+            line.push_str(&format!(" ({})", details.join(", ")));
+        }
+        if let Some(ms) = self.boot_to_report_ms {
+            line.push_str(&format!(", boot to report {:.1} s", ms as f64 / 1000.0));
+        }
+        line
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -141,6 +185,9 @@ impl Report {
             }
             if let Some(panic) = &lab.panic {
                 out.push_str(&format!("  {}\n", panic.describe()));
+            }
+            if let Some(guest) = &lab.guest {
+                out.push_str(&format!("  ran in: {}\n", guest.describe()));
             }
             if let Some(stopped) = &lab.stopped {
                 out.push_str(&format!("  stopped: {stopped}\n"));

@@ -42,6 +42,16 @@ pub enum Fault {
     HangAt(String),
 }
 
+impl Fault {
+    /// As `--fault` takes it.
+    pub fn to_arg(&self) -> String {
+        match self {
+            Fault::KillLabAt(stage) => format!("kill-lab-at:{stage}"),
+            Fault::HangAt(stage) => format!("hang-at:{stage}"),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     /// How long to wait for the lab to reach each hold point.

@@ -1,6 +1,4 @@
-//! Where labs run. The local backend runs them on this machine; a VM backend (later) is
-//! only a transport that runs `cilab check --format json` in the guest and parses the
-//! same report back.
+//! The local backend: labs run on this machine, as root.
 //!
 //! One mechanism drives every lab: start it held, and at each stage the catalog declares,
 //! wait for the hold, let the lab's observer look from outside and record facts, release;
@@ -18,15 +16,7 @@ use crate::report::{LabReport, StageClaims};
 use crate::run::{LabRun, RunOptions};
 use crate::verdict::{decide_all, run_facts, Stop};
 
-/// A VM backend (issue 9) runs labs in a guest it makes and throws away: labs that break
-/// isolation on purpose always run there. It calls `checks::chroot_escape::runs_in_vm_backend()`
-/// before its first check (the local backend never does: there the machine's evidence, or
-/// `--allow-jailbreak-on-this-host`, decides).
-pub trait Backend {
-    fn name(&self) -> &'static str;
-    /// Runs one lab under the harness and grades it.
-    fn check(&self, lab: &LabSpec, options: &RunOptions) -> Result<LabReport>;
-}
+use super::Backend;
 
 /// Runs labs on this machine, as root.
 #[derive(Debug)]
@@ -112,6 +102,7 @@ impl Backend for Local {
             lab_claims: runs.iter().flat_map(|r| r.claims.iter().cloned()).collect(),
             cgroup_limits: first.cgroup_limits.clone(),
             duration_ms: started.elapsed().as_millis() as u64,
+            guest: None,
         })
     }
 }
@@ -309,7 +300,7 @@ fn lab_controllers_handed_down(lab: &LabSpec, setup: &CgroupSetup) -> std::resul
 }
 
 /// A lab that cannot run here: every verdict is a SKIP that says why (never a pass).
-fn skipped(lab: &LabSpec, backend: &str, why: &str) -> LabReport {
+pub(crate) fn skipped(lab: &LabSpec, backend: &str, why: &str) -> LabReport {
     let mut facts = Facts::default();
     for spec in lab.all_verdicts() {
         facts.skip(spec.id, format!("not run: {why}"));

@@ -1,0 +1,249 @@
+//! Where labs run.
+//!
+//! The **local** backend ([`local`]) runs them on this machine: one mechanism drives every
+//! lab (hold, observe, release; teardown; decide).
+//!
+//! A **VM backend** is only a transport around that same mechanism: it puts the built
+//! binaries into a guest, runs `cilab check --no-build --format json <labs>` there as root,
+//! and parses the same [`Report`] back, tagged with where it ran ([`GuestInfo`]). The
+//! grading happens in the guest, by the same code; the host only carries the report. A
+//! VM backend is one [`Guest`] implementation (start, run a command as root, stop) and
+//! nothing else: [`check_in_guest`] does the rest for all of them, so that qemu, Vagrant,
+//! Multipass or Lima is one file each.
+//!
+//! What every VM backend promises:
+//! - the guest is made for the check and thrown away, so labs that break isolation on
+//!   purpose (chroot-escape) always run there (`--allow-jailbreak-on-this-host` in the
+//!   guest);
+//! - a guest that cannot be started, panics, hangs or overruns its deadline is the
+//!   backend's failure, never the student's: every verdict is a SKIP that says why, the
+//!   report has `harness_failure`, and cilab exits 2;
+//! - [`Guest::stop`] leaves nothing running (and `Drop` calls it, also on an early return).
+
+pub mod local;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::LabSpec;
+use crate::error::{Error, Result};
+use crate::report::{GuestInfo, LabReport, Report};
+use crate::run::{Fault, RunOptions};
+
+pub use local::{preflight, Local};
+
+/// Runs labs and grades them: the local backend, lab by lab.
+pub trait Backend {
+    fn name(&self) -> &'static str;
+    /// Runs one lab under the harness and grades it.
+    fn check(&self, lab: &LabSpec, options: &RunOptions) -> Result<LabReport>;
+}
+
+/// A machine that is not this one, which cilab starts, runs commands in as root, and
+/// stops. A VM backend is one implementation of this trait.
+pub trait Guest {
+    /// The backend's name, as `--backend` takes it ("qemu", "vagrant").
+    fn name(&self) -> &'static str;
+
+    /// Brings the guest up with `payload` in it: afterwards `cilab` and the lab binaries
+    /// are on root's PATH there, with the tools the labs need.
+    fn start(&mut self, payload: &Payload) -> Result<()>;
+
+    /// Runs `argv` as root in the guest, its output captured, and waits at most `deadline`.
+    /// `Err` is the backend's failure (the guest died, hung or could not be reached); a
+    /// command that ran and failed is an `Ok` with its status.
+    fn run_as_root(&mut self, argv: &[String], deadline: Duration) -> Result<GuestOutput>;
+
+    /// Runs `argv` as root in the guest on this terminal (a lab's narration, a shell) and
+    /// returns its exit status. No deadline: a person is at the keyboard.
+    fn run_on_terminal(&mut self, argv: &[String]) -> Result<i32>;
+
+    /// Where the labs ran, for the report: accelerator, kernel, cgroup layout, timings.
+    fn describe(&self) -> GuestInfo;
+
+    /// Powers the guest off and removes what `start` made. Nothing of it is left running
+    /// afterwards. Safe to call more than once.
+    fn stop(&mut self) -> Result<()>;
+}
+
+/// What a command run in the guest gave back.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestOutput {
+    /// Its exit status; 128 + N when killed by signal N (as a shell says).
+    pub status: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// What goes into a guest: files of this machine, each at the same path in the guest
+/// (programs find their libraries and interpreters there as here), and the cilab
+/// binaries in [`GUEST_BIN`].
+#[derive(Debug, Clone, Default)]
+pub struct Payload {
+    /// `cilab` and the lab binaries, copied into [`GUEST_BIN`].
+    pub binaries: Vec<PathBuf>,
+    /// The programs the labs run or copy (the catalog's tools, found on PATH): each at the
+    /// path it has here.
+    pub tools: Vec<PathBuf>,
+}
+
+/// Where the cilab binaries are in a guest, first on root's PATH.
+pub const GUEST_BIN: &str = "/opt/cilab/bin";
+
+impl Payload {
+    /// `cilab` itself, the binaries of `labs` (from `binaries`, where cargo put them), and
+    /// every tool the catalog says the labs need. A tool missing here is an error that
+    /// names its package.
+    pub fn for_labs(labs: &[&LabSpec], binaries: &Path) -> Result<Payload> {
+        let cilab = std::env::current_exe().map_err(Error::io("find", "the cilab binary"))?;
+        let mut payload = Payload { binaries: vec![cilab], tools: Vec::new() };
+        for lab in labs {
+            payload.binaries.push(binaries.join(lab.binary));
+        }
+        for tool in labs.iter().flat_map(|l| l.needs.tools) {
+            let path = if tool.must_be_static && tool.program == "busybox" {
+                labkit::rootfs::find_static_busybox().map_err(|e| Error::Build(e.to_string()))?
+            } else {
+                which::which(tool.program).map_err(|_| {
+                    Error::Build(format!(
+                        "`{}` is not on PATH, and the guest gets it from here: `apt-get install {}`",
+                        tool.program, tool.package
+                    ))
+                })?
+            };
+            if !payload.tools.contains(&path) {
+                payload.tools.push(path);
+            }
+        }
+        for binary in &payload.binaries {
+            if !binary.is_file() {
+                return Err(Error::Build(format!("{} is not built: `cargo build --workspace`", binary.display())));
+            }
+        }
+        Ok(payload)
+    }
+}
+
+/// What `cilab check` should do in the guest.
+#[derive(Debug, Clone, Default)]
+pub struct GuestCheck {
+    pub labs: Vec<&'static LabSpec>,
+    pub repeat: u32,
+    pub fault: Option<Fault>,
+}
+
+/// How long a guest may take for one lab run of a check, on top of its boot (TCG on a
+/// busy machine is slow; a lab that hangs is stopped by the guest's own harness sooner).
+pub const PER_LAB_RUN: Duration = Duration::from_secs(120);
+
+impl GuestCheck {
+    /// The command run in the guest, as root.
+    pub fn argv(&self) -> Vec<String> {
+        let mut argv: Vec<String> =
+            ["cilab", "check", "--no-build", "--format", "json", "--allow-jailbreak-on-this-host"]
+                .map(String::from)
+                .to_vec();
+        if self.repeat > 1 {
+            argv.extend(["--repeat".to_string(), self.repeat.to_string()]);
+        }
+        if let Some(fault) = &self.fault {
+            argv.push(format!("--fault={}", fault.to_arg()));
+        }
+        argv.extend(self.labs.iter().map(|l| l.name.to_string()));
+        argv
+    }
+
+    pub fn deadline(&self) -> Duration {
+        PER_LAB_RUN * (self.labs.len() as u32 * self.repeat.max(1)).max(1)
+    }
+}
+
+/// Starts the guest, runs the check there, parses its report and stops the guest. Every
+/// failure of the guest (it would not start, died, hung, answered nonsense) becomes a
+/// report per lab whose verdicts are SKIPs and whose `harness_failure` says what went
+/// wrong: the backend's failure, never the student's.
+pub fn check_in_guest(guest: &mut dyn Guest, payload: &Payload, check: &GuestCheck) -> Vec<LabReport> {
+    crate::checks::chroot_escape::runs_in_vm_backend();
+    let outcome = guest.start(payload).and_then(|()| guest.run_as_root(&check.argv(), check.deadline()));
+    let info = guest.describe();
+    let stopped = guest.stop();
+    let reports = outcome
+        .and_then(|output| {
+            stopped?;
+            parse_guest_report(guest.name(), &output)
+        })
+        .and_then(|reports| same_labs(reports, check));
+    match reports {
+        Ok(mut reports) => {
+            for report in &mut reports {
+                report.backend = guest.name().to_string();
+                report.guest = Some(info.clone());
+            }
+            reports
+        }
+        Err(error) => backend_failed(guest.name(), &info, check, &error.to_string()),
+    }
+}
+
+/// The report `cilab check --format json` printed in the guest. A check that ran exits 0,
+/// 1 or 2 with a report; anything else (no report, another status) is the backend's
+/// failure, with what the guest said on stderr.
+pub fn parse_guest_report(backend: &str, output: &GuestOutput) -> Result<Vec<LabReport>> {
+    let stderr_tail = || tail(&output.stderr, 15);
+    if !(0..=2).contains(&output.status) {
+        return Err(Error::Backend {
+            backend: backend.to_string(),
+            message: format!("`cilab check` in the guest exited {}: {}", output.status, stderr_tail()),
+        });
+    }
+    let report: Report = serde_json::from_str(&output.stdout).map_err(|e| Error::Backend {
+        backend: backend.to_string(),
+        message: format!(
+            "`cilab check` in the guest (exit {}) printed no report ({e}): {}",
+            output.status,
+            stderr_tail()
+        ),
+    })?;
+    Ok(report.labs)
+}
+
+/// The guest graded every lab asked for, in order, once per repeat: anything else is the
+/// backend's failure (a report of other labs would be someone else's result).
+fn same_labs(reports: Vec<LabReport>, check: &GuestCheck) -> Result<Vec<LabReport>> {
+    let asked: Vec<&str> = check.labs.iter().flat_map(|l| (0..check.repeat.max(1)).map(move |_| l.name)).collect();
+    let got: Vec<&str> = reports.iter().map(|r| r.lab.as_str()).collect();
+    if asked != got {
+        return Err(Error::Backend {
+            backend: "guest".into(),
+            message: format!("the guest reported labs {got:?}, not the ones asked for {asked:?}"),
+        });
+    }
+    Ok(reports)
+}
+
+/// One report per lab asked for, each a SKIP of every verdict, saying the backend failed.
+fn backend_failed(backend: &str, info: &GuestInfo, check: &GuestCheck, why: &str) -> Vec<LabReport> {
+    check
+        .labs
+        .iter()
+        .map(|lab| {
+            let mut report = local::skipped(lab, backend, &format!("the {backend} guest failed (not the lab): {why}"));
+            report.harness_failure = Some(format!("the {backend} backend failed: {why}"));
+            report.guest = Some(info.clone());
+            report
+        })
+        .collect()
+}
+
+/// The last `lines` lines of `text`, for an error message.
+pub fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let start = all.len().saturating_sub(lines);
+    if all.is_empty() {
+        "(nothing)".to_string()
+    } else {
+        all[start..].join("\n")
+    }
+}
