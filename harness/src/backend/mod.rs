@@ -20,7 +20,10 @@
 //!   report has `harness_failure`, and cilab exits 2;
 //! - [`Guest::stop`] leaves nothing running (and `Drop` calls it, also on an early return).
 
+pub mod agent;
+pub mod initramfs;
 pub mod local;
+pub mod qemu;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
