@@ -162,10 +162,6 @@ struct VmArgs {
     /// The kernel the guest boots (qemu); default: the newest /boot/vmlinuz-*.
     #[arg(long, value_name = "PATH")]
     kernel: Option<std::path::PathBuf>,
-    /// More words for the guest kernel's command line (cilab's own tests, e.g.
-    /// `sysctl.user.max_user_namespaces=0`).
-    #[arg(long, hide = true, value_name = "WORD")]
-    guest_kernel_arg: Vec<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -191,16 +187,13 @@ impl VmArgs {
                 LayoutChoice::V2 => CgroupLayout::V2,
             },
             terminal,
-            kernel_args: self.guest_kernel_arg.clone(),
             ..qemu::Options::default()
         }
     }
 
     /// --cgroup and --kernel mean something only in a guest.
     fn local_only_flags(&self) -> Result<()> {
-        if self.backend == BackendChoice::Local
-            && (self.kernel.is_some() || !matches!(self.cgroup, LayoutChoice::V2) || !self.guest_kernel_arg.is_empty())
-        {
+        if self.backend == BackendChoice::Local && (self.kernel.is_some() || !matches!(self.cgroup, LayoutChoice::V2)) {
             bail!("--cgroup and --kernel choose a guest's: use them with --backend qemu");
         }
         Ok(())
@@ -649,6 +642,12 @@ fn doctor_command(clean: bool, format: Format) -> Result<ExitCode> {
             eprintln!("cilab doctor: {line}");
         }
         report = doctor::examine();
+    }
+    if clean {
+        // The qemu backend's images are a cache: gone, they are built again at the next boot.
+        if let Some(line) = qemu::clear_cache() {
+            eprintln!("cilab doctor: {line}");
+        }
     }
     match format {
         Format::Table => print!("{}", report.to_table()),

@@ -210,8 +210,14 @@ impl Image {
     pub fn cached(&self, cache: &Path) -> Result<PathBuf> {
         let path = cache.join(format!("initramfs-{}.cpio", self.digest()?));
         if path.is_file() {
+            // Used now: the eviction below keeps it.
+            let _ = std::fs::File::options()
+                .append(true)
+                .open(&path)
+                .and_then(|f| f.set_modified(std::time::SystemTime::now()));
             return Ok(path);
         }
+        evict(cache, KEEP_IMAGES - 1);
         std::fs::create_dir_all(cache).map_err(Error::io("create", cache))?;
         let partial = cache.join(format!(".initramfs-{}.partial", std::process::id()));
         let written = std::fs::File::create(&partial)
@@ -222,6 +228,24 @@ impl Image {
             let _ = std::fs::remove_file(&partial);
         }
         written.map(|()| path)
+    }
+}
+
+/// How many images the cache keeps (each is the size of the binaries: ~150 MiB in debug).
+const KEEP_IMAGES: usize = 3;
+
+/// Removes all but the `keep` most recently used images in `cache`.
+fn evict(cache: &Path, keep: usize) {
+    let Ok(entries) = std::fs::read_dir(cache) else { return };
+    let mut images: Vec<(std::time::SystemTime, PathBuf)> = entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("initramfs-"))
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    images.sort();
+    let excess = images.len().saturating_sub(keep);
+    for (_, path) in images.into_iter().take(excess) {
+        let _ = std::fs::remove_file(path);
     }
 }
 

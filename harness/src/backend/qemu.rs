@@ -177,6 +177,87 @@ pub fn kill_all() -> Vec<String> {
     done
 }
 
+/// What guests of cilabs that are gone left: their directories in [`RUN_DIR`] (qemu's
+/// socket and console log; a qemu still running there, which PR_SET_PDEATHSIG should have
+/// stopped), and half-written images in [`CACHE_DIR`]. Each with why.
+pub fn leftovers() -> Vec<(PathBuf, String)> {
+    let alive = |pid: i32| Path::new(&format!("/proc/{pid}")).exists();
+    let owner = |name: &str| -> Option<i32> {
+        let name = name.strip_prefix("kvm-probe-").or_else(|| name.strip_prefix(".initramfs-")).unwrap_or(name);
+        name.split(['-', '.']).next()?.parse().ok()
+    };
+    let mut found = Vec::new();
+    for dir in [RUN_DIR, CACHE_DIR] {
+        let Ok(entries) = std::fs::read_dir(dir) else { continue };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if dir == CACHE_DIR && !name.ends_with(".partial") {
+                continue;
+            }
+            if let Some(pid) = owner(&name).filter(|pid| !alive(*pid)) {
+                found.push((entry.path(), format!("a qemu guest's files; its cilab (PID {pid}) is gone")));
+            }
+        }
+    }
+    found
+}
+
+/// Kills any qemu whose command line names `path` (a guest directory), and removes it.
+pub fn clean_leftover(path: &Path) -> Vec<String> {
+    let mut done = Vec::new();
+    let named = path.display().to_string();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.starts_with(QEMU) && cmdline.contains(&named) {
+            let killed = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+            done.push(format!("killed qemu {pid} of {named} ({killed:?})"));
+        }
+    }
+    let removed = if path.is_dir() { std::fs::remove_dir_all(path) } else { std::fs::remove_file(path) };
+    done.push(match removed {
+        Ok(()) => format!("removed {named}"),
+        Err(e) => format!("could not remove {named}: {e}"),
+    });
+    done
+}
+
+/// Removes the cache of built images and probe answers (the next boot builds again).
+pub fn clear_cache() -> Option<String> {
+    let size: u64 =
+        std::fs::read_dir(CACHE_DIR).ok()?.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum();
+    Some(match std::fs::remove_dir_all(CACHE_DIR) {
+        Ok(()) => {
+            format!("removed the qemu backend's cache {CACHE_DIR} ({} MiB; the next boot builds it again)", size >> 20)
+        }
+        Err(e) => format!("could not remove {CACHE_DIR}: {e}"),
+    })
+}
+
+/// What `cilab doctor` says about the qemu backend: whether it can run here, and what is
+/// missing otherwise.
+pub fn readiness() -> (bool, String) {
+    let mut missing = Vec::new();
+    let qemu = which::which(QEMU).ok();
+    if qemu.is_none() {
+        missing.push(format!("{QEMU} (apt-get install qemu-system-x86)"));
+    }
+    let kernel = newest_kernel().and_then(|k| initramfs::kernel_release(&k).map(|r| (k, r)));
+    if kernel.is_err() {
+        missing.push("a kernel in /boot (apt-get install linux-image-cloud-amd64)".to_string());
+    }
+    if !missing.is_empty() {
+        return (false, format!("cannot run: needs {}", missing.join(" and ")));
+    }
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let accel = std::fs::read_to_string(Path::new(CACHE_DIR).join(format!("accel-{}", boot_id.trim())))
+        .map(|said| said.trim().replacen(' ', " (", 1) + ")")
+        .unwrap_or_else(|_| "KVM not probed yet (the first boot probes it; TCG otherwise)".into());
+    let kernel = kernel.map(|(path, release)| format!("{release} ({})", path.display())).unwrap_or_default();
+    (true, format!("usable: `--backend qemu`; kernel {kernel}; accelerator {accel}"))
+}
+
 impl Qemu {
     /// Finds the kernel and its release; boots nothing yet.
     pub fn new(options: Options) -> Result<Qemu> {
@@ -229,7 +310,13 @@ impl Qemu {
             command.pre_exec(move || {
                 // The listening socket, as qemu's fd 3 (`-chardev socket,fd=3`); dup2
                 // clears close-on-exec on the copy.
-                nix::unistd::dup2(listening, 3).map_err(std::io::Error::from)?;
+                if listening == 3 {
+                    // dup2 onto itself would keep close-on-exec: clear it instead.
+                    use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+                    fcntl(3, FcntlArg::F_SETFD(FdFlag::empty())).map_err(std::io::Error::from)?;
+                } else {
+                    nix::unistd::dup2(listening, 3).map_err(std::io::Error::from)?;
+                }
                 nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)?;
                 Ok(())
             });
@@ -340,6 +427,11 @@ impl Qemu {
             unregister(pid);
             kill_and_reap(pid, vm.child, &vm.workdir);
         }
+    }
+
+    /// qemu's process, while the guest runs.
+    pub fn pid(&self) -> Option<i32> {
+        self.vm.as_ref().map(|vm| vm.child.id() as i32)
     }
 
     /// From starting qemu to the first answer (the report, for a check).
