@@ -280,3 +280,72 @@ fn a_kernel_that_cannot_boot_fails_the_backend_not_the_labs() {
     assert_eq!(report.summary.points, 0);
     assert_eq!(guests_running(), Vec::new(), "a guest is left running");
 }
+
+/// `cilab shell --backend qemu`, driven through a pty as a person would: at the guest's
+/// prompt, `cilab list` names every lab of the catalog, a marker echoed with a number the
+/// guest's shell makes comes back, and `poweroff -f` ends the guest and cilab (exit 0),
+/// with no qemu left.
+#[test]
+fn cilab_shell_gives_a_root_shell_in_the_guest_with_the_labs_on_path() {
+    use std::io::{Read, Write};
+    use std::sync::mpsc;
+
+    common::require_root();
+    common::build_labs();
+    let _one = one_guest_at_a_time();
+    let pty = nix::pty::openpty(None, None).expect("openpty");
+    let slave = std::fs::File::from(pty.slave);
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("cilab"))
+        .args(["shell", "--backend", "qemu", "--no-build"])
+        .stdin(slave.try_clone().expect("dup"))
+        .stdout(slave.try_clone().expect("dup"))
+        .stderr(slave)
+        .spawn()
+        .expect("start cilab shell");
+    let mut master = std::fs::File::from(pty.master);
+    let mut reader = master.try_clone().expect("dup");
+    let (chunks, received) = mpsc::channel::<Vec<u8>>();
+    // Reads until the pty closes (EIO once every holder of the slave is gone).
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 4096];
+        while let Ok(n) = reader.read(&mut buffer) {
+            if n == 0 || chunks.send(buffer[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(240);
+    let mut screen = String::new();
+    let wait_for = |what: &dyn Fn(&str) -> bool, screen: &mut String| -> bool {
+        while !what(screen) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match received.recv_timeout(left) {
+                Ok(chunk) => screen.push_str(&String::from_utf8_lossy(&chunk)),
+                Err(_) => return false,
+            }
+        }
+        true
+    };
+    let prompt = wait_for(&|s: &str| s.contains("cilab-guest:"), &mut screen);
+    if !prompt {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("no guest prompt:\n{screen}");
+    }
+    master.write_all(b"cilab list; echo done-$((6 * 7))-marker; poweroff -f\n").expect("type");
+    // The typed line echoes `$((6 * 7))`; only the shell's own output says 42.
+    let marked = wait_for(&|s: &str| s.contains("done-42-marker"), &mut screen);
+    let left = deadline.saturating_duration_since(std::time::Instant::now());
+    let pidfd = cilab::probe::pidfd::PidFd::open(child.id() as i32).expect("pidfd_open");
+    let exited = pidfd.wait_exit(left).then(|| child.wait().expect("wait"));
+    if !marked || exited.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    assert!(marked, "the guest's shell never echoed the marker:\n{screen}");
+    for lab in catalog::all() {
+        assert!(screen.contains(lab.name), "`cilab list` in the guest does not name {}:\n{screen}", lab.name);
+    }
+    assert_eq!(exited.and_then(|s| s.code()), Some(0), "cilab shell after poweroff -f:\n{screen}");
+    assert_eq!(guests_running(), Vec::new(), "a guest is left running");
+}

@@ -79,6 +79,8 @@ mount --make-rshared / || fail "make / shared"
 ip link set lo up
 hostname cilab-guest
 
+# A person at the console sees where they are.
+export PS1='cilab-guest:\w# '
 cilab guest-agent
 echo "cilab guest: the host hung up (agent exit status $?); powering off" >&2
 poweroff -f

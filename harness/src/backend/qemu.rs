@@ -654,7 +654,7 @@ pub fn build_image(payload: &Payload, release: &str, machine: Machine) -> Result
     image.host_file(Path::new(GUEST_BIN).join("busybox"), &busybox)?;
     for binary in &payload.binaries {
         let name = binary.file_name().ok_or_else(|| Error::Build(format!("{} has no file name", binary.display())))?;
-        image.host_file(Path::new(GUEST_BIN).join(name), binary)?;
+        image.host_program_stripped(Path::new(GUEST_BIN).join(name), binary)?;
         image.libraries(binary)?;
     }
     for tool in &payload.tools {
