@@ -332,6 +332,8 @@ fn install_interrupt_handler() -> Result<()> {
 fn interrupted(signal: i32) -> ! {
     registry::close();
     cgroup::harness::close();
+    // A guest first: the main thread waits on its answer, and its runs are inside it.
+    let mut cleaned = qemu::kill_all();
     let me = std::process::id() as i32;
     let records: Vec<registry::RunRecord> =
         registry::all_records().into_iter().flatten().filter(|r| r.owner_pid == me).collect();
@@ -353,7 +355,6 @@ fn interrupted(signal: i32) -> ! {
         }
     }
     let aborted = run::abort_all();
-    let mut cleaned = qemu::kill_all();
     cleaned.extend(doctor::clean_own());
     // What the runs' labs made outside them (a Docker container), which killing and
     // removing the runs does not reach; the records said which labs and scratch dirs.

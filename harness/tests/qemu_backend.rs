@@ -39,11 +39,19 @@ fn guests_running() -> Vec<(i32, String)> {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
         let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
         let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if cmdline.starts_with(qemu::QEMU) && cmdline.contains(qemu::RUN_DIR) {
+        if cmdline.starts_with(qemu::QEMU) && cmdline.contains(qemu::RUN_DIR) && alive(pid) {
             found.push((pid, cmdline));
         }
     }
     found
+}
+
+/// Running, not a zombie (a killed qemu whose cilab exited is reaped by init later).
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| stat.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')))
+        .unwrap_or(false)
 }
 
 /// `cilab check --all --backend qemu --cgroup <layout> --format json`: every lab of the
@@ -348,4 +356,52 @@ fn cilab_shell_gives_a_root_shell_in_the_guest_with_the_labs_on_path() {
     }
     assert_eq!(exited.and_then(|s| s.code()), Some(0), "cilab shell after poweroff -f:\n{screen}");
     assert_eq!(guests_running(), Vec::new(), "a guest is left running");
+}
+
+/// Ctrl-C while the guest runs the check: cilab kills the guest at once, grades and
+/// prints nothing, exits 130, and leaves no qemu and no guest directory.
+#[test]
+fn ctrl_c_during_a_guest_check_kills_the_guest() {
+    common::require_root();
+    common::build_labs();
+    let _one = one_guest_at_a_time();
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("cilab"))
+        .args(["check", "pid-ns", "--backend", "qemu", "--no-build", "--format", "json"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start cilab");
+    let pid = child.id() as i32;
+    let dir = format!("{}/{pid}-", qemu::RUN_DIR);
+    // Nothing notifies a process appearing: look every few milliseconds, bounded.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let guest = loop {
+        if let Some(guest) = guests_running().into_iter().find(|(_, cmdline)| cmdline.contains(&dir)) {
+            break guest;
+        }
+        if std::time::Instant::now() > deadline || child.try_wait().expect("try_wait").is_some() {
+            let _ = child.kill();
+            let output = child.wait_with_output().expect("wait");
+            panic!("no guest of cilab {pid} appeared: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGINT).expect("SIGINT");
+    let pidfd = cilab::probe::pidfd::PidFd::open(pid).expect("pidfd_open");
+    let exited = pidfd.wait_exit(Duration::from_secs(30));
+    if !exited {
+        let _ = child.kill();
+    }
+    let output = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(exited, "cilab did not exit within 30 s of Ctrl-C: {stderr}");
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(output.stdout.is_empty(), "a report after Ctrl-C: {}", String::from_utf8_lossy(&output.stdout));
+    assert!(stderr.contains("killed qemu guest"), "{stderr}");
+    assert!(!alive(guest.0), "qemu {} outlived cilab: {stderr}", guest.0);
+    let left: Vec<_> = std::fs::read_dir(qemu::RUN_DIR)
+        .map(|d| d.flatten().map(|e| e.path()).filter(|p| p.display().to_string().starts_with(&dir)).collect())
+        .unwrap_or_default();
+    assert_eq!(left, Vec::<PathBuf>::new(), "guest directories left");
 }
