@@ -29,7 +29,7 @@ pub struct Finding {
 #[derive(Debug, Clone, Serialize)]
 pub struct Leftover {
     /// "run" (a record), "cgroup" (a run's), "harness" (a cilab's own v2 leaf),
-    /// "scratch" or "mount".
+    /// "scratch", "mount", or "guest" (a qemu guest's files, `backend::qemu`).
     pub kind: String,
     pub path: PathBuf,
     pub detail: String,
@@ -166,6 +166,15 @@ pub fn examine() -> DoctorReport {
         },
         advice: None,
     });
+    // Where labs can run (optional backends never make the machine unready).
+    findings.push(Finding {
+        ok: true,
+        topic: "backend local".into(),
+        detail: "usable: labs run on this machine (`--backend local`, the default)".into(),
+        advice: None,
+    });
+    let (_, qemu) = crate::backend::qemu::readiness();
+    findings.push(Finding { ok: true, topic: "backend qemu".into(), detail: qemu, advice: None });
     let (leftovers, active_runs) = match &setup {
         Ok(setup) => {
             let scan = scan::scan(&Kernel, setup);
@@ -393,6 +402,13 @@ fn find_leftovers(found: &[scan::Found]) -> (Vec<Leftover>, Vec<String>) {
     leftovers.extend(cgroups.into_values());
     leftovers.extend(scratch_leftovers(|name| !is_live(name)));
     leftovers.extend(temporary_leftovers(|pid| !cilab_alive(pid)));
+    leftovers.extend(crate::backend::qemu::leftovers().into_iter().map(|(path, detail)| Leftover {
+        kind: "guest".into(),
+        path,
+        detail,
+        group: None,
+        lab: None,
+    }));
     // What labs made outside their runs (Docker containers and images), labelled with the
     // scratch dir of a run that is gone.
     for lab in crate::catalog::all() {
@@ -587,6 +603,9 @@ fn clean_leftovers(leftovers: &[Leftover]) -> Vec<String> {
     }
     for (scratch, (lab, killed)) in &outside {
         done.extend((lab.observer)().clean_up_outside(scratch, killed));
+    }
+    for leftover in leftovers.iter().filter(|l| l.kind == "guest") {
+        done.extend(crate::backend::qemu::clean_leftover(&leftover.path));
     }
     for leftover in leftovers {
         let result = match leftover.kind.as_str() {

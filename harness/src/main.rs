@@ -8,15 +8,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use cilab::backend::multipass::Multipass;
+use cilab::backend::qemu::{self, CgroupLayout, Qemu};
 use cilab::backend::vagrant::Vagrant;
-use cilab::backend::{check_in_guest, Backend, GuestCheck, Local, Payload};
+use cilab::backend::{check_in_guest, Backend, Guest, GuestCheck, Local, Payload};
 use cilab::catalog::{self, LabSpec};
 use cilab::cgroup::{self, CgroupSetup, RunCgroup};
 use cilab::registry::{self, Attempt};
 use cilab::report::{LabReport, Report};
 use cilab::run::{Fault, RunOptions};
 use cilab::{doctor, labbuild, run};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// cilab: build a container out of kernel primitives, one lab at a time, and let the
 /// harness check from outside what the kernel really did.
@@ -67,6 +68,8 @@ enum Command {
         /// host's root. They only read, but a mistake in a lab could do more.
         #[arg(long = "allow-jailbreak-on-this-host")]
         allow_jailbreak: bool,
+        #[command(flatten)]
+        vm: VmArgs,
     },
     /// Grade labs: run each under the harness and check from outside what the kernel did.
     /// Exits 0 when every verdict passed, 1 when one failed, 2 when cilab could not run.
@@ -93,15 +96,22 @@ enum Command {
         /// host's root. They only read, but a mistake in a lab could do more.
         #[arg(long = "allow-jailbreak-on-this-host")]
         allow_jailbreak: bool,
-        /// Where the labs run: on this machine (as root), or in a VM that runs the same
-        /// check and sends the report back. `vagrant`: the VM of the repository's
-        /// Vagrantfile, already up (`vagrant up`), reached with `vagrant ssh`.
-        /// `multipass`: the instance launched with vagrant/cloud-init.yaml (`cilab`, or
-        /// the one CILAB_MULTIPASS_INSTANCE names), reached with `multipass exec`. Both
-        /// rebuild the labs in the VM from its copy of the tree first, unless --no-build.
-        #[arg(long, value_enum, default_value_t = BackendChoice::Local)]
-        backend: BackendChoice,
+        #[command(flatten)]
+        vm: VmArgs,
     },
+    /// A root shell in a throwaway VM with every lab on PATH (`cilab list`, `lab-pid-ns`,
+    /// `cilab check --all`): do the labs by hand without touching this machine. `exit`
+    /// or `poweroff -f` ends it; nothing of it is kept.
+    Shell {
+        /// Do not rebuild the lab binaries with cargo first.
+        #[arg(long)]
+        no_build: bool,
+        #[command(flatten)]
+        vm: VmArgs,
+    },
+    /// Inside cilab's qemu guest: serve the host's requests on the control port.
+    #[command(hide = true)]
+    GuestAgent,
     /// Tools for course authors (the mistake corpus).
     Dev {
         #[command(subcommand)]
@@ -139,11 +149,84 @@ enum DevCommand {
     },
 }
 
+/// Where the labs run.
+#[derive(Args, Clone)]
+struct VmArgs {
+    /// `local`: on this machine, as root. The others run the same check in a VM and read
+    /// the same report back. `qemu`: a throwaway guest cilab boots from a kernel of this
+    /// machine and an initramfs it builds (needs qemu-system-x86 and a kernel in /boot; see
+    /// `cilab doctor`). `vagrant`: the VM of the repository's Vagrantfile, already up
+    /// (`vagrant up`), reached with `vagrant ssh`. `multipass`: the instance launched with
+    /// vagrant/cloud-init.yaml (`cilab`, or the one CILAB_MULTIPASS_INSTANCE names), reached
+    /// with `multipass exec`. Vagrant and Multipass rebuild the labs in the VM from its copy
+    /// of the tree first, unless --no-build.
+    #[arg(long, value_enum, default_value_t = BackendChoice::Local)]
+    backend: BackendChoice,
+    /// The guest's cgroup layout (qemu): pure v2, v1, or hybrid (v1 controllers and
+    /// cgroup2 at /sys/fs/cgroup/unified).
+    #[arg(long, value_enum, default_value_t = LayoutChoice::V2)]
+    cgroup: LayoutChoice,
+    /// The kernel the guest boots (qemu); default: the newest /boot/vmlinuz-*.
+    #[arg(long, value_name = "PATH")]
+    kernel: Option<std::path::PathBuf>,
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum BackendChoice {
     Local,
+    Qemu,
     Vagrant,
     Multipass,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LayoutChoice {
+    V1,
+    Hybrid,
+    V2,
+}
+
+impl VmArgs {
+    fn qemu_options(&self, terminal: bool) -> qemu::Options {
+        qemu::Options {
+            kernel: self.kernel.clone(),
+            cgroup: match self.cgroup {
+                LayoutChoice::V1 => CgroupLayout::V1,
+                LayoutChoice::Hybrid => CgroupLayout::Hybrid,
+                LayoutChoice::V2 => CgroupLayout::V2,
+            },
+            terminal,
+            ..qemu::Options::default()
+        }
+    }
+
+    /// --cgroup and --kernel mean something only in a guest.
+    fn qemu_only_flags(&self) -> Result<()> {
+        if self.backend != BackendChoice::Qemu && (self.kernel.is_some() || !matches!(self.cgroup, LayoutChoice::V2)) {
+            bail!("--cgroup and --kernel choose a guest's: use them with --backend qemu");
+        }
+        Ok(())
+    }
+
+    /// Vagrant's and Multipass's VMs are the student's own, with a terminal of their own.
+    fn not_a_session_vm(&self, command: &str) -> Result<()> {
+        let (name, enter) = match self.backend {
+            BackendChoice::Vagrant => ("vagrant", "vagrant ssh"),
+            BackendChoice::Multipass => ("multipass", "multipass shell cilab"),
+            BackendChoice::Local | BackendChoice::Qemu => return Ok(()),
+        };
+        bail!(
+            "`cilab {command} --backend {name}`: that VM is yours to log in to: `{enter}`, then \
+             `sudo cilab {command} ...` there (`--backend qemu` boots a throwaway one for you)"
+        )
+    }
+}
+
+/// Every lab's binary and tools: one guest image serves check, run and shell alike.
+fn guest_payload(no_build: bool) -> Result<Payload> {
+    let labs: Vec<&LabSpec> = catalog::all().iter().collect();
+    let binaries = labbuild::ensure_built(&labs, no_build)?;
+    Ok(Payload::for_labs(&labs, &binaries)?)
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -271,6 +354,8 @@ fn install_interrupt_handler() -> Result<()> {
 fn interrupted(signal: i32) -> ! {
     registry::close();
     cgroup::harness::close();
+    // A guest first: the main thread waits on its answer, and its runs are inside it.
+    let mut cleaned = qemu::kill_all();
     let me = std::process::id() as i32;
     let records: Vec<registry::RunRecord> =
         registry::all_records().into_iter().flatten().filter(|r| r.owner_pid == me).collect();
@@ -292,7 +377,7 @@ fn interrupted(signal: i32) -> ! {
         }
     }
     let aborted = run::abort_all();
-    let mut cleaned = doctor::clean_own();
+    cleaned.extend(doctor::clean_own());
     // What the runs' labs made outside them (a Docker container), which killing and
     // removing the runs does not reach; the records said which labs and scratch dirs.
     for record in &records {
@@ -311,22 +396,33 @@ fn interrupted(signal: i32) -> ! {
 
 fn dispatch(command: Command) -> Result<ExitCode> {
     // Every command that runs labs tears them down on Ctrl-C.
-    if matches!(command, Command::Run { .. } | Command::Check { .. } | Command::Dev { .. }) {
+    if matches!(command, Command::Run { .. } | Command::Check { .. } | Command::Dev { .. } | Command::Shell { .. }) {
         install_interrupt_handler()?;
     }
     match command {
         Command::List => list(),
-        Command::Run { lab, step, variant, no_build, allow_jailbreak } => {
+        Command::Run { lab, step, variant, no_build, allow_jailbreak, vm } => {
+            vm.qemu_only_flags()?;
+            vm.not_a_session_vm("run")?;
+            if vm.backend == BackendChoice::Qemu {
+                return run_in_guest(&lab, step, variant.as_deref(), no_build, &vm);
+            }
             if allow_jailbreak {
                 cilab::checks::chroot_escape::allow_jailbreak();
             }
             run_by_hand(&lab, step, variant.as_deref(), no_build)
         }
-        Command::Check { labs, all, format, repeat, no_build, fault, allow_jailbreak, backend } => {
+        Command::Check { labs, all, format, repeat, no_build, fault, allow_jailbreak, vm } => {
+            vm.qemu_only_flags()?;
             if allow_jailbreak {
                 cilab::checks::chroot_escape::allow_jailbreak();
             }
-            check(&labs, all, format, repeat, no_build, fault, backend)
+            check(&labs, all, format, repeat, no_build, fault, &vm)
+        }
+        Command::Shell { no_build, vm } => shell(no_build, &vm),
+        Command::GuestAgent => {
+            cilab::backend::agent::serve()?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Doctor { clean, format } => doctor_command(clean, format),
         Command::Dev { command: DevCommand::Corpus { labs, only, format } } => corpus(&labs, only.as_deref(), format),
@@ -412,16 +508,16 @@ fn check(
     repeat: u32,
     no_build: bool,
     fault: Option<Fault>,
-    backend: BackendChoice,
+    vm: &VmArgs,
 ) -> Result<ExitCode> {
-    let labs: Vec<&LabSpec> = if all {
+    let labs: Vec<&'static LabSpec> = if all {
         catalog::all().iter().collect()
     } else if names.is_empty() {
         bail!("name the labs to check, or --all (`cilab list` shows them)");
     } else {
         names.iter().map(|n| catalog::find(n)).collect::<Result<_, _>>()?
     };
-    if backend == BackendChoice::Local && labs.iter().any(|l| l.needs.root) && !nix::unistd::geteuid().is_root() {
+    if vm.backend == BackendChoice::Local && labs.iter().any(|l| l.needs.root) && !nix::unistd::geteuid().is_root() {
         return Err(cilab::Error::NotRoot.into());
     }
     if let Some(Fault::KillLabAt(stage) | Fault::HangAt(stage)) = &fault {
@@ -433,12 +529,37 @@ fn check(
             );
         }
     }
+    let options = RunOptions { fault, ..RunOptions::default() };
     let mut reports = Vec::new();
-    match backend {
+    match vm.backend {
+        BackendChoice::Qemu => {
+            // The host builds and sends every binary: the guest builds nothing.
+            let payload = guest_payload(no_build)?;
+            let mut guest = Qemu::new(vm.qemu_options(false))?;
+            let check =
+                GuestCheck { labs: labs.clone(), repeat: repeat.max(1), fault: options.fault.clone(), build: false };
+            reports = check_in_guest(&mut guest, &payload, &check);
+        }
+        BackendChoice::Vagrant | BackendChoice::Multipass => {
+            // The VM built (or was given) its own binaries at provisioning: nothing is
+            // built or sent from here. Unless --no-build, the guest builds the labs again
+            // from its copy of the tree first (Vagrant: `vagrant rsync` brings the edits),
+            // so the check grades the student's latest edits.
+            let check = GuestCheck {
+                labs: labs.clone(),
+                repeat: repeat.max(1),
+                fault: options.fault.clone(),
+                build: !no_build,
+            };
+            reports = if vm.backend == BackendChoice::Vagrant {
+                check_in_guest(&mut Vagrant::new().syncing_tree(!no_build), &Payload::default(), &check)
+            } else {
+                check_in_guest(&mut Multipass::new(), &Payload::default(), &check)
+            };
+        }
         BackendChoice::Local => {
             let binaries = labbuild::ensure_built(&labs, no_build)?;
             let backend = Local::new(binaries)?;
-            let options = RunOptions { fault: fault.clone(), ..RunOptions::default() };
             for lab in &labs {
                 for _ in 0..repeat.max(1) {
                     let report = backend.check(lab, &options).with_context(|| format!("checking lab {}", lab.name))?;
@@ -446,26 +567,13 @@ fn check(
                 }
             }
         }
-        BackendChoice::Vagrant | BackendChoice::Multipass => {
-            // The VM built (or was given) its own binaries at provisioning: nothing is
-            // built or sent from here. Unless --no-build, the guest builds the labs again
-            // from its copy of the tree first (Vagrant: `vagrant rsync` brings the edits),
-            // so the check grades the student's latest edits.
-            let check =
-                GuestCheck { labs: labs.clone(), repeat: repeat.max(1), fault: fault.clone(), build: !no_build };
-            reports = if backend == BackendChoice::Vagrant {
-                check_in_guest(&mut Vagrant::new().syncing_tree(!no_build), &Payload::default(), &check)
-            } else {
-                check_in_guest(&mut Multipass::new(), &Payload::default(), &check)
-            };
-        }
     }
     // The report is complete: from here a Ctrl-C no longer stops cilab (after one, this
     // never returns).
     may_finish();
     // A run broken on purpose (cilab's own tests) is not the student's result, and
     // neither is a run the harness itself could not finish.
-    if fault.is_none() {
+    if options.fault.is_none() {
         let graded: Vec<LabReport> = reports.iter().filter(|r| r.harness_failure.is_none()).cloned().collect();
         save_attempts(&graded);
     }
@@ -501,6 +609,56 @@ fn save_attempts(reports: &[LabReport]) {
     if let Err(error) = registry::save_attempts(&worst) {
         let _ = writeln!(std::io::stderr(), "cilab: warning: could not save the results: {error}");
     }
+}
+
+/// `cilab run <lab> --backend qemu`: the lab by hand in a throwaway guest, its narration
+/// on this terminal.
+fn run_in_guest(name: &str, step: bool, variant: Option<&str>, no_build: bool, vm: &VmArgs) -> Result<ExitCode> {
+    let lab = catalog::find(name)?;
+    if let Some(variant) = variant {
+        lab.variant(variant)?;
+    }
+    let mut argv: Vec<String> = vec!["cilab".into(), "run".into(), lab.name.into(), "--no-build".into()];
+    // The guest is thrown away: a lab that breaks isolation on purpose runs there.
+    argv.push("--allow-jailbreak-on-this-host".into());
+    if step {
+        argv.push("--step".into());
+    }
+    if let Some(variant) = variant {
+        argv.extend(["--variant".into(), variant.into()]);
+    }
+    let status = on_guest_terminal(no_build, vm, &argv)?;
+    Ok(ExitCode::from(u8::try_from(status).unwrap_or(1)))
+}
+
+/// `cilab shell --backend qemu`.
+fn shell(no_build: bool, vm: &VmArgs) -> Result<ExitCode> {
+    if vm.backend == BackendChoice::Local {
+        bail!("`cilab shell` opens a shell in a throwaway VM: say which, e.g. `cilab shell --backend qemu`");
+    }
+    vm.not_a_session_vm("shell")?;
+    eprintln!(
+        "cilab: a root shell in a throwaway guest; `cilab list` shows the labs; `exit` or `poweroff -f` ends it."
+    );
+    on_guest_terminal(no_build, vm, &["sh".to_string(), "-l".to_string()])?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Boots a guest with its console on this terminal, runs `argv` there, powers it off.
+fn on_guest_terminal(no_build: bool, vm: &VmArgs, argv: &[String]) -> Result<i32> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(cilab::Error::NotRoot.into());
+    }
+    let payload = guest_payload(no_build)?;
+    let mut guest = Qemu::new(vm.qemu_options(true))?;
+    // A person is at the guest's console: Ctrl-C is the guest's (qemu's terminal is raw).
+    run::BY_HAND.store(true, Ordering::SeqCst);
+    guest.start(&payload)?;
+    let status = guest.run_on_terminal(argv);
+    let stopped = guest.stop();
+    let status = status?;
+    stopped?;
+    Ok(status)
 }
 
 fn corpus(names: &[String], only: Option<&str>, format: Format) -> Result<ExitCode> {
@@ -539,6 +697,12 @@ fn doctor_command(clean: bool, format: Format) -> Result<ExitCode> {
             eprintln!("cilab doctor: {line}");
         }
         report = doctor::examine();
+    }
+    if clean {
+        // The qemu backend's images are a cache: gone, they are built again at the next boot.
+        if let Some(line) = qemu::clear_cache() {
+            eprintln!("cilab doctor: {line}");
+        }
     }
     match format {
         Format::Table => print!("{}", report.to_table()),

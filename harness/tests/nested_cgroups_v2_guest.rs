@@ -1,29 +1,68 @@
-//! Pure cgroup v2 with cilab started below the root, on a real v2 kernel (a QEMU guest,
-//! tests/support/v2-nested-guest.sh): what the unit tests in cgroup::harness show on fake
-//! data, the kernel confirms. A start cgroup another process shares cannot hand pids and
-//! memory down: the run goes on, each missing limit named with why, and the cgroup is
-//! left as it was. A start cgroup cilab has to itself hands them down and is put back
-//! as it was at exit. A start cgroup's pids.max bounds the labs (their cgroups are below
-//! it). Nothing is left behind.
+//! Pure cgroup v2 with cilab started below the root, on a real v2 kernel (a guest of the
+//! qemu backend, `cilab::backend::qemu`, running the script below as root): what the unit
+//! tests in cgroup::harness show on fake data, the kernel confirms. A start cgroup another
+//! process shares cannot hand pids and memory down: the run goes on, each missing limit
+//! named with why, and the cgroup is left as it was. A start cgroup cilab has to itself
+//! hands them down and is put back as it was at exit. A start cgroup's pids.max bounds the
+//! labs (their cgroups are below it). Nothing is left behind.
 
 mod common;
 
-use std::path::Path;
+use std::time::Duration;
+
+use cilab::backend::qemu::{self, CgroupLayout, Qemu};
+use cilab::backend::{Guest, Payload};
+
+/// Run in the guest (pure v2, cilab's agent in the root cgroup): `cilab check pid-ns`
+/// started in three cgroups of its own, each reported on a `guest: ` line.
+const SCRIPT: &str = r#"
+cg=/sys/fs/cgroup
+echo "+pids +memory" > $cg/cgroup.subtree_control
+# `cilab check pid-ns` started in cgroup $1; its report in /tmp/$1.json.
+check_in() {
+  mkdir -p $cg/$1
+  sh -c "echo \$\$ > $cg/$1/cgroup.procs && exec cilab check pid-ns --no-build --format json" > /tmp/$1.json 2> /tmp/$1.err
+  echo "guest: $1 exited $?"
+  echo "guest: $1 limits: $(tr -d '
+' < /tmp/$1.json | grep -o '"cgroup_limits": *\[[^]]*\]')"
+  echo "guest: $1 saw: $(tr -d '
+' < /tmp/$1.json | grep -o '"detail": *"[^"]*"' | head -n 2 | tr '
+' ' ')"
+  echo "guest: $1 stderr: $(head -c 300 /tmp/$1.err)"
+  echo "guest: $1 after: subtree_control='$(cat $cg/$1/cgroup.subtree_control)' children=$(find $cg/$1 -mindepth 1 -type d | wc -l)"
+}
+mkdir $cg/busy
+sleep 1000 < /dev/null > /dev/null 2>&1 &
+sleeper=$!
+echo $sleeper > $cg/busy/cgroup.procs
+check_in busy
+kill $sleeper
+check_in alone
+mkdir $cg/tight
+echo 10 > $cg/tight/pids.max
+check_in tight
+echo "guest: cilab dirs left: $(find $cg -name cilab -type d | wc -l)"
+cilab doctor | tail -n 1
+"#;
 
 #[test]
 fn nested_start_cgroups_on_pure_v2_bound_runs_or_say_why_and_are_left_as_they_were() {
     common::require_root();
-    let cargo = std::env::var("CARGO").expect("cargo test sets CARGO");
-    let built = std::process::Command::new(&cargo).args(["build", "-q", "-p", "lab-pid-ns"]).status();
-    assert!(built.expect("run cargo").success());
-    let cilab = assert_cmd::cargo::cargo_bin("cilab");
-    let bin_dir = cilab.parent().expect("target dir");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/v2-nested-guest.sh");
-    let output =
-        std::process::Command::new("bash").arg(&script).env("CILAB_BIN_DIR", bin_dir).output().expect("run the guest");
-    let console = String::from_utf8_lossy(&output.stdout);
-    let errors = String::from_utf8_lossy(&output.stderr);
-    assert_ne!(output.status.code(), Some(3), "{errors}");
+    common::build_labs();
+    let binaries = assert_cmd::cargo::cargo_bin("cilab").parent().expect("target dir").to_path_buf();
+    let labs: Vec<_> = cilab::catalog::all().iter().collect();
+    let payload = Payload::for_labs(&labs, &binaries).expect("the payload");
+    let mut guest =
+        Qemu::new(qemu::Options { cgroup: CgroupLayout::V2, ..qemu::Options::default() }).expect("a kernel");
+    let ran = guest.start(&payload).and_then(|()| {
+        guest.run_as_root(&["sh".to_string(), "-c".to_string(), SCRIPT.to_string()], Duration::from_secs(600))
+    });
+    let stopped = guest.stop();
+    let output = ran.unwrap_or_else(|e| panic!("the guest: {e}"));
+    stopped.expect("the guest powers off");
+    assert_eq!(output.status, 0, "{output:?}");
+    let console = &output.stdout;
+    let errors = &output.stderr;
     let line = |prefix: &str| -> String {
         console
             .lines()

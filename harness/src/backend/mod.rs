@@ -20,9 +20,12 @@
 //!   report has `harness_failure`, and cilab exits 2;
 //! - [`Guest::stop`] leaves nothing running (and `Drop` calls it, also on an early return).
 
+pub mod agent;
 mod command;
+pub mod initramfs;
 pub mod local;
 pub mod multipass;
+pub mod qemu;
 pub mod vagrant;
 
 use std::path::{Path, PathBuf};
@@ -96,12 +99,11 @@ pub struct Payload {
 pub const GUEST_BIN: &str = "/opt/cilab/bin";
 
 impl Payload {
-    /// `cilab` itself, the binaries of `labs` (from `binaries`, where cargo put them), and
+    /// `cilab` and the binaries of `labs` (from `binaries`, where cargo put them all), and
     /// every tool the catalog says the labs need. A tool missing here is an error that
     /// names its package.
     pub fn for_labs(labs: &[&LabSpec], binaries: &Path) -> Result<Payload> {
-        let cilab = std::env::current_exe().map_err(Error::io("find", "the cilab binary"))?;
-        let mut payload = Payload { binaries: vec![cilab], tools: Vec::new() };
+        let mut payload = Payload { binaries: vec![binaries.join("cilab")], tools: Vec::new() };
         for lab in labs {
             payload.binaries.push(binaries.join(lab.binary));
         }

@@ -1,0 +1,749 @@
+//! `--backend qemu`: a throwaway guest cilab boots itself, from a kernel of this machine
+//! (the newest /boot/vmlinuz-*, or `--kernel`) and an initramfs it builds and caches by
+//! content in [`CACHE_DIR`]: busybox, cilab, the lab binaries, the tools the catalog
+//! names, the libraries of all of them, the kernel modules the guest needs, and
+//! `guest_init.sh`. The init sets the guest up (root on a tmpfs, proc/sys/dev, the cgroup
+//! layout asked for, / shared, lo up) and starts `cilab guest-agent`, which runs what
+//! this side asks over a virtio-serial port ([`super::agent`]) and answers the same way.
+//! The console is never read for results.
+//!
+//! KVM is used only when a real, bounded boot with it works (a /dev/kvm that exists can
+//! still hang under nested virtualisation); the answer is cached per boot of this
+//! machine. Otherwise qemu emulates (TCG). A guest that hangs or overruns its deadline
+//! is killed (its own process group), and a guest that panics powers off at once
+//! (`panic=-1`, `-no-reboot`): either way the backend failed, not the lab. qemu dies
+//! with cilab (PR_SET_PDEATHSIG) and Ctrl-C kills it ([`kill_all`]).
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+use super::agent::{Request, PORT_NAME};
+use super::initramfs::{self, Image};
+use super::{tail, Guest, GuestOutput, Payload, GUEST_BIN};
+use crate::error::{Error, Result};
+use crate::probe::pidfd::PidFd;
+use crate::report::GuestInfo;
+
+/// Where built initramfs images and the KVM probe's answers are kept (`cilab doctor
+/// --clean` may remove it; the next boot builds again).
+pub const CACHE_DIR: &str = "/var/cache/cilab/qemu";
+/// Where a running guest keeps its control socket and console log, one directory each.
+pub const RUN_DIR: &str = "/run/cilab/qemu";
+pub const QEMU: &str = "qemu-system-x86_64";
+/// The init, in the image as /init.
+const GUEST_INIT: &str = include_str!("guest_init.sh");
+
+/// How long a guest may take to boot and answer its first request, on top of the
+/// request's own deadline (TCG on a busy machine).
+const BOOT_DEADLINE: Duration = Duration::from_secs(90);
+/// How long a guest may take to power off once the host hangs up.
+const POWEROFF_DEADLINE: Duration = Duration::from_secs(30);
+/// How long the KVM probe boot may take before KVM is taken to hang.
+const KVM_PROBE_DEADLINE: Duration = Duration::from_secs(8);
+
+/// The guest's cgroup layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CgroupLayout {
+    /// Every v1 controller at /sys/fs/cgroup/<name>, no cgroup2.
+    V1,
+    /// The v1 controllers, and cgroup2 without controllers at /sys/fs/cgroup/unified.
+    Hybrid,
+    /// cgroup2 alone at /sys/fs/cgroup (nsdelegate), as current distributions.
+    #[default]
+    V2,
+}
+
+impl CgroupLayout {
+    pub fn name(self) -> &'static str {
+        match self {
+            CgroupLayout::V1 => "v1",
+            CgroupLayout::Hybrid => "hybrid",
+            CgroupLayout::V2 => "v2",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accel {
+    Kvm,
+    Tcg,
+}
+
+impl Accel {
+    pub fn name(self) -> &'static str {
+        match self {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        }
+    }
+}
+
+/// qemu's machine type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Machine {
+    /// The i440FX PC with the qboot firmware when qemu has it (no BIOS delays).
+    Pc,
+    /// A minimal machine (no PCI): virtio over MMIO. It boots the Debian cloud kernel and
+    /// was about 1 s faster under TCG, but here 2 boots in 4 hung at TSC calibration ("no
+    /// reference (HPET/PMTIMER)") on a loaded host: not the default (`cargo bench -p cilab
+    /// --bench qemu_boot -- microvm` measures it).
+    Microvm,
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The kernel to boot; the newest /boot/vmlinuz-* when none.
+    pub kernel: Option<PathBuf>,
+    pub cgroup: CgroupLayout,
+    pub memory_mib: u32,
+    pub cpus: u32,
+    /// The guest's console on this terminal (`cilab shell`, `cilab run`), not in a log.
+    pub terminal: bool,
+    /// More words for the kernel command line (e.g. `sysctl.user.max_user_namespaces=0`).
+    pub kernel_args: Vec<String>,
+    pub machine: Machine,
+    /// Force an accelerator instead of probing (tests, or a user who knows).
+    pub accel: Option<Accel>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            kernel: None,
+            cgroup: CgroupLayout::V2,
+            // The cgroup-limits lab's memory hog runs under a 512 MiB run limit.
+            memory_mib: 1536,
+            cpus: 2,
+            terminal: false,
+            kernel_args: Vec::new(),
+            machine: Machine::Pc,
+            accel: None,
+        }
+    }
+}
+
+/// A qemu guest (see the module's documentation).
+#[derive(Debug)]
+pub struct Qemu {
+    options: Options,
+    kernel: PathBuf,
+    release: String,
+    accel: Option<(Accel, String)>,
+    vm: Option<Running>,
+    boot_to_report: Option<Duration>,
+}
+
+#[derive(Debug)]
+struct Running {
+    child: Child,
+    pidfd: PidFd,
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+    workdir: PathBuf,
+    started: Instant,
+    answered: bool,
+}
+
+/// Guests of this process, for Ctrl-C: (qemu's pid, its directory).
+static RUNNING: Mutex<Vec<(i32, PathBuf)>> = Mutex::new(Vec::new());
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+fn running() -> std::sync::MutexGuard<'static, Vec<(i32, PathBuf)>> {
+    RUNNING.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Kills every guest this process started and removes its directory (the interrupt
+/// handler calls this); says what it did.
+pub fn kill_all() -> Vec<String> {
+    let guests: Vec<(i32, PathBuf)> = running().drain(..).collect();
+    let mut done = Vec::new();
+    for (pid, workdir) in guests {
+        // Its own process group (the terminal's, when a person is at the console: then
+        // qemu alone).
+        let group = nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(pid)));
+        let killed = match group {
+            Ok(group) if group.as_raw() == pid => nix::sys::signal::killpg(group, Signal::SIGKILL),
+            _ => nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL),
+        };
+        let _ = std::fs::remove_dir_all(&workdir);
+        done.push(format!("killed qemu guest {pid} ({killed:?}), removed {}", workdir.display()));
+    }
+    done
+}
+
+/// What guests of cilabs that are gone left: their directories in [`RUN_DIR`] (qemu's
+/// socket and console log; a qemu still running there, which PR_SET_PDEATHSIG should have
+/// stopped), and half-written images in [`CACHE_DIR`]. Each with why.
+pub fn leftovers() -> Vec<(PathBuf, String)> {
+    let alive = |pid: i32| Path::new(&format!("/proc/{pid}")).exists();
+    let owner = |name: &str| -> Option<i32> {
+        let name = name.strip_prefix("kvm-probe-").or_else(|| name.strip_prefix(".initramfs-")).unwrap_or(name);
+        name.split(['-', '.']).next()?.parse().ok()
+    };
+    let mut found = Vec::new();
+    for dir in [RUN_DIR, CACHE_DIR] {
+        let Ok(entries) = std::fs::read_dir(dir) else { continue };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if dir == CACHE_DIR && !name.ends_with(".partial") {
+                continue;
+            }
+            if let Some(pid) = owner(&name).filter(|pid| !alive(*pid)) {
+                found.push((entry.path(), format!("a qemu guest's files; its cilab (PID {pid}) is gone")));
+            }
+        }
+    }
+    found
+}
+
+/// Kills any qemu whose command line names `path` (a guest directory), and removes it.
+pub fn clean_leftover(path: &Path) -> Vec<String> {
+    let mut done = Vec::new();
+    let named = path.display().to_string();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.starts_with(QEMU) && cmdline.contains(&named) {
+            let killed = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+            done.push(format!("killed qemu {pid} of {named} ({killed:?})"));
+        }
+    }
+    let removed = if path.is_dir() { std::fs::remove_dir_all(path) } else { std::fs::remove_file(path) };
+    done.push(match removed {
+        Ok(()) => format!("removed {named}"),
+        Err(e) => format!("could not remove {named}: {e}"),
+    });
+    done
+}
+
+/// Removes the cache of built images and probe answers (the next boot builds again).
+pub fn clear_cache() -> Option<String> {
+    let size: u64 =
+        std::fs::read_dir(CACHE_DIR).ok()?.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum();
+    Some(match std::fs::remove_dir_all(CACHE_DIR) {
+        Ok(()) => {
+            format!("removed the qemu backend's cache {CACHE_DIR} ({} MiB; the next boot builds it again)", size >> 20)
+        }
+        Err(e) => format!("could not remove {CACHE_DIR}: {e}"),
+    })
+}
+
+/// What `cilab doctor` says about the qemu backend: whether it can run here, and what is
+/// missing otherwise.
+pub fn readiness() -> (bool, String) {
+    let mut missing = Vec::new();
+    let qemu = which::which(QEMU).ok();
+    if qemu.is_none() {
+        missing.push(format!("{QEMU} (apt-get install qemu-system-x86)"));
+    }
+    let kernel = newest_kernel().and_then(|k| initramfs::kernel_release(&k).map(|r| (k, r)));
+    if kernel.is_err() {
+        missing.push("a kernel in /boot (apt-get install linux-image-cloud-amd64)".to_string());
+    }
+    if !missing.is_empty() {
+        return (false, format!("cannot run: needs {}", missing.join(" and ")));
+    }
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let accel = std::fs::read_to_string(Path::new(CACHE_DIR).join(format!("accel-{}", boot_id.trim())))
+        .map(|said| said.trim().replacen(' ', " (", 1) + ")")
+        .unwrap_or_else(|_| "KVM not probed yet (the first boot probes it; TCG otherwise)".into());
+    let kernel = kernel.map(|(path, release)| format!("{release} ({})", path.display())).unwrap_or_default();
+    (true, format!("usable: `--backend qemu`; kernel {kernel}; accelerator {accel}"))
+}
+
+impl Qemu {
+    /// Finds the kernel and its release; boots nothing yet.
+    pub fn new(options: Options) -> Result<Qemu> {
+        let kernel = match &options.kernel {
+            Some(kernel) => kernel.clone(),
+            None => newest_kernel()?,
+        };
+        let release = initramfs::kernel_release(&kernel)?;
+        Ok(Qemu { options, kernel, release, accel: None, vm: None, boot_to_report: None })
+    }
+
+    pub fn kernel(&self) -> &Path {
+        &self.kernel
+    }
+
+    /// The image for `payload`: built, or taken from the cache.
+    pub fn initramfs(&self, payload: &Payload) -> Result<PathBuf> {
+        build_image(payload, &self.release, self.options.machine)?.cached(Path::new(CACHE_DIR))
+    }
+
+    fn boot(&mut self, initrd: &Path) -> Result<()> {
+        if which::which(QEMU).is_err() {
+            return Err(Error::Build(format!("{QEMU} is not on PATH: apt-get install qemu-system-x86")));
+        }
+        let (accel, _) = self.accel.get_or_insert_with(|| match self.options.accel {
+            Some(accel) => (accel, "asked for".to_string()),
+            None => accelerator(&self.kernel),
+        });
+        let accel = *accel;
+        let id = format!("{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
+        let workdir = Path::new(RUN_DIR).join(id);
+        std::fs::create_dir_all(&workdir).map_err(Error::io("create", &workdir))?;
+        let socket = workdir.join("control.sock");
+        let listener = UnixListener::bind(&socket).map_err(Error::io("bind", &socket))?;
+        let mut command = Command::new(QEMU);
+        command.args(qemu_args(&self.options, accel, &self.kernel, initrd, &workdir));
+        command.stdin(if self.options.terminal { Stdio::inherit() } else { Stdio::null() });
+        if !self.options.terminal {
+            // Its own process group: the terminal's Ctrl-C is cilab's to handle, and a kill
+            // reaches all of qemu.
+            command.process_group(0);
+            let log = workdir.join("qemu.log");
+            let file = std::fs::File::create(&log).map_err(Error::io("create", &log))?;
+            let again = file.try_clone().map_err(Error::io("dup", &log))?;
+            command.stdout(file).stderr(again);
+        }
+        let listening = listener.as_raw_fd();
+        // SAFETY: only async-signal-safe calls (dup2, prctl) between fork and exec.
+        unsafe {
+            command.pre_exec(move || {
+                // The listening socket, as qemu's fd 3 (`-chardev socket,fd=3`); dup2
+                // clears close-on-exec on the copy.
+                if listening == 3 {
+                    // dup2 onto itself would keep close-on-exec: clear it instead.
+                    use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+                    fcntl(3, FcntlArg::F_SETFD(FdFlag::empty())).map_err(std::io::Error::from)?;
+                } else {
+                    nix::unistd::dup2(listening, 3).map_err(std::io::Error::from)?;
+                }
+                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)?;
+                Ok(())
+            });
+        }
+        let child = command.spawn().map_err(|e| {
+            let _ = std::fs::remove_dir_all(&workdir);
+            Error::Backend { backend: "qemu".into(), message: format!("starting {QEMU}: {e}") }
+        })?;
+        let pid = child.id() as i32;
+        running().push((pid, workdir.clone()));
+        // qemu listens on the socket made here: this connection waits in its backlog until
+        // qemu accepts it (no waiting for a socket file to appear).
+        let parts = UnixStream::connect(&socket)
+            .map_err(Error::io("connect", &socket))
+            .and_then(|writer| Ok((writer.try_clone().map_err(Error::io("dup", &socket))?, writer)))
+            .and_then(|(reader, writer)| Ok((PidFd::open(pid)?, BufReader::new(reader), writer)));
+        drop(listener);
+        let (pidfd, reader, writer) = match parts {
+            Ok(parts) => parts,
+            Err(error) => {
+                unregister(pid);
+                kill_and_reap(pid, child, &workdir);
+                return Err(Error::Backend { backend: "qemu".into(), message: error.to_string() });
+            }
+        };
+        self.vm = Some(Running { child, pidfd, reader, writer, workdir, started: Instant::now(), answered: false });
+        Ok(())
+    }
+
+    fn request(&mut self, request: &Request, deadline: Option<Duration>) -> Result<GuestOutput> {
+        let vm = self.vm.as_mut().ok_or_else(|| Error::Backend {
+            backend: "qemu".into(),
+            message: "the guest is not running (start it first)".into(),
+        })?;
+        let mut line = serde_json::to_string(request).map_err(|e| Error::parse("a request", e.to_string()))?;
+        line.push('\n');
+        let sent = vm.writer.write_all(line.as_bytes()).and_then(|()| vm.writer.flush());
+        // The first answer includes the boot.
+        let deadline = deadline.map(|d| Instant::now() + d + if vm.answered { Duration::ZERO } else { BOOT_DEADLINE });
+        let started = vm.started;
+        let mut answer = String::new();
+        let read = sent.and_then(|()| loop {
+            let timeout = match deadline {
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break Err(std::io::Error::from(std::io::ErrorKind::TimedOut));
+                    }
+                    Some(left)
+                }
+                None => None,
+            };
+            vm.reader.get_ref().set_read_timeout(timeout)?;
+            match vm.reader.read_line(&mut answer) {
+                Ok(n) => break Ok(n),
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => break Err(e),
+            }
+        });
+        if request.terminal && matches!(read, Ok(0)) {
+            // The person at the console powered the guest off (`poweroff -f`).
+            let powered_off = vm.pidfd.wait_exit(POWEROFF_DEADLINE);
+            self.kill();
+            if powered_off {
+                return Ok(GuestOutput::default());
+            }
+        }
+        let failure = match read {
+            Ok(0) => Some("the guest went away before it answered (it panicked, or its init failed)".to_string()),
+            Ok(_) if !answer.ends_with('\n') => Some("the guest's answer was cut short".to_string()),
+            Ok(_) => None,
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                let waited = deadline.map(|d| d.saturating_duration_since(started)).unwrap_or_default();
+                Some(format!(
+                    "the guest did not answer `{}` in time ({waited:.0?} since boot): killed",
+                    request.argv.join(" ")
+                ))
+            }
+            Err(e) => Some(format!("talking to the guest: {e}")),
+        };
+        if let Some(why) = failure {
+            let console = self.console_tail();
+            self.kill();
+            return Err(Error::Backend {
+                backend: "qemu".into(),
+                message: format!("{why}; the guest's console ended with:\n{console}"),
+            });
+        }
+        if let Some(vm) = self.vm.as_mut().filter(|vm| !vm.answered) {
+            vm.answered = true;
+            self.boot_to_report = Some(vm.started.elapsed());
+        }
+        serde_json::from_str(&answer).map_err(|e| Error::Backend {
+            backend: "qemu".into(),
+            message: format!("the guest's answer does not parse ({e}): {}", tail(&answer, 5)),
+        })
+    }
+
+    /// The last lines of the guest's console (its log; nothing when it is on a terminal).
+    fn console_tail(&self) -> String {
+        self.vm.as_ref().map(|vm| console_tail(&vm.workdir)).unwrap_or_default()
+    }
+
+    fn kill(&mut self) {
+        if let Some(vm) = self.vm.take() {
+            let pid = vm.child.id() as i32;
+            unregister(pid);
+            kill_and_reap(pid, vm.child, &vm.workdir);
+        }
+    }
+
+    /// qemu's process, while the guest runs.
+    pub fn pid(&self) -> Option<i32> {
+        self.vm.as_ref().map(|vm| vm.child.id() as i32)
+    }
+
+    /// From starting qemu to the first answer (the report, for a check).
+    pub fn boot_to_report(&self) -> Option<Duration> {
+        self.boot_to_report
+    }
+
+    pub fn accelerator(&self) -> Option<(Accel, &str)> {
+        self.accel.as_ref().map(|(a, why)| (*a, why.as_str()))
+    }
+}
+
+/// The last lines of a guest's console log, and what qemu itself said.
+fn console_tail(workdir: &Path) -> String {
+    let read =
+        |name: &str| String::from_utf8_lossy(&std::fs::read(workdir.join(name)).unwrap_or_default()).into_owned();
+    let mut text = tail(&read("console.log"), 20);
+    let qemu = read("qemu.log");
+    if !qemu.trim().is_empty() {
+        text.push_str(&format!("\n(qemu said: {})", tail(&qemu, 5)));
+    }
+    text
+}
+
+fn unregister(pid: i32) {
+    running().retain(|(p, _)| *p != pid);
+}
+
+fn kill_and_reap(pid: i32, mut child: Child, workdir: &Path) {
+    let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(workdir);
+}
+
+impl Guest for Qemu {
+    fn name(&self) -> &'static str {
+        "qemu"
+    }
+
+    fn start(&mut self, payload: &Payload) -> Result<()> {
+        if self.vm.is_some() {
+            return Ok(());
+        }
+        let initrd = self.initramfs(payload)?;
+        self.boot(&initrd)
+    }
+
+    fn run_as_root(&mut self, argv: &[String], deadline: Duration) -> Result<GuestOutput> {
+        self.request(&Request { argv: argv.to_vec(), terminal: false }, Some(deadline))
+    }
+
+    fn run_on_terminal(&mut self, argv: &[String]) -> Result<i32> {
+        // A session of its own with the console as its controlling terminal: Ctrl-C and
+        // job control work as on a machine's console.
+        let mut wrapped: Vec<String> = ["setsid", "cttyhack"].map(String::from).to_vec();
+        wrapped.extend(argv.iter().cloned());
+        self.request(&Request { argv: wrapped, terminal: true }, None).map(|output| output.status)
+    }
+
+    fn describe(&self) -> GuestInfo {
+        GuestInfo {
+            backend: "qemu".into(),
+            accelerator: self.accel.as_ref().map(|(a, _)| a.name().to_string()),
+            kernel: Some(self.release.clone()),
+            cgroup: Some(self.options.cgroup.name().to_string()),
+            boot_to_report_ms: self.boot_to_report.map(|d| d.as_millis() as u64),
+        }
+    }
+
+    fn stop(&mut self) -> Result<()> {
+        let Some(vm) = self.vm.take() else { return Ok(()) };
+        let pid = vm.child.id() as i32;
+        // Hanging up ends the agent, and the init powers off.
+        let _ = vm.writer.shutdown(std::net::Shutdown::Both);
+        let powered_off = vm.pidfd.wait_exit(POWEROFF_DEADLINE);
+        unregister(pid);
+        let console = console_tail(&vm.workdir);
+        kill_and_reap(pid, vm.child, &vm.workdir);
+        if powered_off {
+            Ok(())
+        } else {
+            Err(Error::Backend {
+                backend: "qemu".into(),
+                message: format!(
+                    "the guest did not power off within {POWEROFF_DEADLINE:?}: killed; its console ended with:\n{}",
+                    console
+                ),
+            })
+        }
+    }
+}
+
+impl Drop for Qemu {
+    fn drop(&mut self) {
+        if self.vm.is_some() {
+            self.kill();
+        }
+    }
+}
+
+/// qemu's command line.
+fn qemu_args(options: &Options, accel: Accel, kernel: &Path, initrd: &Path, workdir: &Path) -> Vec<String> {
+    let mut cmdline: Vec<String> = ["console=ttyS0", "quiet", "panic=-1", "rdinit=/init"].map(String::from).to_vec();
+    if options.machine == Machine::Pc {
+        // No keyboard or mouse to probe, one serial port: a little less boot under TCG.
+        cmdline.extend(["i8042.noaux", "i8042.nokbd", "i8042.nopnp", "8250.nr_uarts=1"].map(String::from));
+    }
+    cmdline.push(format!("cilab.cgroup={}", options.cgroup.name()));
+    if options.cgroup == CgroupLayout::V2 {
+        cmdline.push("cgroup_no_v1=all".into());
+    }
+    if options.terminal {
+        cmdline.push("cilab.console=1".into());
+    }
+    cmdline.extend(options.kernel_args.iter().cloned());
+    let (machine, bus) = match options.machine {
+        Machine::Pc => ("pc", "pci"),
+        Machine::Microvm => ("microvm", "device"),
+    };
+    let mut args: Vec<String> = vec![
+        "-nodefaults".into(),
+        "-no-user-config".into(),
+        "-display".into(),
+        "none".into(),
+        "-no-reboot".into(),
+        "-accel".into(),
+        accel.name().into(),
+        "-M".into(),
+        machine.into(),
+    ];
+    if options.machine == Machine::Pc && Path::new("/usr/share/qemu/qboot.rom").is_file() {
+        args.extend(["-bios".into(), "qboot.rom".into()]);
+    }
+    if accel == Accel::Kvm {
+        args.extend(["-cpu".into(), "host".into()]);
+    }
+    args.extend([
+        "-smp".into(),
+        options.cpus.to_string(),
+        "-m".into(),
+        options.memory_mib.to_string(),
+        "-kernel".into(),
+        kernel.display().to_string(),
+        "-initrd".into(),
+        initrd.display().to_string(),
+        "-append".into(),
+        cmdline.join(" "),
+        "-device".into(),
+        format!("virtio-serial-{bus}"),
+        "-chardev".into(),
+        "socket,id=control,fd=3,server=on,wait=off".into(),
+        "-device".into(),
+        format!("virtserialport,chardev=control,name={PORT_NAME}"),
+        "-device".into(),
+        format!("virtio-rng-{bus}"),
+    ]);
+    if options.terminal {
+        args.extend([
+            "-chardev".into(),
+            "stdio,id=console,signal=off".into(),
+            "-serial".into(),
+            "chardev:console".into(),
+        ]);
+    } else {
+        args.extend(["-serial".into(), format!("file:{}", workdir.join("console.log").display())]);
+    }
+    args
+}
+
+/// The newest /boot/vmlinuz-*, by version.
+pub fn newest_kernel() -> Result<PathBuf> {
+    let boot = Path::new("/boot");
+    let mut kernels: Vec<PathBuf> = std::fs::read_dir(boot)
+        .map_err(Error::io("read", boot))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("vmlinuz-")))
+        .collect();
+    kernels.sort_by_key(|p| version_key(&p.to_string_lossy()));
+    kernels.pop().ok_or_else(|| {
+        Error::Build(
+            "no kernel in /boot (vmlinuz-*): `apt-get install linux-image-cloud-amd64`, or --kernel PATH".into(),
+        )
+    })
+}
+
+/// "vmlinuz-6.1.0-56-cloud-amd64" → [6, 1, 0, 56]: compares as versions do.
+fn version_key(name: &str) -> Vec<u64> {
+    name.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty()).filter_map(|s| s.parse().ok()).collect()
+}
+
+/// What the guest needs from the kernel as modules (built in, nothing).
+fn wanted_modules(machine: Machine) -> &'static [&'static str] {
+    match machine {
+        Machine::Pc => &["virtio_pci", "virtio_console", "virtio_rng"],
+        Machine::Microvm => &["virtio_mmio", "virtio_console", "virtio_rng"],
+    }
+}
+
+/// The initramfs for `payload` (see the module's documentation).
+pub fn build_image(payload: &Payload, release: &str, machine: Machine) -> Result<Image> {
+    let mut image = Image::new();
+    // The top directories as this machine has them (a merged /usr's links kept), so that
+    // programs are where they are here.
+    for dir in ["/bin", "/sbin", "/lib", "/lib64", "/usr/bin", "/usr/sbin", "/usr/lib"] {
+        match std::fs::read_link(dir) {
+            Ok(target) => image.symlink(dir, &target),
+            Err(_) => image.dir(dir),
+        }
+    }
+    for dir in ["/proc", "/sys", "/dev", "/tmp", "/run", "/root", "/etc", "/var/tmp", "/opt/cilab/modules"] {
+        image.dir(dir);
+    }
+    image.char_device("/dev/console", 5, 1, 0o600);
+    image.bytes("/init", GUEST_INIT, 0o755);
+    image.bytes(
+        "/etc/passwd",
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+        0o644,
+    );
+    image.bytes("/etc/group", "root:x:0:\nnogroup:x:65534:\n", 0o644);
+    let busybox = labkit::rootfs::find_static_busybox().map_err(|e| Error::Build(e.to_string()))?;
+    image.host_file(Path::new(GUEST_BIN).join("busybox"), &busybox)?;
+    for binary in &payload.binaries {
+        let name = binary.file_name().ok_or_else(|| Error::Build(format!("{} has no file name", binary.display())))?;
+        image.host_program_stripped(Path::new(GUEST_BIN).join(name), binary)?;
+        image.libraries(binary)?;
+    }
+    for tool in &payload.tools {
+        image.program(tool)?;
+    }
+    let mut order = String::new();
+    for (i, module) in initramfs::modules_for(release, wanted_modules(machine))?.iter().enumerate() {
+        let file = module.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let name = format!("{i:02}-{}.ko", file.split(".ko").next().unwrap_or(&file));
+        image.bytes(Path::new("/opt/cilab/modules").join(&name), initramfs::module_bytes(module)?, 0o644);
+        order.push_str(&name);
+        order.push('\n');
+    }
+    if !order.is_empty() {
+        image.bytes("/opt/cilab/modules/order", order, 0o644);
+    }
+    Ok(image)
+}
+
+/// KVM if a bounded boot with it works, else TCG; the answer (and why) is cached per
+/// boot of this machine in [`CACHE_DIR`].
+pub fn accelerator(kernel: &Path) -> (Accel, String) {
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let cache = Path::new(CACHE_DIR).join(format!("accel-{}", boot_id.trim()));
+    if let Ok(said) = std::fs::read_to_string(&cache) {
+        if let Some(why) = said.strip_prefix("kvm ") {
+            return (Accel::Kvm, why.trim().to_string());
+        }
+        if let Some(why) = said.strip_prefix("tcg ") {
+            return (Accel::Tcg, why.trim().to_string());
+        }
+    }
+    let (accel, why) = probe_kvm(kernel);
+    let _ = std::fs::create_dir_all(CACHE_DIR);
+    let _ = std::fs::write(&cache, format!("{} {why}\n", accel.name()));
+    (accel, why)
+}
+
+/// Boots `kernel` with KVM and no initramfs: it panics at once (no root) and, with
+/// `panic=-1 -no-reboot`, qemu exits. Within [`KVM_PROBE_DEADLINE`], KVM works.
+fn probe_kvm(kernel: &Path) -> (Accel, String) {
+    if std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_err() {
+        return (Accel::Tcg, "no usable /dev/kvm".into());
+    }
+    let dir = Path::new(RUN_DIR).join(format!("kvm-probe-{}", std::process::id()));
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        return (Accel::Tcg, format!("could not probe KVM: creating {}: {e}", dir.display()));
+    }
+    let log = dir.join("console.log");
+    let mut command = Command::new(QEMU);
+    command
+        .args(["-nodefaults", "-no-user-config", "-display", "none", "-no-reboot", "-accel", "kvm", "-M", "pc"])
+        .args(["-m", "256", "-kernel"])
+        .arg(kernel)
+        .args(["-append", "console=ttyS0 panic=-1", "-serial"])
+        .arg(format!("file:{}", log.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0);
+    // SAFETY: prctl only, between fork and exec.
+    unsafe {
+        command.pre_exec(|| nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from));
+    }
+    let result = match command.spawn() {
+        Err(e) => (Accel::Tcg, format!("could not start {QEMU} for the KVM probe: {e}")),
+        Ok(child) => {
+            let pid = child.id() as i32;
+            running().push((pid, dir.clone()));
+            let exited = PidFd::open(pid).map(|fd| fd.wait_exit(KVM_PROBE_DEADLINE)).unwrap_or(false);
+            unregister(pid);
+            kill_and_reap(pid, child, Path::new("/nonexistent"));
+            let console = std::fs::read_to_string(&log).unwrap_or_default();
+            if exited && console.contains("Kernel panic") {
+                (Accel::Kvm, format!("a probe boot with KVM ended within {KVM_PROBE_DEADLINE:?}"))
+            } else if exited {
+                (Accel::Tcg, "a probe boot with KVM failed".into())
+            } else {
+                (Accel::Tcg, format!("/dev/kvm is there but a probe boot with it hung for {KVM_PROBE_DEADLINE:?}"))
+            }
+        }
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
