@@ -175,6 +175,10 @@ pub fn examine() -> DoctorReport {
     });
     let (_, qemu) = crate::backend::qemu::readiness();
     findings.push(Finding { ok: true, topic: "backend qemu".into(), detail: qemu, advice: None });
+    let (_, vagrant) = crate::backend::vagrant::readiness();
+    findings.push(Finding { ok: true, topic: "backend vagrant".into(), detail: vagrant, advice: None });
+    let (_, multipass) = crate::backend::multipass::readiness();
+    findings.push(Finding { ok: true, topic: "backend multipass".into(), detail: multipass, advice: None });
     let (leftovers, active_runs) = match &setup {
         Ok(setup) => {
             let scan = scan::scan(&Kernel, setup);

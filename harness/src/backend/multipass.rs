@@ -38,6 +38,19 @@ pub const DEFAULT_INSTANCE: &str = "cilab";
 /// How long `multipass info` and the first `multipass exec` may take.
 const REACH_DEADLINE: Duration = Duration::from_secs(120);
 
+/// For `cilab doctor`: whether `--backend multipass` can work here, and what is missing.
+pub fn readiness() -> (bool, String) {
+    if which::which("multipass").is_err() {
+        return (false, "cannot run: needs multipass (`snap install multipass`)".into());
+    }
+    (
+        true,
+        format!(
+            "usable once `multipass launch 24.04 --name {DEFAULT_INSTANCE} --cloud-init vagrant/cloud-init.yaml` has made the instance"
+        ),
+    )
+}
+
 /// The student's Multipass instance, reached with the `multipass` program on PATH.
 #[derive(Debug)]
 pub struct Multipass {

@@ -60,6 +60,33 @@ impl Vagrant {
     }
 }
 
+/// For `cilab doctor`: whether `--backend vagrant` can work here, and what is missing. It
+/// reads only what is installed (starting `vagrant` takes seconds): whether the VM is up
+/// is the check's first question.
+pub fn readiness() -> (bool, String) {
+    if which::which("vagrant").is_err() {
+        return (
+            false,
+            "cannot run: needs vagrant and a provider (apt-get install vagrant vagrant-libvirt \
+             libvirt-daemon-system, or VirtualBox); then `vagrant up` in this tree"
+                .into(),
+        );
+    }
+    let providers: Vec<&str> = [("virsh", "libvirt"), ("VBoxManage", "virtualbox")]
+        .iter()
+        .filter(|(p, _)| which::which(p).is_ok())
+        .map(|(_, n)| *n)
+        .collect();
+    if providers.is_empty() {
+        return (
+            false,
+            "vagrant is here but no provider: apt-get install vagrant-libvirt libvirt-daemon-system, or VirtualBox"
+                .into(),
+        );
+    }
+    (true, format!("usable once `vagrant up` has made the VM (providers here: {})", providers.join(", ")))
+}
+
 fn backend_error(message: impl Into<String>) -> Error {
     Error::Backend { backend: NAME.into(), message: message.into() }
 }
