@@ -88,6 +88,11 @@ enum Command {
         /// Do not rebuild the lab binaries with cargo first.
         #[arg(long)]
         no_build: bool,
+        /// How long a lab may take to reach each of its stages before its run is stopped as
+        /// hung (default 10 s; in a qemu guest that emulates its CPU, TCG, 60 s). Raise it
+        /// on a slow machine, such as a VM without KVM.
+        #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+        hold_timeout: Option<u64>,
         /// Break a run on purpose, for cilab's own tests: kill-lab-at:<stage> or hang-at:<stage>.
         #[arg(long, hide = true, value_parser = parse_fault)]
         fault: Option<Fault>,
@@ -412,12 +417,17 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             }
             run_by_hand(&lab, step, variant.as_deref(), no_build)
         }
-        Command::Check { labs, all, format, repeat, no_build, fault, allow_jailbreak, vm } => {
+        Command::Check { labs, all, format, repeat, no_build, hold_timeout, fault, allow_jailbreak, vm } => {
             vm.qemu_only_flags()?;
             if allow_jailbreak {
                 cilab::checks::chroot_escape::allow_jailbreak();
             }
-            check(&labs, all, format, repeat, no_build, fault, &vm)
+            let mut options = RunOptions { fault, ..RunOptions::default() };
+            let guest_hold_timeout = hold_timeout.map(Duration::from_secs);
+            if let Some(hold_timeout) = guest_hold_timeout {
+                options.hold_timeout = hold_timeout;
+            }
+            check(&labs, all, format, repeat, no_build, (options, guest_hold_timeout), &vm)
         }
         Command::Shell { no_build, vm } => shell(no_build, &vm),
         Command::GuestAgent => {
@@ -507,7 +517,8 @@ fn check(
     format: Format,
     repeat: u32,
     no_build: bool,
-    fault: Option<Fault>,
+    // The run's options, and `--hold-timeout` as given (a guest picks its own default).
+    (options, hold_timeout): (RunOptions, Option<Duration>),
     vm: &VmArgs,
 ) -> Result<ExitCode> {
     let labs: Vec<&'static LabSpec> = if all {
@@ -520,7 +531,7 @@ fn check(
     if vm.backend == BackendChoice::Local && labs.iter().any(|l| l.needs.root) && !nix::unistd::geteuid().is_root() {
         return Err(cilab::Error::NotRoot.into());
     }
-    if let Some(Fault::KillLabAt(stage) | Fault::HangAt(stage)) = &fault {
+    if let Some(Fault::KillLabAt(stage) | Fault::HangAt(stage)) = &options.fault {
         if let Some(lab) = labs.iter().find(|l| !l.every_stage().contains(&stage.as_str())) {
             bail!(
                 "--fault names stage `{stage}`, which lab {} does not have: {}",
@@ -529,15 +540,19 @@ fn check(
             );
         }
     }
-    let options = RunOptions { fault, ..RunOptions::default() };
     let mut reports = Vec::new();
     match vm.backend {
         BackendChoice::Qemu => {
             // The host builds and sends every binary: the guest builds nothing.
             let payload = guest_payload(no_build)?;
             let mut guest = Qemu::new(vm.qemu_options(false))?;
-            let check =
-                GuestCheck { labs: labs.clone(), repeat: repeat.max(1), fault: options.fault.clone(), build: false };
+            let check = GuestCheck {
+                labs: labs.clone(),
+                repeat: repeat.max(1),
+                fault: options.fault.clone(),
+                build: false,
+                hold_timeout,
+            };
             reports = check_in_guest(&mut guest, &payload, &check);
         }
         BackendChoice::Vagrant | BackendChoice::Multipass => {
@@ -550,6 +565,7 @@ fn check(
                 repeat: repeat.max(1),
                 fault: options.fault.clone(),
                 build: !no_build,
+                hold_timeout,
             };
             reports = if vm.backend == BackendChoice::Vagrant {
                 check_in_guest(&mut Vagrant::new().syncing_tree(!no_build), &Payload::default(), &check)

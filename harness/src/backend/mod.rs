@@ -143,7 +143,14 @@ pub struct GuestCheck {
     /// binaries (built here and sent, or prebuilt ones synced in) there is nothing to build
     /// and the guest's cilab uses what it has. `false`: `--no-build`.
     pub build: bool,
+    /// `--hold-timeout` in the guest; `None`: the guest's default, or [`TCG_HOLD_TIMEOUT`]
+    /// where the guest says its CPU is emulated.
+    pub hold_timeout: Option<Duration>,
 }
+
+/// How long a lab may take to reach a stage in a guest whose CPU is emulated (TCG runs
+/// the labs several times slower than the 10 s default allows for).
+pub const TCG_HOLD_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How long a guest may take for one lab run of a check, on top of its boot (TCG on a
 /// busy machine is slow; a lab that hangs is stopped by the guest's own harness sooner).
@@ -163,6 +170,9 @@ impl GuestCheck {
         }
         if self.repeat > 1 {
             argv.extend(["--repeat".to_string(), self.repeat.to_string()]);
+        }
+        if let Some(hold_timeout) = self.hold_timeout {
+            argv.extend(["--hold-timeout".to_string(), hold_timeout.as_secs().max(1).to_string()]);
         }
         if let Some(fault) = &self.fault {
             argv.push(format!("--fault={}", fault.to_arg()));
@@ -187,7 +197,14 @@ impl GuestCheck {
 /// wrong: the backend's failure, never the student's.
 pub fn check_in_guest(guest: &mut dyn Guest, payload: &Payload, check: &GuestCheck) -> Vec<LabReport> {
     crate::checks::chroot_escape::runs_in_vm_backend();
-    let outcome = guest.start(payload).and_then(|()| guest.run_as_root(&check.argv(), check.deadline()));
+    let outcome = guest.start(payload).and_then(|()| {
+        // Only a started guest knows how its CPU runs.
+        let mut check = check.clone();
+        if check.hold_timeout.is_none() && guest.describe().accelerator.as_deref() == Some("tcg") {
+            check.hold_timeout = Some(TCG_HOLD_TIMEOUT);
+        }
+        guest.run_as_root(&check.argv(), check.deadline())
+    });
     let info = guest.describe();
     let stopped = guest.stop();
     let reports = outcome
