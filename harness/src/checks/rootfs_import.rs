@@ -69,7 +69,7 @@ const REPLACE_ARCHIVES: [&str; 5] =
     ["symlink-then-file", "symlink-then-dir", "hardlink-then-write", "file-then-dir", "dir-then-symlink"];
 const HARDLINK_ARCHIVES: [&str; 3] = ["hardlink-abs", "hardlink-dotdot", "hardlink-via-symlink"];
 const SIZE_ARCHIVES: [&str; 2] = ["gzip-bomb", "size-lie"];
-const READ_ARCHIVES: [&str; 3] = ["long-name-bomb", "pax-bomb", "many-entries"];
+const READ_ARCHIVES: [&str; 4] = ["long-name-bomb", "pax-bomb", "many-entries", "read-bomb"];
 const POLICY_ARCHIVES: [&str; 7] =
     ["device-nodes", "gnu-sparse", "fifo", "setuid-root", "setgid-modes", "world-writable", "pax-global"];
 const CHECKSUM_ARCHIVES: [&str; 2] = ["checksum-start", "checksum-middle"];
@@ -109,7 +109,7 @@ pub const VERDICTS: [VerdictSpec; 14] = [
     },
     VerdictSpec {
         id: "layers-flattened",
-        claim: "the two OCI layers flattened hold what a runtime shows: the upper layer's files over the lower's, whited-out file and directory gone, the opaque directory holding only the upper layer's files, no .wh. entry left",
+        claim: "the two OCI layers flattened hold what a runtime shows: the upper layer's files over the lower's, whited-out file and directory gone (the directory made again by the upper layer holding only its new file), a whiteout of a name no layer made ignored, the opaque directory holding only the upper layer's files, no .wh. entry left",
         points: 2,
         region: Some("whiteouts"),
         requires: &[],
@@ -165,11 +165,11 @@ pub const VERDICTS: [VerdictSpec; 14] = [
     },
     VerdictSpec {
         id: "reads-limited",
-        claim: "reading an archive is limited: a GNU long name of 1 GiB and a PAX header of 200 MiB are refused once 1 MiB of headers is read, 1,000,000 entries at the 100,001st; each error names the entry's number",
+        claim: "reading an archive is limited: a GNU long name of 1 GiB and a PAX header of 200 MiB are refused once 1 MiB of headers is read, 1,000,000 entries at the 100,001st, 300 fifos with a body of 1 MiB each once 256 MiB is read in all; each error names the entry's number",
         points: 2,
         region: Some("read-limits"),
         requires: &[],
-        hint: "the tar crate reads a long name or a PAX header whole into memory before it hands out the entry: the limit sits in the reader beneath it, counting what it reads between two entries, and the entries taken",
+        hint: "the tar crate reads a long name or a PAX header whole into memory before it hands out the entry: the limit sits in the reader beneath it, counting what it reads between two entries, what it reads in all (skipped bodies too), and the entries taken",
         decide: |e| as_policy(e, &READ_ARCHIVES),
     },
     VerdictSpec {
@@ -413,6 +413,22 @@ impl RootfsImport {
                 (None, None) => k.clone(),
             })
             .collect();
+        // A file beside the targets written and then restored or unlinked before this stage
+        // leaves no trace in the snapshot but the watch's: every write counts.
+        let watch = self.writes.as_ref().ok_or_else(|| Error::Harness("no watch on the scratch's writes".into()))?;
+        let written = files_written(watch)?;
+        let targets = dir.join(TARGETS_DIR);
+        let in_a_target = |path: &str| {
+            path.strip_prefix(&format!("{}/", targets.display()))
+                .is_some_and(|rest| names.iter().any(|n| rest.starts_with(&format!("{n}/"))))
+        };
+        let redact = |path: &String| path.strip_prefix(&format!("{}/", dir.display())).unwrap_or(path).to_string();
+        changes.extend(
+            written
+                .iter()
+                .filter(|p| p.starts_with(&format!("{}/", dir.display())) && !in_a_target(p))
+                .map(|p| format!("{}: written", redact(p))),
+        );
         changes.sort();
         facts.record(OUTSIDE_CHANGES, changes);
         // The lab's report: only the text of each refusal is taken from it.
@@ -432,12 +448,9 @@ impl RootfsImport {
         facts.record(OUTCOMES, outcomes);
         let bomb = dir.join(TARGETS_DIR).join("gzip-bomb");
         facts.record(BOMB_BYTES_WRITTEN, bytes_under(&bomb) <= SIZE_LIMIT);
-        let watch = self.writes.as_ref().ok_or_else(|| Error::Harness("no watch on the scratch's writes".into()))?;
-        let written = files_written(watch)?;
         // What the bomb's first entry writes is its due: anything else in its target is not.
         let first = bomb.join(&prepared.salt.first_name).display().to_string();
         let in_bomb = |path: &&String| path.starts_with(&format!("{}/", bomb.display())) && **path != first;
-        let redact = |path: &String| path.strip_prefix(&format!("{}/", dir.display())).unwrap_or(path).to_string();
         facts.record(BOMB_WRITES, written.iter().filter(in_bomb).map(redact).collect());
         Ok(())
     }
@@ -828,7 +841,7 @@ fn labelled_by(filter: &str) -> Result<(Vec<String>, Vec<String>)> {
 }
 
 /// Typical mistakes and lies; each region's `todo!()` is added by the corpus itself.
-pub const MISTAKES: [Mistake; 22] = [
+pub const MISTAKES: [Mistake; 24] = [
     Mistake {
         region: "entry-path",
         name: "the entry's path joined to the target unchecked: `..` climbs out",
@@ -1033,6 +1046,16 @@ pub const MISTAKES: [Mistake; 22] = [
         caught_by: "reads-limited",
     },
     Mistake {
+        region: "read-limits",
+        name: "no limit on what is read in all: 300 MiB of skipped bodies read to the end",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Replace(
+            "    if total > READ_LIMIT {\n        bail!(\"more than {READ_LIMIT} bytes read from the archive: the read limit\");\n    }\n",
+            "",
+        )],
+        caught_by: "reads-limited",
+    },
+    Mistake {
         region: "policy",
         name: "device nodes let through: the importer makes them",
         kind: MistakeKind::Mistake,
@@ -1066,6 +1089,16 @@ pub const MISTAKES: [Mistake; 22] = [
         edits: &[Edit::Replace(
             "        for name in names_in(dir.as_fd())? {\n            remove(dir.as_fd(), &name)?;\n        }\n",
             "",
+        )],
+        caught_by: "layers-flattened",
+    },
+    Mistake {
+        region: "whiteouts",
+        name: "a whiteout removes its name unchecked: one for a name no layer made stops the flattening",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Replace(
+            "        if existing(dir.as_fd(), OsStr::from_bytes(hidden))?.is_some() {\n            remove(dir.as_fd(), OsStr::from_bytes(hidden))?;\n        }\n",
+            "        remove(dir.as_fd(), OsStr::from_bytes(hidden))?;\n",
         )],
         caught_by: "layers-flattened",
     },

@@ -210,8 +210,9 @@ pub const LOWER_LAYER: Layer = &[
     ("opt/gone/inside.txt", Some("deleted with its directory\n")),
 ];
 
-/// The upper layer: a whiteout of a file and of a directory, an opaque directory, a file
-/// changed, a file added.
+/// The upper layer: a whiteout of a file and of a directory (which the same layer makes
+/// again, with a new file: a whiteout hides only what the layers below made), a whiteout of
+/// a name no layer made, an opaque directory, a file changed, a file added.
 pub const UPPER_LAYER: Layer = &[
     ("etc", None),
     ("etc/os-release", Some("NAME=upper\n")),
@@ -221,8 +222,11 @@ pub const UPPER_LAYER: Layer = &[
     ("var", None),
     ("var/cache", None),
     ("var/cache/.wh.big.bin", Some("")),
+    ("var/.wh.never-made", Some("")),
     ("opt", None),
     ("opt/.wh.gone", Some("")),
+    ("opt/gone", None),
+    ("opt/gone/again.txt", Some("made again by the upper layer\n")),
     ("opt/app", None),
     ("opt/app/new.txt", Some("from the upper layer\n")),
 ];
@@ -237,6 +241,8 @@ pub const FLATTENED: Layer = &[
     ("opt/app", None),
     ("opt/app/new.txt", Some("from the upper layer\n")),
     ("opt/app/old.txt", Some("from the lower layer\n")),
+    ("opt/gone", None),
+    ("opt/gone/again.txt", Some("made again by the upper layer\n")),
     ("var", None),
     ("var/cache", None),
 ];
@@ -559,6 +565,14 @@ pub fn hostile_corpus(outside: &Path, salt: &Salt) -> Vec<Hostile> {
         first_kept: true,
         bytes: pax_bomb(salt),
     });
+    let read_over: &'static str = Box::leak(format!("entry #{}", read_bomb_refused_at()).into_boxed_str());
+    corpus.push(Hostile {
+        name: "read-bomb",
+        file: "read-bomb.tar.gz".into(),
+        policy: Policy::Refused { names: read_over, leaves: &[] },
+        first_kept: true,
+        bytes: read_bomb(salt),
+    });
     let over: &'static str = Box::leak(format!("entry #{}", MAX_ENTRIES + 1).into_boxed_str());
     corpus.push(Hostile {
         name: "many-entries",
@@ -645,6 +659,45 @@ pub fn pax_bomb(salt: &Salt) -> Vec<u8> {
     rest.marker();
     last.extend_from_slice(&rest.finish());
     bytes.extend_from_slice(&gzip(&last));
+    bytes
+}
+
+/// The read bomb's fifos (READ_BOMB_FIFOS of them), each with a body of READ_BOMB_BODY
+/// bytes, which an importer skips.
+pub const READ_BOMB_FIFOS: u64 = 300;
+pub const READ_BOMB_BODY: u64 = 1024 * 1024;
+
+/// The number of the entry during whose body the read bomb passes READ_LIMIT: the salt's
+/// entry (header and one block of body) is #1, fifo k (from 1) is #k+1, and after fifo k
+/// 1024 + k * (512 + READ_BOMB_BODY) bytes are read.
+pub fn read_bomb_refused_at() -> u64 {
+    let per_fifo = 512 + READ_BOMB_BODY;
+    // The first fifo whose body takes the total past READ_LIMIT.
+    let k = (READ_LIMIT - 1024) / per_fifo + 1;
+    k + 1
+}
+
+/// 300 MiB read, nothing written, in about 300 KB: the salt's entry, then 300 times the
+/// same gzip member: a fifo `pipe` with a body of 1 MiB of zeros (a fifo has no content:
+/// an importer skips the fifo and its body, and writes nothing), then the marker. Each
+/// body is within every other limit (no file is written, 302 entries, a body is no
+/// header): only the limit on what is read in all stops it.
+pub fn read_bomb(salt: &Salt) -> Vec<u8> {
+    let mut tar = Tar::new();
+    tar.first(salt);
+    let mut bytes = gzip(&tar.unfinished());
+    let mut header = Tar::header(EntryType::Fifo, 0o644, (0, 0), READ_BOMB_BODY);
+    header.as_old_mut().name[..4].copy_from_slice(b"pipe");
+    header.set_cksum();
+    let mut fifo = header.as_bytes().to_vec();
+    fifo.resize(512 + usize::try_from(READ_BOMB_BODY).unwrap_or(MIB), 0);
+    let member = gzip(&fifo);
+    for _ in 0..READ_BOMB_FIFOS {
+        bytes.extend_from_slice(&member);
+    }
+    let mut rest = Tar::new();
+    rest.marker();
+    bytes.extend_from_slice(&gzip(&rest.finish()));
     bytes
 }
 
