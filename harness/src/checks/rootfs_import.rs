@@ -44,6 +44,7 @@ const RUNNER_ROOT: Fact<Relation> = Fact::new("running.busybox_root_vs_imported_
 const RUNNER_EXE: Fact<Relation> = Fact::new("running.busybox_executable_vs_imported_bin_busybox");
 const RUNNER_MNT_NS: Fact<Relation> = Fact::new("running.busybox_mnt_namespace_vs_host");
 const RUNNER_PROC: Fact<String> = Fact::new("running.mounted_at_proc_seen_by_busybox");
+const RUNNER_PROC_INSTANCE: Fact<Relation> = Fact::new("running.proc_at_busybox_proc_vs_the_labs_proc_instance");
 const RUNNER_HOST_CHANGES: Fact<Vec<String>> = Fact::new("running.host_mount_changes");
 
 const FLAT_DIFFERENCES: Fact<Vec<String>> = Fact::new("flattened.tree_vs_expected_differences");
@@ -92,7 +93,7 @@ pub const VERDICTS: [VerdictSpec; 14] = [
     },
     VerdictSpec {
         id: "busybox-runs",
-        claim: "busybox runs in the imported tree: its root is that tree, its executable the imported /bin/busybox, in a mount namespace of its own with proc at /proc, the host's mounts unchanged",
+        claim: "busybox runs in the imported tree: its root is that tree, its executable the imported /bin/busybox, in a mount namespace of its own with a proc of its own at /proc (not the lab's bound in), the host's mounts unchanged",
         points: 2,
         region: Some("run-busybox"),
         requires: &[],
@@ -103,6 +104,7 @@ pub const VERDICTS: [VerdictSpec; 14] = [
                     && e.get(RUNNER_EXE)? == Relation::Same
                     && e.get(RUNNER_MNT_NS)? == Relation::Differs
                     && e.get(RUNNER_PROC)? == PROC_MOUNTED
+                    && e.get(RUNNER_PROC_INSTANCE)? == Relation::Differs
                     && e.get(RUNNER_HOST_CHANGES)?.is_empty(),
             )
         },
@@ -312,6 +314,13 @@ impl Observer for RootfsImport {
                 facts.record(RUNNER_MNT_NS, Relation::of(&mnt_ns, &Some(run.host_ns("mnt")?)));
                 let mounts = procfs::read_mountinfo(&pid.to_string())?;
                 facts.record(RUNNER_PROC, super::what_is_mounted_at(&mounts, "/proc"));
+                // A proc of its own (a filesystem of its own: its device), not the lab's
+                // bound in (`mount --rbind /proc`, with whatever is mounted below it).
+                let proc_dev = |mounts: &[procfs::Mount]| {
+                    mounts.iter().rev().find(|m| m.mount_point == "/proc").map(|m| m.dev.clone())
+                };
+                let lab_mounts = procfs::read_mountinfo(&run.pid().to_string())?;
+                facts.record(RUNNER_PROC_INSTANCE, Relation::of(&proc_dev(&mounts), &proc_dev(&lab_mounts)));
                 facts.record(RUNNER_HOST_CHANGES, run.mount_ns().changes()?.describe());
                 Ok(())
             }
@@ -841,7 +850,7 @@ fn labelled_by(filter: &str) -> Result<(Vec<String>, Vec<String>)> {
 }
 
 /// Typical mistakes and lies; each region's `todo!()` is added by the corpus itself.
-pub const MISTAKES: [Mistake; 24] = [
+pub const MISTAKES: [Mistake; 25] = [
     Mistake {
         region: "entry-path",
         name: "the entry's path joined to the target unchecked: `..` climbs out",
@@ -1109,6 +1118,16 @@ pub const MISTAKES: [Mistake; 24] = [
         edits: &[Edit::Replace(
             "    mount(None::<&str>, \"/\", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)\n        .map_err(LabError::sys(\"mount(MS_REC|MS_PRIVATE)\", \"/\"))?;\n",
             "",
+        )],
+        caught_by: "busybox-runs",
+    },
+    Mistake {
+        region: "run-busybox",
+        name: "the lab's /proc bound in (mount --rbind /proc) instead of a proc of its own",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Replace(
+            "    mount(\n        Some(\"proc\"),\n        &proc_dir,\n        Some(\"proc\"),\n        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,\n        None::<&str>,\n    )",
+            "    mount(Some(\"/proc\"), &proc_dir, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)",
         )],
         caught_by: "busybox-runs",
     },
