@@ -240,6 +240,10 @@ struct Prepared {
     salt: Salt,
     /// The hostile dir but its targets (archives and sentinel tree), as planted.
     before: BTreeMap<String, String>,
+    /// Every write on the run's scratch filesystem from the moment the archives are
+    /// planted, before the lab starts: a file written and then unlinked still shows here,
+    /// whatever stage the lab wrote it in.
+    writes: Fanotify,
 }
 
 static PREPARED: Mutex<BTreeMap<PathBuf, Prepared>> = Mutex::new(BTreeMap::new());
@@ -269,6 +273,7 @@ pub fn prepare(scratch: &Path) -> Result<()> {
         corpus,
         salt,
         before: outside_the_targets(&hostile, &[])?,
+        writes: watch_writes(scratch)?,
     };
     prepared_runs().insert(scratch.to_path_buf(), prepared);
     Ok(())
@@ -282,9 +287,6 @@ pub fn observer() -> Box<dyn Observer> {
 struct RootfsImport {
     /// What prepare made for this run, taken from PREPARED at the first stage.
     prepared: Option<Prepared>,
-    /// Every write on the run's scratch filesystem, from `flattened` on (before the lab
-    /// imports the corpus): a file written and then unlinked still shows here.
-    writes: Option<Fanotify>,
     docker: bool,
 }
 
@@ -326,7 +328,6 @@ impl Observer for RootfsImport {
             }
             FLATTENED => {
                 facts.record(FLAT_DIFFERENCES, compare_flat(&scratch.join(FLAT_DIR)));
-                self.writes = Some(watch_writes(&scratch)?);
                 Ok(())
             }
             HOSTILE => self.hostile(run, &scratch, facts),
@@ -424,8 +425,7 @@ impl RootfsImport {
             .collect();
         // A file beside the targets written and then restored or unlinked before this stage
         // leaves no trace in the snapshot but the watch's: every write counts.
-        let watch = self.writes.as_ref().ok_or_else(|| Error::Harness("no watch on the scratch's writes".into()))?;
-        let written = files_written(watch)?;
+        let written = files_written(&prepared.writes)?;
         let targets = dir.join(TARGETS_DIR);
         let in_a_target = |path: &str| {
             path.strip_prefix(&format!("{}/", targets.display()))
