@@ -167,11 +167,11 @@ pub const VERDICTS: [VerdictSpec; 14] = [
     },
     VerdictSpec {
         id: "reads-limited",
-        claim: "reading an archive is limited: a GNU long name of 1 GiB and a PAX header of 200 MiB are refused once 1 MiB of headers is read, 1,000,000 entries at the 100,001st, 300 fifos with a body of 1 MiB each once 256 MiB is read in all; each error names the entry's number",
+        claim: "reading an archive is limited: a GNU long name of 1 GiB and a PAX header of 200 MiB are refused once 1 MiB of headers is read, 1,000,000 entries at the 100,001st, 300 PAX global headers of 900 KiB each once 256 MiB is read in all; each error names the entry's number",
         points: 2,
         region: Some("read-limits"),
         requires: &[],
-        hint: "the tar crate reads a long name or a PAX header whole into memory before it hands out the entry: the limit sits in the reader beneath it, counting what it reads between two entries, what it reads in all (skipped bodies too), and the entries taken",
+        hint: "the tar crate reads a long name or a PAX header whole into memory before it hands out the entry: the limit sits in the reader beneath it, counting what it reads between two entries, what it reads in all (bodies it skips too), and the entries taken",
         decide: |e| as_policy(e, &READ_ARCHIVES),
     },
     VerdictSpec {
@@ -1056,7 +1056,7 @@ pub const MISTAKES: [Mistake; 25] = [
     },
     Mistake {
         region: "read-limits",
-        name: "no limit on what is read in all: 300 MiB of skipped bodies read to the end",
+        name: "no limit on what is read in all: 264 MiB of PAX global headers read to the end",
         kind: MistakeKind::Mistake,
         edits: &[Edit::Replace(
             "    if total > READ_LIMIT {\n        bail!(\"more than {READ_LIMIT} bytes read from the archive: the read limit\");\n    }\n",

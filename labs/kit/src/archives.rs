@@ -662,37 +662,42 @@ pub fn pax_bomb(salt: &Salt) -> Vec<u8> {
     bytes
 }
 
-/// The read bomb's fifos (READ_BOMB_FIFOS of them), each with a body of READ_BOMB_BODY
-/// bytes, which an importer skips.
-pub const READ_BOMB_FIFOS: u64 = 300;
-pub const READ_BOMB_BODY: u64 = 1024 * 1024;
+/// The read bomb: READ_BOMB_HEADERS PAX global headers of READ_BOMB_PAX bytes each (one
+/// `comment` record, a multiple of 512: no padding; under HEADER_LIMIT).
+pub const READ_BOMB_HEADERS: u64 = 300;
+pub const READ_BOMB_PAX: u64 = 900 * 1024;
 
-/// The number of the entry during whose body the read bomb passes READ_LIMIT: the salt's
-/// entry (header and one block of body) is #1, fifo k (from 1) is #k+1, and after fifo k
-/// 1024 + k * (512 + READ_BOMB_BODY) bytes are read.
+/// The number of the entry in whose body the read bomb passes READ_LIMIT: the salt's
+/// entry (header and one block of body) is #1, global header k (from 1) is #k+1, and after
+/// it 1024 + k * (512 + READ_BOMB_PAX) bytes are read.
 pub fn read_bomb_refused_at() -> u64 {
-    let per_fifo = 512 + READ_BOMB_BODY;
-    // The first fifo whose body takes the total past READ_LIMIT.
-    let k = (READ_LIMIT - 1024) / per_fifo + 1;
+    let per_header = 512 + READ_BOMB_PAX;
+    // The first global header whose body takes the total past READ_LIMIT.
+    let k = (READ_LIMIT - 1024) / per_header + 1;
     k + 1
 }
 
-/// 300 MiB read, nothing written, in about 300 KB: the salt's entry, then 300 times the
-/// same gzip member: a fifo `pipe` with a body of 1 MiB of zeros (a fifo has no content:
-/// an importer skips the fifo and its body, and writes nothing), then the marker. Each
-/// body is within every other limit (no file is written, 302 entries, a body is no
-/// header): only the limit on what is read in all stops it.
+/// 264 MiB read, nothing written, in about 300 KB: the salt's entry, then 300 times the
+/// same gzip member, a PAX *global* header of 900 KiB (one `comment` record: every tar
+/// reader reads it whole, GNU tar and Go's archive/tar as the tar crate does; the lab's
+/// policy skips it), then the marker. Each header is within the header limit, no file has a
+/// byte, 302 entries: only the limit on what is read in all stops it.
 pub fn read_bomb(salt: &Salt) -> Vec<u8> {
     let mut tar = Tar::new();
     tar.first(salt);
     let mut bytes = gzip(&tar.unfinished());
-    let mut header = Tar::header(EntryType::Fifo, 0o644, (0, 0), READ_BOMB_BODY);
-    header.as_old_mut().name[..4].copy_from_slice(b"pipe");
-    header.set_cksum();
-    let mut fifo = header.as_bytes().to_vec();
-    fifo.resize(512 + usize::try_from(READ_BOMB_BODY).unwrap_or(MIB), 0);
-    let member = gzip(&fifo);
-    for _ in 0..READ_BOMB_FIFOS {
+    let size = usize::try_from(READ_BOMB_PAX).unwrap_or(MIB);
+    let mut global = Tar::header(EntryType::XGlobalHeader, 0o644, (0, 0), READ_BOMB_PAX);
+    global.as_old_mut().name[..17].copy_from_slice(b"pax_global_header");
+    global.set_cksum();
+    let mut member = global.as_bytes().to_vec();
+    // One record of exactly `size` bytes: "<size> comment=000…0\n".
+    let prefix = format!("{size} comment=");
+    member.extend_from_slice(prefix.as_bytes());
+    member.resize(512 + size - 1, b'0');
+    member.push(b'\n');
+    let member = gzip(&member);
+    for _ in 0..READ_BOMB_HEADERS {
         bytes.extend_from_slice(&member);
     }
     let mut rest = Tar::new();
