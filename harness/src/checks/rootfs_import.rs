@@ -44,6 +44,7 @@ const RUNNER_ROOT: Fact<Relation> = Fact::new("running.busybox_root_vs_imported_
 const RUNNER_EXE: Fact<Relation> = Fact::new("running.busybox_executable_vs_imported_bin_busybox");
 const RUNNER_MNT_NS: Fact<Relation> = Fact::new("running.busybox_mnt_namespace_vs_host");
 const RUNNER_PROC: Fact<String> = Fact::new("running.mounted_at_proc_seen_by_busybox");
+const RUNNER_PROC_INSTANCE: Fact<Relation> = Fact::new("running.proc_at_busybox_proc_vs_the_labs_proc_instance");
 const RUNNER_HOST_CHANGES: Fact<Vec<String>> = Fact::new("running.host_mount_changes");
 
 const FLAT_DIFFERENCES: Fact<Vec<String>> = Fact::new("flattened.tree_vs_expected_differences");
@@ -69,7 +70,7 @@ const REPLACE_ARCHIVES: [&str; 5] =
     ["symlink-then-file", "symlink-then-dir", "hardlink-then-write", "file-then-dir", "dir-then-symlink"];
 const HARDLINK_ARCHIVES: [&str; 3] = ["hardlink-abs", "hardlink-dotdot", "hardlink-via-symlink"];
 const SIZE_ARCHIVES: [&str; 2] = ["gzip-bomb", "size-lie"];
-const READ_ARCHIVES: [&str; 3] = ["long-name-bomb", "pax-bomb", "many-entries"];
+const READ_ARCHIVES: [&str; 4] = ["long-name-bomb", "pax-bomb", "many-entries", "read-bomb"];
 const POLICY_ARCHIVES: [&str; 7] =
     ["device-nodes", "gnu-sparse", "fifo", "setuid-root", "setgid-modes", "world-writable", "pax-global"];
 const CHECKSUM_ARCHIVES: [&str; 2] = ["checksum-start", "checksum-middle"];
@@ -92,7 +93,7 @@ pub const VERDICTS: [VerdictSpec; 14] = [
     },
     VerdictSpec {
         id: "busybox-runs",
-        claim: "busybox runs in the imported tree: its root is that tree, its executable the imported /bin/busybox, in a mount namespace of its own with proc at /proc, the host's mounts unchanged",
+        claim: "busybox runs in the imported tree: its root is that tree, its executable the imported /bin/busybox, in a mount namespace of its own with a proc of its own at /proc (not the lab's bound in), the host's mounts unchanged",
         points: 2,
         region: Some("run-busybox"),
         requires: &[],
@@ -103,13 +104,14 @@ pub const VERDICTS: [VerdictSpec; 14] = [
                     && e.get(RUNNER_EXE)? == Relation::Same
                     && e.get(RUNNER_MNT_NS)? == Relation::Differs
                     && e.get(RUNNER_PROC)? == PROC_MOUNTED
+                    && e.get(RUNNER_PROC_INSTANCE)? == Relation::Differs
                     && e.get(RUNNER_HOST_CHANGES)?.is_empty(),
             )
         },
     },
     VerdictSpec {
         id: "layers-flattened",
-        claim: "the two OCI layers flattened hold what a runtime shows: the upper layer's files over the lower's, whited-out file and directory gone, the opaque directory holding only the upper layer's files, no .wh. entry left",
+        claim: "the two OCI layers flattened hold what a runtime shows: the upper layer's files over the lower's, whited-out file and directory gone (the directory made again by the upper layer holding only its new file), a whiteout of a name no layer made ignored, the opaque directory holding only the upper layer's files, no .wh. entry left",
         points: 2,
         region: Some("whiteouts"),
         requires: &[],
@@ -165,11 +167,11 @@ pub const VERDICTS: [VerdictSpec; 14] = [
     },
     VerdictSpec {
         id: "reads-limited",
-        claim: "reading an archive is limited: a GNU long name of 1 GiB and a PAX header of 200 MiB are refused once 1 MiB of headers is read, 1,000,000 entries at the 100,001st; each error names the entry's number",
+        claim: "reading an archive is limited: a GNU long name of 1 GiB and a PAX header of 200 MiB are refused once 1 MiB of headers is read, 1,000,000 entries at the 100,001st, 300 PAX global headers of 900 KiB each once 256 MiB is read in all; each error names the entry's number",
         points: 2,
         region: Some("read-limits"),
         requires: &[],
-        hint: "the tar crate reads a long name or a PAX header whole into memory before it hands out the entry: the limit sits in the reader beneath it, counting what it reads between two entries, and the entries taken",
+        hint: "the tar crate reads a long name or a PAX header whole into memory before it hands out the entry: the limit sits in the reader beneath it, counting what it reads between two entries, what it reads in all (bodies it skips too), and the entries taken",
         decide: |e| as_policy(e, &READ_ARCHIVES),
     },
     VerdictSpec {
@@ -238,6 +240,10 @@ struct Prepared {
     salt: Salt,
     /// The hostile dir but its targets (archives and sentinel tree), as planted.
     before: BTreeMap<String, String>,
+    /// Every write on the run's scratch filesystem from the moment the archives are
+    /// planted, before the lab starts: a file written and then unlinked still shows here,
+    /// whatever stage the lab wrote it in.
+    writes: Fanotify,
 }
 
 static PREPARED: Mutex<BTreeMap<PathBuf, Prepared>> = Mutex::new(BTreeMap::new());
@@ -267,6 +273,7 @@ pub fn prepare(scratch: &Path) -> Result<()> {
         corpus,
         salt,
         before: outside_the_targets(&hostile, &[])?,
+        writes: watch_writes(scratch)?,
     };
     prepared_runs().insert(scratch.to_path_buf(), prepared);
     Ok(())
@@ -280,9 +287,6 @@ pub fn observer() -> Box<dyn Observer> {
 struct RootfsImport {
     /// What prepare made for this run, taken from PREPARED at the first stage.
     prepared: Option<Prepared>,
-    /// Every write on the run's scratch filesystem, from `flattened` on (before the lab
-    /// imports the corpus): a file written and then unlinked still shows here.
-    writes: Option<Fanotify>,
     docker: bool,
 }
 
@@ -312,12 +316,18 @@ impl Observer for RootfsImport {
                 facts.record(RUNNER_MNT_NS, Relation::of(&mnt_ns, &Some(run.host_ns("mnt")?)));
                 let mounts = procfs::read_mountinfo(&pid.to_string())?;
                 facts.record(RUNNER_PROC, super::what_is_mounted_at(&mounts, "/proc"));
+                // A proc of its own (a filesystem of its own: its device), not the lab's
+                // bound in (`mount --rbind /proc`, with whatever is mounted below it).
+                let proc_dev = |mounts: &[procfs::Mount]| {
+                    mounts.iter().rev().find(|m| m.mount_point == "/proc").map(|m| m.dev.clone())
+                };
+                let lab_mounts = procfs::read_mountinfo(&run.pid().to_string())?;
+                facts.record(RUNNER_PROC_INSTANCE, Relation::of(&proc_dev(&mounts), &proc_dev(&lab_mounts)));
                 facts.record(RUNNER_HOST_CHANGES, run.mount_ns().changes()?.describe());
                 Ok(())
             }
             FLATTENED => {
                 facts.record(FLAT_DIFFERENCES, compare_flat(&scratch.join(FLAT_DIR)));
-                self.writes = Some(watch_writes(&scratch)?);
                 Ok(())
             }
             HOSTILE => self.hostile(run, &scratch, facts),
@@ -413,6 +423,21 @@ impl RootfsImport {
                 (None, None) => k.clone(),
             })
             .collect();
+        // A file beside the targets written and then restored or unlinked before this stage
+        // leaves no trace in the snapshot but the watch's: every write counts.
+        let written = files_written(&prepared.writes)?;
+        let targets = dir.join(TARGETS_DIR);
+        let in_a_target = |path: &str| {
+            path.strip_prefix(&format!("{}/", targets.display()))
+                .is_some_and(|rest| names.iter().any(|n| rest.starts_with(&format!("{n}/"))))
+        };
+        let redact = |path: &String| path.strip_prefix(&format!("{}/", dir.display())).unwrap_or(path).to_string();
+        changes.extend(
+            written
+                .iter()
+                .filter(|p| p.starts_with(&format!("{}/", dir.display())) && !in_a_target(p))
+                .map(|p| format!("{}: written", redact(p))),
+        );
         changes.sort();
         facts.record(OUTSIDE_CHANGES, changes);
         // The lab's report: only the text of each refusal is taken from it.
@@ -432,12 +457,9 @@ impl RootfsImport {
         facts.record(OUTCOMES, outcomes);
         let bomb = dir.join(TARGETS_DIR).join("gzip-bomb");
         facts.record(BOMB_BYTES_WRITTEN, bytes_under(&bomb) <= SIZE_LIMIT);
-        let watch = self.writes.as_ref().ok_or_else(|| Error::Harness("no watch on the scratch's writes".into()))?;
-        let written = files_written(watch)?;
         // What the bomb's first entry writes is its due: anything else in its target is not.
         let first = bomb.join(&prepared.salt.first_name).display().to_string();
         let in_bomb = |path: &&String| path.starts_with(&format!("{}/", bomb.display())) && **path != first;
-        let redact = |path: &String| path.strip_prefix(&format!("{}/", dir.display())).unwrap_or(path).to_string();
         facts.record(BOMB_WRITES, written.iter().filter(in_bomb).map(redact).collect());
         Ok(())
     }
@@ -828,7 +850,7 @@ fn labelled_by(filter: &str) -> Result<(Vec<String>, Vec<String>)> {
 }
 
 /// Typical mistakes and lies; each region's `todo!()` is added by the corpus itself.
-pub const MISTAKES: [Mistake; 22] = [
+pub const MISTAKES: [Mistake; 25] = [
     Mistake {
         region: "entry-path",
         name: "the entry's path joined to the target unchecked: `..` climbs out",
@@ -1033,6 +1055,16 @@ pub const MISTAKES: [Mistake; 22] = [
         caught_by: "reads-limited",
     },
     Mistake {
+        region: "read-limits",
+        name: "no limit on what is read in all: 264 MiB of PAX global headers read to the end",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Replace(
+            "    if total > READ_LIMIT {\n        bail!(\"more than {READ_LIMIT} bytes read from the archive: the read limit\");\n    }\n",
+            "",
+        )],
+        caught_by: "reads-limited",
+    },
+    Mistake {
         region: "policy",
         name: "device nodes let through: the importer makes them",
         kind: MistakeKind::Mistake,
@@ -1070,12 +1102,32 @@ pub const MISTAKES: [Mistake; 22] = [
         caught_by: "layers-flattened",
     },
     Mistake {
+        region: "whiteouts",
+        name: "a whiteout removes its name unchecked: one for a name no layer made stops the flattening",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Replace(
+            "        if existing(dir.as_fd(), OsStr::from_bytes(hidden))?.is_some() {\n            remove(dir.as_fd(), OsStr::from_bytes(hidden))?;\n        }\n",
+            "        remove(dir.as_fd(), OsStr::from_bytes(hidden))?;\n",
+        )],
+        caught_by: "layers-flattened",
+    },
+    Mistake {
         region: "run-busybox",
         name: "proc mounted before the mounts are made private: it shows on the host",
         kind: MistakeKind::Mistake,
         edits: &[Edit::Replace(
             "    mount(None::<&str>, \"/\", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)\n        .map_err(LabError::sys(\"mount(MS_REC|MS_PRIVATE)\", \"/\"))?;\n",
             "",
+        )],
+        caught_by: "busybox-runs",
+    },
+    Mistake {
+        region: "run-busybox",
+        name: "the lab's /proc bound in (mount --rbind /proc) instead of a proc of its own",
+        kind: MistakeKind::Mistake,
+        edits: &[Edit::Replace(
+            "    mount(\n        Some(\"proc\"),\n        &proc_dir,\n        Some(\"proc\"),\n        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,\n        None::<&str>,\n    )",
+            "    mount(Some(\"/proc\"), &proc_dir, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)",
         )],
         caught_by: "busybox-runs",
     },

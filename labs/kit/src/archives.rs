@@ -210,8 +210,9 @@ pub const LOWER_LAYER: Layer = &[
     ("opt/gone/inside.txt", Some("deleted with its directory\n")),
 ];
 
-/// The upper layer: a whiteout of a file and of a directory, an opaque directory, a file
-/// changed, a file added.
+/// The upper layer: a whiteout of a file and of a directory (which the same layer makes
+/// again, with a new file: a whiteout hides only what the layers below made), a whiteout of
+/// a name no layer made, an opaque directory, a file changed, a file added.
 pub const UPPER_LAYER: Layer = &[
     ("etc", None),
     ("etc/os-release", Some("NAME=upper\n")),
@@ -221,8 +222,11 @@ pub const UPPER_LAYER: Layer = &[
     ("var", None),
     ("var/cache", None),
     ("var/cache/.wh.big.bin", Some("")),
+    ("var/.wh.never-made", Some("")),
     ("opt", None),
     ("opt/.wh.gone", Some("")),
+    ("opt/gone", None),
+    ("opt/gone/again.txt", Some("made again by the upper layer\n")),
     ("opt/app", None),
     ("opt/app/new.txt", Some("from the upper layer\n")),
 ];
@@ -237,6 +241,8 @@ pub const FLATTENED: Layer = &[
     ("opt/app", None),
     ("opt/app/new.txt", Some("from the upper layer\n")),
     ("opt/app/old.txt", Some("from the lower layer\n")),
+    ("opt/gone", None),
+    ("opt/gone/again.txt", Some("made again by the upper layer\n")),
     ("var", None),
     ("var/cache", None),
 ];
@@ -559,6 +565,14 @@ pub fn hostile_corpus(outside: &Path, salt: &Salt) -> Vec<Hostile> {
         first_kept: true,
         bytes: pax_bomb(salt),
     });
+    let read_over: &'static str = Box::leak(format!("entry #{}", read_bomb_refused_at()).into_boxed_str());
+    corpus.push(Hostile {
+        name: "read-bomb",
+        file: "read-bomb.tar.gz".into(),
+        policy: Policy::Refused { names: read_over, leaves: &[] },
+        first_kept: true,
+        bytes: read_bomb(salt),
+    });
     let over: &'static str = Box::leak(format!("entry #{}", MAX_ENTRIES + 1).into_boxed_str());
     corpus.push(Hostile {
         name: "many-entries",
@@ -645,6 +659,50 @@ pub fn pax_bomb(salt: &Salt) -> Vec<u8> {
     rest.marker();
     last.extend_from_slice(&rest.finish());
     bytes.extend_from_slice(&gzip(&last));
+    bytes
+}
+
+/// The read bomb: READ_BOMB_HEADERS PAX global headers of READ_BOMB_PAX bytes each (one
+/// `comment` record, a multiple of 512: no padding; under HEADER_LIMIT).
+pub const READ_BOMB_HEADERS: u64 = 300;
+pub const READ_BOMB_PAX: u64 = 900 * 1024;
+
+/// The number of the entry in whose body the read bomb passes READ_LIMIT: the salt's
+/// entry (header and one block of body) is #1, global header k (from 1) is #k+1, and after
+/// it 1024 + k * (512 + READ_BOMB_PAX) bytes are read.
+pub fn read_bomb_refused_at() -> u64 {
+    let per_header = 512 + READ_BOMB_PAX;
+    // The first global header whose body takes the total past READ_LIMIT.
+    let k = (READ_LIMIT - 1024) / per_header + 1;
+    k + 1
+}
+
+/// 264 MiB read, nothing written, in about 300 KB: the salt's entry, then 300 times the
+/// same gzip member, a PAX *global* header of 900 KiB (one `comment` record: every tar
+/// reader reads it whole, GNU tar and Go's archive/tar as the tar crate does; the lab's
+/// policy skips it), then the marker. Each header is within the header limit, no file has a
+/// byte, 302 entries: only the limit on what is read in all stops it.
+pub fn read_bomb(salt: &Salt) -> Vec<u8> {
+    let mut tar = Tar::new();
+    tar.first(salt);
+    let mut bytes = gzip(&tar.unfinished());
+    let size = usize::try_from(READ_BOMB_PAX).unwrap_or(MIB);
+    let mut global = Tar::header(EntryType::XGlobalHeader, 0o644, (0, 0), READ_BOMB_PAX);
+    global.as_old_mut().name[..17].copy_from_slice(b"pax_global_header");
+    global.set_cksum();
+    let mut member = global.as_bytes().to_vec();
+    // One record of exactly `size` bytes: "<size> comment=000…0\n".
+    let prefix = format!("{size} comment=");
+    member.extend_from_slice(prefix.as_bytes());
+    member.resize(512 + size - 1, b'0');
+    member.push(b'\n');
+    let member = gzip(&member);
+    for _ in 0..READ_BOMB_HEADERS {
+        bytes.extend_from_slice(&member);
+    }
+    let mut rest = Tar::new();
+    rest.marker();
+    bytes.extend_from_slice(&gzip(&rest.finish()));
     bytes
 }
 
