@@ -74,8 +74,10 @@ pub fn spawn_with(name: &str, die_with_parent: bool, body: impl FnOnce() -> i32)
         }
         ForkResult::Child => {
             drop(named_rx);
-            // What the parent tracked is the parent's to clean, never the child's.
+            // What the parent tracked is the parent's to clean, never the child's; and a
+            // panic the parent saw is not the child's (its exit status says only its own).
             cleanup::forget_all();
+            PANIC_SEEN.store(false, Ordering::SeqCst);
             if die_with_parent {
                 let _ = prctl::set_pdeathsig(Signal::SIGKILL);
                 // The parent may have died before the line above: then nobody would kill
