@@ -332,7 +332,7 @@ fn the_check_passes_in_the_vagrant_vm_of_the_repositorys_vagrantfile() {
         let mut check = Command::new(&cilab);
         // The VM's CPU is emulated here (libvirt's qemu driver, TCG): the labs take longer to
         // reach their stages than the default allows.
-        check.args(["check", "--all", "--backend", "vagrant", "--format", "json", "--hold-timeout", "60"]);
+        check.args(["check", "--all", "--backend", "vagrant", "--format", "json", "--hold-timeout", "180"]);
         for (key, value) in vagrant(&[]).get_envs() {
             if let Some(value) = value {
                 check.env(key, value);

@@ -42,7 +42,7 @@ readlink -f "$(command -v cilab)" >&3
 # unit's cgroup holds this script, so it could not hand controllers down to cgroup-limits).
 # The guest's CPU is emulated (TCG): labs take longer to reach each stage than the default.
 systemd-run --quiet --scope -p Delegate=yes -- \
-  cilab check --all --no-build --format json --allow-jailbreak-on-this-host --hold-timeout 60 \
+  cilab check --all --no-build --format json --allow-jailbreak-on-this-host --hold-timeout 180 \
   >/run/cilab-report.json 2>/run/cilab-report.err
 section "check $? $(uptime_s)"
 cat /run/cilab-report.json >&3
