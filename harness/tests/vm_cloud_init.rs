@@ -31,10 +31,6 @@ use cilab::probe::pidfd::PidFd;
 use cilab::report::Report;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace").to_path_buf()
-}
-
 fn run(program: &str, args: &[&str]) -> Output {
     let output = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("{program} {args:?}: {e}"));
     assert!(
@@ -44,14 +40,6 @@ fn run(program: &str, args: &[&str]) -> Output {
         String::from_utf8_lossy(&output.stderr)
     );
     output
-}
-
-/// The packages vagrant/provision.sh installs when they are missing (its `packages=(...)`
-/// line): the image carries them, since the guest cannot download them here.
-fn provision_packages() -> Vec<String> {
-    let script = std::fs::read_to_string(workspace().join("vagrant/provision.sh")).expect("provision.sh");
-    let line = script.lines().find_map(|l| l.strip_prefix("packages=(")).expect("a packages=(...) line");
-    line.trim_end_matches(')').split_whitespace().map(String::from).collect()
 }
 
 fn sha256(path: &Path) -> String {
@@ -122,16 +110,16 @@ fn cloud_init_runs_the_repositorys_user_data_and_the_check_passes_inside() {
     }
     common::build_labs();
     let labs = catalog::all();
-    let user_data = workspace().join("vagrant/cloud-init.yaml");
+    let user_data = common::workspace().join("vagrant/cloud-init.yaml");
 
     // The image, built once and cached by content.
-    let packages = provision_packages();
+    let packages = common::provision_packages();
     for package in catalog::packages() {
         assert!(packages.iter().any(|p| p == package), "provision.sh does not install {package}");
     }
     let started = Instant::now();
     let built = Command::new("bash")
-        .arg(workspace().join("harness/tests/support/cloud-image.sh"))
+        .arg(common::workspace().join("harness/tests/support/cloud-image.sh"))
         .env("CILAB_IMAGE_PACKAGES", packages.join(" "))
         .stderr(Stdio::inherit())
         .output()
@@ -162,7 +150,7 @@ fn cloud_init_runs_the_repositorys_user_data_and_the_check_passes_inside() {
         bytes +=
             std::fs::copy(bin_dir.join(binary), prebuilt.join(binary)).unwrap_or_else(|e| panic!("copy {binary}: {e}"));
     }
-    std::fs::copy(workspace().join("harness/tests/support/cloud-agent.sh"), prebuilt.join("cilab-test/agent"))
+    std::fs::copy(common::workspace().join("harness/tests/support/cloud-agent.sh"), prebuilt.join("cilab-test/agent"))
         .expect("copy the agent");
     let size_mib = (bytes / (1 << 20)) * 5 / 4 + 64;
     let drive = path("prebuilt.ext4");

@@ -3,15 +3,12 @@
 //! valid cloud-config with only known top-level keys and carries vagrant/provision.sh
 //! byte for byte, and provisioning installs what the catalog says the labs need.
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::process::Command;
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace").to_path_buf()
-}
-
 fn read(relative: &str) -> String {
-    let path = workspace().join(relative);
+    let path = common::workspace().join(relative);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -103,7 +100,7 @@ fn cloud_init_schema_accepts_it() {
     };
     let output = Command::new(program)
         .args(["schema", "--config-file"])
-        .arg(workspace().join("vagrant/cloud-init.yaml"))
+        .arg(common::workspace().join("vagrant/cloud-init.yaml"))
         .output()
         .expect("run cloud-init schema");
     let said = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
@@ -112,11 +109,9 @@ fn cloud_init_schema_accepts_it() {
 
 #[test]
 fn provisioning_installs_what_the_catalog_says_the_labs_need() {
-    let script = read("vagrant/provision.sh");
-    let line = script.lines().find_map(|l| l.strip_prefix("packages=(")).expect("a packages=(...) line");
-    let packages: Vec<&str> = line.trim_end_matches(')').split_whitespace().collect();
+    let packages = common::provision_packages();
     for package in cilab::catalog::packages() {
-        assert!(packages.contains(&package), "vagrant/provision.sh does not install {package}");
+        assert!(packages.iter().any(|p| p == package), "vagrant/provision.sh does not install {package}");
     }
 }
 
@@ -143,7 +138,7 @@ fn vagrant_validates_the_vagrantfile() {
     for env in settings {
         let output = Command::new(&vagrant)
             .arg("validate")
-            .current_dir(workspace())
+            .current_dir(common::workspace())
             .env("VAGRANT_HOME", state.path().join("home"))
             .env("VAGRANT_DOTFILE_PATH", state.path().join("dot"))
             .env("VAGRANT_NO_COLOR", "1")
@@ -153,11 +148,11 @@ fn vagrant_validates_the_vagrantfile() {
         let said = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
         assert!(output.status.success() && said.contains("Vagrantfile validated successfully"), "{env:?}: {said}");
     }
-    assert!(!workspace().join(".vagrant").exists(), "vagrant wrote .vagrant into the tree");
+    assert!(!common::workspace().join(".vagrant").exists(), "vagrant wrote .vagrant into the tree");
     // And it does catch a mistake: a prebuilt directory that is not there.
     let output = Command::new(&vagrant)
         .arg("validate")
-        .current_dir(workspace())
+        .current_dir(common::workspace())
         .env("VAGRANT_HOME", state.path().join("home"))
         .env("VAGRANT_DOTFILE_PATH", state.path().join("dot"))
         .env("CILAB_PREBUILT", state.path().join("missing"))

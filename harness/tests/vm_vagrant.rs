@@ -25,10 +25,6 @@ use cilab::report::Report;
 
 const LIBVIRT: &str = "qemu:///system";
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace").to_path_buf()
-}
-
 fn run(program: &str, args: &[&str]) -> Output {
     Command::new(program).args(args).output().unwrap_or_else(|e| panic!("{program} {args:?}: {e}"))
 }
@@ -230,14 +226,6 @@ fn remove_libvirt_objects(before: &Host, box_name: &str) {
     }
 }
 
-/// The packages vagrant/provision.sh installs when they are missing (its `packages=(...)`
-/// line): the box carries them, since the guest cannot download them here.
-fn provision_packages() -> Vec<String> {
-    let script = std::fs::read_to_string(workspace().join("vagrant/provision.sh")).expect("provision.sh");
-    let line = script.lines().find_map(|l| l.strip_prefix("packages=(")).expect("a packages=(...) line");
-    line.trim_end_matches(')').split_whitespace().map(String::from).collect()
-}
-
 fn timed(what: &str, times: &mut Vec<(String, Duration)>, mut command: Command) -> Output {
     let started = Instant::now();
     let output = command.output().unwrap_or_else(|e| panic!("{what}: {e}"));
@@ -263,13 +251,13 @@ fn the_check_passes_in_the_vagrant_vm_of_the_repositorys_vagrantfile() {
     let mut times: Vec<(String, Duration)> = Vec::new();
 
     // The box, built once and cached by content.
-    let packages = provision_packages();
+    let packages = common::provision_packages();
     for package in catalog::packages() {
         assert!(packages.iter().any(|p| p == package), "provision.sh does not install {package}");
     }
     let started = Instant::now();
     let built = Command::new("bash")
-        .arg(workspace().join("harness/tests/support/vagrant-box.sh"))
+        .arg(common::workspace().join("harness/tests/support/vagrant-box.sh"))
         .env("CILAB_BOX_PACKAGES", packages.join(" "))
         .stderr(Stdio::inherit())
         .output()
@@ -302,7 +290,7 @@ fn the_check_passes_in_the_vagrant_vm_of_the_repositorys_vagrantfile() {
         let mut command = Command::new("vagrant");
         command
             .args(args)
-            .current_dir(workspace())
+            .current_dir(common::workspace())
             .env("VAGRANT_HOME", home.path().join("vagrant.d"))
             .env("VAGRANT_DOTFILE_PATH", home.path().join("dot"))
             .env("CILAB_VAGRANT_BOX", &box_name)
@@ -338,7 +326,7 @@ fn the_check_passes_in_the_vagrant_vm_of_the_repositorys_vagrantfile() {
                 check.env(key, value);
             }
         }
-        check.current_dir(workspace());
+        check.current_dir(common::workspace());
         let checked = timed("cilab check --all --backend vagrant", &mut times, check);
         let report: Report = serde_json::from_slice(&checked.stdout).unwrap_or_else(|e| {
             panic!("no report ({e}): {}\n{}", text(&checked), String::from_utf8_lossy(&checked.stderr))

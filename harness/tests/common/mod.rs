@@ -425,3 +425,16 @@ impl Drop for OwnedCilab {
         }
     }
 }
+
+/// The workspace's top directory (the repository).
+pub fn workspace() -> PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace").to_path_buf()
+}
+
+/// The packages vagrant/provision.sh installs when they are missing (its `packages=(...)`
+/// line): what the VM tests' images carry, since their guests cannot download them here.
+pub fn provision_packages() -> Vec<String> {
+    let script = std::fs::read_to_string(workspace().join("vagrant/provision.sh")).expect("provision.sh");
+    let line = script.lines().find_map(|l| l.strip_prefix("packages=(")).expect("a packages=(...) line");
+    line.trim_end_matches(')').split_whitespace().map(String::from).collect()
+}
