@@ -181,8 +181,17 @@ impl GuestCheck {
         argv
     }
 
+    /// How long the guest may take for the whole check. Each lab gets [`PER_LAB_RUN`], or,
+    /// where `--hold-timeout` allows more, one hold timeout per stage and one for its end:
+    /// the guest's own harness must be the one that stops a slow or hung lab, so that the
+    /// report says which lab it was.
     pub fn deadline(&self) -> Duration {
-        let runs = PER_LAB_RUN * (self.labs.len() as u32 * self.repeat.max(1)).max(1);
+        let per_lab = |lab: &LabSpec| match self.hold_timeout {
+            Some(hold) => PER_LAB_RUN.max(hold * (lab.every_stage().len() as u32 + 1)),
+            None => PER_LAB_RUN,
+        };
+        let runs = self.labs.iter().map(|lab| per_lab(lab)).sum::<Duration>() * self.repeat.max(1);
+        let runs = runs.max(PER_LAB_RUN);
         if self.build {
             runs + GUEST_BUILD
         } else {
@@ -283,5 +292,22 @@ pub fn tail(text: &str, lines: usize) -> String {
         "(nothing)".to_string()
     } else {
         all[start..].join("\n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_guests_deadline_leaves_its_own_harness_time_to_stop_each_lab() {
+        let labs: Vec<&'static LabSpec> = crate::catalog::all().iter().collect();
+        let default = GuestCheck { labs: labs.clone(), repeat: 1, ..GuestCheck::default() };
+        assert_eq!(default.deadline(), PER_LAB_RUN * labs.len() as u32);
+        let hold = Duration::from_secs(180);
+        let slow = GuestCheck { labs: labs.clone(), repeat: 2, hold_timeout: Some(hold), ..GuestCheck::default() };
+        let needed: Duration = labs.iter().map(|lab| hold * (lab.every_stage().len() as u32 + 1)).sum::<Duration>() * 2;
+        assert!(slow.deadline() >= needed, "{:?} < {needed:?}", slow.deadline());
+        assert!(slow.deadline() > default.deadline() * 2);
     }
 }
