@@ -72,7 +72,8 @@ fn main() {
             Ok(guest) => guest,
             Err(e) => return eprintln!("qemu_boot bench: {e}"),
         };
-        let check = GuestCheck { labs: labs.clone(), repeat: 1, fault: None, build: false, hold_timeout: None };
+        let check =
+            GuestCheck { labs: labs.clone(), repeat: 1, fault: None, build: false, hold_timeout: None, sealed: false };
         let reports = check_in_guest(&mut guest, &payload, &check);
         let to_report = reports.first().and_then(|r| r.guest.as_ref()).and_then(|g| g.boot_to_report_ms);
         let failed = reports.iter().any(|r| r.harness_failure.is_some());

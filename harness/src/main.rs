@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use cilab::backend::multipass::Multipass;
 use cilab::backend::qemu::{self, CgroupLayout, Qemu};
+use cilab::backend::seal::SealKey;
 use cilab::backend::vagrant::Vagrant;
 use cilab::backend::{check_in_guest, Backend, Guest, GuestCheck, Local, Payload};
 use cilab::catalog::{self, LabSpec};
@@ -101,6 +102,10 @@ enum Command {
         /// host's root. They only read, but a mistake in a lab could do more.
         #[arg(long = "allow-jailbreak-on-this-host")]
         allow_jailbreak: bool,
+        /// In cilab's qemu guest: read a key on stdin, keep the labs away from this
+        /// process, and seal the JSON report with the key (the host checks the seal).
+        #[arg(long, hide = true)]
+        sealed: bool,
         #[command(flatten)]
         vm: VmArgs,
     },
@@ -234,7 +239,7 @@ fn guest_payload(no_build: bool) -> Result<Payload> {
     Ok(Payload::for_labs(&labs, &binaries)?)
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Format {
     Table,
     Json,
@@ -417,7 +422,16 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             }
             run_by_hand(&lab, step, variant.as_deref(), no_build)
         }
-        Command::Check { labs, all, format, repeat, no_build, hold_timeout, fault, allow_jailbreak, vm } => {
+        Command::Check { labs, all, format, repeat, no_build, hold_timeout, fault, allow_jailbreak, sealed, vm } => {
+            // First, before anything runs: the key, then the walls around this process.
+            let seal = if sealed {
+                if format != Format::Json || vm.backend != BackendChoice::Local {
+                    bail!("--sealed is for cilab's qemu guest: with --format json and the local backend");
+                }
+                Some(cilab::backend::seal::enter_sealed_mode().context("entering sealed mode")?)
+            } else {
+                None
+            };
             vm.qemu_only_flags()?;
             if allow_jailbreak {
                 cilab::checks::chroot_escape::allow_jailbreak();
@@ -427,7 +441,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             if let Some(hold_timeout) = guest_hold_timeout {
                 options.hold_timeout = hold_timeout;
             }
-            check(&labs, all, format, repeat, no_build, (options, guest_hold_timeout), &vm)
+            check(&labs, all, format, repeat, no_build, (options, guest_hold_timeout, seal), &vm)
         }
         Command::Shell { no_build, vm } => shell(no_build, &vm),
         Command::GuestAgent => {
@@ -511,14 +525,19 @@ fn run_by_hand(name: &str, step: bool, variant: Option<&str>, no_build: bool) ->
     Ok(if success && teardown.leaks.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
+/// In a qemu guest (`--sealed`): the key the report is sealed with, and what the guest did
+/// to keep the labs away from it.
+type Sealing = (SealKey, Vec<String>);
+
 fn check(
     names: &[String],
     all: bool,
     format: Format,
     repeat: u32,
     no_build: bool,
-    // The run's options, and `--hold-timeout` as given (a guest picks its own default).
-    (options, hold_timeout): (RunOptions, Option<Duration>),
+    // The run's options, `--hold-timeout` as given (a guest picks its own default), and
+    // the key to seal the report with (in a qemu guest, `--sealed`).
+    (options, hold_timeout, seal): (RunOptions, Option<Duration>, Option<Sealing>),
     vm: &VmArgs,
 ) -> Result<ExitCode> {
     let labs: Vec<&'static LabSpec> = if all {
@@ -552,6 +571,7 @@ fn check(
                 fault: options.fault.clone(),
                 build: false,
                 hold_timeout,
+                sealed: false,
             };
             reports = check_in_guest(&mut guest, &payload, &check);
         }
@@ -566,6 +586,7 @@ fn check(
                 fault: options.fault.clone(),
                 build: !no_build,
                 hold_timeout,
+                sealed: false,
             };
             reports = if vm.backend == BackendChoice::Vagrant {
                 check_in_guest(&mut Vagrant::new().syncing_tree(!no_build), &Payload::default(), &check)
@@ -596,7 +617,13 @@ fn check(
     let report = Report::new(reports);
     match format {
         Format::Table => print!("{}", report.to_table()),
-        Format::Json => println!("{}", report.to_json()),
+        Format::Json => {
+            let json = report.to_json();
+            println!("{json}");
+            if let Some((key, hardening)) = &seal {
+                println!("{}", key.trailer(&json, hardening));
+            }
+        }
     }
     Ok(if report.harness_failed() {
         // Exit 2: cilab could not do its part; nothing here is the student's result.

@@ -60,6 +60,10 @@ pub struct GuestInfo {
     /// From starting the guest to the report in hand (milliseconds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub boot_to_report_ms: Option<u64>,
+    /// The report came sealed by the guest's grader (qemu): what it did to keep the labs
+    /// away from it, one step each ("NOT ..." for a step the guest could not take).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<Vec<String>>,
 }
 
 impl GuestInfo {
@@ -79,6 +83,17 @@ impl GuestInfo {
         }
         if let Some(ms) = self.boot_to_report_ms {
             line.push_str(&format!(", boot to report {:.1} s", ms as f64 / 1000.0));
+        }
+        if let Some(steps) = &self.sealed {
+            let gaps: Vec<&String> = steps.iter().filter(|s| s.starts_with("NOT ")).collect();
+            if gaps.is_empty() {
+                line.push_str(", report sealed");
+            } else {
+                line.push_str(&format!(
+                    ", report sealed, but {}",
+                    gaps.iter().map(|g| g.as_str()).collect::<Vec<_>>().join("; ")
+                ));
+            }
         }
         line
     }

@@ -405,3 +405,58 @@ fn ctrl_c_during_a_guest_check_kills_the_guest() {
         .unwrap_or_default();
     assert_eq!(left, Vec::<PathBuf>::new(), "guest directories left");
 }
+
+/// A lab that attacks its grader: it finds the processes of the sealed check (the agent
+/// and `cilab check --sealed`) and tries every way to their memory and descriptors, then
+/// says on one line per process what the kernel let it open.
+const ATTACKING_LAB: &str = r#"#!/opt/cilab/bin/busybox sh
+for d in /proc/[0-9]*; do
+  cmdline=$(tr '\0' ' ' < "$d/cmdline" 2>/dev/null)
+  case "$cmdline" in
+    *guest-agent*) who=agent ;;
+    *--sealed*) who=grader ;;
+    *) continue ;;
+  esac
+  line="ATTACK $who"
+  for what in environ mem fd/0 fd/1 fd/2; do
+    if (exec 9<"$d/$what") 2>/dev/null; then line="$line $what=opened"; else line="$line $what=refused"; fi
+  done
+  if (exec 9>>"$d/fd/1") 2>/dev/null; then line="$line stdout-for-writing=opened"; else line="$line stdout-for-writing=refused"; fi
+  echo "$line"
+done
+if (exec 9</proc/kcore) 2>/dev/null; then echo "ATTACK kernel kcore=opened"; else echo "ATTACK kernel kcore=refused"; fi
+exit 3
+"#;
+
+#[test]
+fn a_lab_in_a_sealed_guest_cannot_reach_its_grader_and_its_report_comes_back_sealed() {
+    use std::os::unix::fs::PermissionsExt;
+
+    common::require_root();
+    common::build_labs();
+    let _guest = one_guest_at_a_time();
+    let lab = catalog::find("pid-ns").expect("pid-ns is in the catalog");
+    let dir = tempfile::tempdir().expect("a temp dir");
+    std::fs::copy(binaries().join("cilab"), dir.path().join("cilab")).expect("copy cilab");
+    let attacker = dir.path().join(lab.binary);
+    std::fs::write(&attacker, ATTACKING_LAB).expect("write the attacking lab");
+    std::fs::set_permissions(&attacker, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let payload = Payload::for_labs(&[lab], dir.path()).expect("the payload");
+    let mut guest = Qemu::new(qemu::Options::default()).expect("a kernel");
+    let check = cilab::backend::GuestCheck { labs: vec![lab], repeat: 1, ..Default::default() };
+    let reports = cilab::backend::check_in_guest(&mut guest, &payload, &check);
+    assert!(guests_running().is_empty(), "no qemu left: {:?}", guests_running());
+
+    let report = &reports[0];
+    assert_eq!(report.harness_failure, None, "the check ran and its report came back: {report:#?}");
+    let sealed = report.guest.as_ref().and_then(|g| g.sealed.clone()).expect("a sealed report");
+    let gaps: Vec<&String> = sealed.iter().filter(|s| s.starts_with("NOT ")).collect();
+    assert!(gaps.is_empty(), "every hardening step taken: {sealed:?}");
+    let attacks: Vec<&String> = report.narration_tail.iter().filter(|l| l.contains("ATTACK")).collect();
+    eprintln!("sealed: {sealed:?}\nwhat the lab tried: {attacks:#?}");
+    for who in ["agent", "grader", "kernel"] {
+        assert!(attacks.iter().any(|l| l.contains(&format!("ATTACK {who}"))), "{who} attacked: {attacks:#?}");
+    }
+    assert!(attacks.iter().all(|l| !l.contains("=opened")), "the kernel let the lab in: {attacks:#?}");
+    assert_eq!(report.points().0, 0, "a lab that did nothing earns nothing");
+}

@@ -33,11 +33,25 @@ pub struct Request {
     /// Run it on the guest's console (a person's terminal), not captured.
     #[serde(default)]
     pub terminal: bool,
+    /// Written to the command's stdin, which is then closed (a sealed check's key: see
+    /// [`super::seal`]). Without it, stdin is /dev/null.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdin: Option<String>,
 }
+
+/// The most of a command's stdout an answer carries (a report is well under a MiB): more
+/// is dropped and said on stderr, and the host refuses a longer answer outright.
+pub const MAX_STDOUT: usize = 16 << 20;
+/// The most of a command's stderr an answer carries: its end, where the error is.
+pub const MAX_STDERR: usize = 64 << 10;
+/// The longest answer line the host reads: both of the above, escaped, with room to spare.
+pub const MAX_ANSWER: usize = 4 * (MAX_STDOUT + MAX_STDERR);
 
 /// `cilab guest-agent`: finds the port, then runs each request and answers it, until the
 /// host hangs up (end of file).
 pub fn serve() -> Result<()> {
+    // The agent holds a sealed check's key for a moment: no lab may read its memory.
+    super::seal::not_dumpable()?;
     let port = find_port(PORT_DEADLINE)?;
     let file = OpenOptions::new().read(true).write(true).open(&port).map_err(Error::io("open", &port))?;
     let mut writer = file.try_clone().map_err(Error::io("dup", &port))?;
@@ -77,10 +91,20 @@ fn run(request: &Request) -> GuestOutput {
     let result = if request.terminal {
         command.status().map(|status| GuestOutput { status: status_code(status), ..GuestOutput::default() })
     } else {
-        command.stdin(Stdio::null()).output().map(|output| GuestOutput {
-            status: status_code(output.status),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        let stdin = if request.stdin.is_some() { Stdio::piped() } else { Stdio::null() };
+        command.stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().and_then(|mut child| {
+            if let (Some(mut pipe), Some(input)) = (child.stdin.take(), request.stdin.as_ref()) {
+                // Short (a key): the pipe holds it whole, and the child reads it first.
+                let written = pipe.write_all(input.as_bytes());
+                drop(pipe);
+                if let Err(e) = written {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(e);
+                }
+            }
+            let output = child.wait_with_output()?;
+            Ok(capped(status_code(output.status), &output.stdout, &output.stderr))
         })
     };
     result.unwrap_or_else(|e| GuestOutput {
@@ -88,6 +112,23 @@ fn run(request: &Request) -> GuestOutput {
         stderr: format!("cilab guest-agent: cannot run {program}: {e}"),
         ..GuestOutput::default()
     })
+}
+
+/// The answer for a command that printed `stdout` and `stderr`, within [`MAX_STDOUT`] and
+/// [`MAX_STDERR`]: a longer stdout is dropped whole (half a report is no report), a longer
+/// stderr keeps its end.
+fn capped(status: i32, stdout: &[u8], stderr: &[u8]) -> GuestOutput {
+    let mut stderr = String::from_utf8_lossy(&stderr[stderr.len().saturating_sub(MAX_STDERR)..]).into_owned();
+    let stdout = if stdout.len() > MAX_STDOUT {
+        stderr.push_str(&format!(
+            "\ncilab guest-agent: the command printed {} bytes on stdout, more than the {MAX_STDOUT} an answer carries: dropped",
+            stdout.len()
+        ));
+        String::new()
+    } else {
+        String::from_utf8_lossy(stdout).into_owned()
+    };
+    GuestOutput { status, stdout, stderr }
 }
 
 /// As a shell says it: the exit code, or 128 + the signal that killed it.
@@ -149,4 +190,25 @@ fn port_named(class: &Path, name: &str) -> Option<PathBuf> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_answer_stays_within_its_caps() {
+        let small = capped(0, b"{}", b"fine");
+        assert_eq!((small.stdout.as_str(), small.stderr.as_str()), ("{}", "fine"));
+        let flood = vec![b'x'; MAX_STDOUT + 1];
+        let big = capped(0, &flood, &flood);
+        assert!(big.stdout.is_empty(), "half a report is no report");
+        assert!(
+            big.stderr.len() < MAX_STDERR + 200 && big.stderr.contains("dropped"),
+            "{}",
+            &big.stderr[big.stderr.len() - 200..]
+        );
+        let answer = serde_json::to_string(&big).expect("serialises");
+        assert!(answer.len() < MAX_ANSWER);
+    }
 }

@@ -98,11 +98,15 @@ impl Image {
         Ok(())
     }
 
-    /// As [`Image::host_file`], without the program's debug sections.
+    /// As [`Image::host_file`], without the program's debug sections (an ELF program; a
+    /// script goes as it is).
     pub fn host_program_stripped(&mut self, path: impl AsRef<Path>, source: &Path) -> Result<()> {
         self.host_file(path.as_ref(), source)?;
+        let mut magic = [0u8; 4];
+        let elf = std::fs::File::open(source).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic)).is_ok()
+            && magic == *b"\x7fELF";
         if let Some(Entry::HostFile { strip_debug, .. }) = self.entries.get_mut(path.as_ref()) {
-            *strip_debug = which::which("strip").is_ok();
+            *strip_debug = elf && which::which("strip").is_ok();
         }
         Ok(())
     }

@@ -26,6 +26,7 @@ pub mod initramfs;
 pub mod local;
 pub mod multipass;
 pub mod qemu;
+pub mod seal;
 pub mod vagrant;
 
 use std::path::{Path, PathBuf};
@@ -37,6 +38,8 @@ use crate::catalog::LabSpec;
 use crate::error::{Error, Result};
 use crate::report::{GuestInfo, LabReport, Report};
 use crate::run::{Fault, RunOptions};
+use crate::verdict::Outcome;
+use seal::SealKey;
 
 pub use local::{preflight, Local};
 
@@ -61,6 +64,20 @@ pub trait Guest {
     /// `Err` is the backend's failure (the guest died, hung or could not be reached); a
     /// command that ran and failed is an `Ok` with its status.
     fn run_as_root(&mut self, argv: &[String], deadline: Duration) -> Result<GuestOutput>;
+
+    /// Whether the guest can run a sealed check ([`seal`]): its grader can be handed a
+    /// key that nothing else in the guest can read. Only a guest cilab made for the check
+    /// (qemu) can promise that; a student's own VM cannot.
+    fn can_seal(&self) -> bool {
+        false
+    }
+
+    /// As [`Guest::run_as_root`], with `input` written to the command's stdin (then
+    /// closed). Only guests that [`Guest::can_seal`] need it.
+    fn run_as_root_with_input(&mut self, argv: &[String], input: &str, deadline: Duration) -> Result<GuestOutput> {
+        let _ = (argv, input, deadline);
+        Err(Error::Backend { backend: self.name().to_string(), message: "cannot pass input to a command".into() })
+    }
 
     /// Runs `argv` as root in the guest on this terminal (a lab's narration, a shell) and
     /// returns its exit status. No deadline: a person is at the keyboard.
@@ -146,6 +163,9 @@ pub struct GuestCheck {
     /// `--hold-timeout` in the guest; `None`: the guest's default, or [`TCG_HOLD_TIMEOUT`]
     /// where the guest says its CPU is emulated.
     pub hold_timeout: Option<Duration>,
+    /// The guest's grader reads a key on stdin and seals its report ([`seal`]): set by
+    /// [`check_in_guest`] for guests that [`Guest::can_seal`].
+    pub sealed: bool,
 }
 
 /// How long a lab may take to reach a stage in a guest whose CPU is emulated (TCG runs
@@ -177,6 +197,9 @@ impl GuestCheck {
         if let Some(fault) = &self.fault {
             argv.push(format!("--fault={}", fault.to_arg()));
         }
+        if self.sealed {
+            argv.push("--sealed".to_string());
+        }
         argv.extend(self.labs.iter().map(|l| l.name.to_string()));
         argv
     }
@@ -201,27 +224,41 @@ impl GuestCheck {
 }
 
 /// Starts the guest, runs the check there, parses its report and stops the guest. Every
-/// failure of the guest (it would not start, died, hung, answered nonsense) becomes a
-/// report per lab whose verdicts are SKIPs and whose `harness_failure` says what went
-/// wrong: the backend's failure, never the student's.
+/// failure of the guest (it would not start, died, hung, answered nonsense, sent a report
+/// its grader did not seal or that does not fit this cilab's catalog) becomes a report per
+/// lab whose verdicts are SKIPs and whose `harness_failure` says what went wrong: the
+/// backend's failure, never the student's.
 pub fn check_in_guest(guest: &mut dyn Guest, payload: &Payload, check: &GuestCheck) -> Vec<LabReport> {
     crate::checks::chroot_escape::runs_in_vm_backend();
+    let key = match guest.can_seal().then(SealKey::random).transpose() {
+        Ok(key) => key,
+        Err(error) => return backend_failed(guest.name(), &guest.describe(), check, &error.to_string()),
+    };
     let outcome = guest.start(payload).and_then(|()| {
         // Only a started guest knows how its CPU runs.
         let mut check = check.clone();
         if check.hold_timeout.is_none() && guest.describe().accelerator.as_deref() == Some("tcg") {
             check.hold_timeout = Some(TCG_HOLD_TIMEOUT);
         }
-        guest.run_as_root(&check.argv(), check.deadline())
+        match &key {
+            Some(key) => {
+                check.sealed = true;
+                guest.run_as_root_with_input(&check.argv(), &format!("{}\n", key.to_hex()), check.deadline())
+            }
+            None => guest.run_as_root(&check.argv(), check.deadline()),
+        }
     });
-    let info = guest.describe();
+    let mut info = guest.describe();
     let stopped = guest.stop();
     let reports = outcome
         .and_then(|output| {
             stopped?;
-            parse_guest_report(guest.name(), &output)
+            let (reports, hardening) = parse_guest_report(guest.name(), &output, key.as_ref())?;
+            info.sealed = hardening;
+            Ok(reports)
         })
-        .and_then(|reports| same_labs(reports, check));
+        .and_then(|reports| same_labs(reports, check))
+        .and_then(|reports| fits_the_catalog(reports, check));
     match reports {
         Ok(mut reports) => {
             for report in &mut reports {
@@ -236,24 +273,59 @@ pub fn check_in_guest(guest: &mut dyn Guest, payload: &Payload, check: &GuestChe
 
 /// The report `cilab check --format json` printed in the guest. A check that ran exits 0,
 /// 1 or 2 with a report; anything else (no report, another status) is the backend's
-/// failure, with what the guest said on stderr.
-pub fn parse_guest_report(backend: &str, output: &GuestOutput) -> Result<Vec<LabReport>> {
+/// failure, with what the guest said on stderr. With a `key`, the report must carry the
+/// grader's seal: the hardening it sealed comes back too.
+pub fn parse_guest_report(
+    backend: &str,
+    output: &GuestOutput,
+    key: Option<&SealKey>,
+) -> Result<(Vec<LabReport>, Option<Vec<String>>)> {
     let stderr_tail = || tail(&output.stderr, 15);
+    let failed = |message: String| Error::Backend { backend: backend.to_string(), message };
     if !(0..=2).contains(&output.status) {
-        return Err(Error::Backend {
-            backend: backend.to_string(),
-            message: format!("`cilab check` in the guest exited {}: {}", output.status, stderr_tail()),
-        });
+        return Err(failed(format!("`cilab check` in the guest exited {}: {}", output.status, stderr_tail())));
     }
-    let report: Report = serde_json::from_str(&output.stdout).map_err(|e| Error::Backend {
-        backend: backend.to_string(),
-        message: format!(
+    let (text, hardening) = match key {
+        Some(key) => {
+            let (text, hardening) = key.open(&output.stdout).map_err(|why| {
+                failed(format!(
+                    "the guest's report is refused: {why} (a lab that tampered with its grader, or a grader that died): {}",
+                    stderr_tail()
+                ))
+            })?;
+            (text, Some(hardening))
+        }
+        None => (output.stdout.clone(), None),
+    };
+    let mut value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        failed(format!(
             "`cilab check` in the guest (exit {}) printed no report ({e}): {}",
             output.status,
             stderr_tail()
-        ),
+        ))
     })?;
-    Ok(report.labs)
+    // What the guest says reaches a terminal: no escape sequences or other controls.
+    printable(&mut value);
+    let report: Report = serde_json::from_value(value)
+        .map_err(|e| failed(format!("`cilab check` in the guest printed a report this cilab cannot read ({e})")))?;
+    Ok((report.labs, hardening))
+}
+
+/// Removes control characters (but newlines and tabs) from every string and key.
+fn printable(value: &mut serde_json::Value) {
+    let clean = |text: &str| text.chars().filter(|c| !c.is_control() || *c == '\n' || *c == '\t').collect::<String>();
+    match value {
+        serde_json::Value::String(text) => *text = clean(text),
+        serde_json::Value::Array(items) => items.iter_mut().for_each(printable),
+        serde_json::Value::Object(map) => {
+            let entries = std::mem::take(map);
+            for (key, mut item) in entries {
+                printable(&mut item);
+                map.insert(clean(&key), item);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// The guest graded every lab asked for, in order, once per repeat: anything else is the
@@ -266,6 +338,59 @@ fn same_labs(reports: Vec<LabReport>, check: &GuestCheck) -> Result<Vec<LabRepor
             backend: "guest".into(),
             message: format!("the guest reported labs {got:?}, not the ones asked for {asked:?}"),
         });
+    }
+    Ok(reports)
+}
+
+/// Points are this cilab's to give, not the guest's: each lab's verdicts must be this
+/// catalog's, in its order, each worth what the catalog says, earned only by a pass whose
+/// requirements passed too. Titles, claims and regions are taken from the catalog.
+fn fits_the_catalog(mut reports: Vec<LabReport>, check: &GuestCheck) -> Result<Vec<LabReport>> {
+    let refuse = |lab: &str, why: String| {
+        Error::Backend {
+        backend: "guest".into(),
+        message: format!(
+            "the guest's report of {lab} does not fit this cilab's catalog: {why} (a guest cilab of another version, or a report not made by the grader)"
+        ),
+    }
+    };
+    for report in &mut reports {
+        let Some(lab) = check.labs.iter().find(|l| l.name == report.lab) else {
+            return Err(refuse(&report.lab, "not a lab asked for".into()));
+        };
+        let specs = lab.all_verdicts();
+        let ids: Vec<&str> = report.verdicts.iter().map(|v| v.id.as_str()).collect();
+        let expected: Vec<&str> = specs.iter().map(|s| s.id).collect();
+        if ids != expected {
+            return Err(refuse(lab.name, format!("verdicts {ids:?}, expected {expected:?}")));
+        }
+        let passed: Vec<&str> =
+            report.verdicts.iter().filter(|v| v.outcome == Outcome::Pass).map(|v| v.id.as_str()).collect();
+        for (spec, verdict) in specs.iter().zip(&report.verdicts) {
+            let earned = if verdict.outcome == Outcome::Pass { spec.points } else { 0 };
+            if verdict.max_points != spec.points || verdict.points != earned || verdict.kind != spec.kind() {
+                return Err(refuse(
+                    lab.name,
+                    format!(
+                        "`{}` is {:?} with {}/{} points",
+                        spec.id, verdict.outcome, verdict.points, verdict.max_points
+                    ),
+                ));
+            }
+            if let Some(missing) =
+                spec.requires.iter().find(|r| verdict.outcome == Outcome::Pass && !passed.contains(r))
+            {
+                return Err(refuse(
+                    lab.name,
+                    format!("`{}` passed but `{missing}`, which it requires, did not", spec.id),
+                ));
+            }
+        }
+        report.title = lab.title.to_string();
+        for (spec, verdict) in specs.iter().zip(report.verdicts.iter_mut()) {
+            verdict.claim = spec.claim.to_string();
+            verdict.region = spec.region.map(String::from);
+        }
     }
     Ok(reports)
 }
@@ -298,6 +423,90 @@ pub fn tail(text: &str, lines: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A report of `lab` in which every verdict passed, as a grader would write it.
+    fn all_passed(lab: &'static LabSpec) -> LabReport {
+        let mut report = local::skipped(lab, "qemu", "a test");
+        for verdict in &mut report.verdicts {
+            verdict.outcome = Outcome::Pass;
+            verdict.points = verdict.max_points;
+        }
+        report
+    }
+
+    fn check_of(labs: Vec<&'static LabSpec>) -> GuestCheck {
+        GuestCheck { labs, repeat: 1, ..GuestCheck::default() }
+    }
+
+    #[test]
+    fn a_report_that_fits_the_catalog_is_taken_and_its_words_are_the_catalogs() {
+        let labs: Vec<&'static LabSpec> = crate::catalog::all().iter().collect();
+        let mut reports: Vec<LabReport> = labs.iter().map(|lab| all_passed(lab)).collect();
+        reports[0].title = "something else".into();
+        reports[0].verdicts[0].claim = "\u{1b}[2Jyou passed".into();
+        let taken = fits_the_catalog(reports, &check_of(labs.clone())).expect("fits");
+        assert_eq!(taken[0].title, labs[0].title);
+        assert_eq!(taken[0].verdicts[0].claim, labs[0].all_verdicts()[0].claim);
+    }
+
+    #[test]
+    fn points_the_catalog_does_not_give_are_refused() {
+        for lab in crate::catalog::all() {
+            let check = check_of(vec![lab]);
+            let graded = lab.all_verdicts().iter().position(|s| s.points > 0).expect("a graded verdict");
+            let specs = lab.all_verdicts();
+
+            let mut failed_with_points = all_passed(lab);
+            failed_with_points.verdicts[graded].outcome = Outcome::Fail;
+            assert!(fits_the_catalog(vec![failed_with_points], &check).is_err(), "{}: a FAIL that earns", lab.name);
+
+            let mut worth_more = all_passed(lab);
+            worth_more.verdicts[graded].points += 10;
+            worth_more.verdicts[graded].max_points += 10;
+            assert!(fits_the_catalog(vec![worth_more], &check).is_err(), "{}: points the catalog lacks", lab.name);
+
+            let mut one_missing = all_passed(lab);
+            one_missing.verdicts.remove(graded);
+            assert!(fits_the_catalog(vec![one_missing], &check).is_err(), "{}: a verdict left out", lab.name);
+
+            if let Some(needy) = specs.iter().position(|s| !s.requires.is_empty()) {
+                let required = specs.iter().position(|s| s.id == specs[needy].requires[0]).expect("declared");
+                let mut requirement_failed = all_passed(lab);
+                requirement_failed.verdicts[required].outcome = Outcome::Fail;
+                requirement_failed.verdicts[required].points = 0;
+                assert!(
+                    fits_the_catalog(vec![requirement_failed], &check).is_err(),
+                    "{}: a pass whose requirement failed",
+                    lab.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_sealed_check_refuses_a_report_without_the_graders_seal() {
+        let lab = &crate::catalog::all()[0];
+        let json = Report::new(vec![all_passed(lab)]).to_json();
+        let key = SealKey::random().expect("urandom");
+        let unsealed = GuestOutput { status: 0, stdout: format!("{json}\n"), stderr: String::new() };
+        let error = parse_guest_report("qemu", &unsealed, Some(&key)).expect_err("unsealed");
+        assert!(error.to_string().contains("refused"), "{error}");
+        let sealed = GuestOutput {
+            status: 0,
+            stdout: format!("{json}\n{}\n", key.trailer(&json, &["grader not dumpable".to_string()])),
+            stderr: String::new(),
+        };
+        let (reports, hardening) = parse_guest_report("qemu", &sealed, Some(&key)).expect("sealed");
+        assert_eq!(reports.len(), 1);
+        assert_eq!(hardening, Some(vec!["grader not dumpable".to_string()]));
+    }
+
+    #[test]
+    fn controls_are_taken_out_of_what_the_guest_says() {
+        let mut value = serde_json::json!({"a\u{1b}b": ["x\u{1b}[31my\ttab\nline\u{7}"]});
+        printable(&mut value);
+        assert_eq!(value, serde_json::json!({"ab": ["x[31my\ttab\nline"]}));
+    }
 
     #[test]
     fn the_guests_deadline_leaves_its_own_harness_time_to_stop_each_lab() {

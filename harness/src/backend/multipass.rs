@@ -217,8 +217,14 @@ mod tests {
     #[test]
     fn the_check_runs_as_root_in_a_delegated_scope_of_the_named_instance() {
         let guest = Multipass::with_instance("lab-vm");
-        let check =
-            GuestCheck { labs: vec![&catalog::all()[0]], repeat: 1, fault: None, build: true, hold_timeout: None };
+        let check = GuestCheck {
+            labs: vec![&catalog::all()[0]],
+            repeat: 1,
+            fault: None,
+            build: true,
+            hold_timeout: None,
+            sealed: false,
+        };
         let args = guest.exec_as_root_args(&check.argv());
         let mut expected: Vec<String> =
             ["exec", "lab-vm", "--", "sudo", "systemd-run", "--quiet", "--scope", "-p", "Delegate=yes", "--"]
@@ -234,8 +240,9 @@ mod tests {
     #[test]
     fn building_in_the_guest_is_a_flag_of_the_check() {
         let labs = vec![&catalog::all()[0]];
-        let built = GuestCheck { labs: labs.clone(), repeat: 1, fault: None, build: true, hold_timeout: None };
-        let not = GuestCheck { labs, repeat: 1, fault: None, build: false, hold_timeout: None };
+        let built =
+            GuestCheck { labs: labs.clone(), repeat: 1, fault: None, build: true, hold_timeout: None, sealed: false };
+        let not = GuestCheck { labs, repeat: 1, fault: None, build: false, hold_timeout: None, sealed: false };
         assert!(!built.argv().contains(&"--no-build".to_string()), "{:?}", built.argv());
         assert_eq!(not.argv()[..3], ["cilab", "check", "--no-build"]);
         assert!(built.deadline() > not.deadline(), "a build in the guest gets time");

@@ -14,7 +14,7 @@
 //! (`panic=-1`, `-no-reboot`): either way the backend failed, not the lab. qemu dies
 //! with cilab (PR_SET_PDEATHSIG) and Ctrl-C kills it ([`kill_all`]).
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::CommandExt;
@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use super::agent::{Request, PORT_NAME};
+use super::agent::{Request, MAX_ANSWER, PORT_NAME};
 use super::initramfs::{self, Image};
 use super::{tail, Guest, GuestOutput, Payload, GUEST_BIN};
 use crate::error::{Error, Result};
@@ -373,7 +373,12 @@ impl Qemu {
                 None => None,
             };
             vm.reader.get_ref().set_read_timeout(timeout)?;
-            match vm.reader.read_line(&mut answer) {
+            // A guest that floods the port must not fill this machine's memory.
+            let room = (MAX_ANSWER + 1).saturating_sub(answer.len()) as u64;
+            match (&mut vm.reader).take(room).read_line(&mut answer) {
+                Ok(_) if answer.len() > MAX_ANSWER => {
+                    break Err(std::io::Error::other(format!("the guest's answer is longer than {MAX_ANSWER} bytes")))
+                }
                 Ok(n) => break Ok(n),
                 Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -484,7 +489,15 @@ impl Guest for Qemu {
     }
 
     fn run_as_root(&mut self, argv: &[String], deadline: Duration) -> Result<GuestOutput> {
-        self.request(&Request { argv: argv.to_vec(), terminal: false }, Some(deadline))
+        self.request(&Request { argv: argv.to_vec(), terminal: false, stdin: None }, Some(deadline))
+    }
+
+    fn can_seal(&self) -> bool {
+        true
+    }
+
+    fn run_as_root_with_input(&mut self, argv: &[String], input: &str, deadline: Duration) -> Result<GuestOutput> {
+        self.request(&Request { argv: argv.to_vec(), terminal: false, stdin: Some(input.to_string()) }, Some(deadline))
     }
 
     fn run_on_terminal(&mut self, argv: &[String]) -> Result<i32> {
@@ -492,7 +505,7 @@ impl Guest for Qemu {
         // job control work as on a machine's console.
         let mut wrapped: Vec<String> = ["setsid", "cttyhack"].map(String::from).to_vec();
         wrapped.extend(argv.iter().cloned());
-        self.request(&Request { argv: wrapped, terminal: true }, None).map(|output| output.status)
+        self.request(&Request { argv: wrapped, terminal: true, stdin: None }, None).map(|output| output.status)
     }
 
     fn describe(&self) -> GuestInfo {
@@ -502,6 +515,7 @@ impl Guest for Qemu {
             kernel: Some(self.release.clone()),
             cgroup: Some(self.options.cgroup.name().to_string()),
             boot_to_report_ms: self.boot_to_report.map(|d| d.as_millis() as u64),
+            sealed: None,
         }
     }
 
