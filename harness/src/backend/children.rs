@@ -1,5 +1,5 @@
-//! The processes a VM backend starts on this machine (qemu, its KVM probe), kept so that
-//! the interrupt handler can kill them: [`Children::close`] kills every one registered and
+//! The processes a VM backend starts on this machine (qemu and its KVM probe; `vagrant
+//! ssh`, `multipass exec`), kept so that the interrupt handler can kill them: [`Children::close`] kills every one registered and
 //! refuses any later spawn. A spawn holds the lock from the check to the registration, so
 //! that no process can start between the handler's close and its exit without being
 //! killed: the close waits for a spawn under way and then finds its process.

@@ -22,7 +22,7 @@
 
 pub mod agent;
 mod children;
-mod command;
+pub mod command;
 pub mod initramfs;
 pub mod local;
 pub mod multipass;
