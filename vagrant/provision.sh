@@ -12,32 +12,74 @@
 #      its binaries are installed as they are: no Rust, no build, no internet needed
 #      (cilab's own tests, whose guests have no internet, build on the host and sync them);
 #    - built: otherwise Rust is installed with rustup (for everyone, in /usr/local/rust)
-#      and the tree at $CILAB_SRC (default /vagrant) is built with cargo, into
-#      CARGO_TARGET_DIR=/var/lib/cilab/target on the guest's own disk. Without a tree yet
-#      (Multipass: `multipass mount` comes after cloud-init), it says how to build later.
+#      and the source tree is built with cargo, into CARGO_TARGET_DIR=/var/lib/cilab/target
+#      on the guest's own disk. Without a tree yet (Multipass: `multipass mount` comes
+#      after cloud-init), it says how to build later.
 # 3. `cilab` on root's PATH, and a last line that says the next command.
+#
+# The source tree is $CILAB_SRC; a run given one writes it down (/etc/cilab/provision.env),
+# and a later run without it (`sudo cilab-provision`: sudo passes no CILAB_SRC) takes the
+# one written down, else /vagrant. The script keeps a copy of itself as
+# /usr/local/sbin/cilab-provision; when that copy runs and the tree's
+# vagrant/provision.sh is not the same (the tree was updated: `git pull`), it installs the
+# tree's in its place and runs that instead (once).
 #
 # Settings: CILAB_SRC, CILAB_PREBUILT, CILAB_WITH_DOCKER (0: no Docker).
 set -euo pipefail
 
+# Where the script keeps its copy and what it was given (harness/tests/vm_files.rs sources
+# the script and points these into a temporary directory).
+installed=/usr/local/sbin/cilab-provision
+settings=/etc/cilab/provision.env
+
 say() { echo "cilab-provision: $*"; }
 die() { echo "cilab-provision: error: $*" >&2; exit 1; }
+
+# choose_source [ARG...]: sets $src, the tree to build (see the top), and keeps the
+# installed copy of the script current: a copy run from elsewhere (Vagrant's upload, the
+# tree's own) installs itself; the installed copy hands over to a different
+# vagrant/provision.sh in the tree, passing ARG... on.
+choose_source() {
+  local recorded='' running tree_script
+  if [ -f "$settings" ]; then
+    recorded=$(sed -n 's/^CILAB_SRC=//p' "$settings" | tail -n 1)
+  fi
+  if [ -n "${CILAB_SRC:-}" ]; then
+    src=$CILAB_SRC
+    if [ "$src" != "$recorded" ]; then
+      mkdir -p "$(dirname "$settings")"
+      printf 'CILAB_SRC=%s\n' "$src" > "$settings"
+    fi
+  else
+    src=${recorded:-/vagrant}
+  fi
+  running=$(readlink -f "$0")
+  tree_script=$src/vagrant/provision.sh
+  if [ "$running" = "$(readlink -f "$installed")" ]; then
+    if [ -f "$tree_script" ] && ! cmp -s "$tree_script" "$running" && [ -z "${CILAB_PROVISION_HANDED_OVER:-}" ]; then
+      say "$tree_script is not this copy ($installed): installing it in its place and running it"
+      install -m 0755 "$tree_script" "$installed"
+      export CILAB_PROVISION_HANDED_OVER=1 CILAB_SRC="$src"
+      exec "$installed" "$@"
+    fi
+  elif [ -f "$0" ]; then
+    mkdir -p "$(dirname "$installed")"
+    install -m 0755 "$0" "$installed"
+  fi
+}
+
+# Sourced (the test): the functions only.
+(return 0 2>/dev/null) && return 0
 
 [ "$(id -u)" = 0 ] || die "run me as root (sudo $0)"
 export DEBIAN_FRONTEND=noninteractive
 
-src=${CILAB_SRC:-/vagrant}
+choose_source "$@"
 prebuilt=${CILAB_PREBUILT:-/opt/cilab-prebuilt}
 with_docker=${CILAB_WITH_DOCKER:-1}
 state=/var/lib/cilab
 target_dir=$state/target
 mkdir -p "$state"
-
-# Keep a copy of this script, so that `sudo cilab-provision` builds later (a tree that
-# arrives after the VM was made, or after `git pull`).
-if [ -f "$0" ] && [ "$(readlink -f "$0")" != /usr/local/sbin/cilab-provision ]; then
-  install -m 0755 "$0" /usr/local/sbin/cilab-provision
-fi
 
 # --- 1. packages -------------------------------------------------------------------------
 # The labs' tools (cilab::catalog::packages(); a test keeps this line in step), util-linux

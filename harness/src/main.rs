@@ -7,6 +7,7 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use cilab::backend::command;
 use cilab::backend::multipass::Multipass;
 use cilab::backend::qemu::{self, CgroupLayout, Qemu};
 use cilab::backend::seal::SealKey;
@@ -364,8 +365,10 @@ fn install_interrupt_handler() -> Result<()> {
 fn interrupted(signal: i32) -> ! {
     registry::close();
     cgroup::harness::close();
-    // A guest first: the main thread waits on its answer, and its runs are inside it.
+    // A guest first: the main thread waits on its answer, and its runs are inside it. Then
+    // a `vagrant ssh` or `multipass exec` (and the check it started in the VM).
     let mut cleaned = qemu::kill_all();
+    cleaned.extend(command::kill_all());
     let me = std::process::id() as i32;
     let records: Vec<registry::RunRecord> =
         registry::all_records().into_iter().flatten().filter(|r| r.owner_pid == me).collect();

@@ -5,15 +5,21 @@
 //! as it is, so the report that comes back is a real one and the command line the backend
 //! builds is one that works. The failures of the instance (not there, stopped, not
 //! provisioned, a check that crashed, no multipass at all) must each be the backend's
-//! failure (exit 2, every verdict a SKIP), never the student's.
+//! failure (exit 2, every verdict a SKIP), never the student's. And Ctrl-C stops the check
+//! in the instance too, not only the `multipass exec` here.
 
 mod common;
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{Output, Stdio};
+use std::time::Duration;
 
 use cilab::catalog;
+use cilab::probe::pidfd::PidFd;
 use cilab::report::Report;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 
 const INSTANCE: &str = "lab-vm";
 
@@ -43,33 +49,48 @@ impl Fake {
             .collect()
     }
 
-    /// `cilab check <args> --backend multipass --format json` with the fake first on PATH
-    /// (`with_fake: false`: no multipass on PATH at all), the instance in the state given.
-    fn check(&self, args: &[&str], state: &str, has_cilab: &str, check: &str, with_fake: bool) -> (Output, Report) {
+    /// PATH for cilab: the fake, the cilab under test, then this PATH (cargo and rustc: the
+    /// "guest"'s cilab builds the labs first). Without the fake: only cilab's directory, so
+    /// that no multipass is found even where one is installed.
+    fn path(&self, with_fake: bool) -> std::ffi::OsString {
         let cilab = assert_cmd::cargo::cargo_bin("cilab");
         let bin = cilab.parent().expect("target dir").to_path_buf();
-        // The fake, the cilab under test, then this PATH (cargo and rustc: the "guest"'s
-        // cilab builds the labs first).
         let inherited = std::env::var_os("PATH").unwrap_or_default();
-        // Without the fake: only cilab's directory, so that no multipass is found even
-        // where one is installed.
         let mut dirs: Vec<PathBuf> = if with_fake { vec![self.dir.path().to_path_buf()] } else { Vec::new() };
         dirs.push(bin);
         if with_fake {
             dirs.extend(std::env::split_paths(&inherited));
         }
-        let path = std::env::join_paths(dirs).expect("PATH");
+        std::env::join_paths(dirs).expect("PATH")
+    }
+
+    /// The environment of cilab and the fake, the instance in the state given.
+    fn env(
+        &self,
+        state: &str,
+        has_cilab: &str,
+        check: &str,
+        with_fake: bool,
+    ) -> Vec<(&'static str, std::ffi::OsString)> {
+        vec![
+            ("PATH", self.path(with_fake)),
+            ("CILAB_MULTIPASS_INSTANCE", INSTANCE.into()),
+            ("FAKE_MULTIPASS_LOG", self.log().into()),
+            ("FAKE_INSTANCE", INSTANCE.into()),
+            ("FAKE_STATE", state.into()),
+            ("FAKE_HAS_CILAB", has_cilab.into()),
+            ("FAKE_CHECK", check.into()),
+        ]
+    }
+
+    /// `cilab check <args> --backend multipass --format json` with the fake first on PATH
+    /// (`with_fake: false`: no multipass on PATH at all), the instance in the state given.
+    fn check(&self, args: &[&str], state: &str, has_cilab: &str, check: &str, with_fake: bool) -> (Output, Report) {
         let output = common::cilab()
             .arg("check")
             .args(args)
             .args(["--backend", "multipass", "--format", "json"])
-            .env("PATH", path)
-            .env("CILAB_MULTIPASS_INSTANCE", INSTANCE)
-            .env("FAKE_MULTIPASS_LOG", self.log())
-            .env("FAKE_INSTANCE", INSTANCE)
-            .env("FAKE_STATE", state)
-            .env("FAKE_HAS_CILAB", has_cilab)
-            .env("FAKE_CHECK", check)
+            .envs(self.env(state, has_cilab, check, with_fake))
             .output()
             .expect("run cilab");
         let report: Report = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
@@ -120,12 +141,16 @@ fn the_check_runs_in_the_instance_over_multipass_exec_and_its_report_comes_back(
     );
 
     // What Multipass was asked: the instance's state, what it is, then the check as root
-    // in a delegated scope; the check builds the labs first (the student's latest edits).
+    // in a delegated scope of its own name; the check builds the labs first (the student's
+    // latest edits). Nothing was stopped: the check ended by itself.
     let calls = fake.calls();
     assert_eq!(calls.len(), 3, "{calls:?}");
     assert_eq!(calls[0], words(&["info", INSTANCE, "--format", "json"]));
     assert_eq!(calls[1][..5], words(&["exec", INSTANCE, "--", "sh", "-c"]));
-    let mut check = words(&["exec", INSTANCE, "--", "sudo", "systemd-run", "--quiet", "--scope", "-p", "Delegate=yes"]);
+    let unit = calls[2].get(8).cloned().unwrap_or_default();
+    assert!(unit.starts_with("cilab-check-"), "{:?}", calls[2]);
+    let mut check = words(&["exec", INSTANCE, "--", "sudo", "systemd-run", "--quiet", "--scope", "--unit", &unit]);
+    check.extend(words(&["-p", "TimeoutStopSec=15", "-p", "Delegate=yes"]));
     check.extend(words(&["--", "cilab", "check", "--format", "json", "--allow-jailbreak-on-this-host", lab.name]));
     assert_eq!(calls[2], check);
 
@@ -175,4 +200,65 @@ fn a_missing_stopped_unprovisioned_or_crashing_instance_is_the_backends_failure(
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stdout).contains("no Multipass instance `someone-else`"));
     assert_eq!(fake.calls(), vec![words(&["info", "someone-else", "--format", "json"])]);
+}
+
+/// Kills the "instance"'s check (a process the fake started for this test) if the test
+/// ends before the backend stopped it.
+struct GuestCheck(PidFd);
+
+impl Drop for GuestCheck {
+    fn drop(&mut self) {
+        let _ = self.0.send(Signal::SIGKILL);
+    }
+}
+
+/// Ctrl-C while the check runs in the instance: cilab kills its `multipass exec`, and,
+/// since that does not stop the check in the instance, stops its scope there with a second
+/// `multipass exec ... systemctl stop`, says so, and exits 130.
+#[test]
+fn ctrl_c_stops_the_check_in_the_instance_too() {
+    let lab = &catalog::all()[0];
+    let fake = Fake::new();
+    let ready = fake.dir.path().join("ready");
+    nix::unistd::mkfifo(&ready, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+    let cilab = std::process::Command::new(assert_cmd::cargo::cargo_bin("cilab"))
+        .args(["check", lab.name, "--backend", "multipass", "--format", "json"])
+        .envs(fake.env("Running", "has-cilab", "hang", true))
+        .env("FAKE_READY", &ready)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run cilab");
+    let cilab_pid = Pid::from_raw(cilab.id() as i32);
+    // The check runs in the "instance" once it says so.
+    let mut started = String::new();
+    std::fs::File::open(&ready).expect("open the fifo").read_to_string(&mut started).expect("read the fifo");
+    assert_eq!(started, "started\n");
+    let calls = fake.calls();
+    let unit = calls.last().and_then(|call| call.get(8)).cloned().unwrap_or_default();
+    assert!(unit.starts_with("cilab-check-"), "{calls:?}");
+    let pid: i32 = std::fs::read_to_string(fake.dir.path().join(format!("{unit}.pid")))
+        .expect("the check's pid file")
+        .trim()
+        .parse()
+        .expect("a pid");
+    let guest_check = GuestCheck(PidFd::open(pid).expect("pidfd of the check in the instance"));
+
+    kill(cilab_pid, Signal::SIGINT).expect("Ctrl-C");
+    let output = cilab.wait_with_output().expect("wait for cilab");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(output.stdout.is_empty(), "nothing graded: no report");
+    assert!(stderr.contains("killed `multipass`"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("stopped the command in the instance `{INSTANCE}` (scope {unit}.scope)")),
+        "{stderr}"
+    );
+    assert_eq!(
+        fake.calls().last(),
+        Some(&words(&["exec", INSTANCE, "--", "sudo", "systemctl", "stop", &format!("{unit}.scope")])),
+        "the scope is stopped in the instance"
+    );
+    assert!(guest_check.0.wait_exit(Duration::from_secs(10)), "the check in the instance still runs");
 }

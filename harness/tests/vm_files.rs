@@ -1,7 +1,9 @@
 //! The files a student's VM is made from, checked in seconds (the VM boots themselves:
 //! tests/vm_vagrant.rs): the Vagrantfile is valid for Vagrant, vagrant/cloud-init.yaml is
 //! valid cloud-config with only known top-level keys and carries vagrant/provision.sh
-//! byte for byte, and provisioning installs what the catalog says the labs need.
+//! byte for byte, provisioning installs what the catalog says the labs need, and a later
+//! `sudo cilab-provision` builds the tree the first run was given, with the tree's own
+//! provision.sh (the script sourced, its paths in a temporary directory: nothing installed).
 
 mod common;
 
@@ -159,4 +161,110 @@ fn vagrant_validates_the_vagrantfile() {
         .output()
         .expect("run vagrant validate");
     assert!(!output.status.success(), "vagrant validate accepted a missing synced folder");
+}
+
+/// provision.sh's choice of the tree and of the script to run, in a temporary directory:
+/// the script is sourced (its functions, nothing run) with its paths pointed there, and
+/// `choose_source` runs as provisioning runs it, `$0` being the script that runs.
+struct Provisioning {
+    dir: tempfile::TempDir,
+}
+
+impl Provisioning {
+    fn new() -> Provisioning {
+        // Sourcing a script that does not stop after its functions would provision this
+        // machine: refuse one without the guard before its first command.
+        let script = read("vagrant/provision.sh");
+        let guard = script.find("(return 0 2>/dev/null) && return 0");
+        let first_command = script.find("[ \"$(id -u)\" = 0 ]");
+        assert!(
+            matches!((guard, first_command), (Some(g), Some(c)) if g < c),
+            "vagrant/provision.sh does not return, when sourced, before it provisions (guard at {guard:?}, root check \
+             at {first_command:?})"
+        );
+        let provisioning = Provisioning { dir: tempfile::tempdir().expect("tempdir") };
+        std::fs::create_dir_all(provisioning.tree().join("vagrant")).expect("a tree");
+        provisioning
+    }
+
+    fn path(&self, relative: &str) -> std::path::PathBuf {
+        self.dir.path().join(relative)
+    }
+
+    fn tree(&self) -> std::path::PathBuf {
+        self.path("tree")
+    }
+
+    fn installed(&self) -> std::path::PathBuf {
+        self.path("sbin/cilab-provision")
+    }
+
+    /// `choose_source again` run as `running`, with these variables set; what it printed
+    /// (`src=...` when it went on, the other script's words when it handed over).
+    fn choose(&self, running: &std::path::Path, env: &[(&str, &std::ffi::OsStr)]) -> String {
+        let script = r#"source "$PROVISION"; installed=$T/sbin/cilab-provision; settings=$T/etc/provision.env
+                        choose_source again; echo "src=$src""#;
+        let output = Command::new("bash")
+            .args(["-c", script])
+            .arg(running)
+            .env("PROVISION", common::workspace().join("vagrant/provision.sh"))
+            .env("T", self.dir.path())
+            .env_remove("CILAB_SRC")
+            .env_remove("CILAB_PROVISION_HANDED_OVER")
+            .envs(env.iter().copied())
+            .output()
+            .expect("run bash");
+        let said = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(output.status.success(), "{said}{}", String::from_utf8_lossy(&output.stderr));
+        said
+    }
+}
+
+#[test]
+fn provisioning_again_builds_the_tree_it_was_first_given_with_the_trees_own_script() {
+    let real = common::workspace().join("vagrant/provision.sh");
+    let run = Provisioning::new();
+    let tree = run.tree().into_os_string();
+    // The first run (cloud-init's, or Vagrant's upload) is given the tree, installs itself.
+    let uploaded = run.path("vagrant-shell");
+    std::fs::copy(&real, &uploaded).expect("copy the script");
+    assert_eq!(run.choose(&uploaded, &[("CILAB_SRC", &tree)]), format!("src={}\n", run.tree().display()));
+    assert_eq!(std::fs::read(run.installed()).ok(), std::fs::read(&real).ok(), "the script installs itself");
+
+    // `sudo cilab-provision` later: no CILAB_SRC, and the tree written down is built.
+    assert_eq!(run.choose(&run.installed(), &[]), format!("src={}\n", run.tree().display()));
+    // The tree's script the same as the installed one: it goes on.
+    std::fs::copy(&real, run.tree().join("vagrant/provision.sh")).expect("copy the script");
+    assert_eq!(run.choose(&run.installed(), &[]), format!("src={}\n", run.tree().display()));
+
+    // After a `git pull` the tree's script is another: installed in place and run instead,
+    // with the tree and the arguments, once.
+    let newer = "#!/bin/sh\necho \"the tree's script: src=$CILAB_SRC once=$CILAB_PROVISION_HANDED_OVER args=$*\"\n";
+    std::fs::write(run.tree().join("vagrant/provision.sh"), newer).expect("write the tree's script");
+    assert_eq!(
+        run.choose(&run.installed(), &[]),
+        format!("cilab-provision: {}/vagrant/provision.sh is not this copy ({}): installing it in its place and running it\n\
+                 the tree's script: src={} once=1 args=again\n",
+                run.tree().display(), run.installed().display(), run.tree().display())
+    );
+    assert_eq!(std::fs::read_to_string(run.installed()).ok().as_deref(), Some(newer), "the tree's script is installed");
+    // A script that has handed over once does not hand over again.
+    std::fs::copy(&real, run.installed()).expect("copy the script");
+    let once = std::ffi::OsStr::new("1");
+    assert_eq!(
+        run.choose(&run.installed(), &[("CILAB_PROVISION_HANDED_OVER", once)]),
+        format!("src={}\n", run.tree().display())
+    );
+
+    // A script run from elsewhere (Vagrant's upload of the host's) is the one asked for:
+    // it runs, and installs itself, whatever the tree has.
+    assert_eq!(run.choose(&uploaded, &[]), format!("src={}\n", run.tree().display()));
+    assert_eq!(std::fs::read(run.installed()).ok(), std::fs::read(&real).ok());
+
+    // Never given a tree: /vagrant. Given another: that one, from then on.
+    let fresh = Provisioning::new();
+    assert_eq!(fresh.choose(&real, &[]), "src=/vagrant\n");
+    let other = fresh.path("other").into_os_string();
+    assert_eq!(fresh.choose(&real, &[("CILAB_SRC", &other)]), format!("src={}\n", fresh.path("other").display()));
+    assert_eq!(fresh.choose(&fresh.installed(), &[]), format!("src={}\n", fresh.path("other").display()));
 }

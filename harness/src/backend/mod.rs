@@ -21,7 +21,8 @@
 //! - [`Guest::stop`] leaves nothing running (and `Drop` calls it, also on an early return).
 
 pub mod agent;
-mod command;
+mod children;
+pub mod command;
 pub mod initramfs;
 pub mod local;
 pub mod multipass;

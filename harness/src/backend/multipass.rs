@@ -9,7 +9,11 @@
 //! [`Guest::stop`] leaves it up. It has cilab from provisioning (built in the instance from
 //! the tree mounted at /home/ubuntu/cilab, `multipass mount`, which is live: nothing to
 //! sync before a build), so the payload is not sent. The check runs as root in a delegated
-//! systemd scope (lab cgroup-limits needs controllers handed down; Ubuntu runs systemd).
+//! systemd scope (lab cgroup-limits needs controllers handed down; Ubuntu runs systemd),
+//! named for the check (`--unit cilab-check-...`): killing `multipass exec` here does not
+//! stop the check in the instance, so when it overruns its deadline or cilab is
+//! interrupted, `multipass exec <instance> -- sudo systemctl stop <unit>.scope` does
+//! ([`command::RemoteStop`]).
 //!
 //! The check is plain words after `--`, and the one script (the probe, `sh -c`) is one
 //! line with no quotes and no empty word: multipass before 1.12 mangled quotes, newlines
@@ -23,7 +27,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{command, Guest, GuestOutput, Payload};
+use super::command::{self, RemoteStop};
+use super::{Guest, GuestOutput, Payload};
 use crate::error::{Error, Result};
 use crate::report::GuestInfo;
 
@@ -91,12 +96,25 @@ impl Multipass {
     }
 
     /// `multipass`'s arguments to run `argv` in the instance as root, in a delegated
-    /// systemd scope.
-    pub fn exec_as_root_args(&self, argv: &[String]) -> Vec<String> {
-        let mut root: Vec<String> =
-            ["sudo", "systemd-run", "--quiet", "--scope", "-p", "Delegate=yes", "--"].map(String::from).to_vec();
+    /// systemd scope; named `unit` when given, so that [`Multipass::stop_args`] can stop it.
+    pub fn exec_as_root_args(&self, argv: &[String], unit: Option<&str>) -> Vec<String> {
+        let mut root: Vec<String> = ["sudo", "systemd-run", "--quiet", "--scope"].map(String::from).to_vec();
+        if let Some(unit) = unit {
+            root.extend([
+                "--unit".to_string(),
+                unit.to_string(),
+                "-p".to_string(),
+                format!("TimeoutStopSec={}", command::SCOPE_STOP_TIMEOUT.as_secs()),
+            ]);
+        }
+        root.extend(["-p", "Delegate=yes", "--"].map(String::from));
         root.extend(argv.iter().cloned());
         self.exec_args(&root)
+    }
+
+    /// `multipass`'s arguments to stop the scope `unit` in the instance, and all in it.
+    pub fn stop_args(&self, unit: &str) -> Vec<String> {
+        self.exec_args(&["sudo", "systemctl", "stop", &format!("{unit}.scope")].map(String::from))
     }
 
     fn multipass(&self, args: &[String], deadline: Duration) -> Result<GuestOutput> {
@@ -189,13 +207,21 @@ impl Guest for Multipass {
         Ok(())
     }
 
+    /// In a scope of its own, which is stopped in the instance when the command is killed
+    /// here (its deadline, or Ctrl-C).
     fn run_as_root(&mut self, argv: &[String], deadline: Duration) -> Result<GuestOutput> {
-        let args = self.exec_as_root_args(argv);
-        self.multipass(&args, deadline)
+        let unit = command::unit_name();
+        let args = self.exec_as_root_args(argv, Some(&unit));
+        let stop = RemoteStop {
+            what: format!("the command in the instance `{}` (scope {unit}.scope)", self.instance),
+            program: self.program.clone(),
+            args: self.stop_args(&unit),
+        };
+        command::run_stoppable(NAME, &self.program, &args, deadline, Some(stop))
     }
 
     fn run_on_terminal(&mut self, argv: &[String]) -> Result<i32> {
-        command::run_on_terminal(NAME, &self.program, &self.exec_as_root_args(argv))
+        command::run_on_terminal(NAME, &self.program, &self.exec_as_root_args(argv, None))
     }
 
     fn describe(&self) -> GuestInfo {
@@ -225,16 +251,37 @@ mod tests {
             hold_timeout: None,
             sealed: false,
         };
-        let args = guest.exec_as_root_args(&check.argv());
-        let mut expected: Vec<String> =
-            ["exec", "lab-vm", "--", "sudo", "systemd-run", "--quiet", "--scope", "-p", "Delegate=yes", "--"]
-                .map(String::from)
-                .to_vec();
+        let args = guest.exec_as_root_args(&check.argv(), Some("cilab-check-1"));
+        let mut expected: Vec<String> = [
+            "exec",
+            "lab-vm",
+            "--",
+            "sudo",
+            "systemd-run",
+            "--quiet",
+            "--scope",
+            "--unit",
+            "cilab-check-1",
+            "-p",
+            "TimeoutStopSec=15",
+            "-p",
+            "Delegate=yes",
+            "--",
+        ]
+        .map(String::from)
+        .to_vec();
         expected.extend(
             ["cilab", "check", "--format", "json", "--allow-jailbreak-on-this-host", catalog::all()[0].name]
                 .map(String::from),
         );
         assert_eq!(args, expected);
+        // Stopping the scope stops the check and all it started.
+        assert_eq!(
+            guest.stop_args("cilab-check-1"),
+            ["exec", "lab-vm", "--", "sudo", "systemctl", "stop", "cilab-check-1.scope"].map(String::from)
+        );
+        // On the terminal (a person at the keyboard, who has Ctrl-C): no name needed.
+        assert!(!guest.exec_as_root_args(&check.argv(), None).contains(&"--unit".to_string()));
     }
 
     #[test]

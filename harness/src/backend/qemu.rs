@@ -12,7 +12,9 @@
 //! machine. Otherwise qemu emulates (TCG). A guest that hangs or overruns its deadline
 //! is killed (its own process group), and a guest that panics powers off at once
 //! (`panic=-1`, `-no-reboot`): either way the backend failed, not the lab. qemu dies
-//! with cilab (PR_SET_PDEATHSIG) and Ctrl-C kills it ([`kill_all`]).
+//! with cilab (PR_SET_PDEATHSIG) and Ctrl-C kills it ([`kill_all`]): the guest, or the KVM
+//! probe's qemu, and after that no qemu is started (an interrupt while the image is
+//! built or KVM probed does not leave a guest booting behind cilab).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::AsRawFd;
@@ -21,12 +23,12 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
 use super::agent::{Request, MAX_ANSWER, PORT_NAME};
+use super::children::{kill_group, Children, SpawnError};
 use super::initramfs::{self, Image};
 use super::{tail, Guest, GuestOutput, Payload, GUEST_BIN};
 use crate::error::{Error, Result};
@@ -153,31 +155,32 @@ struct Running {
     answered: bool,
 }
 
-/// Guests of this process, for Ctrl-C: (qemu's pid, its directory).
-static RUNNING: Mutex<Vec<(i32, PathBuf)>> = Mutex::new(Vec::new());
+/// The qemu processes of this process (guests and KVM probes), for Ctrl-C: qemu's pid,
+/// its directory.
+static RUNNING: Children<PathBuf> = Children::new();
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
-fn running() -> std::sync::MutexGuard<'static, Vec<(i32, PathBuf)>> {
-    RUNNING.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// Kills every guest this process started and removes its directory (the interrupt
-/// handler calls this); says what it did.
+/// Kills every qemu this process started and removes its directory, and from now on
+/// starts none (the interrupt handler calls this); says what it did.
 pub fn kill_all() -> Vec<String> {
-    let guests: Vec<(i32, PathBuf)> = running().drain(..).collect();
+    let mut killed = Vec::new();
+    // Its own process group (the terminal's, when a person is at the console: then qemu
+    // alone).
+    let guests = RUNNING.close(|pid, _| killed.push(kill_group(pid)));
     let mut done = Vec::new();
-    for (pid, workdir) in guests {
-        // Its own process group (the terminal's, when a person is at the console: then
-        // qemu alone).
-        let group = nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(pid)));
-        let killed = match group {
-            Ok(group) if group.as_raw() == pid => nix::sys::signal::killpg(group, Signal::SIGKILL),
-            _ => nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL),
-        };
+    for ((pid, workdir), killed) in guests.into_iter().zip(killed) {
         let _ = std::fs::remove_dir_all(&workdir);
         done.push(format!("killed qemu guest {pid} ({killed:?}), removed {}", workdir.display()));
     }
     done
+}
+
+/// The error of a qemu not started because cilab is exiting after an interrupt.
+fn interrupted() -> Error {
+    Error::Backend {
+        backend: "qemu".into(),
+        message: "cilab is exiting after an interrupt: no guest is started".into(),
+    }
 }
 
 /// What guests of cilabs that are gone left: their directories in [`RUN_DIR`] (qemu's
@@ -324,12 +327,17 @@ impl Qemu {
                 Ok(())
             });
         }
-        let child = command.spawn().map_err(|e| {
+        // Registered as it starts, unless an interrupt came first (then nothing starts).
+        let child = RUNNING.spawn(workdir.clone(), || command.spawn()).map_err(|e| {
             let _ = std::fs::remove_dir_all(&workdir);
-            Error::Backend { backend: "qemu".into(), message: format!("starting {QEMU}: {e}") }
+            match e {
+                SpawnError::Closed => interrupted(),
+                SpawnError::Spawn(e) => {
+                    Error::Backend { backend: "qemu".into(), message: format!("starting {QEMU}: {e}") }
+                }
+            }
         })?;
         let pid = child.id() as i32;
-        running().push((pid, workdir.clone()));
         // qemu listens on the socket made here: this connection waits in its backlog until
         // qemu accepts it (no waiting for a socket file to appear).
         let parts = UnixStream::connect(&socket)
@@ -465,7 +473,7 @@ fn console_tail(workdir: &Path) -> String {
 }
 
 fn unregister(pid: i32) {
-    running().retain(|(p, _)| *p != pid);
+    RUNNING.remove(pid);
 }
 
 fn kill_and_reap(pid: i32, mut child: Child, workdir: &Path) {
@@ -483,6 +491,9 @@ impl Guest for Qemu {
     fn start(&mut self, payload: &Payload) -> Result<()> {
         if self.vm.is_some() {
             return Ok(());
+        }
+        if RUNNING.is_closed() {
+            return Err(interrupted());
         }
         let initrd = self.initramfs(payload)?;
         self.boot(&initrd)
@@ -696,7 +707,8 @@ pub fn build_image(payload: &Payload, release: &str, machine: Machine) -> Result
 }
 
 /// KVM if a bounded boot with it works, else TCG; the answer (and why) is cached per
-/// boot of this machine in [`CACHE_DIR`].
+/// boot of this machine in [`CACHE_DIR`]. A probe cut short by an interrupt answers TCG,
+/// uncached (and no guest is started after it anyway).
 pub fn accelerator(kernel: &Path) -> (Accel, String) {
     let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
     let cache = Path::new(CACHE_DIR).join(format!("accel-{}", boot_id.trim()));
@@ -708,21 +720,24 @@ pub fn accelerator(kernel: &Path) -> (Accel, String) {
             return (Accel::Tcg, why.trim().to_string());
         }
     }
-    let (accel, why) = probe_kvm(kernel);
+    let Some((accel, why)) = probe_kvm(kernel) else {
+        return (Accel::Tcg, "KVM not probed: cilab is exiting after an interrupt".into());
+    };
     let _ = std::fs::create_dir_all(CACHE_DIR);
     let _ = std::fs::write(&cache, format!("{} {why}\n", accel.name()));
     (accel, why)
 }
 
 /// Boots `kernel` with KVM and no initramfs: it panics at once (no root) and, with
-/// `panic=-1 -no-reboot`, qemu exits. Within [`KVM_PROBE_DEADLINE`], KVM works.
-fn probe_kvm(kernel: &Path) -> (Accel, String) {
+/// `panic=-1 -no-reboot`, qemu exits. Within [`KVM_PROBE_DEADLINE`], KVM works. Its qemu
+/// is registered for Ctrl-C like a guest's; `None`: an interrupt refused or killed it.
+fn probe_kvm(kernel: &Path) -> Option<(Accel, String)> {
     if std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_err() {
-        return (Accel::Tcg, "no usable /dev/kvm".into());
+        return Some((Accel::Tcg, "no usable /dev/kvm".into()));
     }
     let dir = Path::new(RUN_DIR).join(format!("kvm-probe-{}", std::process::id()));
     if let Err(e) = std::fs::create_dir_all(&dir) {
-        return (Accel::Tcg, format!("could not probe KVM: creating {}: {e}", dir.display()));
+        return Some((Accel::Tcg, format!("could not probe KVM: creating {}: {e}", dir.display())));
     }
     let log = dir.join("console.log");
     let mut command = Command::new(QEMU);
@@ -740,24 +755,66 @@ fn probe_kvm(kernel: &Path) -> (Accel, String) {
     unsafe {
         command.pre_exec(|| nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from));
     }
-    let result = match command.spawn() {
-        Err(e) => (Accel::Tcg, format!("could not start {QEMU} for the KVM probe: {e}")),
+    let result = match RUNNING.spawn(dir.clone(), || command.spawn()) {
+        Err(SpawnError::Closed) => None,
+        Err(SpawnError::Spawn(e)) => Some((Accel::Tcg, format!("could not start {QEMU} for the KVM probe: {e}"))),
         Ok(child) => {
             let pid = child.id() as i32;
-            running().push((pid, dir.clone()));
             let exited = PidFd::open(pid).map(|fd| fd.wait_exit(KVM_PROBE_DEADLINE)).unwrap_or(false);
-            unregister(pid);
+            // Not there any more: the interrupt handler killed it, which says nothing of KVM.
+            let ours = RUNNING.remove(pid).is_some();
             kill_and_reap(pid, child, Path::new("/nonexistent"));
             let console = std::fs::read_to_string(&log).unwrap_or_default();
-            if exited && console.contains("Kernel panic") {
-                (Accel::Kvm, format!("a probe boot with KVM ended within {KVM_PROBE_DEADLINE:?}"))
+            if !ours {
+                None
+            } else if exited && console.contains("Kernel panic") {
+                Some((Accel::Kvm, format!("a probe boot with KVM ended within {KVM_PROBE_DEADLINE:?}")))
             } else if exited {
-                (Accel::Tcg, "a probe boot with KVM failed".into())
+                Some((Accel::Tcg, "a probe boot with KVM failed".into()))
             } else {
-                (Accel::Tcg, format!("/dev/kvm is there but a probe boot with it hung for {KVM_PROBE_DEADLINE:?}"))
+                Some((
+                    Accel::Tcg,
+                    format!("/dev/kvm is there but a probe boot with it hung for {KVM_PROBE_DEADLINE:?}"),
+                ))
             }
         }
     };
     let _ = std::fs::remove_dir_all(&dir);
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// After the interrupt handler's `kill_all`, neither `start` (before the image is
+    /// built) nor the boot itself (after it, with the image and the probe done) starts a
+    /// qemu. The only test here that touches the registry of this process: no other test of
+    /// this binary boots a guest.
+    #[test]
+    fn after_an_interrupt_no_guest_is_started() {
+        assert!(kill_all().is_empty(), "no test of this binary started a qemu");
+        let mut qemu = Qemu {
+            options: Options::default(),
+            kernel: PathBuf::from("/nonexistent/vmlinuz"),
+            release: "0.0.0-test".into(),
+            accel: Some((Accel::Tcg, "asked for".into())),
+            vm: None,
+            boot_to_report: None,
+        };
+        let refused = qemu.start(&Payload::default()).expect_err("start after an interrupt");
+        assert!(refused.to_string().contains("after an interrupt"), "{refused}");
+        if which::which(QEMU).is_ok() {
+            // This process's guest directories (other cilabs may boot guests meanwhile).
+            let ours = || -> Vec<PathBuf> {
+                let prefix = format!("{}-", std::process::id());
+                let entries = std::fs::read_dir(RUN_DIR).into_iter().flatten().flatten();
+                entries.filter(|e| e.file_name().to_string_lossy().starts_with(&prefix)).map(|e| e.path()).collect()
+            };
+            let refused = qemu.boot(Path::new("/nonexistent/initrd")).expect_err("boot after an interrupt");
+            assert!(refused.to_string().contains("after an interrupt"), "{refused}");
+            assert!(qemu.pid().is_none());
+            assert_eq!(ours(), Vec::<PathBuf>::new(), "the refused guest's directory is removed");
+        }
+    }
 }

@@ -7,10 +7,15 @@
 #
 # Its "instance" is this machine: $FAKE_INSTANCE is the only instance; its state is
 # $FAKE_STATE; the probe (sh -c ...) answers a kernel, cgroup v2 and $FAKE_HAS_CILAB;
-# a command run as root in a delegated scope, which must be exactly as cilab's backend
-# wraps it, is run here as it is ($FAKE_CHECK=run) or answers nonsense (=garbage).
+# a command run as root in a named delegated scope, which must be exactly as cilab's
+# backend wraps it, is run here as it is ($FAKE_CHECK=run), answers nonsense (=garbage),
+# or (=hang) goes on in the "instance" whatever happens to this `multipass exec`: a
+# process in a session of its own, its pid in <unit>.pid beside the log, that writes a
+# line into the fifo $FAKE_READY once it runs and then waits. `sudo systemctl stop
+# <unit>.scope` kills it, as systemd would stop the scope.
 set -u
 { printf '%s\x1f' "$@"; echo; } >>"${FAKE_MULTIPASS_LOG:?}"
+dir=$(dirname "$FAKE_MULTIPASS_LOG")
 case "${1:-}" in
   info)
     if [ "${2:-}" != "$FAKE_INSTANCE" ] || [ "${3:-} ${4:-}" != "--format json" ]; then
@@ -30,13 +35,30 @@ case "${1:-}" in
       printf '6.8.0-49-generic\ncgroup2fs\n-\n%s\n' "$FAKE_HAS_CILAB"
       exit 0
     fi
-    if [ "${*:1:7}" != "sudo systemd-run --quiet --scope -p Delegate=yes --" ]; then
-      echo "fake multipass: not run as root in a delegated scope: $*" >&2
+    if [ "${*:1:3}" = "sudo systemctl stop" ] && [ $# = 4 ]; then
+      unit=${4%.scope}
+      if [ ! -f "$dir/$unit.pid" ]; then
+        echo "Failed to stop $4: Unit $4 not loaded." >&2
+        exit 5
+      fi
+      kill -KILL "$(cat "$dir/$unit.pid")"
+      rm -f "$dir/$unit.pid"
+      exit 0
+    fi
+    unit=${6:-}
+    if [ "${*:1:5}" != "sudo systemd-run --quiet --scope --unit" ] || [ "${unit#cilab-check-}" = "$unit" ] \
+      || [ "${*:7:5}" != "-p TimeoutStopSec=15 -p Delegate=yes --" ]; then
+      echo "fake multipass: not run as root in a named delegated scope: $*" >&2
       exit 99
     fi
-    shift 7
+    shift 11
     case "$FAKE_CHECK" in
       run) exec "$@" ;;
+      hang)
+        setsid sh -c 'echo $$ >"$1"; echo started >"$2"; exec sleep 100000' sh "$dir/$unit.pid" "${FAKE_READY:?}" \
+          </dev/null >/dev/null 2>&1 &
+        wait
+        ;;
       *) echo "Segmentation fault" >&2; exit 139 ;;
     esac
     ;;
