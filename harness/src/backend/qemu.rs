@@ -8,10 +8,12 @@
 //! The console is never read for results.
 //!
 //! KVM is used only when a real, bounded boot with it works (a /dev/kvm that exists can
-//! still hang under nested virtualisation); the answer is cached per boot of this
-//! machine. Otherwise qemu emulates (TCG). A guest that hangs or overruns its deadline
-//! is killed (its own process group), and a guest that panics powers off at once
-//! (`panic=-1`, `-no-reboot`): either way the backend failed, not the lab. qemu dies
+//! still hang under nested virtualisation); a definite answer (KVM booted the kernel, or
+//! it hung while TCG booted the same kernel) is cached per boot of this machine and per
+//! kernel, never the answer of a probe whose kernel did not boot at all. Otherwise qemu
+//! emulates (TCG). A guest that hangs or overruns its deadline is killed (its own
+//! process group), and a guest that panics powers off at once (`panic=-1`,
+//! `-no-reboot`): either way the backend failed, not the lab. qemu dies
 //! with cilab (PR_SET_PDEATHSIG) and Ctrl-C kills it ([`kill_all`]).
 
 use std::io::{BufRead, BufReader, Write};
@@ -253,10 +255,13 @@ pub fn readiness() -> (bool, String) {
     if !missing.is_empty() {
         return (false, format!("cannot run: needs {}", missing.join(" and ")));
     }
-    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
-    let accel = std::fs::read_to_string(Path::new(CACHE_DIR).join(format!("accel-{}", boot_id.trim())))
-        .map(|said| said.trim().replacen(' ', " (", 1) + ")")
-        .unwrap_or_else(|_| "KVM not probed yet (the first boot probes it; TCG otherwise)".into());
+    let accel = kernel
+        .as_ref()
+        .ok()
+        .and_then(|(path, _)| cache_file(Path::new(CACHE_DIR), path))
+        .and_then(|file| read_cached(&file))
+        .map(|(accel, why)| format!("{} ({why})", accel.name()))
+        .unwrap_or_else(|| "KVM not probed yet for this kernel (the first boot probes it; TCG otherwise)".into());
     let kernel = kernel.map(|(path, release)| format!("{release} ({})", path.display())).unwrap_or_default();
     (true, format!("usable: `--backend qemu`; kernel {kernel}; accelerator {accel}"))
 }
@@ -681,69 +686,248 @@ pub fn build_image(payload: &Payload, release: &str, machine: Machine) -> Result
     Ok(image)
 }
 
-/// KVM if a bounded boot with it works, else TCG; the answer (and why) is cached per
-/// boot of this machine in [`CACHE_DIR`].
+/// KVM if a bounded boot with it works, else TCG; a definite answer (and why) is cached
+/// per boot of this machine and per kernel in [`CACHE_DIR`] (see [`accelerator_in`]).
 pub fn accelerator(kernel: &Path) -> (Accel, String) {
-    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
-    let cache = Path::new(CACHE_DIR).join(format!("accel-{}", boot_id.trim()));
-    if let Ok(said) = std::fs::read_to_string(&cache) {
-        if let Some(why) = said.strip_prefix("kvm ") {
-            return (Accel::Kvm, why.trim().to_string());
-        }
-        if let Some(why) = said.strip_prefix("tcg ") {
-            return (Accel::Tcg, why.trim().to_string());
-        }
-    }
-    let (accel, why) = probe_kvm(kernel);
-    let _ = std::fs::create_dir_all(CACHE_DIR);
-    let _ = std::fs::write(&cache, format!("{} {why}\n", accel.name()));
-    (accel, why)
+    accelerator_in(Path::new(CACHE_DIR), kernel, probe_kvm)
 }
 
-/// Boots `kernel` with KVM and no initramfs: it panics at once (no root) and, with
-/// `panic=-1 -no-reboot`, qemu exits. Within [`KVM_PROBE_DEADLINE`], KVM works.
-fn probe_kvm(kernel: &Path) -> (Accel, String) {
-    if std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_err() {
-        return (Accel::Tcg, "no usable /dev/kvm".into());
+/// What a KVM probe found out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeAnswer {
+    /// True of this machine until it reboots, for this kernel: KVM booted it, or KVM hung
+    /// while TCG booted the same kernel. Cached.
+    Definite(Accel, String),
+    /// Says nothing lasting about KVM (no /dev/kvm to open, which is cheap to look at
+    /// again; the probe could not start; the kernel itself did not boot, as a broken
+    /// `--kernel` does): used for this boot of the guest only, never cached.
+    ThisTime(Accel, String),
+}
+
+impl ProbeAnswer {
+    fn answer(self) -> (Accel, String) {
+        match self {
+            ProbeAnswer::Definite(accel, why) | ProbeAnswer::ThisTime(accel, why) => (accel, why),
+        }
     }
-    let dir = Path::new(RUN_DIR).join(format!("kvm-probe-{}", std::process::id()));
+}
+
+/// [`accelerator`] with its cache in `cache` and its probe given: the cached answer for
+/// this boot of the machine and this `kernel` (its path, size and modification time: a
+/// kernel replaced in place is another kernel), else the probe's, cached only when it is
+/// [`ProbeAnswer::Definite`].
+pub fn accelerator_in(cache: &Path, kernel: &Path, probe: impl FnOnce(&Path) -> ProbeAnswer) -> (Accel, String) {
+    let file = cache_file(cache, kernel);
+    if let Some(answer) = file.as_deref().and_then(read_cached) {
+        return answer;
+    }
+    match probe(kernel) {
+        ProbeAnswer::Definite(accel, why) => {
+            if let Some(file) = &file {
+                // A cache that cannot be written only costs the next boot a probe.
+                let _ = std::fs::create_dir_all(cache);
+                let _ = std::fs::write(file, format!("{} {why}\n", accel.name()));
+            }
+            (accel, why)
+        }
+        answer @ ProbeAnswer::ThisTime(..) => answer.answer(),
+    }
+}
+
+/// The file holding the probe's answer for this boot of the machine and `kernel`; `None`
+/// when either cannot be told (nothing is cached then).
+fn cache_file(cache: &Path, kernel: &Path) -> Option<PathBuf> {
+    use sha2::{Digest, Sha256};
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let path = std::fs::canonicalize(kernel).ok()?;
+    let meta = std::fs::metadata(&path).ok()?;
+    let modified = meta.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?;
+    let mut hasher = Sha256::new();
+    hasher.update(path.as_os_str().as_encoded_bytes());
+    hasher.update(format!("\0{}\0{}.{:09}", meta.len(), modified.as_secs(), modified.subsec_nanos()));
+    let kernel_id = initramfs::hex(&hasher.finalize());
+    Some(cache.join(format!("accel-{}-{}", boot_id.trim(), &kernel_id[..16])))
+}
+
+fn read_cached(file: &Path) -> Option<(Accel, String)> {
+    let said = std::fs::read_to_string(file).ok()?;
+    if let Some(why) = said.strip_prefix("kvm ") {
+        return Some((Accel::Kvm, why.trim().to_string()));
+    }
+    said.strip_prefix("tcg ").map(|why| (Accel::Tcg, why.trim().to_string()))
+}
+
+/// How long the TCG boot that tells a kernel that hangs under KVM from one that does not
+/// boot at all may take.
+const TCG_PROBE_DEADLINE: Duration = Duration::from_secs(90);
+
+/// Boots `kernel` with KVM and no initramfs: it panics at once (no root) and, with
+/// `panic=-1 -no-reboot`, qemu exits. Within [`KVM_PROBE_DEADLINE`], KVM works. If it
+/// hangs, the same boot under TCG says whether KVM or the kernel is to blame.
+fn probe_kvm(kernel: &Path) -> ProbeAnswer {
+    if std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_err() {
+        return ProbeAnswer::ThisTime(Accel::Tcg, "no usable /dev/kvm".into());
+    }
+    judge_probe(probe_boot(kernel, Accel::Kvm, KVM_PROBE_DEADLINE), || {
+        probe_boot(kernel, Accel::Tcg, TCG_PROBE_DEADLINE)
+    })
+}
+
+/// How a probe boot (no initramfs: the kernel panics for want of a root) ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeBoot {
+    /// The kernel booted as far as its panic, and qemu exited.
+    Panicked,
+    /// qemu exited, but the kernel never said it panicked: what qemu said.
+    Failed(String),
+    /// Still running at the deadline (killed).
+    Hung(Duration),
+    /// The probe could not be run: why.
+    NotRun(String),
+}
+
+/// The answer from the KVM probe boot and, only where that one hung, a TCG boot of the
+/// same kernel.
+pub fn judge_probe(kvm: ProbeBoot, tcg: impl FnOnce() -> ProbeBoot) -> ProbeAnswer {
+    match kvm {
+        ProbeBoot::Panicked => {
+            ProbeAnswer::Definite(Accel::Kvm, format!("a probe boot with KVM ended within {KVM_PROBE_DEADLINE:?}"))
+        }
+        ProbeBoot::Failed(said) => ProbeAnswer::ThisTime(
+            Accel::Tcg,
+            format!("a probe boot with KVM failed before the kernel ran (qemu said: {said}); KVM not judged"),
+        ),
+        ProbeBoot::NotRun(why) => ProbeAnswer::ThisTime(Accel::Tcg, format!("could not probe KVM: {why}")),
+        ProbeBoot::Hung(waited) => {
+            let hung = format!("/dev/kvm is there but a probe boot with it hung for {waited:?}");
+            match tcg() {
+                ProbeBoot::Panicked => ProbeAnswer::Definite(Accel::Tcg, format!("{hung}, and TCG boots that kernel")),
+                other => ProbeAnswer::ThisTime(
+                    Accel::Tcg,
+                    format!("{hung}, and a probe boot of that kernel with TCG did not boot it either ({other:?})"),
+                ),
+            }
+        }
+    }
+}
+
+/// Boots `kernel` alone with `accel`, at most `deadline`.
+fn probe_boot(kernel: &Path, accel: Accel, deadline: Duration) -> ProbeBoot {
+    let dir = Path::new(RUN_DIR).join(format!("kvm-probe-{}-{}", std::process::id(), accel.name()));
     if let Err(e) = std::fs::create_dir_all(&dir) {
-        return (Accel::Tcg, format!("could not probe KVM: creating {}: {e}", dir.display()));
+        return ProbeBoot::NotRun(format!("creating {}: {e}", dir.display()));
     }
     let log = dir.join("console.log");
+    let qemu_log = dir.join("qemu.log");
+    let stderr = match std::fs::File::create(&qemu_log) {
+        Ok(file) => file,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            return ProbeBoot::NotRun(format!("creating {}: {e}", qemu_log.display()));
+        }
+    };
     let mut command = Command::new(QEMU);
     command
-        .args(["-nodefaults", "-no-user-config", "-display", "none", "-no-reboot", "-accel", "kvm", "-M", "pc"])
+        .args(["-nodefaults", "-no-user-config", "-display", "none", "-no-reboot", "-accel", accel.name(), "-M", "pc"])
         .args(["-m", "256", "-kernel"])
         .arg(kernel)
         .args(["-append", "console=ttyS0 panic=-1", "-serial"])
         .arg(format!("file:{}", log.display()))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .process_group(0);
     // SAFETY: prctl only, between fork and exec.
     unsafe {
         command.pre_exec(|| nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from));
     }
     let result = match command.spawn() {
-        Err(e) => (Accel::Tcg, format!("could not start {QEMU} for the KVM probe: {e}")),
+        Err(e) => ProbeBoot::NotRun(format!("starting {QEMU}: {e}")),
         Ok(child) => {
             let pid = child.id() as i32;
             running().push((pid, dir.clone()));
-            let exited = PidFd::open(pid).map(|fd| fd.wait_exit(KVM_PROBE_DEADLINE)).unwrap_or(false);
+            let exited = PidFd::open(pid).map(|fd| fd.wait_exit(deadline)).unwrap_or(false);
             unregister(pid);
             kill_and_reap(pid, child, Path::new("/nonexistent"));
             let console = std::fs::read_to_string(&log).unwrap_or_default();
             if exited && console.contains("Kernel panic") {
-                (Accel::Kvm, format!("a probe boot with KVM ended within {KVM_PROBE_DEADLINE:?}"))
+                ProbeBoot::Panicked
             } else if exited {
-                (Accel::Tcg, "a probe boot with KVM failed".into())
+                ProbeBoot::Failed(tail(&std::fs::read_to_string(&qemu_log).unwrap_or_default(), 3))
             } else {
-                (Accel::Tcg, format!("/dev/kvm is there but a probe boot with it hung for {KVM_PROBE_DEADLINE:?}"))
+                ProbeBoot::Hung(deadline)
             }
         }
     };
     let _ = std::fs::remove_dir_all(&dir);
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    fn kernel_file(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).expect("write a kernel stand-in");
+        path
+    }
+
+    #[test]
+    fn a_probe_whose_kernel_did_not_boot_is_not_cached_for_any_kernel() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = dir.path().join("cache");
+        let broken = kernel_file(dir.path(), "vmlinuz-broken", b"cut short");
+        let good = kernel_file(dir.path(), "vmlinuz-good", b"a whole kernel");
+        let probes = Cell::new(0);
+        let failed = |_: &Path| {
+            probes.set(probes.get() + 1);
+            judge_probe(ProbeBoot::Failed("no kernel there".into()), || unreachable!("KVM did not hang"))
+        };
+        assert_eq!(accelerator_in(&cache, &broken, failed).0, Accel::Tcg);
+        assert_eq!(accelerator_in(&cache, &broken, failed).0, Accel::Tcg);
+        assert_eq!(probes.get(), 2, "the broken kernel's answer was cached");
+        let worked = |_: &Path| judge_probe(ProbeBoot::Panicked, || unreachable!("KVM did not hang"));
+        assert_eq!(accelerator_in(&cache, &good, worked).0, Accel::Kvm, "the broken kernel's answer was reused");
+    }
+
+    #[test]
+    fn a_definite_answer_is_cached_for_its_kernel_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = dir.path().join("cache");
+        let one = kernel_file(dir.path(), "vmlinuz-one", b"one kernel");
+        let other = kernel_file(dir.path(), "vmlinuz-other", b"another kernel");
+        let worked = |_: &Path| judge_probe(ProbeBoot::Panicked, || unreachable!("KVM did not hang"));
+        assert_eq!(accelerator_in(&cache, &one, worked).0, Accel::Kvm);
+        let never = |_: &Path| -> ProbeAnswer { panic!("probed again: the answer for this kernel was cached") };
+        assert_eq!(accelerator_in(&cache, &one, never).0, Accel::Kvm);
+        // Another kernel is probed for itself.
+        let hung = |_: &Path| judge_probe(ProbeBoot::Hung(KVM_PROBE_DEADLINE), || ProbeBoot::Panicked);
+        let (accel, why) = accelerator_in(&cache, &other, hung);
+        assert_eq!(accel, Accel::Tcg);
+        assert!(why.contains("hung") && why.contains("TCG boots that kernel"), "{why}");
+        assert_eq!(accelerator_in(&cache, &other, never).0, Accel::Tcg);
+        // The same path with other contents (a kernel upgraded in place) is another kernel.
+        std::fs::write(&one, b"one kernel, rebuilt and longer").expect("rewrite");
+        let probes = Cell::new(0);
+        let counted = |_: &Path| {
+            probes.set(probes.get() + 1);
+            judge_probe(ProbeBoot::Panicked, || unreachable!("KVM did not hang"))
+        };
+        accelerator_in(&cache, &one, counted);
+        assert_eq!(probes.get(), 1, "a replaced kernel got the old kernel's answer");
+    }
+
+    #[test]
+    fn only_a_hang_that_tcg_does_not_share_blames_kvm() {
+        let tcg_also_hangs = judge_probe(ProbeBoot::Hung(KVM_PROBE_DEADLINE), || ProbeBoot::Hung(TCG_PROBE_DEADLINE));
+        assert!(matches!(tcg_also_hangs, ProbeAnswer::ThisTime(Accel::Tcg, _)), "{tcg_also_hangs:?}");
+        let tcg_fails = judge_probe(ProbeBoot::Hung(KVM_PROBE_DEADLINE), || ProbeBoot::Failed("bad".into()));
+        assert!(matches!(tcg_fails, ProbeAnswer::ThisTime(Accel::Tcg, _)), "{tcg_fails:?}");
+        let kvm_hangs = judge_probe(ProbeBoot::Hung(KVM_PROBE_DEADLINE), || ProbeBoot::Panicked);
+        assert!(matches!(kvm_hangs, ProbeAnswer::Definite(Accel::Tcg, _)), "{kvm_hangs:?}");
+        let not_run = judge_probe(ProbeBoot::NotRun("no qemu".into()), || unreachable!("not run"));
+        assert!(matches!(not_run, ProbeAnswer::ThisTime(Accel::Tcg, _)), "{not_run:?}");
+    }
 }
