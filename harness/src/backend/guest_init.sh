@@ -24,8 +24,10 @@ fi
 # busybox's applets where a shell finds them (what the host put there stays).
 /opt/cilab/bin/busybox --install -s /bin
 export PATH=/opt/cilab/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root TERM=linux
+# What the host reads on the console when the guest went away (qemu.rs, `guest_end`):
+# "cilab guest: failed: ..." is the init's or the agent's failure.
 fail() {
-  echo "cilab guest: $*" >&2
+  echo "cilab guest: failed: $*" >&2
   poweroff -f
 }
 mount -t proc proc /proc || fail "mount proc"
@@ -82,5 +84,9 @@ hostname cilab-guest
 # A person at the console sees where they are.
 export PS1='cilab-guest:\w# '
 cilab guest-agent
-echo "cilab guest: the host hung up (agent exit status $?); powering off" >&2
+status=$?
+if [ "$status" != 0 ]; then
+  fail "the agent exited with status $status"
+fi
+echo "cilab guest: the host hung up; powering off" >&2
 poweroff -f

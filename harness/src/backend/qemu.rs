@@ -15,6 +15,11 @@
 //! process group), and a guest that panics powers off at once (`panic=-1`,
 //! `-no-reboot`): either way the backend failed, not the lab. qemu dies
 //! with cilab (PR_SET_PDEATHSIG) and Ctrl-C kills it ([`kill_all`]).
+//!
+//! A guest that goes away unasked is the backend's failure under `cilab run` and `cilab
+//! shell` too (they exit 2); only a person's `poweroff -f` at the console is not. Its
+//! console log (which qemu writes also while the console is on a terminal) is read then,
+//! to say how it ended ([`guest_end`]): a kernel panic is named as the guest's crash.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::AsRawFd;
@@ -385,16 +390,25 @@ impl Qemu {
                 Err(e) => break Err(e),
             }
         });
-        if request.terminal && matches!(read, Ok(0)) {
+        // End of file, or a reset (qemu exited with the request unread): qemu is gone or
+        // going (the socket closes with it). Its console, complete once it has exited,
+        // says how the guest ended.
+        use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
+        let gone = match &read {
+            Ok(n) => *n == 0,
+            Err(e) => matches!(e.kind(), ConnectionReset | ConnectionAborted | BrokenPipe),
+        };
+        let ended = gone.then(|| {
+            vm.pidfd.wait_exit(POWEROFF_DEADLINE);
+            guest_end(&read_console(&vm.workdir))
+        });
+        if request.terminal && ended == Some(GuestEnd::PoweredOff) {
             // The person at the console powered the guest off (`poweroff -f`).
-            let powered_off = vm.pidfd.wait_exit(POWEROFF_DEADLINE);
             self.kill();
-            if powered_off {
-                return Ok(GuestOutput::default());
-            }
+            return Ok(GuestOutput::default());
         }
         let failure = match read {
-            Ok(0) => Some("the guest went away before it answered (it panicked, or its init failed)".to_string()),
+            _ if ended.is_some() => ended.map(|end| end.describe()),
             Ok(_) if !answer.ends_with('\n') => Some("the guest's answer was cut short".to_string()),
             Ok(_) => None,
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
@@ -424,7 +438,7 @@ impl Qemu {
         })
     }
 
-    /// The last lines of the guest's console (its log; nothing when it is on a terminal).
+    /// The last lines of the guest's console (its log, also when it is on a terminal).
     fn console_tail(&self) -> String {
         self.vm.as_ref().map(|vm| console_tail(&vm.workdir)).unwrap_or_default()
     }
@@ -452,11 +466,66 @@ impl Qemu {
     }
 }
 
+/// A guest's console log, as far as qemu wrote it (nothing if it has none).
+fn read_console(workdir: &Path) -> String {
+    String::from_utf8_lossy(&std::fs::read(workdir.join("console.log")).unwrap_or_default()).into_owned()
+}
+
+/// How a guest that went away without answering ended, as its console tells.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GuestEnd {
+    /// Its kernel panicked: the panic's line ("Kernel panic - not syncing: ...").
+    Panicked(String),
+    /// cilab's init or agent in the guest failed: what the init said.
+    InitFailed(String),
+    /// It powered off (or rebooted) as asked: `poweroff -f` at its console.
+    PoweredOff,
+    /// Its console does not say.
+    Unknown,
+}
+
+/// What the kernel prints when it panics, and when it powers off or restarts as asked.
+const PANIC: &str = "Kernel panic - not syncing";
+const POWERED_OFF: [&str; 2] = ["reboot: Power down", "reboot: Restarting system"];
+/// How guest_init.sh begins a line that says it (or the agent) failed.
+const INIT_FAILED: &str = "cilab guest: failed: ";
+
+/// How the guest ended, from its console: a panic first (whatever follows it), then a
+/// failure the init reported, then a power-off.
+pub fn guest_end(console: &str) -> GuestEnd {
+    let lines: Vec<&str> = console.lines().map(|l| l.trim_end_matches('\r')).collect();
+    if let Some(line) = lines.iter().find_map(|l| l.find(PANIC).map(|at| &l[at..])) {
+        return GuestEnd::Panicked(line.trim_end_matches(" ]---").trim().to_string());
+    }
+    if let Some(what) = lines.iter().rev().find_map(|l| l.split_once(INIT_FAILED).map(|(_, what)| what)) {
+        return GuestEnd::InitFailed(what.trim().to_string());
+    }
+    if lines.iter().any(|l| POWERED_OFF.iter().any(|said| l.ends_with(said))) {
+        return GuestEnd::PoweredOff;
+    }
+    GuestEnd::Unknown
+}
+
+impl GuestEnd {
+    /// Why the backend failed, for a guest that ended so before it answered.
+    pub fn describe(&self) -> String {
+        match self {
+            GuestEnd::Panicked(line) => format!("the guest crashed: its kernel panicked ({line})"),
+            GuestEnd::InitFailed(what) => format!("the guest's init failed: {what}"),
+            GuestEnd::PoweredOff => "the guest powered off before it answered".into(),
+            GuestEnd::Unknown => {
+                "the guest went away before it answered (its console does not say why: qemu itself may have died)"
+                    .into()
+            }
+        }
+    }
+}
+
 /// The last lines of a guest's console log, and what qemu itself said.
 fn console_tail(workdir: &Path) -> String {
     let read =
         |name: &str| String::from_utf8_lossy(&std::fs::read(workdir.join(name)).unwrap_or_default()).into_owned();
-    let mut text = tail(&read("console.log"), 20);
+    let mut text = tail(&read_console(workdir), 20);
     let qemu = read("qemu.log");
     if !qemu.trim().is_empty() {
         text.push_str(&format!("\n(qemu said: {})", tail(&qemu, 5)));
@@ -598,9 +667,10 @@ fn qemu_args(options: &Options, accel: Accel, kernel: &Path, initrd: &Path, work
         format!("virtio-rng-{bus}"),
     ]);
     if options.terminal {
+        // On this terminal, and in a log too: the host reads it if the guest goes away.
         args.extend([
             "-chardev".into(),
-            "stdio,id=console,signal=off".into(),
+            format!("stdio,id=console,signal=off,logfile={}", workdir.join("console.log").display()),
             "-serial".into(),
             "chardev:console".into(),
         ]);
@@ -917,6 +987,33 @@ mod tests {
         };
         accelerator_in(&cache, &one, counted);
         assert_eq!(probes.get(), 1, "a replaced kernel got the old kernel's answer");
+    }
+
+    /// The end of a console as the guest's kernel and init write it (serial: CR LF).
+    const PANICKED: &str = "cilab-guest:/# echo c > /proc/sysrq-trigger\r\n\
+        [    9.055036] sysrq: Trigger a crash\r\n\
+        [    9.056169] Kernel panic - not syncing: sysrq triggered crash\r\n\
+        [    9.057253]  dump_stack_lvl+0x44/0x5c\r\n\
+        [    9.057253] Kernel Offset: 0x6e00000 from 0xffffffff81000000\r\n";
+
+    #[test]
+    fn the_console_says_how_a_guest_that_went_away_ended() {
+        assert_eq!(guest_end(PANICKED), GuestEnd::Panicked("Kernel panic - not syncing: sysrq triggered crash".into()));
+        assert!(guest_end(PANICKED).describe().starts_with("the guest crashed: its kernel panicked (Kernel panic"));
+        // A panic wins over whatever follows it (a power-off line, say).
+        let later = format!("{PANICKED}[    9.1] reboot: Power down\r\n");
+        assert!(matches!(guest_end(&later), GuestEnd::Panicked(_)), "{later}");
+        let init = "cilab guest: failed: the agent exited with status 137\r\n[   20.1] reboot: Power down\r\n";
+        assert_eq!(guest_end(init), GuestEnd::InitFailed("the agent exited with status 137".into()));
+        let person = "cilab-guest:/# poweroff -f\r\n[  148.164807] reboot: Power down\r\n";
+        assert_eq!(guest_end(person), GuestEnd::PoweredOff);
+        assert_eq!(
+            guest_end("cilab-guest:/# reboot -f\r\n[ 12.0] reboot: Restarting system\r\n"),
+            GuestEnd::PoweredOff
+        );
+        // A console that stops mid-way (qemu killed from outside) says nothing.
+        assert_eq!(guest_end("cilab-guest:/# ls\r\nbin dev\r\n"), GuestEnd::Unknown);
+        assert_eq!(guest_end(""), GuestEnd::Unknown);
     }
 
     #[test]
