@@ -265,6 +265,36 @@ fn a_guest_that_hangs_or_panics_is_the_backends_failure_and_is_gone() {
     assert_eq!(guests_running(), Vec::new(), "a guest is left running");
 }
 
+/// What the guest's kernel says at KERN_ERR or worse reaches the host: a command the OOM
+/// killer ends (sysrq f, with the command's oom_score_adj at the top) comes back killed,
+/// the kill in its stderr; a guest whose agent the OOM killer ends fails the backend, the
+/// kill in the failure, with the init's word that the agent died.
+#[test]
+fn an_oom_kill_in_the_guest_reaches_the_host() {
+    const KILLED: &str = "Out of memory: Killed process";
+    common::require_root();
+    let _one = one_guest_at_a_time();
+    let mut guest = boot(CgroupLayout::V2);
+    let command = run(
+        &mut guest,
+        &["sh", "-c", "echo 1000 > /proc/self/oom_score_adj; echo f > /proc/sysrq-trigger; exec sleep 120"],
+    );
+    assert_eq!(command.status, 128 + 9, "{command:?}");
+    assert!(command.stderr.contains("the guest kernel said, while it ran:"), "{command:?}");
+    assert!(command.stderr.contains(KILLED), "{command:?}");
+    let agent: Vec<String> =
+        ["sh", "-c", "echo 1000 > /proc/$PPID/oom_score_adj; echo f > /proc/sysrq-trigger; sleep 120"]
+            .map(String::from)
+            .to_vec();
+    let error = guest.run_as_root(&agent, Duration::from_secs(120)).expect_err("a guest without its agent");
+    assert!(error.is_harness_failure(), "{error}");
+    let said = error.to_string();
+    assert!(said.contains("the guest's init failed: the agent exited with status 137"), "{said}");
+    assert!(said.contains("the guest kernel said:") && said.contains(&format!("{KILLED} ")), "{said}");
+    assert!(said.contains("(cilab)"), "the agent, cilab, was the one killed: {said}");
+    assert_eq!(guests_running(), Vec::new(), "a guest is left running");
+}
+
 /// A guest whose kernel panics while it runs the check (here at once: no init to run) is
 /// named as the guest's crash, with the panic, in every lab's report: the backend's
 /// failure, every verdict a SKIP.

@@ -423,10 +423,7 @@ impl Qemu {
         if let Some(why) = failure {
             let console = self.console_tail();
             self.kill();
-            return Err(Error::Backend {
-                backend: "qemu".into(),
-                message: format!("{why}; the guest's console ended with:\n{console}"),
-            });
+            return Err(Error::Backend { backend: "qemu".into(), message: format!("{why}\n{console}") });
         }
         if let Some(vm) = self.vm.as_mut().filter(|vm| !vm.answered) {
             vm.answered = true;
@@ -436,6 +433,14 @@ impl Qemu {
             backend: "qemu".into(),
             message: format!("the guest's answer does not parse ({e}): {}", tail(&answer, 5)),
         })
+    }
+
+    /// How many bytes the guest's console log holds now.
+    fn console_length(&self) -> usize {
+        self.vm
+            .as_ref()
+            .and_then(|vm| std::fs::metadata(vm.workdir.join("console.log")).ok())
+            .map_or(0, |m| usize::try_from(m.len()).unwrap_or(usize::MAX))
     }
 
     /// The last lines of the guest's console (its log, also when it is on a terminal).
@@ -468,7 +473,13 @@ impl Qemu {
 
 /// A guest's console log, as far as qemu wrote it (nothing if it has none).
 fn read_console(workdir: &Path) -> String {
-    String::from_utf8_lossy(&std::fs::read(workdir.join("console.log")).unwrap_or_default()).into_owned()
+    read_console_from(workdir, 0)
+}
+
+/// A guest's console log from its byte `from` on.
+fn read_console_from(workdir: &Path, from: usize) -> String {
+    let bytes = std::fs::read(workdir.join("console.log")).unwrap_or_default();
+    String::from_utf8_lossy(bytes.get(from..).unwrap_or_default()).into_owned()
 }
 
 /// How a guest that went away without answering ended, as its console tells.
@@ -521,16 +532,55 @@ impl GuestEnd {
     }
 }
 
-/// The last lines of a guest's console log, and what qemu itself said.
+/// What a guest's console log says last: the kernel's lines (KERN_ERR or worse, as the
+/// init sets the console's level: an OOM kill, an oops, a panic) apart from the rest
+/// (the init's, a person's session), and what qemu itself said.
 fn console_tail(workdir: &Path) -> String {
-    let read =
-        |name: &str| String::from_utf8_lossy(&std::fs::read(workdir.join(name)).unwrap_or_default()).into_owned();
-    let mut text = tail(&read_console(workdir), 20);
-    let qemu = read("qemu.log");
+    let console = read_console(workdir);
+    let mut text = String::new();
+    let said = kernel_said(&console);
+    if !said.is_empty() {
+        let start = said.len().saturating_sub(KERNEL_LINES);
+        text.push_str(&format!("the guest kernel said:\n{}\n", said[start..].join("\n")));
+    }
+    let rest: String =
+        console.lines().filter(|line| kernel_line(line).is_none()).map(|line| format!("{line}\n")).collect();
+    text.push_str(&format!("its console ended with:\n{}", tail(&rest, 10)));
+    let qemu = String::from_utf8_lossy(&std::fs::read(workdir.join("qemu.log")).unwrap_or_default()).into_owned();
     if !qemu.trim().is_empty() {
         text.push_str(&format!("\n(qemu said: {})", tail(&qemu, 5)));
     }
     text
+}
+
+/// How many of the kernel's lines a failure quotes (the last ones).
+const KERNEL_LINES: usize = 12;
+
+/// The text of a line the kernel printed on the console ("[   12.345678] text"), `None`
+/// for any other line.
+fn kernel_line(line: &str) -> Option<&str> {
+    let (stamp, text) = line.trim_end_matches('\r').strip_prefix('[')?.split_once("] ")?;
+    let stamp = stamp.trim_start();
+    let is_time = !stamp.is_empty() && stamp.chars().all(|c| c.is_ascii_digit() || c == '.');
+    is_time.then_some(text)
+}
+
+/// What the guest's kernel said on `console`, without the lines of its dumps (a call
+/// trace's frames, registers, code bytes) that say nothing to a reader of a report: each
+/// as the console has it, its time stamp kept.
+pub fn kernel_said(console: &str) -> Vec<String> {
+    let is_hex = |text: &str| text.len() >= 4 && text.chars().take(4).all(|c| c.is_ascii_hexdigit());
+    console
+        .lines()
+        .filter_map(|line| kernel_line(line).map(|text| (line.trim_end_matches('\r'), text)))
+        .filter(|(_, text)| {
+            let mut words = text.split_whitespace();
+            let first = words.next().unwrap_or_default();
+            let register = first.ends_with(':') && words.next().is_some_and(is_hex);
+            !(text.is_empty() || text.starts_with(char::is_whitespace) || first == "Code:" || register)
+        })
+        .map(|(line, _)| line.to_string())
+        .collect()
 }
 
 fn unregister(pid: i32) {
@@ -558,7 +608,18 @@ impl Guest for Qemu {
     }
 
     fn run_as_root(&mut self, argv: &[String], deadline: Duration) -> Result<GuestOutput> {
-        self.request(&Request { argv: argv.to_vec(), terminal: false }, Some(deadline))
+        let before = self.console_length();
+        let mut output = self.request(&Request { argv: argv.to_vec(), terminal: false }, Some(deadline))?;
+        // Killed by a signal: the kernel may say why (an OOM kill). Its lines since the
+        // command began end its stderr, which a failure quotes.
+        if output.status > 128 {
+            let said = self.vm.as_ref().map(|vm| read_console_from(&vm.workdir, before)).unwrap_or_default();
+            let said = kernel_said(&said);
+            if !said.is_empty() {
+                output.stderr.push_str(&format!("\n(the guest kernel said, while it ran:\n{})\n", said.join("\n")));
+            }
+        }
+        Ok(output)
     }
 
     fn run_on_terminal(&mut self, argv: &[String]) -> Result<i32> {
@@ -593,10 +654,7 @@ impl Guest for Qemu {
         } else {
             Err(Error::Backend {
                 backend: "qemu".into(),
-                message: format!(
-                    "the guest did not power off within {POWEROFF_DEADLINE:?}: killed; its console ended with:\n{}",
-                    console
-                ),
+                message: format!("the guest did not power off within {POWEROFF_DEADLINE:?}: killed\n{}", console),
             })
         }
     }
@@ -1014,6 +1072,35 @@ mod tests {
         // A console that stops mid-way (qemu killed from outside) says nothing.
         assert_eq!(guest_end("cilab-guest:/# ls\r\nbin dev\r\n"), GuestEnd::Unknown);
         assert_eq!(guest_end(""), GuestEnd::Unknown);
+    }
+
+    #[test]
+    fn what_the_kernel_said_is_told_from_the_rest_of_the_console_without_its_dumps() {
+        let console = "cilab guest: the host hung up; powering off\r\n\
+            [   31.402311] Out of memory: Killed process 81 (cilab) total-vm:9000kB, anon-rss:100kB\r\n\
+            [    9.057253] CPU: 1 PID: 95 Comm: sh Not tainted 6.1.0-56-cloud-amd64 #1  Debian 6.1.192-2\r\n\
+            [    9.057253] Call Trace:\r\n\
+            [    9.057253]  <TASK>\r\n\
+            [    9.057253]  dump_stack_lvl+0x44/0x5c\r\n\
+            [    9.057253] RIP: 0033:0x47b7a0\r\n\
+            [    9.057253] Code: 40 00 48 c7 c2 e0 ff ff ff f7 d8 64 89 02 48 c7\r\n\
+            [    9.057253] RSP: 002b:00007ffe0b870968 EFLAGS: 00000202 ORIG_RAX: 0000000000000001\r\n\
+            [    9.057253] FS:  0000000000000000(0000) GS:ffff8d0a3bd00000(0000) knlGS:0000000000000000\r\n\
+            [ 1234.5] Kernel panic - not syncing: sysrq triggered crash\r\n\
+            [not a time] a person's text\r\n\
+            cilab-guest:/# echo done\r\n";
+        assert_eq!(
+            kernel_said(console),
+            [
+                "[   31.402311] Out of memory: Killed process 81 (cilab) total-vm:9000kB, anon-rss:100kB",
+                "[    9.057253] CPU: 1 PID: 95 Comm: sh Not tainted 6.1.0-56-cloud-amd64 #1  Debian 6.1.192-2",
+                "[    9.057253] Call Trace:",
+                "[ 1234.5] Kernel panic - not syncing: sysrq triggered crash",
+            ]
+        );
+        assert_eq!(kernel_line("[    9.0] RIP: 0033:0x47b7a0\r"), Some("RIP: 0033:0x47b7a0"));
+        assert_eq!(kernel_line("[not a time] text"), None);
+        assert_eq!(kernel_line("cilab guest: failed: x"), None);
     }
 
     #[test]
