@@ -790,6 +790,11 @@ pub fn build_image(payload: &Payload, release: &str, machine: Machine) -> Result
         0o644,
     );
     image.bytes("/etc/group", "root:x:0:\nnogroup:x:65534:\n", 0o644);
+    // Empty, as the uidmap package's dependencies leave them: newuidmap and newgidmap read
+    // them, and lab userns-maps (variant subids) binds copies with its range over them.
+    for file in ["/etc/subuid", "/etc/subgid"] {
+        image.bytes(file, "", 0o644);
+    }
     let busybox = labkit::rootfs::find_static_busybox().map_err(|e| Error::Build(e.to_string()))?;
     image.host_file(Path::new(GUEST_BIN).join("busybox"), &busybox)?;
     for binary in &payload.binaries {
@@ -1101,6 +1106,38 @@ mod tests {
         assert_eq!(kernel_line("[    9.0] RIP: 0033:0x47b7a0\r"), Some("RIP: 0033:0x47b7a0"));
         assert_eq!(kernel_line("[not a time] text"), None);
         assert_eq!(kernel_line("cilab guest: failed: x"), None);
+    }
+
+    /// The subids variant's newuidmap and newgidmap go into the guest where this machine
+    /// has them, as they are (set-user-ID root); where it has not, the payload is made all
+    /// the same (the variant is then a SKIP in the guest, as here).
+    #[test]
+    fn a_guest_gets_the_variants_tools_this_machine_has() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lab = crate::catalog::find("userns-maps").expect("lab userns-maps");
+        for binary in ["cilab", lab.binary] {
+            std::fs::write(dir.path().join(binary), b"").expect("a stand-in binary");
+        }
+        let payload = Payload::for_labs(&[lab], dir.path()).expect("a payload, uidmap or not");
+        let tools = lab.variants.iter().flat_map(|v| v.tools).map(|t| t.program).collect::<Vec<_>>();
+        assert!(tools.contains(&"newuidmap") && tools.contains(&"newgidmap"), "{tools:?}");
+        for tool in tools {
+            match which::which(tool) {
+                Ok(path) => assert!(payload.tools.contains(&path), "{tool} ({}) not sent", path.display()),
+                Err(_) => assert!(!payload.tools.iter().any(|p| p.ends_with(tool)), "{:?}", payload.tools),
+            }
+        }
+        let mut image = Image::new();
+        for tool in &payload.tools {
+            image.program(tool).expect("the tool in an image");
+        }
+        if let Ok(path) = which::which("newuidmap") {
+            let real = std::fs::canonicalize(&path).expect("newuidmap's path");
+            match image.entries().get(&real) {
+                Some(initramfs::Entry::HostFile { mode, .. }) => assert_eq!(mode & 0o4000, 0o4000, "{mode:o}"),
+                other => panic!("{}: {other:?}", real.display()),
+            }
+        }
     }
 
     #[test]
