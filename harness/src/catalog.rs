@@ -69,6 +69,9 @@ pub struct Variant {
     pub stages: &'static [&'static str],
     /// `Err(what to do)` when this machine cannot run the variant.
     pub available: fn() -> std::result::Result<(), String>,
+    /// Programs the variant runs that the lab does not need (the uidmap package's): a VM
+    /// guest gets them from this machine where it has them (see `backend::Payload`).
+    pub tools: &'static [Tool],
 }
 
 pub struct LabSpec {
@@ -151,6 +154,9 @@ impl LabSpec {
 const BUSYBOX: Tool = Tool { program: "busybox", package: "busybox-static", must_be_static: true };
 const ECHO: Tool = Tool { program: "echo", package: "coreutils", must_be_static: false };
 const LDD: Tool = Tool { program: "ldd", package: "libc-bin", must_be_static: false };
+// Set-user-ID root: the image keeps the mode bits.
+const NEWUIDMAP: Tool = Tool { program: "newuidmap", package: "uidmap", must_be_static: false };
+const NEWGIDMAP: Tool = Tool { program: "newgidmap", package: "uidmap", must_be_static: false };
 
 static LABS: [LabSpec; 8] = [
     LabSpec {
@@ -201,6 +207,7 @@ static LABS: [LabSpec; 8] = [
             args: &[labkit::protocol::nsenter_join::DOCKER_FLAG],
             stages: &labkit::protocol::nsenter_join::DOCKER_STAGES,
             available: checks::nsenter_join::docker_available,
+            tools: &[],
         }],
         needs: Needs { root: true, tools: &[BUSYBOX], cgroup_controllers: &[] },
         available: || Ok(()),
@@ -223,6 +230,7 @@ static LABS: [LabSpec; 8] = [
             args: &[labkit::protocol::pivot_root::TMPFS_FLAG],
             stages: &labkit::protocol::pivot_root::TMPFS_STAGES,
             available: || Ok(()),
+            tools: &[],
         }],
         needs: Needs { root: true, tools: &[BUSYBOX], cgroup_controllers: &[] },
         available: || Ok(()),
@@ -245,6 +253,7 @@ static LABS: [LabSpec; 8] = [
             args: &[labkit::protocol::userns_maps::SUBIDS_FLAG],
             stages: &labkit::protocol::userns_maps::SUBIDS_STAGES,
             available: checks::userns_maps::uidmap_available,
+            tools: &[NEWUIDMAP, NEWGIDMAP],
         }],
         needs: Needs { root: true, tools: &[], cgroup_controllers: &[] },
         available: checks::userns_maps::userns_available,
@@ -285,6 +294,7 @@ static LABS: [LabSpec; 8] = [
             args: &[labkit::protocol::rootfs_import::DOCKER_FLAG],
             stages: &labkit::protocol::rootfs_import::DOCKER_STAGES,
             available: checks::rootfs_import::docker_available,
+            tools: &[],
         }],
         needs: Needs { root: true, tools: &[BUSYBOX], cgroup_controllers: &[] },
         available: || Ok(()),

@@ -92,7 +92,8 @@ enum Command {
         no_build: bool,
         /// How long a lab may take to reach each of its stages before its run is stopped as
         /// hung (default 10 s; in a qemu guest that emulates its CPU, TCG, 60 s). Raise it
-        /// on a slow machine, such as a VM without KVM.
+        /// on a slow machine, such as a VM without KVM. The labs' own waits for their
+        /// children stretch with it (CILAB_LAB_DEADLINE).
         #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
         hold_timeout: Option<u64>,
         /// Break a run on purpose, for cilab's own tests: kill-lab-at:<stage> or hang-at:<stage>.

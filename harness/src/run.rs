@@ -323,7 +323,8 @@ impl LabRun {
         let id = format!("{lab}-{}-{}", std::process::id(), RUN_COUNTER.fetch_add(1, Ordering::SeqCst));
         let mut record = open_run(lab, &id, setup, &options.limits)?;
         let started = prepare(&record.scratch).and_then(|()| make_namespaces(&mut record)).and_then(|mount_ns| {
-            let child = spawn_in_run(held_command(binary, &record.scratch, args), &record, &mount_ns, true)?;
+            let command = held_command(binary, &record.scratch, args, options.hold_timeout);
+            let child = spawn_in_run(command, &record, &mount_ns, true)?;
             Ok((mount_ns, child))
         });
         let (mount_ns, child) = match started {
@@ -666,9 +667,13 @@ fn spawn_in_run(mut command: Command, record: &RunRecord, mount_ns: &RunMountNs,
     Ok(child)
 }
 
-fn held_command(binary: &Path, scratch: &Path, args: &[&str]) -> Command {
+/// The lab in hold mode. Its own waits for its children (labkit's deadline) stretch with
+/// `hold_timeout`, the harness's wait for it: where the harness waits longer (a slow
+/// machine, an emulated guest), so does the lab.
+fn held_command(binary: &Path, scratch: &Path, args: &[&str], hold_timeout: Duration) -> Command {
     let mut command = Command::new(binary);
     command
+        .env(labkit::child::DEADLINE_ENV, hold_timeout.as_secs().max(1).to_string())
         .arg("--hold")
         .arg("--workdir")
         .arg(scratch)
@@ -891,5 +896,16 @@ mod tests {
         assert_eq!(read_bounded_line(&mut reader).as_deref(), Some("next"));
         assert_eq!(read_bounded_line(&mut reader).as_deref(), Some("last without newline"));
         assert_eq!(read_bounded_line(&mut reader), None);
+    }
+
+    /// The lab's own waits for its children follow the harness's hold timeout (labkit reads
+    /// the variable; `labkit::child::deadline_from` is tested there).
+    #[test]
+    fn a_held_lab_is_told_the_hold_timeout_for_its_own_waits() {
+        let hold_timeout = Duration::from_secs(180);
+        let command = held_command(Path::new("/lab"), Path::new("/scratch"), &[], hold_timeout);
+        let told: Vec<_> = command.get_envs().filter(|(name, _)| *name == labkit::child::DEADLINE_ENV).collect();
+        assert_eq!(told, [(std::ffi::OsStr::new(labkit::child::DEADLINE_ENV), Some(std::ffi::OsStr::new("180")))]);
+        assert_eq!(labkit::child::deadline_from(Some("180")), hold_timeout);
     }
 }

@@ -16,7 +16,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use cilab::backend::qemu::{self, CgroupLayout, Qemu};
-use cilab::backend::{Guest, GuestOutput, Payload};
+use cilab::backend::{check_in_guest, Guest, GuestCheck, GuestOutput, Payload};
 use cilab::catalog;
 use cilab::cgroup::Limits;
 use cilab::report::Report;
@@ -54,9 +54,18 @@ fn alive(pid: i32) -> bool {
         .unwrap_or(false)
 }
 
+/// The one reason a guest may not run a variant: cilab puts no Docker engine in its
+/// guests, so the variants named `docker` are SKIPs that say Docker is not available.
+/// Every other variant runs there (the `subids` one with the host's newuidmap and
+/// newgidmap: `apt-get install uidmap` on the machine that runs the tests).
+fn skipped_in_guests(_lab: &str, variant: &str) -> Option<&'static str> {
+    (variant == "docker").then_some("Docker is not available")
+}
+
 /// `cilab check --all --backend qemu --cgroup <layout> --format json`: every lab of the
-/// catalog in order, every verdict passed (a variant the guest cannot run, Docker's, is
-/// a SKIP that says so), the run's limits applied in that layout.
+/// catalog in order, every verdict passed (but for the variants no guest can run, each a
+/// SKIP for its named reason: `skipped_in_guests`), the run's limits applied in that
+/// layout.
 fn check_all_passes_in(layout: &str) -> Report {
     common::require_root();
     common::build_labs();
@@ -73,7 +82,7 @@ fn check_all_passes_in(layout: &str) -> Report {
         assert_eq!(guest.cgroup.as_deref(), Some(layout), "{}", lab.name);
         assert!(matches!(guest.accelerator.as_deref(), Some("kvm" | "tcg")), "{guest:?}");
     }
-    let skipped = common::assert_all_passed_but_unavailable_variants(&report);
+    let skipped = common::assert_all_passed_but_expected_skips(&report, &skipped_in_guests);
     assert_eq!(exit, if skipped.is_empty() { 0 } else { 1 }, "cilab check (skipped: {skipped:?})");
     assert_eq!(report.summary.max_points, labs.iter().map(|l| l.max_points()).sum::<u32>());
     if let Some(guest) = report.labs.first().and_then(|l| l.guest.as_ref()) {
@@ -260,7 +269,60 @@ fn a_guest_that_hangs_or_panics_is_the_backends_failure_and_is_gone() {
     let panic: Vec<String> = ["sh", "-c", "echo c > /proc/sysrq-trigger"].map(String::from).to_vec();
     let error = guest.run_as_root(&panic, Duration::from_secs(120)).expect_err("a guest that panics answers nothing");
     assert!(error.is_harness_failure(), "{error}");
-    assert!(error.to_string().contains("went away before it answered"), "{error}");
+    let crashed = "the guest crashed: its kernel panicked (Kernel panic - not syncing: sysrq triggered crash)";
+    assert!(error.to_string().contains(crashed), "{error}");
+    assert_eq!(guests_running(), Vec::new(), "a guest is left running");
+}
+
+/// What the guest's kernel says at KERN_ERR or worse reaches the host: a command the OOM
+/// killer ends (sysrq f, with the command's oom_score_adj at the top) comes back killed,
+/// the kill in its stderr; a guest whose agent the OOM killer ends fails the backend, the
+/// kill in the failure, with the init's word that the agent died.
+#[test]
+fn an_oom_kill_in_the_guest_reaches_the_host() {
+    const KILLED: &str = "Out of memory: Killed process";
+    common::require_root();
+    let _one = one_guest_at_a_time();
+    let mut guest = boot(CgroupLayout::V2);
+    let command = run(
+        &mut guest,
+        &["sh", "-c", "echo 1000 > /proc/self/oom_score_adj; echo f > /proc/sysrq-trigger; exec sleep 120"],
+    );
+    assert_eq!(command.status, 128 + 9, "{command:?}");
+    assert!(command.stderr.contains("the guest kernel said, while it ran:"), "{command:?}");
+    assert!(command.stderr.contains(KILLED), "{command:?}");
+    let agent: Vec<String> =
+        ["sh", "-c", "echo 1000 > /proc/$PPID/oom_score_adj; echo f > /proc/sysrq-trigger; sleep 120"]
+            .map(String::from)
+            .to_vec();
+    let error = guest.run_as_root(&agent, Duration::from_secs(120)).expect_err("a guest without its agent");
+    assert!(error.is_harness_failure(), "{error}");
+    let said = error.to_string();
+    assert!(said.contains("the guest's init failed: the agent exited with status 137"), "{said}");
+    assert!(said.contains("the guest kernel said:") && said.contains(&format!("{KILLED} ")), "{said}");
+    assert!(said.contains("(cilab)"), "the agent, cilab, was the one killed: {said}");
+    assert_eq!(guests_running(), Vec::new(), "a guest is left running");
+}
+
+/// A guest whose kernel panics while it runs the check (here at once: no init to run) is
+/// named as the guest's crash, with the panic, in every lab's report: the backend's
+/// failure, every verdict a SKIP.
+#[test]
+fn a_guest_that_panics_during_a_check_is_reported_as_a_guest_crash() {
+    common::require_root();
+    common::build_labs();
+    let _one = one_guest_at_a_time();
+    let lab = catalog::find("pid-ns").expect("lab pid-ns");
+    let payload = Payload::for_labs(&[lab], &binaries()).expect("the payload");
+    // The last rdinit= wins: no init, and no root to fall back on: the kernel panics.
+    let options = qemu::Options { kernel_args: vec!["rdinit=/nonexistent".into()], ..qemu::Options::default() };
+    let mut guest = Qemu::new(options).expect("a kernel");
+    let check = GuestCheck { labs: vec![lab], repeat: 1, ..GuestCheck::default() };
+    let reports = check_in_guest(&mut guest, &payload, &check);
+    let [report] = reports.as_slice() else { panic!("one report: {reports:?}") };
+    let failure = report.harness_failure.as_deref().unwrap_or_else(|| panic!("no harness_failure: {report:?}"));
+    assert!(failure.contains("the guest crashed: its kernel panicked (Kernel panic - not syncing: "), "{failure}");
+    assert!(report.verdicts.iter().all(|v| v.outcome == Outcome::Skip), "{report:?}");
     assert_eq!(guests_running(), Vec::new(), "a guest is left running");
 }
 
@@ -289,18 +351,14 @@ fn a_kernel_that_cannot_boot_fails_the_backend_not_the_labs() {
     assert_eq!(guests_running(), Vec::new(), "a guest is left running");
 }
 
-/// `cilab shell --backend qemu`, driven through a pty as a person would: at the guest's
-/// prompt, `cilab list` names every lab of the catalog, a marker echoed with a number the
-/// guest's shell makes comes back, and `poweroff -f` ends the guest and cilab (exit 0),
-/// with no qemu left.
-#[test]
-fn cilab_shell_gives_a_root_shell_in_the_guest_with_the_labs_on_path() {
+/// `cilab shell --backend qemu --no-build`, driven through a pty as a person would: waits
+/// for the guest's prompt, types `line`, then waits (bounded) until `done` says the screen
+/// is complete and cilab has exited. Returns cilab's exit code (`None`: it did not exit,
+/// and was killed) and the screen.
+fn at_the_guests_shell(line: &[u8], done: &dyn Fn(&str) -> bool) -> (Option<i32>, String) {
     use std::io::{Read, Write};
     use std::sync::mpsc;
 
-    common::require_root();
-    common::build_labs();
-    let _one = one_guest_at_a_time();
     let pty = nix::pty::openpty(None, None).expect("openpty");
     let slave = std::fs::File::from(pty.slave);
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("cilab"))
@@ -340,21 +398,58 @@ fn cilab_shell_gives_a_root_shell_in_the_guest_with_the_labs_on_path() {
         let _ = child.wait();
         panic!("no guest prompt:\n{screen}");
     }
-    master.write_all(b"cilab list; echo done-$((6 * 7))-marker; poweroff -f\n").expect("type");
-    // The typed line echoes `$((6 * 7))`; only the shell's own output says 42.
-    let marked = wait_for(&|s: &str| s.contains("done-42-marker"), &mut screen);
+    master.write_all(line).expect("type");
+    let complete = wait_for(done, &mut screen);
     let left = deadline.saturating_duration_since(std::time::Instant::now());
     let pidfd = cilab::probe::pidfd::PidFd::open(child.id() as i32).expect("pidfd_open");
     let exited = pidfd.wait_exit(left).then(|| child.wait().expect("wait"));
-    if !marked || exited.is_none() {
+    if exited.is_none() {
         let _ = child.kill();
         let _ = child.wait();
     }
-    assert!(marked, "the guest's shell never echoed the marker:\n{screen}");
+    // What cilab printed last, once it has exited (the reader drains the pty).
+    while let Ok(chunk) = received.recv_timeout(Duration::from_millis(200)) {
+        screen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(complete, "the screen never got there:\n{screen}");
+    (exited.and_then(|s| s.code()), screen)
+}
+
+/// `cilab shell --backend qemu`: at the guest's prompt, `cilab list` names every lab of the
+/// catalog, a marker echoed with a number the guest's shell makes comes back, and
+/// `poweroff -f` ends the guest and cilab (exit 0), with no qemu left.
+#[test]
+fn cilab_shell_gives_a_root_shell_in_the_guest_with_the_labs_on_path() {
+    common::require_root();
+    common::build_labs();
+    let _one = one_guest_at_a_time();
+    // The typed line echoes `$((6 * 7))`; only the shell's own output says 42.
+    let (exit, screen) = at_the_guests_shell(b"cilab list; echo done-$((6 * 7))-marker; poweroff -f\n", &|s| {
+        s.contains("done-42-marker")
+    });
     for lab in catalog::all() {
         assert!(screen.contains(lab.name), "`cilab list` in the guest does not name {}:\n{screen}", lab.name);
     }
-    assert_eq!(exited.and_then(|s| s.code()), Some(0), "cilab shell after poweroff -f:\n{screen}");
+    assert_eq!(exit, Some(0), "cilab shell after poweroff -f:\n{screen}");
+    assert_eq!(guests_running(), Vec::new(), "a guest is left running");
+}
+
+/// A guest whose kernel panics under `cilab shell` (`cilab run` alike) is the backend's
+/// failure: cilab exits 2 and says the guest crashed, with the panic and the console's
+/// tail, and no qemu is left.
+#[test]
+fn a_guest_that_panics_under_cilab_shell_fails_the_backend() {
+    common::require_root();
+    common::build_labs();
+    let _one = one_guest_at_a_time();
+    let (exit, screen) = at_the_guests_shell(b"echo c > /proc/sysrq-trigger\n", &|s| s.contains("cilab: error: "));
+    assert_eq!(exit, Some(2), "cilab shell after a panic:\n{screen}");
+    let said = screen.split_once("cilab: error: ").map(|(_, said)| said).unwrap_or_default();
+    assert!(
+        said.contains("the guest crashed: its kernel panicked (Kernel panic - not syncing: sysrq triggered crash)"),
+        "{said}"
+    );
+    assert!(said.contains("console ended with"), "{said}");
     assert_eq!(guests_running(), Vec::new(), "a guest is left running");
 }
 

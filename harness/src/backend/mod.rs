@@ -108,8 +108,8 @@ pub struct GuestOutput {
 pub struct Payload {
     /// `cilab` and the lab binaries, copied into [`GUEST_BIN`].
     pub binaries: Vec<PathBuf>,
-    /// The programs the labs run or copy (the catalog's tools, found on PATH): each at the
-    /// path it has here.
+    /// The programs the labs run or copy (the catalog's tools, found on PATH, and those of
+    /// the labs' variants that this machine has): each at the path it has here.
     pub tools: Vec<PathBuf>,
 }
 
@@ -119,7 +119,7 @@ pub const GUEST_BIN: &str = "/opt/cilab/bin";
 impl Payload {
     /// `cilab` and the binaries of `labs` (from `binaries`, where cargo put them all), and
     /// every tool the catalog says the labs need. A tool missing here is an error that
-    /// names its package.
+    /// names its package; a variant's tool missing here is left out.
     pub fn for_labs(labs: &[&LabSpec], binaries: &Path) -> Result<Payload> {
         let mut payload = Payload { binaries: vec![binaries.join("cilab")], tools: Vec::new() };
         for lab in labs {
@@ -136,6 +136,14 @@ impl Payload {
                     ))
                 })?
             };
+            if !payload.tools.contains(&path) {
+                payload.tools.push(path);
+            }
+        }
+        // A variant's own tools go along where this machine has them; where it has not,
+        // the variant is a SKIP in the guest as it would be here.
+        let variant_tools = labs.iter().flat_map(|l| l.variants).flat_map(|v| v.tools);
+        for path in variant_tools.filter_map(|tool| which::which(tool.program).ok()) {
             if !payload.tools.contains(&path) {
                 payload.tools.push(path);
             }

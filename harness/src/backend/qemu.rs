@@ -8,13 +8,20 @@
 //! The console is never read for results.
 //!
 //! KVM is used only when a real, bounded boot with it works (a /dev/kvm that exists can
-//! still hang under nested virtualisation); the answer is cached per boot of this
-//! machine. Otherwise qemu emulates (TCG). A guest that hangs or overruns its deadline
-//! is killed (its own process group), and a guest that panics powers off at once
-//! (`panic=-1`, `-no-reboot`): either way the backend failed, not the lab. qemu dies
-//! with cilab (PR_SET_PDEATHSIG) and Ctrl-C kills it ([`kill_all`]): the guest, or the KVM
-//! probe's qemu, and after that no qemu is started (an interrupt while the image is
-//! built or KVM probed does not leave a guest booting behind cilab).
+//! still hang under nested virtualisation); a definite answer (KVM booted the kernel, or
+//! it hung while TCG booted the same kernel) is cached per boot of this machine and per
+//! kernel, never the answer of a probe whose kernel did not boot at all. Otherwise qemu
+//! emulates (TCG). A guest that hangs or overruns its deadline is killed (its own
+//! process group), and a guest that panics powers off at once (`panic=-1`,
+//! `-no-reboot`): either way the backend failed, not the lab. qemu dies with cilab
+//! (PR_SET_PDEATHSIG) and Ctrl-C kills it ([`kill_all`]): the guest, or the KVM probe's
+//! qemu, and after that no qemu is started (an interrupt while the image is built or KVM
+//! probed does not leave a guest booting behind cilab).
+//!
+//! A guest that goes away unasked is the backend's failure under `cilab run` and `cilab
+//! shell` too (they exit 2); only a person's `poweroff -f` at the console is not. Its
+//! console log (which qemu writes also while the console is on a terminal) is read then,
+//! to say how it ended ([`guest_end`]): a kernel panic is named as the guest's crash.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::AsRawFd;
@@ -256,10 +263,13 @@ pub fn readiness() -> (bool, String) {
     if !missing.is_empty() {
         return (false, format!("cannot run: needs {}", missing.join(" and ")));
     }
-    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
-    let accel = std::fs::read_to_string(Path::new(CACHE_DIR).join(format!("accel-{}", boot_id.trim())))
-        .map(|said| said.trim().replacen(' ', " (", 1) + ")")
-        .unwrap_or_else(|_| "KVM not probed yet (the first boot probes it; TCG otherwise)".into());
+    let accel = kernel
+        .as_ref()
+        .ok()
+        .and_then(|(path, _)| cache_file(Path::new(CACHE_DIR), path))
+        .and_then(|file| read_cached(&file))
+        .map(|(accel, why)| format!("{} ({why})", accel.name()))
+        .unwrap_or_else(|| "KVM not probed yet for this kernel (the first boot probes it; TCG otherwise)".into());
     let kernel = kernel.map(|(path, release)| format!("{release} ({})", path.display())).unwrap_or_default();
     (true, format!("usable: `--backend qemu`; kernel {kernel}; accelerator {accel}"))
 }
@@ -393,16 +403,25 @@ impl Qemu {
                 Err(e) => break Err(e),
             }
         });
-        if request.terminal && matches!(read, Ok(0)) {
+        // End of file, or a reset (qemu exited with the request unread): qemu is gone or
+        // going (the socket closes with it). Its console, complete once it has exited,
+        // says how the guest ended.
+        use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
+        let gone = match &read {
+            Ok(n) => *n == 0,
+            Err(e) => matches!(e.kind(), ConnectionReset | ConnectionAborted | BrokenPipe),
+        };
+        let ended = gone.then(|| {
+            vm.pidfd.wait_exit(POWEROFF_DEADLINE);
+            guest_end(&read_console(&vm.workdir))
+        });
+        if request.terminal && ended == Some(GuestEnd::PoweredOff) {
             // The person at the console powered the guest off (`poweroff -f`).
-            let powered_off = vm.pidfd.wait_exit(POWEROFF_DEADLINE);
             self.kill();
-            if powered_off {
-                return Ok(GuestOutput::default());
-            }
+            return Ok(GuestOutput::default());
         }
         let failure = match read {
-            Ok(0) => Some("the guest went away before it answered (it panicked, or its init failed)".to_string()),
+            _ if ended.is_some() => ended.map(|end| end.describe()),
             Ok(_) if !answer.ends_with('\n') => Some("the guest's answer was cut short".to_string()),
             Ok(_) => None,
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
@@ -417,10 +436,7 @@ impl Qemu {
         if let Some(why) = failure {
             let console = self.console_tail();
             self.kill();
-            return Err(Error::Backend {
-                backend: "qemu".into(),
-                message: format!("{why}; the guest's console ended with:\n{console}"),
-            });
+            return Err(Error::Backend { backend: "qemu".into(), message: format!("{why}\n{console}") });
         }
         if let Some(vm) = self.vm.as_mut().filter(|vm| !vm.answered) {
             vm.answered = true;
@@ -432,7 +448,31 @@ impl Qemu {
         })
     }
 
-    /// The last lines of the guest's console (its log; nothing when it is on a terminal).
+    /// How many bytes the guest's console log holds now.
+    fn console_length(&self) -> usize {
+        self.vm
+            .as_ref()
+            .and_then(|vm| std::fs::metadata(vm.workdir.join("console.log")).ok())
+            .map_or(0, |m| usize::try_from(m.len()).unwrap_or(usize::MAX))
+    }
+
+    /// A command run as root with its output captured (and `stdin` written to it).
+    fn run_captured(&mut self, argv: &[String], stdin: Option<String>, deadline: Duration) -> Result<GuestOutput> {
+        let before = self.console_length();
+        let mut output = self.request(&Request { argv: argv.to_vec(), terminal: false, stdin }, Some(deadline))?;
+        // Killed by a signal: the kernel may say why (an OOM kill). Its lines since the
+        // command began end its stderr, which a failure quotes.
+        if output.status > 128 {
+            let said = self.vm.as_ref().map(|vm| read_console_from(&vm.workdir, before)).unwrap_or_default();
+            let said = kernel_said(&said);
+            if !said.is_empty() {
+                output.stderr.push_str(&format!("\n(the guest kernel said, while it ran:\n{})\n", said.join("\n")));
+            }
+        }
+        Ok(output)
+    }
+
+    /// The last lines of the guest's console (its log, also when it is on a terminal).
     fn console_tail(&self) -> String {
         self.vm.as_ref().map(|vm| console_tail(&vm.workdir)).unwrap_or_default()
     }
@@ -460,16 +500,116 @@ impl Qemu {
     }
 }
 
-/// The last lines of a guest's console log, and what qemu itself said.
+/// A guest's console log, as far as qemu wrote it (nothing if it has none).
+fn read_console(workdir: &Path) -> String {
+    read_console_from(workdir, 0)
+}
+
+/// A guest's console log from its byte `from` on.
+fn read_console_from(workdir: &Path, from: usize) -> String {
+    let bytes = std::fs::read(workdir.join("console.log")).unwrap_or_default();
+    String::from_utf8_lossy(bytes.get(from..).unwrap_or_default()).into_owned()
+}
+
+/// How a guest that went away without answering ended, as its console tells.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GuestEnd {
+    /// Its kernel panicked: the panic's line ("Kernel panic - not syncing: ...").
+    Panicked(String),
+    /// cilab's init or agent in the guest failed: what the init said.
+    InitFailed(String),
+    /// It powered off (or rebooted) as asked: `poweroff -f` at its console.
+    PoweredOff,
+    /// Its console does not say.
+    Unknown,
+}
+
+/// What the kernel prints when it panics, and when it powers off or restarts as asked.
+const PANIC: &str = "Kernel panic - not syncing";
+const POWERED_OFF: [&str; 2] = ["reboot: Power down", "reboot: Restarting system"];
+/// How guest_init.sh begins a line that says it (or the agent) failed.
+const INIT_FAILED: &str = "cilab guest: failed: ";
+
+/// How the guest ended, from its console: a panic first (whatever follows it), then a
+/// failure the init reported, then a power-off.
+pub fn guest_end(console: &str) -> GuestEnd {
+    let lines: Vec<&str> = console.lines().map(|l| l.trim_end_matches('\r')).collect();
+    if let Some(line) = lines.iter().find_map(|l| l.find(PANIC).map(|at| &l[at..])) {
+        return GuestEnd::Panicked(line.trim_end_matches(" ]---").trim().to_string());
+    }
+    if let Some(what) = lines.iter().rev().find_map(|l| l.split_once(INIT_FAILED).map(|(_, what)| what)) {
+        return GuestEnd::InitFailed(what.trim().to_string());
+    }
+    if lines.iter().any(|l| POWERED_OFF.iter().any(|said| l.ends_with(said))) {
+        return GuestEnd::PoweredOff;
+    }
+    GuestEnd::Unknown
+}
+
+impl GuestEnd {
+    /// Why the backend failed, for a guest that ended so before it answered.
+    pub fn describe(&self) -> String {
+        match self {
+            GuestEnd::Panicked(line) => format!("the guest crashed: its kernel panicked ({line})"),
+            GuestEnd::InitFailed(what) => format!("the guest's init failed: {what}"),
+            GuestEnd::PoweredOff => "the guest powered off before it answered".into(),
+            GuestEnd::Unknown => {
+                "the guest went away before it answered (its console does not say why: qemu itself may have died)"
+                    .into()
+            }
+        }
+    }
+}
+
+/// What a guest's console log says last: the kernel's lines (KERN_ERR or worse, as the
+/// init sets the console's level: an OOM kill, an oops, a panic) apart from the rest
+/// (the init's, a person's session), and what qemu itself said.
 fn console_tail(workdir: &Path) -> String {
-    let read =
-        |name: &str| String::from_utf8_lossy(&std::fs::read(workdir.join(name)).unwrap_or_default()).into_owned();
-    let mut text = tail(&read("console.log"), 20);
-    let qemu = read("qemu.log");
+    let console = read_console(workdir);
+    let mut text = String::new();
+    let said = kernel_said(&console);
+    if !said.is_empty() {
+        let start = said.len().saturating_sub(KERNEL_LINES);
+        text.push_str(&format!("the guest kernel said:\n{}\n", said[start..].join("\n")));
+    }
+    let rest: String =
+        console.lines().filter(|line| kernel_line(line).is_none()).map(|line| format!("{line}\n")).collect();
+    text.push_str(&format!("its console ended with:\n{}", tail(&rest, 10)));
+    let qemu = String::from_utf8_lossy(&std::fs::read(workdir.join("qemu.log")).unwrap_or_default()).into_owned();
     if !qemu.trim().is_empty() {
         text.push_str(&format!("\n(qemu said: {})", tail(&qemu, 5)));
     }
     text
+}
+
+/// How many of the kernel's lines a failure quotes (the last ones).
+const KERNEL_LINES: usize = 12;
+
+/// The text of a line the kernel printed on the console ("[   12.345678] text"), `None`
+/// for any other line.
+fn kernel_line(line: &str) -> Option<&str> {
+    let (stamp, text) = line.trim_end_matches('\r').strip_prefix('[')?.split_once("] ")?;
+    let stamp = stamp.trim_start();
+    let is_time = !stamp.is_empty() && stamp.chars().all(|c| c.is_ascii_digit() || c == '.');
+    is_time.then_some(text)
+}
+
+/// What the guest's kernel said on `console`, without the lines of its dumps (a call
+/// trace's frames, registers, code bytes) that say nothing to a reader of a report: each
+/// as the console has it, its time stamp kept.
+pub fn kernel_said(console: &str) -> Vec<String> {
+    let is_hex = |text: &str| text.len() >= 4 && text.chars().take(4).all(|c| c.is_ascii_hexdigit());
+    console
+        .lines()
+        .filter_map(|line| kernel_line(line).map(|text| (line.trim_end_matches('\r'), text)))
+        .filter(|(_, text)| {
+            let mut words = text.split_whitespace();
+            let first = words.next().unwrap_or_default();
+            let register = first.ends_with(':') && words.next().is_some_and(is_hex);
+            !(text.is_empty() || text.starts_with(char::is_whitespace) || first == "Code:" || register)
+        })
+        .map(|(line, _)| line.to_string())
+        .collect()
 }
 
 fn unregister(pid: i32) {
@@ -500,7 +640,7 @@ impl Guest for Qemu {
     }
 
     fn run_as_root(&mut self, argv: &[String], deadline: Duration) -> Result<GuestOutput> {
-        self.request(&Request { argv: argv.to_vec(), terminal: false, stdin: None }, Some(deadline))
+        self.run_captured(argv, None, deadline)
     }
 
     fn can_seal(&self) -> bool {
@@ -508,7 +648,7 @@ impl Guest for Qemu {
     }
 
     fn run_as_root_with_input(&mut self, argv: &[String], input: &str, deadline: Duration) -> Result<GuestOutput> {
-        self.request(&Request { argv: argv.to_vec(), terminal: false, stdin: Some(input.to_string()) }, Some(deadline))
+        self.run_captured(argv, Some(input.to_string()), deadline)
     }
 
     fn run_on_terminal(&mut self, argv: &[String]) -> Result<i32> {
@@ -544,10 +684,7 @@ impl Guest for Qemu {
         } else {
             Err(Error::Backend {
                 backend: "qemu".into(),
-                message: format!(
-                    "the guest did not power off within {POWEROFF_DEADLINE:?}: killed; its console ended with:\n{}",
-                    console
-                ),
+                message: format!("the guest did not power off within {POWEROFF_DEADLINE:?}: killed\n{}", console),
             })
         }
     }
@@ -618,9 +755,10 @@ fn qemu_args(options: &Options, accel: Accel, kernel: &Path, initrd: &Path, work
         format!("virtio-rng-{bus}"),
     ]);
     if options.terminal {
+        // On this terminal, and in a log too: the host reads it if the guest goes away.
         args.extend([
             "-chardev".into(),
-            "stdio,id=console,signal=off".into(),
+            format!("stdio,id=console,signal=off,logfile={}", workdir.join("console.log").display()),
             "-serial".into(),
             "chardev:console".into(),
         ]);
@@ -682,6 +820,11 @@ pub fn build_image(payload: &Payload, release: &str, machine: Machine) -> Result
         0o644,
     );
     image.bytes("/etc/group", "root:x:0:\nnogroup:x:65534:\n", 0o644);
+    // Empty, as the uidmap package's dependencies leave them: newuidmap and newgidmap read
+    // them, and lab userns-maps (variant subids) binds copies with its range over them.
+    for file in ["/etc/subuid", "/etc/subgid"] {
+        image.bytes(file, "", 0o644);
+    }
     let busybox = labkit::rootfs::find_static_busybox().map_err(|e| Error::Build(e.to_string()))?;
     image.host_file(Path::new(GUEST_BIN).join("busybox"), &busybox)?;
     for binary in &payload.binaries {
@@ -706,76 +849,180 @@ pub fn build_image(payload: &Payload, release: &str, machine: Machine) -> Result
     Ok(image)
 }
 
-/// KVM if a bounded boot with it works, else TCG; the answer (and why) is cached per
-/// boot of this machine in [`CACHE_DIR`]. A probe cut short by an interrupt answers TCG,
-/// uncached (and no guest is started after it anyway).
+/// KVM if a bounded boot with it works, else TCG; a definite answer (and why) is cached
+/// per boot of this machine and per kernel in [`CACHE_DIR`] (see [`accelerator_in`]).
 pub fn accelerator(kernel: &Path) -> (Accel, String) {
-    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
-    let cache = Path::new(CACHE_DIR).join(format!("accel-{}", boot_id.trim()));
-    if let Ok(said) = std::fs::read_to_string(&cache) {
-        if let Some(why) = said.strip_prefix("kvm ") {
-            return (Accel::Kvm, why.trim().to_string());
-        }
-        if let Some(why) = said.strip_prefix("tcg ") {
-            return (Accel::Tcg, why.trim().to_string());
-        }
-    }
-    let Some((accel, why)) = probe_kvm(kernel) else {
-        return (Accel::Tcg, "KVM not probed: cilab is exiting after an interrupt".into());
-    };
-    let _ = std::fs::create_dir_all(CACHE_DIR);
-    let _ = std::fs::write(&cache, format!("{} {why}\n", accel.name()));
-    (accel, why)
+    accelerator_in(Path::new(CACHE_DIR), kernel, probe_kvm)
 }
 
-/// Boots `kernel` with KVM and no initramfs: it panics at once (no root) and, with
-/// `panic=-1 -no-reboot`, qemu exits. Within [`KVM_PROBE_DEADLINE`], KVM works. Its qemu
-/// is registered for Ctrl-C like a guest's; `None`: an interrupt refused or killed it.
-fn probe_kvm(kernel: &Path) -> Option<(Accel, String)> {
-    if std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_err() {
-        return Some((Accel::Tcg, "no usable /dev/kvm".into()));
+/// What a KVM probe found out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeAnswer {
+    /// True of this machine until it reboots, for this kernel: KVM booted it, or KVM hung
+    /// while TCG booted the same kernel. Cached.
+    Definite(Accel, String),
+    /// Says nothing lasting about KVM (no /dev/kvm to open, which is cheap to look at
+    /// again; the probe could not start; the kernel itself did not boot, as a broken
+    /// `--kernel` does): used for this boot of the guest only, never cached.
+    ThisTime(Accel, String),
+}
+
+impl ProbeAnswer {
+    fn answer(self) -> (Accel, String) {
+        match self {
+            ProbeAnswer::Definite(accel, why) | ProbeAnswer::ThisTime(accel, why) => (accel, why),
+        }
     }
-    let dir = Path::new(RUN_DIR).join(format!("kvm-probe-{}", std::process::id()));
+}
+
+/// [`accelerator`] with its cache in `cache` and its probe given: the cached answer for
+/// this boot of the machine and this `kernel` (its path, size and modification time: a
+/// kernel replaced in place is another kernel), else the probe's, cached only when it is
+/// [`ProbeAnswer::Definite`].
+pub fn accelerator_in(cache: &Path, kernel: &Path, probe: impl FnOnce(&Path) -> ProbeAnswer) -> (Accel, String) {
+    let file = cache_file(cache, kernel);
+    if let Some(answer) = file.as_deref().and_then(read_cached) {
+        return answer;
+    }
+    match probe(kernel) {
+        ProbeAnswer::Definite(accel, why) => {
+            if let Some(file) = &file {
+                // A cache that cannot be written only costs the next boot a probe.
+                let _ = std::fs::create_dir_all(cache);
+                let _ = std::fs::write(file, format!("{} {why}\n", accel.name()));
+            }
+            (accel, why)
+        }
+        answer @ ProbeAnswer::ThisTime(..) => answer.answer(),
+    }
+}
+
+/// The file holding the probe's answer for this boot of the machine and `kernel`; `None`
+/// when either cannot be told (nothing is cached then).
+fn cache_file(cache: &Path, kernel: &Path) -> Option<PathBuf> {
+    use sha2::{Digest, Sha256};
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let path = std::fs::canonicalize(kernel).ok()?;
+    let meta = std::fs::metadata(&path).ok()?;
+    let modified = meta.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?;
+    let mut hasher = Sha256::new();
+    hasher.update(path.as_os_str().as_encoded_bytes());
+    hasher.update(format!("\0{}\0{}.{:09}", meta.len(), modified.as_secs(), modified.subsec_nanos()));
+    let kernel_id = initramfs::hex(&hasher.finalize());
+    Some(cache.join(format!("accel-{}-{}", boot_id.trim(), &kernel_id[..16])))
+}
+
+fn read_cached(file: &Path) -> Option<(Accel, String)> {
+    let said = std::fs::read_to_string(file).ok()?;
+    if let Some(why) = said.strip_prefix("kvm ") {
+        return Some((Accel::Kvm, why.trim().to_string()));
+    }
+    said.strip_prefix("tcg ").map(|why| (Accel::Tcg, why.trim().to_string()))
+}
+
+/// How long the TCG boot that tells a kernel that hangs under KVM from one that does not
+/// boot at all may take.
+const TCG_PROBE_DEADLINE: Duration = Duration::from_secs(90);
+
+/// Boots `kernel` with KVM and no initramfs: it panics at once (no root) and, with
+/// `panic=-1 -no-reboot`, qemu exits. Within [`KVM_PROBE_DEADLINE`], KVM works. If it
+/// hangs, the same boot under TCG says whether KVM or the kernel is to blame.
+fn probe_kvm(kernel: &Path) -> ProbeAnswer {
+    if std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_err() {
+        return ProbeAnswer::ThisTime(Accel::Tcg, "no usable /dev/kvm".into());
+    }
+    judge_probe(probe_boot(kernel, Accel::Kvm, KVM_PROBE_DEADLINE), || {
+        probe_boot(kernel, Accel::Tcg, TCG_PROBE_DEADLINE)
+    })
+}
+
+/// How a probe boot (no initramfs: the kernel panics for want of a root) ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeBoot {
+    /// The kernel booted as far as its panic, and qemu exited.
+    Panicked,
+    /// qemu exited, but the kernel never said it panicked: what qemu said.
+    Failed(String),
+    /// Still running at the deadline (killed).
+    Hung(Duration),
+    /// The probe could not be run: why.
+    NotRun(String),
+}
+
+/// The answer from the KVM probe boot and, only where that one hung, a TCG boot of the
+/// same kernel.
+pub fn judge_probe(kvm: ProbeBoot, tcg: impl FnOnce() -> ProbeBoot) -> ProbeAnswer {
+    match kvm {
+        ProbeBoot::Panicked => {
+            ProbeAnswer::Definite(Accel::Kvm, format!("a probe boot with KVM ended within {KVM_PROBE_DEADLINE:?}"))
+        }
+        ProbeBoot::Failed(said) => ProbeAnswer::ThisTime(
+            Accel::Tcg,
+            format!("a probe boot with KVM failed before the kernel ran (qemu said: {said}); KVM not judged"),
+        ),
+        ProbeBoot::NotRun(why) => ProbeAnswer::ThisTime(Accel::Tcg, format!("could not probe KVM: {why}")),
+        ProbeBoot::Hung(waited) => {
+            let hung = format!("/dev/kvm is there but a probe boot with it hung for {waited:?}");
+            match tcg() {
+                ProbeBoot::Panicked => ProbeAnswer::Definite(Accel::Tcg, format!("{hung}, and TCG boots that kernel")),
+                other => ProbeAnswer::ThisTime(
+                    Accel::Tcg,
+                    format!("{hung}, and a probe boot of that kernel with TCG did not boot it either ({other:?})"),
+                ),
+            }
+        }
+    }
+}
+
+/// Boots `kernel` alone with `accel`, at most `deadline`.
+fn probe_boot(kernel: &Path, accel: Accel, deadline: Duration) -> ProbeBoot {
+    let dir = Path::new(RUN_DIR).join(format!("kvm-probe-{}-{}", std::process::id(), accel.name()));
     if let Err(e) = std::fs::create_dir_all(&dir) {
-        return Some((Accel::Tcg, format!("could not probe KVM: creating {}: {e}", dir.display())));
+        return ProbeBoot::NotRun(format!("creating {}: {e}", dir.display()));
     }
     let log = dir.join("console.log");
+    let qemu_log = dir.join("qemu.log");
+    let stderr = match std::fs::File::create(&qemu_log) {
+        Ok(file) => file,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            return ProbeBoot::NotRun(format!("creating {}: {e}", qemu_log.display()));
+        }
+    };
     let mut command = Command::new(QEMU);
     command
-        .args(["-nodefaults", "-no-user-config", "-display", "none", "-no-reboot", "-accel", "kvm", "-M", "pc"])
+        .args(["-nodefaults", "-no-user-config", "-display", "none", "-no-reboot", "-accel", accel.name(), "-M", "pc"])
         .args(["-m", "256", "-kernel"])
         .arg(kernel)
         .args(["-append", "console=ttyS0 panic=-1", "-serial"])
         .arg(format!("file:{}", log.display()))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .process_group(0);
     // SAFETY: prctl only, between fork and exec.
     unsafe {
         command.pre_exec(|| nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from));
     }
     let result = match RUNNING.spawn(dir.clone(), || command.spawn()) {
-        Err(SpawnError::Closed) => None,
-        Err(SpawnError::Spawn(e)) => Some((Accel::Tcg, format!("could not start {QEMU} for the KVM probe: {e}"))),
+        // After an interrupt nothing is started, and nothing is learnt of KVM.
+        Err(SpawnError::Closed) => ProbeBoot::NotRun("cilab is exiting after an interrupt".into()),
+        Err(SpawnError::Spawn(e)) => ProbeBoot::NotRun(format!("starting {QEMU}: {e}")),
         Ok(child) => {
             let pid = child.id() as i32;
-            let exited = PidFd::open(pid).map(|fd| fd.wait_exit(KVM_PROBE_DEADLINE)).unwrap_or(false);
+            let exited = PidFd::open(pid).map(|fd| fd.wait_exit(deadline)).unwrap_or(false);
             // Not there any more: the interrupt handler killed it, which says nothing of KVM.
             let ours = RUNNING.remove(pid).is_some();
             kill_and_reap(pid, child, Path::new("/nonexistent"));
             let console = std::fs::read_to_string(&log).unwrap_or_default();
             if !ours {
-                None
+                ProbeBoot::NotRun("killed by an interrupt".into())
             } else if exited && console.contains("Kernel panic") {
-                Some((Accel::Kvm, format!("a probe boot with KVM ended within {KVM_PROBE_DEADLINE:?}")))
+                ProbeBoot::Panicked
             } else if exited {
-                Some((Accel::Tcg, "a probe boot with KVM failed".into()))
+                ProbeBoot::Failed(tail(&std::fs::read_to_string(&qemu_log).unwrap_or_default(), 3))
             } else {
-                Some((
-                    Accel::Tcg,
-                    format!("/dev/kvm is there but a probe boot with it hung for {KVM_PROBE_DEADLINE:?}"),
-                ))
+                ProbeBoot::Hung(deadline)
             }
         }
     };
@@ -816,5 +1063,157 @@ mod tests {
             assert!(qemu.pid().is_none());
             assert_eq!(ours(), Vec::<PathBuf>::new(), "the refused guest's directory is removed");
         }
+    }
+    use std::cell::Cell;
+
+    fn kernel_file(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).expect("write a kernel stand-in");
+        path
+    }
+
+    #[test]
+    fn a_probe_whose_kernel_did_not_boot_is_not_cached_for_any_kernel() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = dir.path().join("cache");
+        let broken = kernel_file(dir.path(), "vmlinuz-broken", b"cut short");
+        let good = kernel_file(dir.path(), "vmlinuz-good", b"a whole kernel");
+        let probes = Cell::new(0);
+        let failed = |_: &Path| {
+            probes.set(probes.get() + 1);
+            judge_probe(ProbeBoot::Failed("no kernel there".into()), || unreachable!("KVM did not hang"))
+        };
+        assert_eq!(accelerator_in(&cache, &broken, failed).0, Accel::Tcg);
+        assert_eq!(accelerator_in(&cache, &broken, failed).0, Accel::Tcg);
+        assert_eq!(probes.get(), 2, "the broken kernel's answer was cached");
+        let worked = |_: &Path| judge_probe(ProbeBoot::Panicked, || unreachable!("KVM did not hang"));
+        assert_eq!(accelerator_in(&cache, &good, worked).0, Accel::Kvm, "the broken kernel's answer was reused");
+    }
+
+    #[test]
+    fn a_definite_answer_is_cached_for_its_kernel_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = dir.path().join("cache");
+        let one = kernel_file(dir.path(), "vmlinuz-one", b"one kernel");
+        let other = kernel_file(dir.path(), "vmlinuz-other", b"another kernel");
+        let worked = |_: &Path| judge_probe(ProbeBoot::Panicked, || unreachable!("KVM did not hang"));
+        assert_eq!(accelerator_in(&cache, &one, worked).0, Accel::Kvm);
+        let never = |_: &Path| -> ProbeAnswer { panic!("probed again: the answer for this kernel was cached") };
+        assert_eq!(accelerator_in(&cache, &one, never).0, Accel::Kvm);
+        // Another kernel is probed for itself.
+        let hung = |_: &Path| judge_probe(ProbeBoot::Hung(KVM_PROBE_DEADLINE), || ProbeBoot::Panicked);
+        let (accel, why) = accelerator_in(&cache, &other, hung);
+        assert_eq!(accel, Accel::Tcg);
+        assert!(why.contains("hung") && why.contains("TCG boots that kernel"), "{why}");
+        assert_eq!(accelerator_in(&cache, &other, never).0, Accel::Tcg);
+        // The same path with other contents (a kernel upgraded in place) is another kernel.
+        std::fs::write(&one, b"one kernel, rebuilt and longer").expect("rewrite");
+        let probes = Cell::new(0);
+        let counted = |_: &Path| {
+            probes.set(probes.get() + 1);
+            judge_probe(ProbeBoot::Panicked, || unreachable!("KVM did not hang"))
+        };
+        accelerator_in(&cache, &one, counted);
+        assert_eq!(probes.get(), 1, "a replaced kernel got the old kernel's answer");
+    }
+
+    /// The end of a console as the guest's kernel and init write it (serial: CR LF).
+    const PANICKED: &str = "cilab-guest:/# echo c > /proc/sysrq-trigger\r\n\
+        [    9.055036] sysrq: Trigger a crash\r\n\
+        [    9.056169] Kernel panic - not syncing: sysrq triggered crash\r\n\
+        [    9.057253]  dump_stack_lvl+0x44/0x5c\r\n\
+        [    9.057253] Kernel Offset: 0x6e00000 from 0xffffffff81000000\r\n";
+
+    #[test]
+    fn the_console_says_how_a_guest_that_went_away_ended() {
+        assert_eq!(guest_end(PANICKED), GuestEnd::Panicked("Kernel panic - not syncing: sysrq triggered crash".into()));
+        assert!(guest_end(PANICKED).describe().starts_with("the guest crashed: its kernel panicked (Kernel panic"));
+        // A panic wins over whatever follows it (a power-off line, say).
+        let later = format!("{PANICKED}[    9.1] reboot: Power down\r\n");
+        assert!(matches!(guest_end(&later), GuestEnd::Panicked(_)), "{later}");
+        let init = "cilab guest: failed: the agent exited with status 137\r\n[   20.1] reboot: Power down\r\n";
+        assert_eq!(guest_end(init), GuestEnd::InitFailed("the agent exited with status 137".into()));
+        let person = "cilab-guest:/# poweroff -f\r\n[  148.164807] reboot: Power down\r\n";
+        assert_eq!(guest_end(person), GuestEnd::PoweredOff);
+        assert_eq!(
+            guest_end("cilab-guest:/# reboot -f\r\n[ 12.0] reboot: Restarting system\r\n"),
+            GuestEnd::PoweredOff
+        );
+        // A console that stops mid-way (qemu killed from outside) says nothing.
+        assert_eq!(guest_end("cilab-guest:/# ls\r\nbin dev\r\n"), GuestEnd::Unknown);
+        assert_eq!(guest_end(""), GuestEnd::Unknown);
+    }
+
+    #[test]
+    fn what_the_kernel_said_is_told_from_the_rest_of_the_console_without_its_dumps() {
+        let console = "cilab guest: the host hung up; powering off\r\n\
+            [   31.402311] Out of memory: Killed process 81 (cilab) total-vm:9000kB, anon-rss:100kB\r\n\
+            [    9.057253] CPU: 1 PID: 95 Comm: sh Not tainted 6.1.0-56-cloud-amd64 #1  Debian 6.1.192-2\r\n\
+            [    9.057253] Call Trace:\r\n\
+            [    9.057253]  <TASK>\r\n\
+            [    9.057253]  dump_stack_lvl+0x44/0x5c\r\n\
+            [    9.057253] RIP: 0033:0x47b7a0\r\n\
+            [    9.057253] Code: 40 00 48 c7 c2 e0 ff ff ff f7 d8 64 89 02 48 c7\r\n\
+            [    9.057253] RSP: 002b:00007ffe0b870968 EFLAGS: 00000202 ORIG_RAX: 0000000000000001\r\n\
+            [    9.057253] FS:  0000000000000000(0000) GS:ffff8d0a3bd00000(0000) knlGS:0000000000000000\r\n\
+            [ 1234.5] Kernel panic - not syncing: sysrq triggered crash\r\n\
+            [not a time] a person's text\r\n\
+            cilab-guest:/# echo done\r\n";
+        assert_eq!(
+            kernel_said(console),
+            [
+                "[   31.402311] Out of memory: Killed process 81 (cilab) total-vm:9000kB, anon-rss:100kB",
+                "[    9.057253] CPU: 1 PID: 95 Comm: sh Not tainted 6.1.0-56-cloud-amd64 #1  Debian 6.1.192-2",
+                "[    9.057253] Call Trace:",
+                "[ 1234.5] Kernel panic - not syncing: sysrq triggered crash",
+            ]
+        );
+        assert_eq!(kernel_line("[    9.0] RIP: 0033:0x47b7a0\r"), Some("RIP: 0033:0x47b7a0"));
+        assert_eq!(kernel_line("[not a time] text"), None);
+        assert_eq!(kernel_line("cilab guest: failed: x"), None);
+    }
+
+    /// The subids variant's newuidmap and newgidmap go into the guest where this machine
+    /// has them, as they are (set-user-ID root); where it has not, the payload is made all
+    /// the same (the variant is then a SKIP in the guest, as here).
+    #[test]
+    fn a_guest_gets_the_variants_tools_this_machine_has() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lab = crate::catalog::find("userns-maps").expect("lab userns-maps");
+        for binary in ["cilab", lab.binary] {
+            std::fs::write(dir.path().join(binary), b"").expect("a stand-in binary");
+        }
+        let payload = Payload::for_labs(&[lab], dir.path()).expect("a payload, uidmap or not");
+        let tools = lab.variants.iter().flat_map(|v| v.tools).map(|t| t.program).collect::<Vec<_>>();
+        assert!(tools.contains(&"newuidmap") && tools.contains(&"newgidmap"), "{tools:?}");
+        for tool in tools {
+            match which::which(tool) {
+                Ok(path) => assert!(payload.tools.contains(&path), "{tool} ({}) not sent", path.display()),
+                Err(_) => assert!(!payload.tools.iter().any(|p| p.ends_with(tool)), "{:?}", payload.tools),
+            }
+        }
+        let mut image = Image::new();
+        for tool in &payload.tools {
+            image.program(tool).expect("the tool in an image");
+        }
+        if let Ok(path) = which::which("newuidmap") {
+            let real = std::fs::canonicalize(&path).expect("newuidmap's path");
+            match image.entries().get(&real) {
+                Some(initramfs::Entry::HostFile { mode, .. }) => assert_eq!(mode & 0o4000, 0o4000, "{mode:o}"),
+                other => panic!("{}: {other:?}", real.display()),
+            }
+        }
+    }
+
+    #[test]
+    fn only_a_hang_that_tcg_does_not_share_blames_kvm() {
+        let tcg_also_hangs = judge_probe(ProbeBoot::Hung(KVM_PROBE_DEADLINE), || ProbeBoot::Hung(TCG_PROBE_DEADLINE));
+        assert!(matches!(tcg_also_hangs, ProbeAnswer::ThisTime(Accel::Tcg, _)), "{tcg_also_hangs:?}");
+        let tcg_fails = judge_probe(ProbeBoot::Hung(KVM_PROBE_DEADLINE), || ProbeBoot::Failed("bad".into()));
+        assert!(matches!(tcg_fails, ProbeAnswer::ThisTime(Accel::Tcg, _)), "{tcg_fails:?}");
+        let kvm_hangs = judge_probe(ProbeBoot::Hung(KVM_PROBE_DEADLINE), || ProbeBoot::Panicked);
+        assert!(matches!(kvm_hangs, ProbeAnswer::Definite(Accel::Tcg, _)), "{kvm_hangs:?}");
+        let not_run = judge_probe(ProbeBoot::NotRun("no qemu".into()), || unreachable!("not run"));
+        assert!(matches!(not_run, ProbeAnswer::ThisTime(Accel::Tcg, _)), "{not_run:?}");
     }
 }

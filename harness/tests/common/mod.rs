@@ -56,13 +56,37 @@ pub fn assert_all_passed_but_unavailable_variants(report: &Report) -> Vec<String
     skipped
 }
 
+/// As `assert_all_passed`, except that verdicts of the variants `expected` names may be
+/// SKIPs, and only for the reason it gives: `expected(lab, variant)` is `Some(words the
+/// reason must contain)` for a variant that may be skipped. A SKIP of any other variant,
+/// or for another reason, fails. The skips are printed and returned.
+pub fn assert_all_passed_but_expected_skips(
+    report: &Report,
+    expected: &dyn Fn(&str, &str) -> Option<&'static str>,
+) -> Vec<String> {
+    let skipped = assert_passed_but(report, &|lab, detail| {
+        let variant = detail.strip_prefix(VARIANT_SKIPPED).and_then(|rest| rest.split('`').next());
+        variant.and_then(|variant| expected(lab, variant)).is_some_and(|reason| detail.contains(reason))
+    });
+    for line in &skipped {
+        eprintln!("SKIPPED (not a pass, expected): {line}");
+    }
+    skipped
+}
+
 fn assert_passed(report: &Report, variants_may_skip: bool) -> Vec<String> {
+    assert_passed_but(report, &|_, detail| variants_may_skip && detail.starts_with(VARIANT_SKIPPED))
+}
+
+/// Fails with every verdict that did not pass, but a SKIP whose detail `may_skip(lab,
+/// detail)` accepts; returns those.
+fn assert_passed_but(report: &Report, may_skip: &dyn Fn(&str, &str) -> bool) -> Vec<String> {
     let mut problems = Vec::new();
     let mut skipped = Vec::new();
     for lab in &report.labs {
         for verdict in lab.verdicts.iter().filter(|v| v.outcome != Outcome::Pass) {
             let detail = verdict.detail.as_deref().unwrap_or_default();
-            if variants_may_skip && verdict.outcome == Outcome::Skip && detail.starts_with(VARIANT_SKIPPED) {
+            if verdict.outcome == Outcome::Skip && may_skip(&lab.lab, detail) {
                 skipped.push(format!("{} / {}: {detail}", lab.lab, verdict.id));
                 continue;
             }

@@ -456,11 +456,11 @@ impl Workload {
     /// how it ended in /proc/<pid>/stat until the lab reaps it.
     fn wait_exit_unreaped(&self, doing: &str) -> Result<WaitStatus> {
         let pidfd = child::pidfd_open(self.pid).map_err(LabError::sys("pidfd_open", self.pid))?;
-        let deadline = Instant::now() + child::DEADLINE;
+        let deadline = Instant::now() + child::deadline();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(anyhow!("{} did not exit within {:?} while {doing}", self.pid, child::DEADLINE));
+                return Err(anyhow!("{} did not exit within {:?} while {doing}", self.pid, child::deadline()));
             }
             let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
             match poll(&mut fds, PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX)) {
@@ -661,7 +661,7 @@ fn procs(dir: &Path) -> Result<Vec<Pid>> {
 /// changes of cgroup.events (poll); v1's freezer.state moves from FREEZING to FROZEN as
 /// the kernel gets each task to stop, re-checked each time it is read.
 fn wait_freezer(cgroup: &LabCgroup, frozen: bool) -> Result<()> {
-    let deadline = Instant::now() + child::DEADLINE;
+    let deadline = Instant::now() + child::deadline();
     let (path, want) = match cgroup.version {
         Version::V2 => (cgroup.dir("freezer")?.join("cgroup.events"), if frozen { "frozen 1" } else { "frozen 0" }),
         Version::V1 => (cgroup.dir("freezer")?.join("freezer.state"), if frozen { "FROZEN" } else { "THAWED" }),
@@ -672,7 +672,7 @@ fn wait_freezer(cgroup: &LabCgroup, frozen: bool) -> Result<()> {
             return Ok(());
         }
         if Instant::now() >= deadline {
-            return Err(anyhow!("{} does not say {want:?} after {:?}: {text:?}", path.display(), child::DEADLINE));
+            return Err(anyhow!("{} does not say {want:?} after {:?}: {text:?}", path.display(), child::deadline()));
         }
         match cgroup.version {
             Version::V2 => {
@@ -690,7 +690,7 @@ fn wait_freezer(cgroup: &LabCgroup, frozen: bool) -> Result<()> {
 /// Waits (bounded) until no process is left in the cgroup, reaping what dies: the bomb
 /// (`first`) and the bomblets it leaves to the lab, their subreaper.
 fn wait_empty(cgroup: &LabCgroup, first: Pid) -> Result<()> {
-    let deadline = Instant::now() + child::DEADLINE;
+    let deadline = Instant::now() + child::deadline();
     let pids_dir = cgroup.dir("pids")?;
     loop {
         // Reap whatever has died (the bomb, and adopted bomblets); never block.
@@ -709,7 +709,7 @@ fn wait_empty(cgroup: &LabCgroup, first: Pid) -> Result<()> {
             return Err(anyhow!(
                 "{} processes are still in the cgroup {:?} after killing it (pids.current {current}); the bomb was {first}",
                 left.len(),
-                child::DEADLINE
+                child::deadline()
             ));
         }
         // Wake when one of them exits.

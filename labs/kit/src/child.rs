@@ -18,9 +18,40 @@ use nix::unistd::{fork, getppid, ForkResult, Pid};
 use crate::protocol::PANIC_EXIT;
 use crate::{cleanup, LabError, Result};
 
-/// How long the lab waits for a child to name itself, to say it is ready, or to exit.
-/// Everything the labs wait for takes milliseconds: past this, something went wrong.
-pub const DEADLINE: Duration = Duration::from_secs(10);
+/// How long the lab waits for a child to name itself, to say it is ready, or to exit,
+/// unless [`DEADLINE_ENV`] says longer. Everything the labs wait for takes milliseconds:
+/// past this, something went wrong.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Whoever runs the lab may stretch [`deadline`] with this variable: whole seconds,
+/// longer than [`DEFAULT_DEADLINE`] (a shorter or unreadable value leaves the default).
+/// `cilab check` sets it to its `--hold-timeout` (60 s in a qemu guest that emulates its
+/// CPU), so that the lab's own waits for its children stretch with the harness's wait for
+/// the lab: a slow machine fails neither. Run by hand, the default.
+pub const DEADLINE_ENV: &str = "CILAB_LAB_DEADLINE";
+
+/// How long the lab waits for a child (see [`DEFAULT_DEADLINE`], [`DEADLINE_ENV`]), read
+/// once.
+pub fn deadline() -> Duration {
+    static DEADLINE: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *DEADLINE.get_or_init(|| {
+        let value = std::env::var(DEADLINE_ENV).ok();
+        let deadline = deadline_from(value.as_deref());
+        if let Some(value) = value.filter(|v| v.trim().parse::<u64>().is_err()) {
+            let _ = writeln!(
+                std::io::stderr(),
+                "labkit: {DEADLINE_ENV}={value:?} is not a number of seconds: waiting {deadline:?} for children"
+            );
+        }
+        deadline
+    })
+}
+
+/// The deadline [`DEADLINE_ENV`]'s `value` asks for: never shorter than the default.
+pub fn deadline_from(value: Option<&str>) -> Duration {
+    let asked = value.and_then(|v| v.trim().parse::<u64>().ok()).map(Duration::from_secs);
+    asked.map_or(DEFAULT_DEADLINE, |asked| asked.max(DEFAULT_DEADLINE))
+}
 
 /// Set once this process panicked or saw a child of its own end with [`PANIC_EXIT`]: its
 /// own exit status is then [`PANIC_EXIT`] too, so a panic deep down reaches the lab's.
@@ -64,9 +95,10 @@ pub fn spawn_with(name: &str, die_with_parent: bool, body: impl FnOnce() -> i32)
             cleanup::track_child(child);
             drop(named_tx);
             // One byte once it is named; end of file if it died first. Either way, go on.
-            if !poll_until(&mut [PollFd::new(named_rx.as_fd(), PollFlags::POLLIN)], Instant::now() + DEADLINE)? {
+            let deadline = deadline();
+            if !poll_until(&mut [PollFd::new(named_rx.as_fd(), PollFlags::POLLIN)], Instant::now() + deadline)? {
                 return Err(LabError::Child(format!(
-                    "{name} (PID {child}) did not name itself within {DEADLINE:?} of its fork"
+                    "{name} (PID {child}) did not name itself within {deadline:?} of its fork"
                 )));
             }
             let _ = File::from(named_rx).read(&mut [0u8]);
@@ -100,7 +132,7 @@ pub fn spawn_with(name: &str, die_with_parent: bool, body: impl FnOnce() -> i32)
     }
 }
 
-/// Waits (at most [`DEADLINE`]) for the child `pid` to exit, reaps it and forgets it.
+/// Waits (at most [`deadline`]) for the child `pid` to exit, reaps it and forgets it.
 /// A child that panicked is an error: the panic is the news, not its exit status.
 /// Refuses a PID that is not a child of this process. Whatever a lab signals, it signals
 /// its own children: a wrong PID (1, say, whose SIGINT reboots a systemd machine) must
@@ -120,8 +152,8 @@ pub fn ensure_own_child(pid: Pid, what: &str) -> Result<()> {
 pub fn wait(pid: Pid, doing: &str) -> Result<WaitStatus> {
     let who = describe_child(pid);
     let pidfd = pidfd_open(pid).map_err(LabError::sys("pidfd_open", pid))?;
-    if !poll_until(&mut [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)], Instant::now() + DEADLINE)? {
-        return Err(LabError::Child(format!("{who} did not exit within {DEADLINE:?} while {doing}")));
+    if !poll_until(&mut [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)], Instant::now() + deadline())? {
+        return Err(LabError::Child(format!("{who} did not exit within {:?} while {doing}", deadline())));
     }
     let status = waitpid(pid, None).map_err(LabError::sys("waitpid", pid))?;
     cleanup::forget_child(pid);
@@ -258,10 +290,11 @@ pub struct LabEnd {
 }
 
 impl LabEnd {
-    /// Waits until the child says it is ready, at most [`DEADLINE`]. If it dies or hangs
+    /// Waits until the child says it is ready, at most [`deadline`]. If it dies or hangs
     /// instead, the error says so, then `likely`: what probably went wrong, for the student.
     pub fn wait_ready(&mut self, doing: &str, likely: &str) -> Result<()> {
-        let deadline = Instant::now() + DEADLINE;
+        let waiting = self::deadline();
+        let deadline = Instant::now() + waiting;
         loop {
             let mut fds = [
                 PollFd::new(self.ready.as_fd(), PollFlags::POLLIN),
@@ -269,7 +302,7 @@ impl LabEnd {
             ];
             if !poll_until(&mut fds, deadline)? {
                 return Err(LabError::Child(format!(
-                    "{} was not ready within {DEADLINE:?} while {doing}: {likely}",
+                    "{} was not ready within {waiting:?} while {doing}: {likely}",
                     self.who
                 )));
             }
@@ -293,7 +326,7 @@ impl LabEnd {
                 Some(WaitStatus::Exited(_, code)) => format!("exited with status {code}"),
                 Some(WaitStatus::Signaled(_, signal, _)) => format!("was killed by {}", signal.as_str()),
                 Some(other) => format!("ended ({other:?})"),
-                None => format!("closed its pipe yet did not exit within {DEADLINE:?}"),
+                None => format!("closed its pipe yet did not exit within {waiting:?}"),
             };
             return Err(LabError::Child(format!("{} {ended} while {doing}: {likely}", self.who)));
         }
@@ -343,6 +376,18 @@ impl ChildEnd {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_deadline_stretches_as_asked_and_never_shrinks() {
+        assert_eq!(deadline_from(None), DEFAULT_DEADLINE);
+        assert_eq!(deadline_from(Some("60")), Duration::from_secs(60));
+        assert_eq!(deadline_from(Some(" 180\n")), Duration::from_secs(180));
+        // Shorter than the default, or not a number of seconds: the default.
+        assert_eq!(deadline_from(Some("2")), DEFAULT_DEADLINE);
+        assert_eq!(deadline_from(Some("0")), DEFAULT_DEADLINE);
+        assert_eq!(deadline_from(Some("1m")), DEFAULT_DEADLINE);
+        assert_eq!(deadline_from(Some("")), DEFAULT_DEADLINE);
+    }
 
     #[test]
     fn a_panicking_child_exits_101_and_its_parent_knows() {

@@ -46,6 +46,8 @@ pub fn main<E: std::fmt::Display>(
     // clap has parsed the arguments already; the hook only needs to know this one.
     let held = std::env::args_os().skip(1).any(|a| a == "--hold");
     panics::install(binary, source, held);
+    // Read now, while the lab is one thread and has forked nothing: its children inherit it.
+    child::deadline();
     let outcome = match cleanup::install() {
         Ok(()) => match std::panic::catch_unwind(std::panic::AssertUnwindSafe(lab)) {
             Ok(result) => result.map_err(|error| format!("{error:#}")),

@@ -548,8 +548,8 @@ impl Target {
             }
             Target::Docker { init_fd, .. } => {
                 let mut fds = [PollFd::new(init_fd.as_fd(), PollFlags::POLLIN)];
-                if !poll_until(&mut fds, Instant::now() + child::DEADLINE)? {
-                    bail!("the Docker container's init did not end within {:?}", child::DEADLINE);
+                if !poll_until(&mut fds, Instant::now() + child::deadline())? {
+                    bail!("the Docker container's init did not end within {:?}", child::deadline());
                 }
             }
         }
@@ -653,14 +653,14 @@ fn docker_cli(args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
-/// Reads `pipe` until a line `word` arrives, at most child::DEADLINE.
+/// Reads `pipe` until a line `word` arrives, at most child::deadline().
 fn await_line(pipe: OwnedFd, word: &str, doing: &str) -> Result<()> {
-    let deadline = Instant::now() + child::DEADLINE;
+    let deadline = Instant::now() + child::deadline();
     let mut file = File::from(pipe);
     let mut seen = Vec::new();
     loop {
         if !poll_until(&mut [PollFd::new(file.as_fd(), PollFlags::POLLIN)], deadline)? {
-            bail!("no `{word}` within {:?} while {doing}", child::DEADLINE);
+            bail!("no `{word}` within {:?} while {doing}", child::deadline());
         }
         let mut buf = [0u8; 512];
         match file.read(&mut buf) {

@@ -780,11 +780,11 @@ impl Runner {
             let _ = child::wait(pid, "running busybox");
             bail!("{RUNNER_COMM} did not get to busybox (its error is above)");
         }
-        // The shell says what it sees, then execs sleep: wait for that, at most child::DEADLINE.
-        let deadline = std::time::Instant::now() + child::DEADLINE;
+        // The shell says what it sees, then execs sleep: wait for that, at most child::deadline().
+        let deadline = std::time::Instant::now() + child::deadline();
         while std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim() != "sleep" {
             if std::time::Instant::now() > deadline {
-                bail!("busybox (PID {pid}) did not get to `exec sleep` within {:?}", child::DEADLINE);
+                bail!("busybox (PID {pid}) did not get to `exec sleep` within {:?}", child::deadline());
             }
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
