@@ -10,6 +10,7 @@ pub mod corpus;
 pub mod doctor;
 pub mod error;
 pub mod facts;
+pub mod formats;
 pub mod labbuild;
 pub mod leaks;
 pub mod mountns;

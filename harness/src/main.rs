@@ -81,9 +81,13 @@ enum Command {
         /// Check every lab.
         #[arg(long, conflicts_with = "labs")]
         all: bool,
-        /// How to print the report: a table for people, JSON for tools.
-        #[arg(long, value_enum, default_value_t = Format::Table)]
-        format: Format,
+        /// How to print the report: a table for people; JSON for tools (the source of
+        /// truth, the others are made from it); JUnit XML for CI test reporters (a suite
+        /// per lab, a case per verdict); Markdown for CI job summaries; Gradescope's
+        /// results.json. Whatever the format, with $GITHUB_STEP_SUMMARY set the Markdown
+        /// summary is also added to that file.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+        format: ReportFormat,
         /// Run each lab this many times in a row (a soak: every run must pass and leak nothing).
         #[arg(long, default_value_t = 1, value_name = "N")]
         repeat: u32,
@@ -245,6 +249,16 @@ fn guest_payload(no_build: bool) -> Result<Payload> {
 enum Format {
     Table,
     Json,
+}
+
+/// The formats of `cilab check`'s report (see `cilab::formats`).
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ReportFormat {
+    Table,
+    Json,
+    Junit,
+    Markdown,
+    Gradescope,
 }
 
 fn parse_fault(text: &str) -> Result<Fault, String> {
@@ -429,7 +443,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Check { labs, all, format, repeat, no_build, hold_timeout, fault, allow_jailbreak, sealed, vm } => {
             // First, before anything runs: the key, then the walls around this process.
             let seal = if sealed {
-                if format != Format::Json || vm.backend != BackendChoice::Local {
+                if format != ReportFormat::Json || vm.backend != BackendChoice::Local {
                     bail!("--sealed is for cilab's qemu guest: with --format json and the local backend");
                 }
                 Some(cilab::backend::seal::enter_sealed_mode().context("entering sealed mode")?)
@@ -536,7 +550,7 @@ type Sealing = (SealKey, Vec<String>);
 fn check(
     names: &[String],
     all: bool,
-    format: Format,
+    format: ReportFormat,
     repeat: u32,
     no_build: bool,
     // The run's options, `--hold-timeout` as given (a guest picks its own default), and
@@ -620,13 +634,33 @@ fn check(
     }
     let report = Report::new(reports);
     match format {
-        Format::Table => print!("{}", report.to_table()),
-        Format::Json => {
+        ReportFormat::Table => print!("{}", report.to_table()),
+        ReportFormat::Json => {
             let json = report.to_json();
             println!("{json}");
             if let Some((key, hardening)) = &seal {
                 println!("{}", key.trailer(&json, hardening));
             }
+        }
+        ReportFormat::Junit => print!("{}", cilab::formats::to_junit(&report)),
+        ReportFormat::Markdown => print!("{}", cilab::formats::to_markdown(&report)),
+        ReportFormat::Gradescope => {
+            println!("{}", serde_json::to_string_pretty(&cilab::formats::to_gradescope(&report))?)
+        }
+    }
+    // A CI job's summary page (GitHub Actions sets the variable to a file of the job's).
+    if let Some(summary) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|_| seal.is_none()) {
+        let appended = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&summary)
+            .and_then(|mut file| file.write_all(cilab::formats::to_markdown(&report).as_bytes()));
+        if let Err(error) = appended {
+            let _ = writeln!(
+                std::io::stderr(),
+                "cilab: warning: could not add the summary to $GITHUB_STEP_SUMMARY ({}): {error}",
+                std::path::Path::new(&summary).display()
+            );
         }
     }
     Ok(if report.harness_failed() {

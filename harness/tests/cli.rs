@@ -174,3 +174,50 @@ fn ci_installs_every_package_the_catalog_needs() {
         assert!(installed.contains(&package), ".ci/run does not install {package}, which a lab needs:\n{text}");
     }
 }
+
+/// One real check of chroot-jail in every report format other graders read: JUnit has a
+/// case per verdict of the catalog, Gradescope's score is the lab's points, the Markdown
+/// summary has the lab's row, and with $GITHUB_STEP_SUMMARY set the summary is added there.
+#[test]
+fn check_writes_junit_markdown_and_gradescope_from_the_same_verdicts() {
+    common::require_root();
+    let cargo = std::env::var("CARGO").expect("cargo test sets CARGO");
+    let built = std::process::Command::new(&cargo).args(["build", "-q", "-p", "lab-chroot-jail"]).status();
+    assert!(built.expect("run cargo").success());
+    let lab = cilab::catalog::find("chroot-jail").expect("chroot-jail");
+    let summary_dir = tempfile::tempdir().expect("tempdir");
+    let summary = summary_dir.path().join("summary.md");
+    let run = |format: &str| {
+        let output = common::cilab()
+            .args(["check", "chroot-jail", "--no-build", "--format", format])
+            .env("GITHUB_STEP_SUMMARY", &summary)
+            .output()
+            .expect("run cilab");
+        assert_eq!(output.status.code(), Some(0), "{format}: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).expect("UTF-8")
+    };
+    let verdicts = lab.all_verdicts().len();
+
+    let junit = run("junit");
+    assert!(junit.starts_with("<?xml"), "{junit}");
+    assert_eq!(junit.matches("<testsuite ").count(), 1, "{junit}");
+    assert_eq!(junit.matches("<testcase ").count(), verdicts, "{junit}");
+    assert_eq!(junit.matches("<failure").count() + junit.matches("<skipped").count(), 0, "{junit}");
+    for spec in lab.all_verdicts() {
+        assert!(junit.contains(&format!("name=\"{}\"", spec.id)), "no case {}: {junit}", spec.id);
+    }
+
+    let gradescope: serde_json::Value = serde_json::from_str(&run("gradescope")).expect("results.json");
+    assert_eq!(gradescope["score"], lab.max_points());
+    assert_eq!(gradescope["max_score"], lab.max_points());
+    let tests = gradescope["tests"].as_array().expect("tests[]");
+    assert_eq!(tests.len(), verdicts);
+    assert!(tests.iter().all(|t| t["status"] == "passed"), "{tests:#?}");
+
+    let markdown = run("markdown");
+    let row = format!("| chroot-jail | passed | {0}/{0} |", lab.max_points());
+    assert!(markdown.contains(&row), "{markdown}");
+
+    let summaries = std::fs::read_to_string(&summary).expect("the step summary");
+    assert_eq!(summaries.matches(&row).count(), 3, "one summary per check: {summaries}");
+}
