@@ -110,9 +110,7 @@ fn check_json_lists_each_labs_verdicts_in_catalog_order() {
 fn a_lab_whose_needs_are_missing_is_skipped_loudly_and_never_passes() {
     common::require_root();
     // Build first, with the normal PATH; then hide busybox by giving cilab a PATH without it.
-    let cargo = std::env::var("CARGO").expect("cargo test sets CARGO");
-    let built = std::process::Command::new(&cargo).args(["build", "-q", "-p", "lab-chroot-jail"]).status();
-    assert!(built.expect("run cargo").success());
+    common::build_lab("lab-chroot-jail");
     let no_busybox = tempfile::tempdir().expect("tempdir");
     let output = common::cilab()
         .args(["check", "chroot-jail", "--no-build", "--format", "json"])
@@ -181,9 +179,7 @@ fn ci_installs_every_package_the_catalog_needs() {
 #[test]
 fn check_writes_junit_markdown_and_gradescope_from_the_same_verdicts() {
     common::require_root();
-    let cargo = std::env::var("CARGO").expect("cargo test sets CARGO");
-    let built = std::process::Command::new(&cargo).args(["build", "-q", "-p", "lab-chroot-jail"]).status();
-    assert!(built.expect("run cargo").success());
+    common::build_lab("lab-chroot-jail");
     let lab = cilab::catalog::find("chroot-jail").expect("chroot-jail");
     let summary_dir = tempfile::tempdir().expect("tempdir");
     let summary = summary_dir.path().join("summary.md");

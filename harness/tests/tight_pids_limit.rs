@@ -149,9 +149,7 @@ fn run_under(limits: &[u32]) {
     common::require_root();
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     common::adopt_orphans();
-    let cargo = std::env::var("CARGO").expect("cargo test sets CARGO");
-    let built = Command::new(&cargo).args(["build", "-q", "-p", "lab-pid-ns"]).status();
-    assert!(built.expect("run cargo").success());
+    common::build_lab("lab-pid-ns");
     let cilab = assert_cmd::cargo::cargo_bin("cilab");
     let before = common::host_state();
     let cgroups_before = cgroup_state::cilab_cgroups();

@@ -295,6 +295,13 @@ pub fn build_labs() {
     assert!(status.success(), "cargo build of the catalog's labs failed: {status}");
 }
 
+/// Builds one lab's package (and nothing else) with the cargo that runs the tests.
+pub fn build_lab(package: &str) {
+    let cargo = std::env::var("CARGO").expect("cargo test sets CARGO");
+    let status = std::process::Command::new(&cargo).args(["build", "-q", "-p", package]).status();
+    assert!(status.expect("run cargo build").success(), "cargo build -p {package} failed");
+}
+
 /// The host state that the tests of one file compare must not be changed under them by
 /// another test of the same file: the tests that run labs or compare the host take this.
 pub fn host_lock() -> std::sync::MutexGuard<'static, ()> {
