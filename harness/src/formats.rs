@@ -163,6 +163,31 @@ fn gradescope_test(lab: &LabReport, verdict: &Verdict) -> GradescopeTest {
     }
 }
 
+/// The file names [`write_all`] uses, one per format.
+pub const REPORT_FILES: [(&str, &str); 4] = [
+    ("report.json", "our JSON, the source of truth"),
+    ("junit.xml", "JUnit XML"),
+    ("summary.md", "Markdown summary"),
+    ("results.json", "Gradescope's results.json"),
+];
+
+/// Writes `report` in every format into `dir` (made if missing), under the names of
+/// [`REPORT_FILES`]; returns the paths written.
+pub fn write_all(report: &Report, dir: &std::path::Path) -> crate::error::Result<Vec<std::path::PathBuf>> {
+    use crate::error::Error;
+    std::fs::create_dir_all(dir).map_err(Error::io("create directory", dir))?;
+    let gradescope = serde_json::to_string_pretty(&to_gradescope(report))
+        .map_err(|e| Error::parse("the Gradescope report", e.to_string()))?;
+    let texts = [report.to_json(), to_junit(report), to_markdown(report), gradescope];
+    let mut written = Vec::new();
+    for ((name, _), text) in REPORT_FILES.iter().zip(texts) {
+        let path = dir.join(name);
+        std::fs::write(&path, format!("{}\n", text.trim_end())).map_err(Error::io("write", &path))?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,6 +219,20 @@ mod tests {
             })
             .collect();
         Report::new(labs)
+    }
+
+    #[test]
+    fn write_all_writes_every_format_and_the_json_reads_back() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let report = sample();
+        let written = write_all(&report, &dir.path().join("out")).expect("written");
+        assert_eq!(written.len(), REPORT_FILES.len());
+        let json = std::fs::read_to_string(&written[0]).expect("report.json");
+        let back: Report = serde_json::from_str(&json).expect("report.json is a Report");
+        assert_eq!(back.summary, report.summary);
+        for path in &written {
+            assert!(std::fs::metadata(path).expect("written").len() > 0, "{} is empty", path.display());
+        }
     }
 
     #[test]
