@@ -5,16 +5,37 @@ use std::path::{Path, PathBuf};
 use crate::catalog::LabSpec;
 use crate::error::{Error, Result};
 
-/// The workspace cilab was built from, if it is still there.
+/// Names another source tree (a copy of the one cilab was built from) for cilab to build,
+/// check, hint and reset instead: for cilab's tests, which never edit the real tree.
+pub const SOURCE_TREE_ENV: &str = "CILAB_SOURCE_TREE";
+
+/// The source tree cilab works on, if it is there: the one `CILAB_SOURCE_TREE` names,
+/// else the workspace cilab was built from.
 pub fn workspace_root() -> Option<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent()?.to_path_buf();
+    let root = match other_tree() {
+        Some(tree) => tree,
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).parent()?.to_path_buf(),
+    };
     root.join("Cargo.toml").is_file().then_some(root)
 }
 
-/// Lab binaries sit next to the cilab binary (target/<profile>/).
+fn other_tree() -> Option<PathBuf> {
+    std::env::var_os(SOURCE_TREE_ENV).filter(|v| !v.is_empty()).map(PathBuf::from)
+}
+
+/// Lab binaries sit next to the cilab binary (target/<profile>/), or in the target dir of
+/// the tree `CILAB_SOURCE_TREE` names (`CARGO_TARGET_DIR` when set, as cargo does).
 pub fn binaries_dir() -> Result<PathBuf> {
     let exe = std::env::current_exe().map_err(Error::io("find", "the cilab binary"))?;
-    exe.parent().map(Path::to_path_buf).ok_or_else(|| Error::Build(format!("{} has no directory", exe.display())))
+    let own = exe.parent().map(Path::to_path_buf).ok_or_else(|| Error::Build(format!("{} has no directory", exe.display())))?;
+    match other_tree() {
+        Some(tree) => {
+            let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| tree.join("target"));
+            let profile = own.file_name().filter(|n| *n == "release").map_or("debug".into(), |n| n.to_owned());
+            Ok(target.join(profile))
+        }
+        None => Ok(own),
+    }
 }
 
 /// Builds the given labs with cargo (a no-op when they are up to date) unless `skip`,
@@ -25,6 +46,7 @@ pub fn ensure_built(labs: &[&LabSpec], skip: bool) -> Result<PathBuf> {
     if let (false, Some(root), Some(_)) = (skip, workspace_root(), cargo_program()) {
         let packages: Vec<&str> = labs.iter().map(|l| l.package).collect();
         let release = dir.file_name().is_some_and(|n| n == "release");
+        let _progress = crate::progress::Progress::spinner(format!("building {}", packages.join(", ")));
         build(&root, &packages, release)?;
     }
     let missing: Vec<String> =

@@ -15,9 +15,11 @@ pub mod labbuild;
 pub mod leaks;
 pub mod mountns;
 pub mod probe;
+pub mod progress;
 pub mod registry;
 pub mod report;
 pub mod run;
+pub mod student;
 pub mod verdict;
 
 pub use error::{Error, Result};

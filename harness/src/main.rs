@@ -15,6 +15,7 @@ use cilab::backend::vagrant::Vagrant;
 use cilab::backend::{check_in_guest, Backend, Guest, GuestCheck, Local, Payload};
 use cilab::catalog::{self, LabSpec};
 use cilab::cgroup::{self, CgroupSetup, RunCgroup};
+use cilab::progress::Progress;
 use cilab::registry::{self, Attempt};
 use cilab::report::{LabReport, Report};
 use cilab::run::{Fault, RunOptions};
@@ -49,8 +50,42 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// List the labs in course order, with your last result for each.
-    List,
+    /// List the labs in course order, with your best and last points for each and what
+    /// to do next.
+    List {
+        /// Show the attempts kept for this source tree (the last 10 per lab, newest last),
+        /// of every lab or of LAB.
+        #[arg(long, value_name = "LAB", num_args = 0..=1)]
+        history: Option<Option<String>>,
+    },
+    /// The hint of the first verdict your last `cilab check <lab>` failed; each call shows
+    /// the next one, then starts over. A new check starts over too.
+    Hint {
+        /// The lab's name, as `cilab list` shows it.
+        lab: String,
+    },
+    /// Put a lab's STUDENT regions in labs/<lab>/src/main.rs back to the starter
+    /// (`todo!("<hint>")`), after saving your file in .cilab-backups/<lab>/ (it says how to
+    /// restore it). Code outside the regions stays. Needs the source tree.
+    Reset {
+        /// The lab's name, as `cilab list` shows it.
+        lab: String,
+        /// Only this region (its name is on its `// STUDENT: begin` line).
+        #[arg(long, value_name = "NAME")]
+        region: Option<String>,
+        /// Show what would change, and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Check a lab, then again each time its source is saved: the table, and what changed
+    /// since the check before (verdicts fixed or broken, points). Ctrl-C ends it.
+    Watch {
+        /// The lab's name, as `cilab list` shows it.
+        lab: String,
+        /// As for `cilab check`.
+        #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+        hold_timeout: Option<u64>,
+    },
     /// Run a lab for a person: each step narrated with its syscall and shell equivalent.
     Run {
         /// The lab's name, as `cilab list` shows it.
@@ -424,11 +459,18 @@ fn interrupted(signal: i32) -> ! {
 
 fn dispatch(command: Command) -> Result<ExitCode> {
     // Every command that runs labs tears them down on Ctrl-C.
-    if matches!(command, Command::Run { .. } | Command::Check { .. } | Command::Dev { .. } | Command::Shell { .. }) {
+    if matches!(
+        command,
+        Command::Run { .. } | Command::Check { .. } | Command::Dev { .. } | Command::Shell { .. } | Command::Watch { .. }
+    ) {
         install_interrupt_handler()?;
     }
     match command {
-        Command::List => list(),
+        Command::List { history: None } => list(),
+        Command::List { history: Some(lab) } => history(lab.as_deref()),
+        Command::Hint { lab } => hint(&lab),
+        Command::Reset { lab, region, dry_run } => reset(&lab, region.as_deref(), dry_run),
+        Command::Watch { lab, hold_timeout } => watch(&lab, hold_timeout),
         Command::Run { lab, step, variant, no_build, allow_jailbreak, vm } => {
             vm.qemu_only_flags()?;
             vm.not_a_session_vm("run")?;
@@ -473,7 +515,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
 
 fn list() -> Result<ExitCode> {
     let results = registry::load_results();
-    let show = |a: &Attempt| format!("{} {}/{}", a.result, a.points, a.max_points);
+    let show = cilab::student::show_attempt;
     println!("{:<3} {:<13} {:<36} {:<18} best", "#", "lab", "title", "last result");
     for lab in catalog::all() {
         match (results.last(lab.name), results.best(lab.name)) {
@@ -504,7 +546,112 @@ fn list() -> Result<ExitCode> {
         }
         None => {}
     }
+    let labs = catalog::all();
+    let done = labs.iter().filter(|lab| cilab::student::done(lab, &results)).count();
+    println!("\nProgress: {done} of {} labs passed with full points.", labs.len());
+    match cilab::student::next_lab(labs, &results) {
+        Some((lab, command)) => println!("NEXT: lab {} {}: {command}", lab.order, lab.name),
+        None => println!("Every lab passed with full points."),
+    }
     println!("\nRun one by hand: cilab run <lab> --step     Grade: cilab check <lab> | --all");
+    println!("Stuck: cilab hint <lab>     Start a lab over: cilab reset <lab>     History: cilab list --history");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `cilab list --history [LAB]`.
+fn history(name: Option<&str>) -> Result<ExitCode> {
+    let labs: Vec<&LabSpec> = match name {
+        Some(name) => vec![catalog::find(name)?],
+        None => catalog::all().iter().collect(),
+    };
+    let results = registry::load_results();
+    print!("{}", cilab::student::history_text(&labs, &results));
+    match &results.tree {
+        Some(tree) => println!("\nAttempts in the source tree at {} (times in UTC).", tree.path.display()),
+        None => println!("\nNo attempt saved for this tree yet: `cilab check <lab>` saves one."),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `cilab hint <lab>`: the next hint of the last check's failures.
+fn hint(name: &str) -> Result<ExitCode> {
+    use registry::HintStep;
+    let lab = catalog::find(name)?;
+    let when = cilab::student::format_time;
+    match registry::next_hint(lab.name)? {
+        HintStep::NoCheck => {
+            println!("Lab {} was not checked yet in this tree: run `cilab check {}` first.", lab.name, lab.name);
+            let root = labbuild::workspace_root();
+            if let Some(region) = cilab::student::regions_in(root.as_deref(), lab)?.first() {
+                println!(
+                    "\nMeanwhile, the hint of its first STUDENT region, `{}` (labs/{}/src/main.rs line {}), from the source:\n  {}",
+                    region.name, lab.name, region.begin_line, region.hint
+                );
+            }
+        }
+        HintStep::NothingFailed { when: at } => {
+            println!("Your last check of {} ({}) failed nothing: no hint needed.", lab.name, when(at));
+        }
+        HintStep::Failing { verdict, index, of, when: at } => {
+            println!("Hint {} of {} from your last check of {} ({}):", index + 1, of, lab.name, when(at));
+            println!("\nFAILED  {}: {}", verdict.id, verdict.claim);
+            if let Some(seen) = &verdict.seen {
+                println!("  seen: {seen}");
+            }
+            println!("  hint: {}", verdict.hint);
+            if index + 1 < of {
+                println!("\n`cilab hint {}` again shows the next one.", lab.name);
+            }
+        }
+        HintStep::NoMore { of, when: at } => {
+            println!(
+                "No more hints: that was all {of} failing verdicts of your last check of {} ({}). \
+                 The next `cilab hint {}` starts over; `cilab check {}` again once you have changed your code.",
+                lab.name,
+                when(at),
+                lab.name,
+                lab.name
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `cilab reset <lab> [--region NAME] [--dry-run]`.
+fn reset(name: &str, region: Option<&str>, dry_run: bool) -> Result<ExitCode> {
+    let lab = catalog::find(name)?;
+    let root = labbuild::workspace_root().with_context(|| {
+        format!(
+            "cilab reset edits labs/{}/src/main.rs of the source tree cilab was built from, and that tree is \
+             not here: run it from your clone (`cargo run -p cilab -- reset {}`)",
+            lab.name, lab.name
+        )
+    })?;
+    let plan = cilab::student::plan_reset(&root, lab, region)?;
+    let source = plan.source.display();
+    if plan.changed.is_empty() {
+        println!("Nothing to reset: every region asked for in {source} is the starter already.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    for (name, before, starter) in &plan.changed {
+        println!("region `{name}`:");
+        for line in before.lines() {
+            println!("-    {line}");
+        }
+        println!("+    {starter}");
+    }
+    if dry_run {
+        println!("\n(dry run: {source} is unchanged; without --dry-run these regions become the starter)");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let backup = cilab::student::apply_reset(&root, lab, &plan, now)?;
+    println!(
+        "\nReset {} region(s) of {source} to the starter. Your file was saved first as\n  {}\nTo restore it: cp {} {source}",
+        plan.changed.len(),
+        backup.display(),
+        backup.display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -541,6 +688,91 @@ fn run_by_hand(name: &str, step: bool, variant: Option<&str>, no_build: bool) ->
         println!("\nNext: `cilab check {}` grades it from outside.", lab.name);
     }
     Ok(if success && teardown.leaks.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// `cilab watch <lab>`: a check, then another after each save of the lab's source, until
+/// Ctrl-C (which tears a check in progress down, as in `cilab check`).
+fn watch(name: &str, hold_timeout: Option<u64>) -> Result<ExitCode> {
+    use std::io::IsTerminal;
+    use std::os::fd::AsFd;
+    use cilab::student::{SourceWatch, Woken};
+    let lab = catalog::find(name)?;
+    if lab.needs.root && !nix::unistd::geteuid().is_root() {
+        return Err(cilab::Error::NotRoot.into());
+    }
+    let root = labbuild::workspace_root().with_context(|| {
+        format!("cilab watch rebuilds lab {} from its source tree, and the tree cilab was built from is not here", lab.name)
+    })?;
+    let src = root.join("labs").join(lab.name).join("src");
+    let watcher = SourceWatch::new(&src)?;
+    // Ctrl-C also wakes the wait for a save (the interrupt thread does the rest).
+    let (interrupt, interrupt_writer) = std::os::unix::net::UnixStream::pair().context("making Ctrl-C's pipe")?;
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
+        let writer = interrupt_writer.try_clone().context("making Ctrl-C's pipe")?;
+        signal_hook::low_level::pipe::register(signal, writer).context("installing the handler for Ctrl-C")?;
+    }
+    let mut options = RunOptions::default();
+    if let Some(seconds) = hold_timeout {
+        options.hold_timeout = Duration::from_secs(seconds);
+    }
+    let terminal = std::io::stdout().is_terminal();
+    let mut previous: Option<LabReport> = None;
+    let mut saved: Vec<String> = Vec::new();
+    loop {
+        let checked = labbuild::ensure_built(&[lab], false)
+            .and_then(|binaries| Local::new(binaries)?.check(lab, &options));
+        // The check is over: from here to `resume` a Ctrl-C waits (after one, this never returns).
+        may_finish();
+        if terminal {
+            print!("\x1b[2J\x1b[H");
+        } else {
+            println!("==== cilab watch {} ====", lab.name);
+        }
+        match saved.as_slice() {
+            [] => println!("cilab watch {}: first check", lab.name),
+            names => println!("cilab watch {}: checked again after a save of {}", lab.name, names.join(", ")),
+        }
+        match checked {
+            Ok(report) => {
+                if report.harness_failure.is_none() {
+                    save_attempts(std::slice::from_ref(&report));
+                }
+                print!("{}", Report::new(vec![report.clone()]).to_table());
+                println!("\nWhat changed:");
+                print!("{}", cilab::student::changes(previous.as_ref(), &report));
+                previous = Some(report);
+            }
+            Err(cilab::Error::Build(errors)) => {
+                println!("\nBUILD FAILED: fix it and save again (nothing was checked).\n{errors}");
+            }
+            Err(error) => println!("\nThe check could not run: {error}"),
+        }
+        println!("\nWatching {} for saves. Ctrl-C ends.", src.display());
+        let _ = std::io::stdout().flush();
+        if !resume() {
+            return Ok(ExitCode::from(130));
+        }
+        match watcher.wait_for_save(interrupt.as_fd())? {
+            Woken::Saved(names) => saved = names,
+            Woken::Interrupted => {
+                // The interrupt thread has it: this parks, and cilab exits 130.
+                may_finish();
+                return Ok(ExitCode::from(130));
+            }
+        }
+    }
+}
+
+/// After `may_finish`, lets a Ctrl-C tear the next check down again (`cilab watch`). False
+/// when one came meanwhile: nothing runs, and cilab ends.
+fn resume() -> bool {
+    let mut end = end();
+    if SIGNALLED.load(Ordering::SeqCst) {
+        let _ = writeln!(std::io::stderr(), "\ncilab: interrupted: nothing was running");
+        return false;
+    }
+    end.ending = Ending::Running;
+    true
 }
 
 /// In a qemu guest (`--sealed`): the key the report is sealed with, and what the guest did
@@ -583,6 +815,7 @@ fn check(
             // The host builds and sends every binary: the guest builds nothing.
             let payload = guest_payload(no_build)?;
             let mut guest = Qemu::new(vm.qemu_options(false))?;
+            let _progress = Progress::spinner("qemu guest: booting and checking");
             let check = GuestCheck {
                 labs: labs.clone(),
                 repeat: repeat.max(1),
@@ -615,10 +848,17 @@ fn check(
         BackendChoice::Local => {
             let binaries = labbuild::ensure_built(&labs, no_build)?;
             let backend = Local::new(binaries)?;
+            let progress = if labs.len() > 1 || repeat > 1 {
+                Progress::bar(labs.len() * repeat.max(1) as usize)
+            } else {
+                Progress::spinner(format!("checking {}", labs.iter().map(|l| l.name).collect::<Vec<_>>().join(", ")))
+            };
             for lab in &labs {
                 for _ in 0..repeat.max(1) {
+                    progress.step(lab.name);
                     let report = backend.check(lab, &options).with_context(|| format!("checking lab {}", lab.name))?;
                     reports.push(report);
+                    progress.advance();
                 }
             }
         }
@@ -677,17 +917,25 @@ fn check(
 /// passes only if every run did).
 fn save_attempts(reports: &[LabReport]) {
     let when = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let mut worst: Vec<(String, Attempt)> = Vec::new();
+    let mut worst: Vec<(String, Attempt, &LabReport)> = Vec::new();
     for report in reports {
         let (points, max_points) = report.points();
         let attempt = Attempt { result: report.result_word().to_string(), points, max_points, when };
-        match worst.iter_mut().find(|(lab, _)| *lab == report.lab) {
-            Some((_, kept)) if attempt.points <= kept.points => *kept = attempt,
+        match worst.iter_mut().find(|(lab, _, _)| *lab == report.lab) {
+            Some((_, kept, kept_report)) if attempt.points <= kept.points => (*kept, *kept_report) = (attempt, report),
             Some(_) => {}
-            None => worst.push((report.lab.clone(), attempt)),
+            None => worst.push((report.lab.clone(), attempt, report)),
         }
     }
-    if let Err(error) = registry::save_attempts(&worst) {
+    // With its failing verdicts, for `cilab hint`.
+    let checks = worst
+        .into_iter()
+        .map(|(lab, attempt, report)| {
+            let failing = catalog::find(&lab).map(|spec| cilab::student::failing_verdicts(spec, report)).unwrap_or_default();
+            (lab, attempt, failing)
+        })
+        .collect();
+    if let Err(error) = registry::save_checks(checks) {
         let _ = writeln!(std::io::stderr(), "cilab: warning: could not save the results: {error}");
     }
 }

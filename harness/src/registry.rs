@@ -236,6 +236,46 @@ pub struct LabHistory {
     pub best: Option<Attempt>,
     /// The last `HISTORY` attempts, oldest first.
     pub attempts: Vec<Attempt>,
+    /// What the last check failed, for `cilab hint` (absent in results saved before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_check: Option<LastCheck>,
+}
+
+/// The verdicts the last check of a lab failed, and which hint `cilab hint` shows next.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastCheck {
+    /// Seconds since the Unix epoch.
+    pub when: u64,
+    /// In report order.
+    pub failing: Vec<FailingVerdict>,
+    /// The index in `failing` of the hint shown next; `failing.len()` once all were shown.
+    pub cursor: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailingVerdict {
+    pub id: String,
+    pub claim: String,
+    /// The STUDENT region it grades, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// What the harness saw (the verdict's detail).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seen: Option<String>,
+    pub hint: String,
+}
+
+/// What `cilab hint` shows on one call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HintStep {
+    /// The lab was never checked in this tree.
+    NoCheck,
+    /// The last check failed nothing.
+    NothingFailed { when: u64 },
+    /// The `index`-th (0-based) of `of` failing verdicts.
+    Failing { verdict: FailingVerdict, index: usize, of: usize, when: u64 },
+    /// Every hint was shown; the next call starts over.
+    NoMore { of: usize, when: u64 },
 }
 
 /// The source tree a cilab was built from. Its path alone would hand a fresh clone at
@@ -304,6 +344,38 @@ pub struct Results {
 }
 
 impl Results {
+    /// Records a check of `lab`: its attempt and, for `cilab hint`, what it failed (the
+    /// hints start over).
+    pub fn add_check(&mut self, lab: &str, attempt: Attempt, failing: Vec<FailingVerdict>) {
+        let when = attempt.when;
+        self.add(lab, attempt);
+        if let Some(history) = self.labs.get_mut(lab) {
+            history.last_check = Some(LastCheck { when, failing, cursor: 0 });
+        }
+    }
+
+    /// The next hint of `lab`'s last check, moving the cursor on (round and round).
+    pub fn next_hint(&mut self, lab: &str) -> HintStep {
+        let Some(check) = self.labs.get_mut(lab).and_then(|h| h.last_check.as_mut()) else {
+            return HintStep::NoCheck;
+        };
+        let (when, of) = (check.when, check.failing.len());
+        if of == 0 {
+            return HintStep::NothingFailed { when };
+        }
+        match check.failing.get(check.cursor).cloned() {
+            Some(verdict) => {
+                let index = check.cursor;
+                check.cursor += 1;
+                HintStep::Failing { verdict, index, of, when }
+            }
+            None => {
+                check.cursor = 0;
+                HintStep::NoMore { of, when }
+            }
+        }
+    }
+
     pub fn add(&mut self, lab: &str, attempt: Attempt) {
         let history = self.labs.entry(lab.to_string()).or_default();
         let better = match &history.best {
@@ -327,8 +399,15 @@ impl Results {
     }
 }
 
+/// Puts the results elsewhere than under `STATE_DIR`: for cilab's tests, which must not
+/// touch a student's results.
+pub const RESULTS_DIR_ENV: &str = "CILAB_RESULTS_DIR";
+
 pub fn results_dir() -> PathBuf {
-    Path::new(STATE_DIR).join("results")
+    match std::env::var_os(RESULTS_DIR_ENV).filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(STATE_DIR).join("results"),
+    }
 }
 
 /// The results file of the tree this cilab was built from.
@@ -348,6 +427,30 @@ pub fn load_results() -> Results {
 /// Adds attempts to this tree's results, under a lock so that two cilabs checking at
 /// once both count.
 pub fn save_attempts(attempts: &[(String, Attempt)]) -> Result<()> {
+    update_results(|results| {
+        for (lab, attempt) in attempts {
+            results.add(lab, attempt.clone());
+        }
+    })
+}
+
+/// Adds checks (lab, attempt, what it failed) to this tree's results.
+pub fn save_checks(checks: Vec<(String, Attempt, Vec<FailingVerdict>)>) -> Result<()> {
+    update_results(|results| {
+        for (lab, attempt, failing) in checks {
+            results.add_check(&lab, attempt, failing);
+        }
+    })
+}
+
+/// The next hint of `lab`'s last check in this tree (the cursor saved moved on).
+pub fn next_hint(lab: &str) -> Result<HintStep> {
+    update_results(|results| results.next_hint(lab))
+}
+
+/// Reads, changes and writes back this tree's results under a lock: two cilabs at once
+/// both count.
+fn update_results<T>(change: impl FnOnce(&mut Results) -> T) -> Result<T> {
     use nix::fcntl::{Flock, FlockArg};
     let tree = SourceTree::of_this_cilab();
     let path = results_dir().join(format!("{}.json", results_key(tree.as_ref())));
@@ -363,11 +466,10 @@ pub fn save_attempts(attempts: &[(String, Attempt)]) -> Result<()> {
         .map_err(|(_, errno)| Error::sys("flock", lock_path.display())(errno))?;
     let mut results = read_results(&path);
     results.tree = tree;
-    for (lab, attempt) in attempts {
-        results.add(lab, attempt.clone());
-    }
+    let answer = change(&mut results);
     let text = serde_json::to_string_pretty(&results).map_err(|e| Error::parse("results", e.to_string()))?;
-    write_atomically(&path, &text)
+    write_atomically(&path, &text)?;
+    Ok(answer)
 }
 
 #[cfg(test)]
@@ -428,6 +530,33 @@ mod tests {
         results.add("pid-ns", attempt(20, 30));
         assert_eq!(results.best("pid-ns").map(|a| a.when), Some(30), "the latest of equals");
         assert!(results.last("chroot-jail").is_none());
+    }
+
+    #[test]
+    fn hints_go_round_the_last_checks_failures_and_a_new_check_starts_over() {
+        let attempt = |when| Attempt { result: "failed".into(), points: 4, max_points: 20, when };
+        let failing = |id: &str| FailingVerdict {
+            id: id.into(),
+            claim: format!("{id} holds"),
+            region: None,
+            seen: None,
+            hint: format!("look at {id}"),
+        };
+        let mut results = Results::default();
+        assert_eq!(results.next_hint("pid-ns"), HintStep::NoCheck);
+        results.add_check("pid-ns", attempt(1), vec![failing("a"), failing("b")]);
+        let ids: Vec<String> = (0..5)
+            .map(|_| match results.next_hint("pid-ns") {
+                HintStep::Failing { verdict, .. } => verdict.id,
+                HintStep::NoMore { of, .. } => format!("no more of {of}"),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(ids, ["a", "b", "no more of 2", "a", "b"]);
+        results.add_check("pid-ns", attempt(2), vec![failing("c")]);
+        assert!(matches!(results.next_hint("pid-ns"), HintStep::Failing { verdict, index: 0, of: 1, when: 2 } if verdict.id == "c"));
+        results.add_check("pid-ns", attempt(3), Vec::new());
+        assert_eq!(results.next_hint("pid-ns"), HintStep::NothingFailed { when: 3 });
     }
 
     #[test]
