@@ -27,7 +27,10 @@ fn other_tree() -> Option<PathBuf> {
 /// the tree `CILAB_SOURCE_TREE` names (`CARGO_TARGET_DIR` when set, as cargo does).
 pub fn binaries_dir() -> Result<PathBuf> {
     let exe = std::env::current_exe().map_err(Error::io("find", "the cilab binary"))?;
-    let own = exe.parent().map(Path::to_path_buf).ok_or_else(|| Error::Build(format!("{} has no directory", exe.display())))?;
+    let own = exe
+        .parent()
+        .map(Path::to_path_buf)
+        .ok_or_else(|| Error::Build(format!("{} has no directory", exe.display())))?;
     match other_tree() {
         Some(tree) => {
             let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| tree.join("target"));

@@ -461,7 +461,11 @@ fn dispatch(command: Command) -> Result<ExitCode> {
     // Every command that runs labs tears them down on Ctrl-C.
     if matches!(
         command,
-        Command::Run { .. } | Command::Check { .. } | Command::Dev { .. } | Command::Shell { .. } | Command::Watch { .. }
+        Command::Run { .. }
+            | Command::Check { .. }
+            | Command::Dev { .. }
+            | Command::Shell { .. }
+            | Command::Watch { .. }
     ) {
         install_interrupt_handler()?;
     }
@@ -693,15 +697,18 @@ fn run_by_hand(name: &str, step: bool, variant: Option<&str>, no_build: bool) ->
 /// `cilab watch <lab>`: a check, then another after each save of the lab's source, until
 /// Ctrl-C (which tears a check in progress down, as in `cilab check`).
 fn watch(name: &str, hold_timeout: Option<u64>) -> Result<ExitCode> {
+    use cilab::student::{SourceWatch, Woken};
     use std::io::IsTerminal;
     use std::os::fd::AsFd;
-    use cilab::student::{SourceWatch, Woken};
     let lab = catalog::find(name)?;
     if lab.needs.root && !nix::unistd::geteuid().is_root() {
         return Err(cilab::Error::NotRoot.into());
     }
     let root = labbuild::workspace_root().with_context(|| {
-        format!("cilab watch rebuilds lab {} from its source tree, and the tree cilab was built from is not here", lab.name)
+        format!(
+            "cilab watch rebuilds lab {} from its source tree, and the tree cilab was built from is not here",
+            lab.name
+        )
     })?;
     let src = root.join("labs").join(lab.name).join("src");
     let watcher = SourceWatch::new(&src)?;
@@ -719,8 +726,8 @@ fn watch(name: &str, hold_timeout: Option<u64>) -> Result<ExitCode> {
     let mut previous: Option<LabReport> = None;
     let mut saved: Vec<String> = Vec::new();
     loop {
-        let checked = labbuild::ensure_built(&[lab], false)
-            .and_then(|binaries| Local::new(binaries)?.check(lab, &options));
+        let checked =
+            labbuild::ensure_built(&[lab], false).and_then(|binaries| Local::new(binaries)?.check(lab, &options));
         // The check is over: from here to `resume` a Ctrl-C waits (after one, this never returns).
         may_finish();
         if terminal {
@@ -931,7 +938,8 @@ fn save_attempts(reports: &[LabReport]) {
     let checks = worst
         .into_iter()
         .map(|(lab, attempt, report)| {
-            let failing = catalog::find(&lab).map(|spec| cilab::student::failing_verdicts(spec, report)).unwrap_or_default();
+            let failing =
+                catalog::find(&lab).map(|spec| cilab::student::failing_verdicts(spec, report)).unwrap_or_default();
             (lab, attempt, failing)
         })
         .collect();

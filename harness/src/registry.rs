@@ -445,6 +445,10 @@ pub fn save_checks(checks: Vec<(String, Attempt, Vec<FailingVerdict>)>) -> Resul
 
 /// The next hint of `lab`'s last check in this tree (the cursor saved moved on).
 pub fn next_hint(lab: &str) -> Result<HintStep> {
+    // Nothing to move on: no need to write a results file for a tree never checked.
+    if load_results().labs.get(lab).and_then(|h| h.last_check.as_ref()).is_none() {
+        return Ok(HintStep::NoCheck);
+    }
     update_results(|results| results.next_hint(lab))
 }
 
@@ -554,7 +558,9 @@ mod tests {
             .collect();
         assert_eq!(ids, ["a", "b", "no more of 2", "a", "b"]);
         results.add_check("pid-ns", attempt(2), vec![failing("c")]);
-        assert!(matches!(results.next_hint("pid-ns"), HintStep::Failing { verdict, index: 0, of: 1, when: 2 } if verdict.id == "c"));
+        assert!(
+            matches!(results.next_hint("pid-ns"), HintStep::Failing { verdict, index: 0, of: 1, when: 2 } if verdict.id == "c")
+        );
         results.add_check("pid-ns", attempt(3), Vec::new());
         assert_eq!(results.next_hint("pid-ns"), HintStep::NothingFailed { when: 3 });
     }

@@ -16,14 +16,17 @@ use crate::report::LabReport;
 use crate::verdict::Outcome;
 
 /// The verdicts a check failed, each with a hint: its own, or (where the report kept only
-/// the first hint of a region) the catalog's, with its region's hint.
+/// the first hint of a region, or none for a failure that follows from another) the
+/// catalog's, with its region's hint. Those the report hints come first, in report order:
+/// after a panic, the region it happened in is the first hint.
 pub fn failing_verdicts(lab: &LabSpec, report: &LabReport) -> Vec<FailingVerdict> {
     let specs = lab.all_verdicts();
     let region_hints = lab.region_hints();
-    report
-        .verdicts
-        .iter()
-        .filter(|v| v.outcome == Outcome::Fail)
+    let (hinted, others): (Vec<_>, Vec<_>) =
+        report.verdicts.iter().filter(|v| v.outcome == Outcome::Fail).partition(|v| v.hint.is_some());
+    hinted
+        .into_iter()
+        .chain(others)
         .map(|v| {
             let hint = v.hint.clone().unwrap_or_else(|| {
                 let spec = specs.iter().find(|s| s.id == v.id);
@@ -36,7 +39,13 @@ pub fn failing_verdicts(lab: &LabSpec, report: &LabReport) -> Vec<FailingVerdict
                     None => own,
                 }
             });
-            FailingVerdict { id: v.id.clone(), claim: v.claim.clone(), region: v.region.clone(), seen: v.detail.clone(), hint }
+            FailingVerdict {
+                id: v.id.clone(),
+                claim: v.claim.clone(),
+                region: v.region.clone(),
+                seen: v.detail.clone(),
+                hint,
+            }
         })
         .collect()
 }
@@ -147,7 +156,7 @@ pub fn plan_reset(root: &Path, lab: &LabSpec, region: Option<&str>) -> Result<Re
     }
     let mut reset = original.clone();
     let mut changed = Vec::new();
-    for r in regions.iter().filter(|r| region.map_or(true, |name| r.name == name)) {
+    for r in regions.iter().filter(|r| region.is_none_or(|name| r.name == name)) {
         let starter = labkit::regions::todo_body(r);
         if r.body.trim() == starter {
             continue;
@@ -266,7 +275,8 @@ impl SourceWatch {
         let mut saved: Vec<String> = Vec::new();
         loop {
             let timeout = if saved.is_empty() { PollTimeout::NONE } else { PollTimeout::from(QUIET_MS) };
-            let mut fds = [PollFd::new(self.inotify.as_fd(), PollFlags::POLLIN), PollFd::new(interrupt, PollFlags::POLLIN)];
+            let mut fds =
+                [PollFd::new(self.inotify.as_fd(), PollFlags::POLLIN), PollFd::new(interrupt, PollFlags::POLLIN)];
             let ready = match nix::poll::poll(&mut fds, timeout) {
                 Err(nix::errno::Errno::EINTR) => continue,
                 other => other.map_err(Error::sys("poll", self.dir.display()))?,
