@@ -123,6 +123,11 @@ enum Command {
         /// summary is also added to that file.
         #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
         format: ReportFormat,
+        /// Also write the same report in every format into DIR (made if missing):
+        /// report.json, junit.xml, summary.md and Gradescope's results.json. CI runs the
+        /// check once and publishes each.
+        #[arg(long, value_name = "DIR")]
+        save: Option<std::path::PathBuf>,
         /// Run each lab this many times in a row (a soak: every run must pass and leak nothing).
         #[arg(long, default_value_t = 1, value_name = "N")]
         repeat: u32,
@@ -486,11 +491,23 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             }
             run_by_hand(&lab, step, variant.as_deref(), no_build)
         }
-        Command::Check { labs, all, format, repeat, no_build, hold_timeout, fault, allow_jailbreak, sealed, vm } => {
+        Command::Check {
+            labs,
+            all,
+            format,
+            save,
+            repeat,
+            no_build,
+            hold_timeout,
+            fault,
+            allow_jailbreak,
+            sealed,
+            vm,
+        } => {
             // First, before anything runs: the key, then the walls around this process.
             let seal = if sealed {
-                if format != ReportFormat::Json || vm.backend != BackendChoice::Local {
-                    bail!("--sealed is for cilab's qemu guest: with --format json and the local backend");
+                if format != ReportFormat::Json || vm.backend != BackendChoice::Local || save.is_some() {
+                    bail!("--sealed is for cilab's qemu guest: with --format json, the local backend, no --save");
                 }
                 Some(cilab::backend::seal::enter_sealed_mode().context("entering sealed mode")?)
             } else {
@@ -505,7 +522,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             if let Some(hold_timeout) = guest_hold_timeout {
                 options.hold_timeout = hold_timeout;
             }
-            check(&labs, all, format, repeat, no_build, (options, guest_hold_timeout, seal), &vm)
+            check(&labs, all, (format, save), repeat, no_build, (options, guest_hold_timeout, seal), &vm)
         }
         Command::Shell { no_build, vm } => shell(no_build, &vm),
         Command::GuestAgent => {
@@ -789,7 +806,8 @@ type Sealing = (SealKey, Vec<String>);
 fn check(
     names: &[String],
     all: bool,
-    format: ReportFormat,
+    // How to print the report, and where to write it in every format (--save).
+    (format, save): (ReportFormat, Option<std::path::PathBuf>),
     repeat: u32,
     no_build: bool,
     // The run's options, `--hold-timeout` as given (a guest picks its own default), and
@@ -909,6 +927,12 @@ fn check(
                 std::path::Path::new(&summary).display()
             );
         }
+    }
+    if let Some(dir) = &save {
+        let written = cilab::formats::write_all(&report, dir)
+            .with_context(|| format!("saving the report in every format into {}", dir.display()))?;
+        let names: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
+        let _ = writeln!(std::io::stderr(), "cilab: report saved: {}", names.join(", "));
     }
     Ok(if report.harness_failed() {
         // Exit 2: cilab could not do its part; nothing here is the student's result.

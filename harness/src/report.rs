@@ -134,8 +134,15 @@ pub struct Summary {
     pub max_points: u32,
 }
 
+/// The version of the JSON report's shape, written as `schema_version`. A change that
+/// could break a reader (a field renamed, removed or made optional, a new outcome) comes
+/// with a new number and a new `harness/schema/report.v<N>.schema.json`.
+pub const SCHEMA_VERSION: u32 = 1;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
+    /// [`SCHEMA_VERSION`] of the cilab that wrote it.
+    pub schema_version: u32,
     pub cilab_version: String,
     pub labs: Vec<LabReport>,
     pub summary: Summary,
@@ -154,7 +161,7 @@ impl Report {
                 Outcome::Skip => summary.skipped += 1,
             }
         }
-        Report { cilab_version: env!("CARGO_PKG_VERSION").to_string(), labs, summary }
+        Report { schema_version: SCHEMA_VERSION, cilab_version: env!("CARGO_PKG_VERSION").to_string(), labs, summary }
     }
 
     /// Every verdict of every lab passed (a skip is not a pass).
@@ -223,5 +230,166 @@ impl Report {
             s.labs, s.passed, s.failed, s.skipped, s.points, s.max_points
         ));
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verdict::Verdict;
+    use serde_json::Value;
+
+    /// The JSON Schema of this report, kept in the tree for other tools.
+    pub(crate) const SCHEMA: &str = include_str!("../schema/report.v1.schema.json");
+
+    /// A report with every field serde can write set, so that every key appears.
+    fn every_field_set() -> Report {
+        let verdict = Verdict {
+            id: "a-verdict".into(),
+            claim: "a claim".into(),
+            outcome: Outcome::Fail,
+            kind: Kind::Graded,
+            points: 0,
+            max_points: 3,
+            stage: Some("a-stage".into()),
+            region: Some("a-region".into()),
+            rests_on: vec!["a-stage.a-fact".into()],
+            detail: Some("what was seen".into()),
+            hint: Some("where to look".into()),
+        };
+        let lab = LabReport {
+            lab: "a-lab".into(),
+            title: "A lab".into(),
+            backend: "qemu".into(),
+            verdicts: vec![verdict],
+            observations: [("a-stage.a-fact".to_string(), serde_json::json!({"any": ["shape"]}))].into(),
+            leaks: vec!["a leak".into()],
+            stopped: Some("stopped at a-stage".into()),
+            harness_failure: Some("the harness failed".into()),
+            panic: Some(LabPanic { message: "boom".into(), location: Some("main.rs:1".into()), region: None }),
+            narration_tail: vec!["last words".into()],
+            lab_claims: vec![StageClaims { stage: "a-stage".into(), claims: serde_json::json!({"pid": 1}) }],
+            cgroup_limits: vec!["pids.max=256 (v2)".into()],
+            duration_ms: 12,
+            guest: Some(GuestInfo {
+                backend: "qemu".into(),
+                accelerator: Some("tcg".into()),
+                kernel: Some("6.1.0".into()),
+                cgroup: Some("v2".into()),
+                boot_to_report_ms: Some(2400),
+                sealed: Some(vec!["grader not dumpable".into()]),
+            }),
+        };
+        Report::new(vec![lab])
+    }
+
+    fn schema() -> Value {
+        serde_json::from_str(SCHEMA).expect("the report's schema is JSON")
+    }
+
+    /// Follows a local `$ref` ("#/$defs/name") to the schema it names.
+    fn resolve<'a>(root: &'a Value, node: &'a Value) -> &'a Value {
+        match node.get("$ref").and_then(Value::as_str) {
+            Some(reference) => {
+                let name = reference.strip_prefix("#/$defs/").expect("only local $defs references");
+                resolve(root, &root["$defs"][name])
+            }
+            None => node,
+        }
+    }
+
+    /// Walks `value` beside `node`: every key serde wrote must be a property of a schema
+    /// that names its properties, and every property must have been written (the sample
+    /// sets every field): a field added to the structs without the schema, or a schema
+    /// property no struct writes, shows up here by its path.
+    fn compare(root: &Value, node: &Value, value: &Value, path: &str, problems: &mut Vec<String>) {
+        let node = resolve(root, node);
+        match value {
+            Value::Object(fields) => {
+                let Some(properties) = node.get("properties").and_then(Value::as_object) else { return };
+                for (key, item) in fields {
+                    match properties.get(key) {
+                        Some(schema) => compare(root, schema, item, &format!("{path}.{key}"), problems),
+                        None => problems.push(format!("{path}.{key} is written but not in the schema")),
+                    }
+                }
+                for key in properties.keys().filter(|k| !fields.contains_key(*k)) {
+                    problems.push(format!("{path}.{key} is in the schema but never written"));
+                }
+                let required = node.get("required").and_then(Value::as_array).cloned().unwrap_or_default();
+                for key in required.iter().filter_map(Value::as_str) {
+                    if !properties.contains_key(key) {
+                        problems.push(format!("{path}.{key} is required but not a property"));
+                    }
+                }
+                if node.get("additionalProperties") != Some(&Value::Bool(false)) {
+                    problems.push(format!("{path}: a closed struct, but the schema lets other fields in"));
+                }
+            }
+            Value::Array(items) => {
+                if let Some(schema) = node.get("items") {
+                    for (i, item) in items.iter().enumerate() {
+                        compare(root, schema, item, &format!("{path}[{i}]"), problems);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn the_schema_names_every_field_serde_writes_and_no_other() {
+        let root = schema();
+        let value = serde_json::to_value(every_field_set()).expect("a report serialises");
+        let mut problems = Vec::new();
+        compare(&root, &root, &value, "report", &mut problems);
+        assert!(
+            problems.is_empty(),
+            "harness/schema/report.v1.schema.json and the report differ:\n{}",
+            problems.join("\n")
+        );
+    }
+
+    /// The fields serde always writes are the schema's required ones: a sample with every
+    /// optional field left out writes exactly those.
+    #[test]
+    fn the_fields_always_written_are_the_schemas_required_ones() {
+        let root = schema();
+        let mut report = every_field_set();
+        let lab = &mut report.labs[0];
+        (lab.stopped, lab.harness_failure, lab.guest) = (None, None, None);
+        lab.narration_tail.clear();
+        lab.panic = None;
+        let verdict = &mut lab.verdicts[0];
+        (verdict.stage, verdict.region, verdict.detail, verdict.hint) = (None, None, None, None);
+        let value = serde_json::to_value(&report).expect("a report serialises");
+        let keys = |v: &Value| v.as_object().expect("an object").keys().cloned().collect::<Vec<_>>();
+        let required = |def: &Value| {
+            let mut names: Vec<String> = resolve(&root, def)["required"]
+                .as_array()
+                .expect("required")
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect();
+            names.sort();
+            names
+        };
+        let sorted = |mut names: Vec<String>| {
+            names.sort();
+            names
+        };
+        assert_eq!(sorted(keys(&value)), required(&root));
+        assert_eq!(sorted(keys(&value["labs"][0])), required(&root["$defs"]["lab"]));
+        assert_eq!(sorted(keys(&value["labs"][0]["verdicts"][0])), required(&root["$defs"]["verdict"]));
+        assert_eq!(sorted(keys(&value["summary"])), required(&root["$defs"]["summary"]));
+    }
+
+    #[test]
+    fn the_schema_is_of_this_schema_version() {
+        let root = schema();
+        assert_eq!(root["properties"]["schema_version"]["const"], serde_json::json!(SCHEMA_VERSION));
+        let id = root["$id"].as_str().expect("$id");
+        assert!(id.ends_with(&format!("report.v{SCHEMA_VERSION}.schema.json")), "{id}");
+        assert_eq!(Report::new(Vec::new()).schema_version, SCHEMA_VERSION);
     }
 }

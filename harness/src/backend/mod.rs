@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog::LabSpec;
 use crate::error::{Error, Result};
-use crate::report::{GuestInfo, LabReport, Report};
+use crate::report::{GuestInfo, LabReport, Report, SCHEMA_VERSION};
 use crate::run::{Fault, RunOptions};
 use crate::verdict::Outcome;
 use seal::SealKey;
@@ -315,6 +315,15 @@ pub fn parse_guest_report(
     })?;
     // What the guest says reaches a terminal: no escape sequences or other controls.
     printable(&mut value);
+    // Named before the shape is read: a guest's cilab of another schema fails by saying so.
+    let version = value.get("schema_version").and_then(serde_json::Value::as_u64);
+    if version != Some(u64::from(SCHEMA_VERSION)) {
+        let theirs = version.map_or_else(|| "none".to_string(), |v| v.to_string());
+        return Err(failed(format!(
+            "the guest's cilab wrote report schema version {theirs}, this cilab reads version {SCHEMA_VERSION}: \
+             build the guest's cilab from the same tree"
+        )));
+    }
     let report: Report = serde_json::from_value(value)
         .map_err(|e| failed(format!("`cilab check` in the guest printed a report this cilab cannot read ({e})")))?;
     Ok((report.labs, hardening))
@@ -508,6 +517,17 @@ mod tests {
         let (reports, hardening) = parse_guest_report("qemu", &sealed, Some(&key)).expect("sealed");
         assert_eq!(reports.len(), 1);
         assert_eq!(hardening, Some(vec!["grader not dumpable".to_string()]));
+    }
+
+    #[test]
+    fn a_report_of_another_schema_version_is_refused_by_name() {
+        let lab = &crate::catalog::all()[0];
+        let mut report = Report::new(vec![all_passed(lab)]);
+        let output = |report: &Report| GuestOutput { status: 0, stdout: report.to_json(), stderr: String::new() };
+        assert!(parse_guest_report("vagrant", &output(&report), None).is_ok());
+        report.schema_version = SCHEMA_VERSION + 1;
+        let error = parse_guest_report("vagrant", &output(&report), None).expect_err("another version");
+        assert!(error.to_string().contains(&format!("schema version {}", SCHEMA_VERSION + 1)), "{error}");
     }
 
     #[test]
