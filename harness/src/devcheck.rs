@@ -239,7 +239,7 @@ pub fn starter_fails(lab: &LabSpec, report: &LabReport) -> Check {
     }
     let detail = if problems.is_empty() {
         let (_, max) = report.points();
-        format!("0 of {max} points; {hinted} failures show their region's hint")
+        format!("0 of {max} points; failures showing their region's hint: {hinted}")
     } else {
         problems.join("\n")
     };

@@ -1,3 +1,4 @@
+//! Course authors only: a handout is written from the author's tree, not from a handout.
 //! `cilab handout`, for real: the handout of this tree builds on its own, its cilab grades
 //! every lab as failed with the hint of the region to write, and no line of any solution
 //! is anywhere in it (proved able to fail by planting one).
