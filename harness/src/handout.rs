@@ -40,9 +40,8 @@ pub struct Summary {
 
 /// Writes the handout of `workspace` into `out`, which must be empty or not exist yet.
 pub fn write(workspace: &Path, out: &Path) -> Result<Summary> {
-    refuse_unless_empty(out)?;
     let workspace = workspace.canonicalize().map_err(Error::io("resolve", workspace))?;
-    let out_resolved = out.canonicalize().map_err(Error::io("resolve", out))?;
+    let out_resolved = resolve(out)?;
     if out_resolved.starts_with(&workspace) && !out_resolved.starts_with(workspace.join("target")) {
         return Err(Error::Handout(format!(
             "{} is inside the tree it would copy ({}): choose a directory outside it",
@@ -50,6 +49,7 @@ pub fn write(workspace: &Path, out: &Path) -> Result<Summary> {
             workspace.display()
         )));
     }
+    refuse_unless_empty(out)?;
     let mut summary = Summary::default();
     for name in INCLUDED {
         let from = workspace.join(name);
@@ -62,6 +62,25 @@ pub fn write(workspace: &Path, out: &Path) -> Result<Summary> {
     std::fs::write(&readme, student_readme()).map_err(Error::io("write", &readme))?;
     summary.files += 1;
     Ok(summary)
+}
+
+/// `path` made absolute with its symlinks resolved, whether or not it exists yet.
+fn resolve(path: &Path) -> Result<PathBuf> {
+    let absolute = std::path::absolute(path).map_err(Error::io("resolve", path))?;
+    let mut existing = absolute.as_path();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                existing = parent;
+            }
+            _ => break,
+        }
+    }
+    let mut resolved = existing.canonicalize().map_err(Error::io("resolve", existing))?;
+    resolved.extend(rest.iter().rev());
+    Ok(resolved)
 }
 
 fn refuse_unless_empty(out: &Path) -> Result<()> {
