@@ -10,6 +10,7 @@ use crate::checks;
 use crate::corpus::Mistake;
 use crate::error::{Error, Result};
 use crate::facts::Facts;
+use crate::mistakes;
 use crate::run::LabRun;
 use crate::verdict::{self, RegionHints, VerdictSpec};
 
@@ -174,7 +175,7 @@ static LABS: [LabSpec; 8] = [
         verdicts: &checks::chroot_jail::VERDICTS,
         prepare: checks::chroot_jail::prepare,
         observer: checks::chroot_jail::observer,
-        mistakes: &checks::chroot_jail::MISTAKES,
+        mistakes: mistakes::chroot_jail::MISTAKES,
     },
     LabSpec {
         name: "pid-ns",
@@ -191,7 +192,7 @@ static LABS: [LabSpec; 8] = [
         verdicts: &checks::pid_ns::VERDICTS,
         prepare: checks::pid_ns::prepare,
         observer: checks::pid_ns::observer,
-        mistakes: &checks::pid_ns::MISTAKES,
+        mistakes: mistakes::pid_ns::MISTAKES,
     },
     LabSpec {
         name: "nsenter-join",
@@ -214,7 +215,7 @@ static LABS: [LabSpec; 8] = [
         verdicts: &checks::nsenter_join::VERDICTS,
         prepare: checks::nsenter_join::prepare,
         observer: checks::nsenter_join::observer,
-        mistakes: &checks::nsenter_join::MISTAKES,
+        mistakes: mistakes::nsenter_join::MISTAKES,
     },
     LabSpec {
         name: "pivot-root",
@@ -237,7 +238,7 @@ static LABS: [LabSpec; 8] = [
         verdicts: &checks::pivot_root::VERDICTS,
         prepare: checks::pivot_root::prepare,
         observer: checks::pivot_root::observer,
-        mistakes: &checks::pivot_root::MISTAKES,
+        mistakes: mistakes::pivot_root::MISTAKES,
     },
     LabSpec {
         name: "userns-maps",
@@ -260,7 +261,7 @@ static LABS: [LabSpec; 8] = [
         verdicts: &checks::userns_maps::VERDICTS,
         prepare: checks::userns_maps::prepare,
         observer: checks::userns_maps::observer,
-        mistakes: &checks::userns_maps::MISTAKES,
+        mistakes: mistakes::userns_maps::MISTAKES,
     },
     LabSpec {
         name: "cgroup-limits",
@@ -278,7 +279,7 @@ static LABS: [LabSpec; 8] = [
         verdicts: &checks::cgroup_limits::VERDICTS,
         prepare: checks::cgroup_limits::prepare,
         observer: checks::cgroup_limits::observer,
-        mistakes: &checks::cgroup_limits::MISTAKES,
+        mistakes: mistakes::cgroup_limits::MISTAKES,
     },
     LabSpec {
         name: "rootfs-import",
@@ -301,7 +302,7 @@ static LABS: [LabSpec; 8] = [
         verdicts: &checks::rootfs_import::VERDICTS,
         prepare: checks::rootfs_import::prepare,
         observer: checks::rootfs_import::observer,
-        mistakes: &checks::rootfs_import::MISTAKES,
+        mistakes: mistakes::rootfs_import::MISTAKES,
     },
     LabSpec {
         name: "chroot-escape",
@@ -321,7 +322,7 @@ static LABS: [LabSpec; 8] = [
         verdicts: &checks::chroot_escape::VERDICTS,
         prepare: checks::chroot_escape::prepare,
         observer: checks::chroot_escape::observer,
-        mistakes: &checks::chroot_escape::MISTAKES,
+        mistakes: mistakes::chroot_escape::MISTAKES,
     },
 ];
 

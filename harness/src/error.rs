@@ -32,6 +32,9 @@ pub enum Error {
     /// tight pids limit, say). Never the student's fault, never graded as theirs.
     #[error("the harness could not do its part: {0}")]
     Harness(String),
+    /// A handout could not be written (where it would go, or the tree it comes from).
+    #[error("handout: {0}")]
+    Handout(String),
     /// A VM backend could not run the check in its guest (it did not start, died, hung,
     /// or answered nonsense): the backend's failure, never the student's.
     #[error("the {backend} backend: {message}")]
@@ -70,7 +73,7 @@ impl Error {
         match self {
             Error::Harness(_) | Error::Cgroup(_) | Error::Build(_) | Error::NotRoot | Error::Backend { .. } => true,
             Error::Sys { .. } | Error::Io { .. } => self.errno().is_some_and(|e| RESOURCES.contains(&e)),
-            Error::UnknownLab(_) | Error::Lab { .. } | Error::Parse { .. } => false,
+            Error::UnknownLab(_) | Error::Lab { .. } | Error::Parse { .. } | Error::Handout(_) => false,
         }
     }
 

@@ -73,8 +73,13 @@ pub fn cargo_build(root: &Path, packages: &[&str]) -> Result<()> {
     build(root, packages, false)
 }
 
+/// `cargo build --workspace` (debug, offline) of the workspace at `root` into `target_dir`:
+/// a tree of its own (a handout) never overwrites this tree's binaries.
+pub fn cargo_build_workspace(root: &Path, target_dir: &Path) -> Result<()> {
+    run_cargo(root, &["build", "--quiet", "--offline", "--workspace"], Some(target_dir))
+}
+
 fn build(root: &Path, packages: &[&str], release: bool) -> Result<()> {
-    let cargo = cargo_program().ok_or_else(|| Error::Build("cargo is not on PATH".into()))?;
     let mut args = vec!["build".to_string(), "--quiet".to_string(), "--offline".to_string()];
     if release {
         args.push("--release".into());
@@ -83,8 +88,17 @@ fn build(root: &Path, packages: &[&str], release: bool) -> Result<()> {
         args.push("-p".into());
         args.push(package.to_string());
     }
-    let output = duct::cmd(&cargo, &args)
-        .dir(root)
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    run_cargo(root, &args, None)
+}
+
+fn run_cargo(root: &Path, args: &[&str], target_dir: Option<&Path>) -> Result<()> {
+    let cargo = cargo_program().ok_or_else(|| Error::Build("cargo is not on PATH".into()))?;
+    let mut command = duct::cmd(&cargo, args).dir(root);
+    if let Some(dir) = target_dir {
+        command = command.env("CARGO_TARGET_DIR", dir);
+    }
+    let output = command
         .stdout_capture()
         .stderr_capture()
         .unchecked()

@@ -168,7 +168,25 @@ enum Command {
     /// Inside cilab's qemu guest: serve the host's requests on the control port.
     #[command(hide = true)]
     GuestAgent,
-    /// Tools for course authors (the mistake corpus).
+    /// For course authors: write the student handout of this tree into DIR.
+    ///
+    /// The handout is a fresh tree, not a clone (no .git, no history to dig answers from):
+    /// the workspace with every STUDENT region's body replaced by `todo!("<its hint>")`,
+    /// so that it builds and each lab stops at the first region left to write; the lab
+    /// sheets (labs/*/README.md), the fixtures, the Vagrantfile and vagrant/, and the
+    /// harness that grades it. Nothing of the solution: the mistake corpus
+    /// (harness/src/mistakes/<lab>.rs, whose edits quote the solution) is written as an
+    /// empty list, and files whose first line is `//! Course authors only` (tests that
+    /// read the corpus) are left out. It gets a README for students instead of this one.
+    #[command(after_help = "Example (then prove the course sound with `cilab dev check`):
+  cilab handout --out ../student-tree
+  cd ../student-tree && cargo build --workspace --offline && git init")]
+    Handout {
+        /// Where to write the handout: a new or empty directory, outside this tree.
+        #[arg(long, value_name = "DIR")]
+        out: std::path::PathBuf,
+    },
+    /// Tools for course authors (the mistake corpus, the proof that the course is sound).
     Dev {
         #[command(subcommand)]
         command: DevCommand,
@@ -200,6 +218,23 @@ enum DevCommand {
         #[arg(long, value_name = "TEXT")]
         only: Option<String>,
         /// How to print the results: a table for people, JSON for tools.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Prove the course sound (CI runs it): every region has a hint; every verdict is on
+    /// its sheet; the handout builds (in target/cilab-handout); each lab's starter fails
+    /// its graded verdicts with its regions' hints (the handout's lab binaries, graded by
+    /// this tree's harness); each solution passes; the mistake corpus is caught (see `dev
+    /// corpus`: minutes). Prints a line per check; exits 0 when every line passes, 1
+    /// otherwise (a SKIPPED line is not a pass), 2 when it could not run (not root, or in
+    /// a student handout, which has no corpus).
+    Check {
+        /// Leave the mistake corpus out, for speed: its line says SKIPPED, and the exit
+        /// code is 1 however the rest went.
+        #[arg(long)]
+        skip_corpus: bool,
+        /// How to print the results: a table for people, JSON for tools (each check, and
+        /// each corpus entry's result).
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
@@ -530,7 +565,20 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Doctor { clean, format } => doctor_command(clean, format),
-        Command::Dev { command: DevCommand::Corpus { labs, only, format } } => corpus(&labs, only.as_deref(), format),
+        Command::Handout { out } => handout(&out),
+        Command::Dev { command } => {
+            if cilab::mistakes::HANDOUT {
+                eprintln!(
+                    "cilab: this is a student handout: the mistake corpus and `cilab dev` are in the course \
+                     author's tree"
+                );
+                return Ok(ExitCode::from(2));
+            }
+            match command {
+                DevCommand::Corpus { labs, only, format } => corpus(&labs, only.as_deref(), format),
+                DevCommand::Check { skip_corpus, format } => dev_check(skip_corpus, format),
+            }
+        }
     }
 }
 
@@ -1049,6 +1097,48 @@ fn corpus(names: &[String], only: Option<&str>, format: Format) -> Result<ExitCo
         Format::Json => println!("{}", serde_json::to_string_pretty(&results)?),
     }
     Ok(if results.iter().all(|r| r.ok()) && !results.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn handout(out: &std::path::Path) -> Result<ExitCode> {
+    if cilab::mistakes::HANDOUT {
+        bail!("this is a student handout already: handouts are written from the course author's tree");
+    }
+    let workspace = labbuild::workspace_root()
+        .context("a handout is written from the source tree cilab was built from, which is not there")?;
+    let summary = cilab::handout::write(&workspace, out)
+        .with_context(|| format!("writing the handout of {} into {}", workspace.display(), out.display()))?;
+    println!(
+        "Wrote the handout into {}: {} files, {} STUDENT regions left as todo!(\"<hint>\").",
+        out.display(),
+        summary.files,
+        summary.regions.len()
+    );
+    println!("Left out or emptied (they quote the solution):");
+    for path in &summary.left_out {
+        println!("  {}", path.display());
+    }
+    println!("Next: cd {} && cargo build --workspace --offline", out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn dev_check(skip_corpus: bool, format: Format) -> Result<ExitCode> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(cilab::Error::NotRoot.into());
+    }
+    let workspace = labbuild::workspace_root()
+        .context("`cilab dev check` needs the source tree cilab was built from (it writes and builds its handout)")?;
+    let labs: Vec<&'static LabSpec> = catalog::all().iter().collect();
+    let solutions = labbuild::ensure_built(&labs, false)?;
+    let result = cilab::devcheck::run(&workspace, &solutions, skip_corpus)?;
+    may_finish();
+    match format {
+        Format::Table => print!("{}", result.to_table()),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&result)?),
+    }
+    if skip_corpus {
+        eprintln!("cilab: the mistake corpus was SKIPPED (--skip-corpus): this is not a passing dev check");
+    }
+    Ok(if result.passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 fn doctor_command(clean: bool, format: Format) -> Result<ExitCode> {

@@ -2,6 +2,8 @@
 //! real kernel, and parse its JSON report.
 #![allow(dead_code)] // each test file uses a different part of this module
 
+pub mod bare_metal;
+
 use std::collections::BTreeSet;
 use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
