@@ -11,6 +11,7 @@ pub mod doctor;
 pub mod error;
 pub mod facts;
 pub mod formats;
+pub mod grade;
 pub mod labbuild;
 pub mod leaks;
 pub mod mountns;
@@ -18,6 +19,7 @@ pub mod probe;
 pub mod registry;
 pub mod report;
 pub mod run;
+pub mod submission;
 pub mod verdict;
 
 pub use error::{Error, Result};
