@@ -136,12 +136,22 @@ pub fn grade_class(
     options: &Options,
     done: &(dyn Fn(&Graded) + Sync),
 ) -> Result<Vec<Graded>> {
-    if let Where::Qemu(_) = options.backend {
+    let mut options = options.clone();
+    if let Where::Qemu(qemu_options) = &mut options.backend {
         let (ready, why) = qemu::readiness();
         if !ready {
             return Err(Error::Backend { backend: "qemu".into(), message: why });
         }
+        // Probed once, here: the guests then boot side by side without probing each.
+        if qemu_options.accel.is_none() {
+            let kernel = match &qemu_options.kernel {
+                Some(kernel) => kernel.clone(),
+                None => qemu::newest_kernel()?,
+            };
+            qemu_options.accel = Some(qemu::accelerator(&kernel).0);
+        }
     }
+    let options = &options;
     let builds = Builds::new(options)?;
     let queue = Mutex::new(submissions.into_iter().enumerate().collect::<VecDeque<_>>());
     let graded: Mutex<Vec<(usize, Graded)>> = Mutex::new(Vec::new());
@@ -406,17 +416,28 @@ impl Builds {
     }
 
     /// The grading tree of worker `slot`: the instructor's sources, and a target/ whose
-    /// dependencies are hard links to the instructor's built ones (cargo writes new files
-    /// for what it rebuilds; the fingerprints, which it rewrites in place, are copies).
+    /// registry dependencies are hard links to the instructor's built ones (never rebuilt:
+    /// their fingerprints, copies, match). The workspace's own crates (labkit, the labs,
+    /// cilab) are left out: cargo would name them as the instructor's and write over the
+    /// instructor's files through the links; so they build in the tree, under files of its own.
     fn prepare_slot(&self, slot: usize) -> Result<PathBuf> {
         let tree = self.root.join(format!("slot-{slot}"));
         copy_sources(&self.workspace, &tree, &self.exclude)?;
         let target = tree.join("target").join("debug");
         if !target.join("deps").is_dir() {
+            let mut own: Vec<String> = vec!["labkit".into(), "cilab".into()];
+            own.extend(crate::catalog::all().iter().map(|lab| lab.package.to_string()));
+            let own: Vec<String> = own.iter().flat_map(|n| [n.clone(), n.replace('-', "_")]).collect();
+            let ours = |name: &str| {
+                let name = name.strip_prefix("lib").unwrap_or(name);
+                own.iter().any(|crate_name| {
+                    name.strip_prefix(crate_name.as_str()).is_some_and(|rest| rest.starts_with(['-', '.']))
+                })
+            };
             for (dir, link) in [("deps", true), ("build", true), (".fingerprint", false)] {
                 let from = self.binaries.join(dir);
                 if from.is_dir() {
-                    seed(&from, &target.join(dir), link)?;
+                    seed(&from, &target.join(dir), link, &ours)?;
                 }
             }
         }
@@ -491,12 +512,12 @@ impl Builds {
         // What the compiler read (cargo's dep-info): nothing outside the grading tree.
         let dep_info = tree.join("target").join("debug").join(format!("{}.d", lab.binary));
         let read = std::fs::read_to_string(&dep_info).map_err(Error::io("read", &dep_info))?;
-        let tree_text = tree.to_string_lossy();
         if let Some(outside) = read
             .split_whitespace()
-            .map(|w| w.trim_end_matches(':'))
-            .find(|w| w.starts_with('/') && !w.starts_with(tree_text.as_ref()))
+            .map(|w| lexical(Path::new(w.trim_end_matches(':'))))
+            .find(|p| p.is_absolute() && !p.starts_with(tree))
         {
+            let outside = outside.display();
             return Ok(Built::Failed {
                 reason: format!("the lab read {outside} when it was compiled: not graded"),
                 log: String::new(),
@@ -509,6 +530,21 @@ impl Builds {
         std::fs::rename(&partial, cached).map_err(Error::io("rename", &partial))?;
         Ok(Built::Binary { path: cached.to_path_buf(), log })
     }
+}
+
+/// `path` with its `.` and `..` taken out as written (not following links).
+fn lexical(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// `cargo build --offline -p <package>` in `tree`, its environment cleared (PATH, HOME and
@@ -589,15 +625,19 @@ fn copy_sources(from: &Path, to: &Path, exclude: &[PathBuf]) -> Result<()> {
     Ok(())
 }
 
-/// `to` made as `from`: its files hard-linked (`link`) or copied.
-fn seed(from: &Path, to: &Path, link: bool) -> Result<()> {
+/// `to` made as `from`: its files hard-linked (`link`) or copied, but for the entries
+/// (at its top) that `skip` names.
+fn seed(from: &Path, to: &Path, link: bool, skip: &dyn Fn(&str) -> bool) -> Result<()> {
     std::fs::create_dir_all(to).map_err(Error::io("create directory", to))?;
     for entry in std::fs::read_dir(from).map_err(Error::io("list", from))? {
         let entry = entry.map_err(Error::io("list", from))?;
+        if skip(&entry.file_name().to_string_lossy()) {
+            continue;
+        }
         let (source, target) = (entry.path(), to.join(entry.file_name()));
         let kind = entry.file_type().map_err(Error::io("stat", &source))?;
         if kind.is_dir() {
-            seed(&source, &target, link)?;
+            seed(&source, &target, link, &|_| false)?;
         } else if kind.is_file() && !target.exists() {
             if link {
                 link_or_copy(&source, &target)?;
