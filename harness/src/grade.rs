@@ -182,8 +182,7 @@ pub fn grade_class(
                     }
                 }
             };
-            if let Err(error) = std::thread::Builder::new().name(format!("grade-{slot}")).spawn_scoped(scope, worker)
-            {
+            if let Err(error) = std::thread::Builder::new().name(format!("grade-{slot}")).spawn_scoped(scope, worker) {
                 fail(Error::Harness(format!("starting a grading thread: {error}")));
             }
         }
@@ -215,10 +214,9 @@ fn grade_one(submission: &Submission, tree: &Path, options: &Options, builds: &B
     for lab in &options.labs {
         let outcome = match taken.sources.get(lab.name) {
             Some(sources) => builds.build(tree, lab, sources)?,
-            None => Built::Failed {
-                reason: format!("no labs/{}/src/*.rs in the submission", lab.name),
-                log: String::new(),
-            },
+            None => {
+                Built::Failed { reason: format!("no labs/{}/src/*.rs in the submission", lab.name), log: String::new() }
+            }
         };
         match outcome {
             Built::Binary { path, log } => {
@@ -500,12 +498,8 @@ impl Builds {
         }
         let (success, log) = run_cargo(tree, lab.package)?;
         if !success {
-            let errors: Vec<&str> = log
-                .lines()
-                .skip_while(|l| !l.starts_with("error"))
-                .filter(|l| !l.trim().is_empty())
-                .take(3)
-                .collect();
+            let errors: Vec<&str> =
+                log.lines().skip_while(|l| !l.starts_with("error")).filter(|l| !l.trim().is_empty()).take(3).collect();
             let first = if errors.is_empty() { super::backend::tail(&log, 3) } else { errors.join(" ") };
             return Ok(Built::Failed { reason: format!("does not build: {}", one_line(&first, 240)), log });
         }
@@ -608,7 +602,7 @@ fn copy_sources(from: &Path, to: &Path, exclude: &[PathBuf]) -> Result<()> {
         let entry = entry.map_err(Error::io("list", from))?;
         let name = entry.file_name();
         let source = entry.path();
-        if name == "target" || name == ".git" || exclude.iter().any(|e| *e == source) {
+        if name == "target" || name == ".git" || exclude.contains(&source) {
             continue;
         }
         let target = to.join(&name);

@@ -465,7 +465,14 @@ fn interrupted(signal: i32) -> ! {
 
 fn dispatch(command: Command) -> Result<ExitCode> {
     // Every command that runs labs tears them down on Ctrl-C.
-    if matches!(command, Command::Run { .. } | Command::Check { .. } | Command::Dev { .. } | Command::Shell { .. } | Command::Grade { .. }) {
+    if matches!(
+        command,
+        Command::Run { .. }
+            | Command::Check { .. }
+            | Command::Dev { .. }
+            | Command::Shell { .. }
+            | Command::Grade { .. }
+    ) {
         install_interrupt_handler()?;
     }
     match command {
@@ -810,7 +817,10 @@ fn grade(
     let class = cilab::submission::discover(submissions)
         .with_context(|| format!("reading the submissions in {}", submissions.display()))?;
     if class.is_empty() {
-        bail!("no submissions in {}: student trees (directories) or .tar, .tar.gz, .tgz of them", submissions.display());
+        bail!(
+            "no submissions in {}: student trees (directories) or .tar, .tar.gz, .tgz of them",
+            submissions.display()
+        );
     }
     // The instructor's labs and their dependencies, which every grading tree starts from.
     let all: Vec<&LabSpec> = catalog::all().iter().collect();

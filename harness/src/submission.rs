@@ -110,8 +110,8 @@ fn read_dir_tree(root: &Path) -> std::result::Result<Vec<(PathBuf, Item)>, Strin
                 continue;
             }
             let relative = relative.join(&name);
-            let metadata =
-                std::fs::symlink_metadata(entry.path()).map_err(|e| format!("cannot stat {}: {e}", relative.display()))?;
+            let metadata = std::fs::symlink_metadata(entry.path())
+                .map_err(|e| format!("cannot stat {}: {e}", relative.display()))?;
             let kind = metadata.file_type();
             if kind.is_dir() {
                 pending.push(relative);
@@ -143,11 +143,8 @@ fn read_dir_tree(root: &Path) -> std::result::Result<Vec<(PathBuf, Item)>, Strin
 fn read_tarball(path: &Path) -> std::result::Result<Vec<(PathBuf, Item)>, String> {
     let file = std::fs::File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     let name = path.to_string_lossy();
-    let reader: Box<dyn Read> = if name.ends_with(".tar") {
-        Box::new(file)
-    } else {
-        Box::new(flate2::read::GzDecoder::new(file))
-    };
+    let reader: Box<dyn Read> =
+        if name.ends_with(".tar") { Box::new(file) } else { Box::new(flate2::read::GzDecoder::new(file)) };
     // Bounded however the archive lies about its sizes (a gzip bomb stops here).
     let mut archive = tar::Archive::new(reader.take(MAX_SUBMISSION_BYTES + (64 << 20)));
     let entries = archive.entries().map_err(|e| format!("not a tarball: {e}"))?;
@@ -280,7 +277,9 @@ pub fn compile_time_reads(sources: &BTreeMap<PathBuf, String>) -> Option<String>
             let refused = match word {
                 "include" | "include_str" | "include_bytes" => match literal_argument(rest) {
                     Some(name) if siblings.contains(&name) => None,
-                    Some(name) => Some(format!("`{word}!(\"{name}\")` reads a file that is not one of the lab's sources")),
+                    Some(name) => {
+                        Some(format!("`{word}!(\"{name}\")` reads a file that is not one of the lab's sources"))
+                    }
                     None => Some(format!("`{word}` other than `{word}!(\"<a source file of the lab>\")`")),
                 },
                 "path" if is_path_attribute(&text[..at], rest) => Some("a `#[path]` module".to_string()),
@@ -335,7 +334,8 @@ fn is_path_attribute(before: &str, rest: &str) -> bool {
     if before.ends_with('[') {
         return true;
     }
-    (before.ends_with(',') || before.ends_with('(')) && before.rfind("cfg_attr").is_some_and(|at| !before[at..].contains(']'))
+    (before.ends_with(',') || before.ends_with('('))
+        && before.rfind("cfg_attr").is_some_and(|at| !before[at..].contains(']'))
 }
 
 #[cfg(test)]

@@ -76,7 +76,10 @@ fn generate_class(dir: &Path) {
     });
     student_tree(&dir.join("harness-edit"), &starter);
     let check = common::workspace().join(EDITED_CHECK);
-    let edited = format!("{}\n// always pass: every decide returns Some(true)\n", std::fs::read_to_string(check).expect("the check"));
+    let edited = format!(
+        "{}\n// always pass: every decide returns Some(true)\n",
+        std::fs::read_to_string(check).expect("the check")
+    );
     let at = dir.join("harness-edit").join(EDITED_CHECK);
     std::fs::create_dir_all(at.parent().expect("a dir")).expect("create harness/src/checks");
     std::fs::write(at, edited).expect("edit the check");
@@ -242,7 +245,13 @@ fn assert_mistake_caught(spec: &'static LabSpec, report: &LabReport, why: &str) 
     let entry = first_mistake(spec);
     let caught_by = entry.caught_by.as_deref().unwrap_or_default();
     let verdict = report.verdicts.iter().find(|v| v.id == caught_by).unwrap_or_else(|| panic!("no {caught_by}"));
-    assert_eq!(verdict.outcome, Outcome::Fail, "{}: `{}` not caught by {caught_by}: {verdict:?}", spec.name, entry.name);
+    assert_eq!(
+        verdict.outcome,
+        Outcome::Fail,
+        "{}: `{}` not caught by {caught_by}: {verdict:?}",
+        spec.name,
+        entry.name
+    );
     assert!(report.points().0 < spec.max_points(), "{}: the mistake earned every point", spec.name);
     assert!(!why.is_empty(), "{}: no reason", spec.name);
 }
