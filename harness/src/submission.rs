@@ -272,17 +272,17 @@ pub fn compile_time_reads(sources: &BTreeMap<PathBuf, String>) -> Option<String>
             .filter(|other| other.parent() == file.parent())
             .filter_map(|other| other.file_name().map(|n| n.to_string_lossy().into_owned()))
             .collect();
-        for (at, word) in words(text) {
-            let rest = &text[at + word.len()..];
+        // Words in comments and string literals are not code: they are blanked first.
+        let code = code_only(text);
+        for (at, word) in words(&code) {
+            let rest = &code[at + word.len()..];
             let refused = match word {
-                "include" | "include_str" | "include_bytes" => match literal_argument(rest) {
+                "include" | "include_str" | "include_bytes" => match literal_argument(&text[at + word.len()..]) {
                     Some(name) if siblings.contains(&name) => None,
-                    Some(name) => {
-                        Some(format!("`{word}!(\"{name}\")` reads a file that is not one of the lab's sources"))
-                    }
+                    Some(name) => Some(format!("`{word}!(\"{name}\")` reads a file that is not one of the lab's sources")),
                     None => Some(format!("`{word}` other than `{word}!(\"<a source file of the lab>\")`")),
                 },
-                "path" if is_path_attribute(&text[..at], rest) => Some("a `#[path]` module".to_string()),
+                "path" if is_path_attribute(&code[..at], rest) => Some("a `#[path]` module".to_string()),
                 _ => None,
             };
             if let Some(why) = refused {
@@ -295,6 +295,94 @@ pub fn compile_time_reads(sources: &BTreeMap<PathBuf, String>) -> Option<String>
         }
     }
     None
+}
+
+/// `text` with its comments and the contents of its string and character literals
+/// replaced by spaces (newlines kept; every byte stays where it was, so offsets match).
+fn code_only(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = bytes.to_vec();
+    let blank = |out: &mut Vec<u8>, from: usize, to: usize| {
+        for byte in &mut out[from..to.min(bytes.len())] {
+            if *byte != b'\n' {
+                *byte = b' ';
+            }
+        }
+    };
+    let ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let mut i = 0;
+    while i < bytes.len() {
+        let at_word_start = i == 0 || !ident(bytes[i - 1]);
+        match bytes[i] {
+            b'/' if bytes.get(i + 1) == Some(&b'/') => {
+                let end = text[i..].find('\n').map_or(bytes.len(), |n| i + n);
+                blank(&mut out, i, end);
+                i = end;
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                let (mut depth, mut j) = (1, i + 2);
+                while j < bytes.len() && depth > 0 {
+                    if bytes[j] == b'/' && bytes.get(j + 1) == Some(&b'*') {
+                        depth += 1;
+                        j += 2;
+                    } else if bytes[j] == b'*' && bytes.get(j + 1) == Some(&b'/') {
+                        depth -= 1;
+                        j += 2;
+                    } else {
+                        j += 1;
+                    }
+                }
+                blank(&mut out, i, j);
+                i = j;
+            }
+            b'r' | b'b' | b'c' if at_word_start && raw_string_start(&bytes[i..]).is_some() => {
+                let (prefix, hashes) = raw_string_start(&bytes[i..]).unwrap_or_default();
+                let open = i + prefix + hashes + 1;
+                let closing: Vec<u8> = std::iter::once(b'"').chain(std::iter::repeat_n(b'#', hashes)).collect();
+                let end = bytes[open..].windows(closing.len()).position(|w| w == closing).map_or(bytes.len(), |n| open + n);
+                blank(&mut out, open, end);
+                i = end + closing.len();
+            }
+            b'"' => {
+                let mut j = i + 1;
+                while j < bytes.len() && bytes[j] != b'"' {
+                    j += if bytes[j] == b'\\' { 2 } else { 1 };
+                }
+                blank(&mut out, i + 1, j);
+                i = j + 1;
+            }
+            b'\'' => {
+                // A character literal ('x', '\n', '\u{..}'), or a lifetime or label ('a).
+                let end = if bytes.get(i + 1) == Some(&b'\\') {
+                    bytes[i + 2..].iter().position(|b| *b == b'\'').map(|n| i + 2 + n)
+                } else {
+                    let width = text[i + 1..].chars().next().map_or(1, char::len_utf8);
+                    (bytes.get(i + 1 + width) == Some(&b'\'')).then_some(i + 1 + width)
+                };
+                match end {
+                    Some(end) => {
+                        blank(&mut out, i + 1, end);
+                        i = end + 1;
+                    }
+                    None => i += 1,
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// At a raw string (`r"`, `r#"`, `br"`, `cr#"`): the length of its prefix letters and the
+/// number of its hashes.
+fn raw_string_start(bytes: &[u8]) -> Option<(usize, usize)> {
+    let prefix = match bytes {
+        [b'r', ..] => 1,
+        [b'b' | b'c', b'r', ..] => 2,
+        _ => return None,
+    };
+    let hashes = bytes[prefix..].iter().take_while(|b| **b == b'#').count();
+    (bytes.get(prefix + hashes) == Some(&b'"')).then_some((prefix, hashes))
 }
 
 /// The identifiers of `text`, each with where it starts.
@@ -350,6 +438,9 @@ mod tests {
     fn a_lab_may_include_its_own_sources_only() {
         assert_eq!(compile_time_reads(&one("main.rs", "labkit::main(\"x\", include_str!(\"main.rs\"), f)")), None);
         assert_eq!(compile_time_reads(&one("main.rs", "let path = 1; println!(\"{path}\", path = 2);")), None);
+        let words = "// the groups include 0\n/* include_str!(\"/etc/shadow\") */ let s = \"include\"; let c = '\"';";
+        assert_eq!(compile_time_reads(&one("main.rs", words)), None);
+        assert_eq!(compile_time_reads(&one("main.rs", "let s = r#\"a \" include\"#; let l: &'static str = s;")), None);
         for hostile in [
             "const K: &str = include_str!(\"/root/.ssh/id_rsa\");",
             "const K: &[u8] = include_bytes ! ( \"../../../Cargo.toml\" );",
@@ -358,9 +449,19 @@ mod tests {
             "#[path = \"/root/.ssh/id_rsa\"] mod key;",
             "#[cfg_attr(all(), path = \"/etc/shadow\")] mod key;",
             "const K: &str = include_str!(\"other.rs\");",
+            "let s = \"/*\"; const K: &str = include_str!(\"/root/x\"); // */",
+            "let c = '\"'; const K: &str = include_str!(\"/root/x\"); // \"",
+            "macro_rules! m { ($m:ident) => { $m!(\"/root/x\") }; } const K: &str = m!(include_str);",
         ] {
             let why = compile_time_reads(&one("main.rs", hostile));
             assert!(why.as_deref().is_some_and(|w| w.contains("not built")), "{hostile}: {why:?}");
+        }
+    }
+
+    #[test]
+    fn every_solution_of_the_catalog_is_built() {
+        for lab in crate::catalog::all() {
+            assert_eq!(compile_time_reads(&one("main.rs", lab.source)), None, "{}", lab.name);
         }
     }
 
