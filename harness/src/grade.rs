@@ -192,6 +192,15 @@ pub fn grade_class(
     }
     let mut graded = graded.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
     graded.sort_by_key(|(index, _)| *index);
+    // Every guest failed: that is the backend's failure, not a class that scored nothing.
+    let guest_failed = |g: &Graded| g.report.labs.iter().any(|l| l.harness_failure.is_some());
+    if !graded.is_empty() && graded.iter().all(|(_, g)| guest_failed(g)) {
+        let why = graded.iter().flat_map(|(_, g)| &g.report.labs).find_map(|l| l.harness_failure.clone());
+        return Err(Error::Backend {
+            backend: "grade".into(),
+            message: format!("every submission's guest failed: {}", why.unwrap_or_default()),
+        });
+    }
     Ok(graded.into_iter().map(|(_, g)| g).collect())
 }
 
@@ -331,9 +340,17 @@ fn run_labs(built: &[(&'static LabSpec, PathBuf)], options: &Options) -> Result<
         match &options.backend {
             Where::Qemu(qemu_options) => {
                 let payload = Payload::for_labs(&labs, &dir)?;
-                let mut guest = Qemu::new(qemu_options.clone())?;
                 let check = GuestCheck { labs: labs.clone(), repeat: 1, ..GuestCheck::default() };
-                let reports = check_in_guest(&mut guest, &payload, &check);
+                // A guest that failed (would not boot, died, overran its deadline) is tried
+                // once more in a fresh one: a second failure is the submission's result.
+                let mut reports = Vec::new();
+                for _ in 0..2 {
+                    let mut guest = Qemu::new(qemu_options.clone())?;
+                    reports = check_in_guest(&mut guest, &payload, &check);
+                    if reports.iter().all(|r| r.harness_failure.is_none()) {
+                        break;
+                    }
+                }
                 for report in reports.iter().filter(|r| r.harness_failure.is_none()) {
                     let sealed = report.guest.as_ref().and_then(|g| g.sealed.as_ref());
                     match sealed {
