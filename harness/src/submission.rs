@@ -279,7 +279,9 @@ pub fn compile_time_reads(sources: &BTreeMap<PathBuf, String>) -> Option<String>
             let refused = match word {
                 "include" | "include_str" | "include_bytes" => match literal_argument(&text[at + word.len()..]) {
                     Some(name) if siblings.contains(&name) => None,
-                    Some(name) => Some(format!("`{word}!(\"{name}\")` reads a file that is not one of the lab's sources")),
+                    Some(name) => {
+                        Some(format!("`{word}!(\"{name}\")` reads a file that is not one of the lab's sources"))
+                    }
                     None => Some(format!("`{word}` other than `{word}!(\"<a source file of the lab>\")`")),
                 },
                 "path" if is_path_attribute(&code[..at], rest) => Some("a `#[path]` module".to_string()),
@@ -339,7 +341,8 @@ fn code_only(text: &str) -> String {
                 let (prefix, hashes) = raw_string_start(&bytes[i..]).unwrap_or_default();
                 let open = i + prefix + hashes + 1;
                 let closing: Vec<u8> = std::iter::once(b'"').chain(std::iter::repeat_n(b'#', hashes)).collect();
-                let end = bytes[open..].windows(closing.len()).position(|w| w == closing).map_or(bytes.len(), |n| open + n);
+                let end =
+                    bytes[open..].windows(closing.len()).position(|w| w == closing).map_or(bytes.len(), |n| open + n);
                 blank(&mut out, open, end);
                 i = end + closing.len();
             }
