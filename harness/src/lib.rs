@@ -12,6 +12,7 @@ pub mod doctor;
 pub mod error;
 pub mod facts;
 pub mod formats;
+pub mod grade;
 pub mod handout;
 pub mod labbuild;
 pub mod leaks;
@@ -23,6 +24,7 @@ pub mod registry;
 pub mod report;
 pub mod run;
 pub mod student;
+pub mod submission;
 pub mod verdict;
 
 pub use error::{Error, Result};

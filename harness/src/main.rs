@@ -155,6 +155,37 @@ enum Command {
         #[command(flatten)]
         vm: VmArgs,
     },
+    /// Grade a class: each submission (a student's tree, or a .tar/.tar.gz/.tgz of it, in
+    /// SUBMISSIONS) with this cilab's own harness and checks. Only the lab sources
+    /// (labs/<lab>/src/**/*.rs) are taken from a submission; what it changed elsewhere is
+    /// ignored and noted. Each is built here (environment cleared) and run in its own
+    /// throwaway qemu guest, sealed. Results: a class table here; class.csv, class.md and
+    /// per student every report format and the build logs in --out. Exits 0 when every
+    /// submission was graded (whatever its score), 2 when grading itself failed.
+    Grade {
+        /// A directory of submissions: student trees and/or tarballs of them.
+        submissions: std::path::PathBuf,
+        /// Grade only these labs (default: every lab).
+        #[arg(long, num_args = 1.., value_name = "LAB")]
+        labs: Vec<String>,
+        /// Where the results go.
+        #[arg(long, value_name = "DIR", default_value = "cilab-grades")]
+        out: std::path::PathBuf,
+        /// How many submissions at once (default: the number of cores).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=256))]
+        jobs: Option<u64>,
+        /// Where the students' labs run.
+        #[arg(long, value_enum, default_value_t = GradeBackend::Qemu)]
+        backend: GradeBackend,
+        /// What to print: the class table; JSON of every grade (with each report); JUnit
+        /// XML (a suite per student and lab); the Markdown summary; Gradescope's
+        /// results.json per student.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+        format: ReportFormat,
+        /// The kernel the guests boot (qemu); default: the newest /boot/vmlinuz-*.
+        #[arg(long, value_name = "PATH")]
+        kernel: Option<std::path::PathBuf>,
+    },
     /// A root shell in a throwaway VM with every lab on PATH (`cilab list`, `lab-pid-ns`,
     /// `cilab check --all`): do the labs by hand without touching this machine. `exit`
     /// or `poweroff -f` ends it; nothing of it is kept.
@@ -268,6 +299,15 @@ enum BackendChoice {
     Qemu,
     Vagrant,
     Multipass,
+}
+
+/// Where `cilab grade` runs the students' labs.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum GradeBackend {
+    /// Each submission in a throwaway qemu guest of its own, its report sealed.
+    Qemu,
+    /// UNSAFE: the students' code runs as root on this machine.
+    Local,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -459,6 +499,7 @@ fn interrupted(signal: i32) -> ! {
     // a `vagrant ssh` or `multipass exec` (and the check it started in the VM).
     let mut cleaned = qemu::kill_all();
     cleaned.extend(command::kill_all());
+    cleaned.extend(cilab::grade::kill_builds());
     let me = std::process::id() as i32;
     let records: Vec<registry::RunRecord> =
         registry::all_records().into_iter().flatten().filter(|r| r.owner_pid == me).collect();
@@ -506,6 +547,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             | Command::Dev { .. }
             | Command::Shell { .. }
             | Command::Watch { .. }
+            | Command::Grade { .. }
     ) {
         install_interrupt_handler()?;
     }
@@ -560,6 +602,9 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             check(&labs, all, (format, save), repeat, no_build, (options, guest_hold_timeout, seal), &vm)
         }
         Command::Shell { no_build, vm } => shell(no_build, &vm),
+        Command::Grade { submissions, labs, out, jobs, backend, format, kernel } => {
+            grade(&submissions, &labs, &out, jobs, backend, format, kernel)
+        }
         Command::GuestAgent => {
             cilab::backend::agent::serve()?;
             Ok(ExitCode::SUCCESS)
@@ -1068,6 +1113,93 @@ fn on_guest_terminal(no_build: bool, vm: &VmArgs, argv: &[String]) -> Result<i32
     let status = status?;
     stopped?;
     Ok(status)
+}
+
+/// `cilab grade`.
+fn grade(
+    submissions: &std::path::Path,
+    names: &[String],
+    out: &std::path::Path,
+    jobs: Option<u64>,
+    backend: GradeBackend,
+    format: ReportFormat,
+    kernel: Option<std::path::PathBuf>,
+) -> Result<ExitCode> {
+    use cilab::grade::{self, Where};
+    let labs: Vec<&'static LabSpec> = if names.is_empty() {
+        catalog::all().iter().collect()
+    } else {
+        names.iter().map(|n| catalog::find(n)).collect::<Result<_, _>>()?
+    };
+    if !nix::unistd::geteuid().is_root() {
+        return Err(cilab::Error::NotRoot.into());
+    }
+    let workspace = labbuild::workspace_root()
+        .context("cilab grade builds each submission in a copy of the source tree cilab was built from")?;
+    let class = cilab::submission::discover(submissions)
+        .with_context(|| format!("reading the submissions in {}", submissions.display()))?;
+    if class.is_empty() {
+        bail!(
+            "no submissions in {}: student trees (directories) or .tar, .tar.gz, .tgz of them",
+            submissions.display()
+        );
+    }
+    // The instructor's labs and their dependencies, which every grading tree starts from.
+    let all: Vec<&LabSpec> = catalog::all().iter().collect();
+    let binaries = labbuild::ensure_built(&all, false)?;
+    if backend == GradeBackend::Local {
+        eprintln!("cilab grade: WARNING: --backend local runs the students' code as root on this machine");
+    }
+    let exclude = [submissions, out].iter().filter_map(|p| std::fs::canonicalize(p).ok()).collect();
+    let options = grade::Options {
+        labs: labs.clone(),
+        jobs: jobs.map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), |j| j as usize),
+        backend: match backend {
+            GradeBackend::Qemu => Where::Qemu(qemu::Options { kernel, ..qemu::Options::default() }),
+            GradeBackend::Local => Where::Local,
+        },
+        workspace,
+        binaries,
+        exclude,
+    };
+    let started = Instant::now();
+    let total = class.len();
+    let count = std::sync::atomic::AtomicUsize::new(0);
+    let done = |g: &grade::Graded| {
+        let n = count.fetch_add(1, Ordering::SeqCst) + 1;
+        eprintln!("cilab grade: [{n}/{total}] {} {}/{} ({:.0} s)", g.name, g.points, g.max_points, g.seconds);
+    };
+    let graded = grade::grade_class(class, &options, &done).context("grading the class")?;
+    may_finish();
+    grade::write_results(&graded, &labs, out).with_context(|| format!("writing the results into {}", out.display()))?;
+    match format {
+        ReportFormat::Table => print!("{}", grade::to_table(&graded, &labs)),
+        ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&graded)?),
+        ReportFormat::Markdown => print!("{}", grade::to_markdown(&graded, &labs)),
+        ReportFormat::Junit => {
+            let mut all = Vec::new();
+            for g in &graded {
+                all.extend(g.report.labs.iter().cloned().map(|mut lab| {
+                    lab.lab = format!("{}/{}", g.name, lab.lab);
+                    lab
+                }));
+            }
+            print!("{}", cilab::formats::to_junit(&Report::new(all)));
+        }
+        ReportFormat::Gradescope => {
+            let each: serde_json::Map<String, serde_json::Value> = graded
+                .iter()
+                .map(|g| Ok((g.name.clone(), serde_json::to_value(cilab::formats::to_gradescope(&g.report))?)))
+                .collect::<Result<_>>()?;
+            println!("{}", serde_json::to_string_pretty(&each)?);
+        }
+    }
+    eprintln!(
+        "cilab grade: {total} submissions graded in {:.0} s; results in {}",
+        started.elapsed().as_secs_f64(),
+        out.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn corpus(names: &[String], only: Option<&str>, format: Format) -> Result<ExitCode> {

@@ -230,7 +230,7 @@ impl Image {
         }
         evict(cache, KEEP_IMAGES - 1);
         std::fs::create_dir_all(cache).map_err(Error::io("create", cache))?;
-        let partial = cache.join(format!(".initramfs-{}.partial", std::process::id()));
+        let partial = cache.join(format!(".initramfs-{}.partial", scratch_id()));
         let written = std::fs::File::create(&partial)
             .map_err(Error::io("create", &partial))
             .and_then(|file| self.write_cpio(file, cache))
@@ -242,13 +242,21 @@ impl Image {
     }
 }
 
+/// A name for a scratch file no other image build uses: this process's id (which
+/// `qemu::leftovers` reads back) and a counter, since one cilab may build several images at
+/// once (`cilab grade`, a guest per submission).
+fn scratch_id() -> String {
+    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    format!("{}-{}", std::process::id(), COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst))
+}
+
 fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(Error::io("read", path))
 }
 
 /// `source` without its debug sections, by `strip --strip-debug` into `scratch`.
 fn stripped(source: &Path, scratch: &Path) -> Result<Vec<u8>> {
-    let copy = scratch.join(format!(".stripped-{}", std::process::id()));
+    let copy = scratch.join(format!(".stripped-{}", scratch_id()));
     let output = std::process::Command::new("strip").arg("--strip-debug").arg("-o").arg(&copy).arg(source).output();
     let result = match output {
         Ok(output) if output.status.success() => read(&copy),

@@ -21,7 +21,7 @@
 //! - [`Guest::stop`] leaves nothing running (and `Drop` calls it, also on an early return).
 
 pub mod agent;
-mod children;
+pub(crate) mod children;
 pub mod command;
 pub mod initramfs;
 pub mod local;
