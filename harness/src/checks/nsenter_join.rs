@@ -82,6 +82,9 @@ pub struct Keys {
     kill_victim_from_inside: Fact<String>,
     victim_died: Fact<bool>,
     init_died: Fact<bool>,
+    /// The joined process was still running when the init was killed: one that exited at
+    /// once would "die with" any init, and look right to a probe that came early.
+    joined_alive_until_init_killed: Fact<bool>,
     joined_died_with_init: Fact<bool>,
     debug_died_with_init: Fact<bool>,
     nopid_survived_init: Fact<bool>,
@@ -128,6 +131,7 @@ macro_rules! keys {
             kill_victim_from_inside: Fact::new(concat!($all_but_pid, ".kill_victim_inner_pid_from_inside")),
             victim_died: Fact::new(concat!($all_but_pid, ".victim_died")),
             init_died: Fact::new(concat!($all_but_pid, ".container_init_died")),
+            joined_alive_until_init_killed: Fact::new(concat!($all_but_pid, ".joined_alive_until_the_init_was_killed")),
             joined_died_with_init: Fact::new(concat!($all_but_pid, ".joined_died_with_the_init")),
             debug_died_with_init: Fact::new(concat!($all_but_pid, ".debug_died_with_the_init")),
             nopid_survived_init: Fact::new(concat!($all_but_pid, ".nopid_survived_the_init")),
@@ -198,7 +202,8 @@ fn two_pids(e: &Evidence, k: &Keys) -> Option<bool> {
             && e.get(k.joined_nspid_levels)? == 2
             && e.get(k.joined_pid_inside_differs)?
             && e.get(k.joined_ppid_inside)? == Some(0)
-            && e.get(k.joined_listed_inside)?,
+            && e.get(k.joined_listed_inside)?
+            && e.get(k.joined_alive_until_init_killed)?,
     )
 }
 
@@ -211,7 +216,12 @@ fn killed_from_inside(e: &Evidence, k: &Keys) -> Option<bool> {
 }
 
 fn dies_with_init(e: &Evidence, k: &Keys) -> Option<bool> {
-    Some(joined_in(e, k, "pid")? && e.get(k.init_died)? && e.get(k.joined_died_with_init)?)
+    Some(
+        joined_in(e, k, "pid")?
+            && e.get(k.joined_alive_until_init_killed)?
+            && e.get(k.init_died)?
+            && e.get(k.joined_died_with_init)?,
+    )
 }
 
 fn debug_tool(e: &Evidence, k: &Keys) -> Option<bool> {
@@ -265,7 +275,7 @@ pub const VERDICTS: [VerdictSpec; 22] = [
     },
     VerdictSpec {
         id: "two-pids",
-        claim: "the joined process has one PID on the host and another inside the container (NSpid has two), PPid 0 inside, and the container's own /proc lists it",
+        claim: "the joined process has one PID on the host and another inside the container (NSpid has two), PPid 0 inside, the container's own /proc lists it, and it is still running when the container's init is killed",
         points: 2,
         region: Some("fork-joined"),
         requires: &[],
@@ -283,7 +293,7 @@ pub const VERDICTS: [VerdictSpec; 22] = [
     },
     VerdictSpec {
         id: "dies-with-init",
-        claim: "when the container's init dies (SIGKILL), the joined process dies with it",
+        claim: "when the container's init dies (SIGKILL), the joined process, running until then, dies with it",
         points: 2,
         region: Some("fork-joined"),
         requires: &[],
@@ -346,7 +356,7 @@ pub const VERDICTS: [VerdictSpec; 22] = [
     },
     VerdictSpec {
         id: "docker-two-pids",
-        claim: "joined into a Docker container, the process has one PID on the host and another inside (NSpid has two), PPid 0 inside, and the container's /proc lists it",
+        claim: "joined into a Docker container, the process has one PID on the host and another inside (NSpid has two), PPid 0 inside, the container's /proc lists it, and it is still running when the container is stopped",
         points: 1,
         region: Some("fork-joined"),
         requires: &[],
@@ -373,7 +383,7 @@ pub const VERDICTS: [VerdictSpec; 22] = [
     },
     VerdictSpec {
         id: "docker-dies-with-stop",
-        claim: "docker stop kills the joined process with the container's init",
+        claim: "docker stop kills the joined process, running until then, with the container's init",
         points: 1,
         region: Some("fork-joined"),
         requires: &[],
@@ -900,6 +910,7 @@ impl NsenterJoin {
             }
         }
 
+        facts.record(keys.joined_alive_until_init_killed, self.joined.as_ref().is_some_and(|fd| !fd.has_exited()));
         // Stop the container: SIGKILL to its init, or `docker stop`; then who died.
         match &target.container {
             None => target.init.send(Signal::SIGKILL)?,
