@@ -320,6 +320,11 @@ fn exec_as_the_unmapped_user() -> Result<Pid> {
     drop(done_tx);
     let mut done = std::fs::File::from(done_rx);
     let _ = std::io::Read::read(&mut done, &mut [0u8]);
+    // That end of file comes once execve is past its point of no return, a moment before
+    // the kernel renames the task and commits its new credentials. Opening its environ
+    // waits for the rest: the kernel takes the lock execve holds until it is done
+    // (exec_update_lock) before it lets anyone read another process's memory.
+    let _ = std::fs::read(format!("/proc/{exec}/environ"));
     let comm = std::fs::read_to_string(format!("/proc/{exec}/comm")).unwrap_or_default();
     if comm.trim() != "sleep" {
         return Err(anyhow!("{EXEC_COMM} (PID {exec}) did not exec sleep (its comm is {:?})", comm.trim()));
