@@ -77,7 +77,8 @@ impl Error {
         }
     }
 
-    fn errno(&self) -> Option<nix::errno::Errno> {
+    /// The errno of a failed syscall or file operation, if that is what failed.
+    pub fn errno(&self) -> Option<nix::errno::Errno> {
         match self {
             Error::Sys { errno, .. } => Some(*errno),
             Error::Io { cause, .. } => cause.raw_os_error().map(nix::errno::Errno::from_raw),

@@ -2,6 +2,7 @@
 //! later `cilab doctor` can find what an interrupted run left), scratch directories, and
 //! the results of each lab per source tree, for `cilab list`.
 
+use nix::errno::Errno;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -446,10 +447,18 @@ pub fn save_checks(checks: Vec<(String, Attempt, Vec<FailingVerdict>)>) -> Resul
 /// The next hint of `lab`'s last check in this tree (the cursor saved moved on).
 pub fn next_hint(lab: &str) -> Result<HintStep> {
     // Nothing to move on: no need to write a results file for a tree never checked.
-    if load_results().labs.get(lab).and_then(|h| h.last_check.as_ref()).is_none() {
+    let mut results = load_results();
+    if results.labs.get(lab).and_then(|h| h.last_check.as_ref()).is_none() {
         return Ok(HintStep::NoCheck);
     }
-    update_results(|results| results.next_hint(lab))
+    match update_results(|results| results.next_hint(lab)) {
+        // Without root the cursor in root's results cannot move: the hint it points at,
+        // again, rather than none.
+        Err(error) if error.errno().is_some_and(|e| [Errno::EACCES, Errno::EPERM, Errno::EROFS].contains(&e)) => {
+            Ok(results.next_hint(lab))
+        }
+        answer => answer,
+    }
 }
 
 /// Reads, changes and writes back this tree's results under a lock: two cilabs at once

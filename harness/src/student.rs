@@ -186,14 +186,37 @@ pub fn apply_reset(root: &Path, lab: &LabSpec, plan: &ResetPlan, now: u64) -> Re
         backup = dir.join(format!("main.rs.{stamp}.{n}"));
         n += 1;
     }
+    // `sudo cilab reset` must leave the student's files the student's: the backup and the
+    // new file get the owner and mode of the file they replace.
+    let meta = std::fs::metadata(&plan.source).map_err(Error::io("read the metadata of", &plan.source))?;
     std::fs::write(&backup, &plan.original).map_err(Error::io("write the backup", &backup))?;
+    give_the_owner_of(&meta, &backup)?;
+    give_the_owner_of(&meta, &dir)?;
+    if let Some(backups) = dir.parent() {
+        give_the_owner_of(&meta, backups)?;
+    }
     let temporary = plan.source.with_extension("rs.cilab-reset");
     std::fs::write(&temporary, &plan.reset).map_err(Error::io("write", &temporary))?;
+    if let Err(error) = give_the_owner_of(&meta, &temporary) {
+        let _ = std::fs::remove_file(&temporary);
+        return Err(error);
+    }
     if let Err(error) = std::fs::rename(&temporary, &plan.source) {
         let _ = std::fs::remove_file(&temporary);
         return Err(Error::io("rename into", &plan.source)(error));
     }
     Ok(backup)
+}
+
+/// Gives `path` the owner and group of `meta` and, for a file, its permission bits.
+fn give_the_owner_of(meta: &std::fs::Metadata, path: &Path) -> Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    std::os::unix::fs::chown(path, Some(meta.uid()), Some(meta.gid())).map_err(Error::io("chown", path))?;
+    if path.is_file() {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(meta.mode() & 0o7777))
+            .map_err(Error::io("chmod", path))?;
+    }
+    Ok(())
 }
 
 /// What changed between two checks of a lab, for `cilab watch`.
@@ -309,6 +332,32 @@ impl SourceWatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reset_by_root_leaves_the_students_file_and_backup_the_students() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        if !nix::unistd::geteuid().is_root() {
+            panic!("this test gives files to another user: run it as root, as cilab's tests run");
+        }
+        let root = tempfile::tempdir().expect("a temporary tree");
+        let lab = &crate::catalog::all()[0];
+        let source = root.path().join("main.rs");
+        std::fs::write(&source, "before").expect("write");
+        std::fs::set_permissions(&source, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+        std::os::unix::fs::chown(&source, Some(1234), Some(2345)).expect("chown");
+        let plan =
+            ResetPlan { source: source.clone(), original: "before".into(), reset: "after".into(), changed: Vec::new() };
+        let backup = apply_reset(root.path(), lab, &plan, 0).expect("reset");
+        for path in [&source, &backup] {
+            let meta = std::fs::metadata(path).expect("metadata");
+            assert_eq!((meta.uid(), meta.gid(), meta.mode() & 0o7777), (1234, 2345, 0o640), "{}", path.display());
+        }
+        assert_eq!(std::fs::read_to_string(&source).expect("read"), "after");
+        assert_eq!(std::fs::read_to_string(&backup).expect("read"), "before");
+        let backups = backups_dir(root.path(), lab);
+        assert_eq!(std::fs::metadata(&backups).expect("metadata").uid(), 1234);
+        assert_eq!(std::fs::metadata(backups.parent().expect("parent")).expect("metadata").uid(), 1234);
+    }
 
     #[test]
     fn times_read_as_utc_dates() {

@@ -159,20 +159,6 @@ fn every_missing_tool_is_named_with_its_package_before_the_lab_runs() {
     }
 }
 
-/// CI installs what the labs need: every package of the catalog is on .ci/run's install line.
-#[test]
-fn ci_installs_every_package_the_catalog_needs() {
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.ci/run");
-    let text = std::fs::read_to_string(&script).expect("read .ci/run");
-    let installed: Vec<&str> =
-        text.lines().filter(|l| !l.trim_start().starts_with('#')).flat_map(str::split_whitespace).collect();
-    let packages = cilab::catalog::packages();
-    assert!(!packages.is_empty(), "the catalog needs no package: nothing to check");
-    for package in packages {
-        assert!(installed.contains(&package), ".ci/run does not install {package}, which a lab needs:\n{text}");
-    }
-}
-
 /// One real check of chroot-jail in every report format other graders read: JUnit has a
 /// case per verdict of the catalog, Gradescope's score is the lab's points, the Markdown
 /// summary has the lab's row, and with $GITHUB_STEP_SUMMARY set the summary is added there.

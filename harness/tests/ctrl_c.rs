@@ -177,8 +177,12 @@ fn interrupted_check(cilab_bin: &Path, lab: &str, moment: &Moment) -> Option<(i3
                 poll_until("the lab in its cgroup", || run_record(lab, pid).and_then(|r| lab_process(&r, pid)));
             // The kernel says when the lab is dead (cilab killed it at the stage): then
             // cilab is tearing the run down.
-            let lab = PidFd::open(lab_pid).expect("pidfd of the lab");
-            assert!(lab.wait_exit(Duration::from_secs(30)), "cilab never killed the lab");
+            // ESRCH: the lab was killed and reaped between finding it and opening its pidfd.
+            match PidFd::open(lab_pid) {
+                Ok(lab) => assert!(lab.wait_exit(Duration::from_secs(30)), "cilab never killed the lab"),
+                Err(e) if e.errno() == Some(nix::errno::Errno::ESRCH) => {}
+                Err(e) => panic!("pidfd of the lab {lab_pid}: {e}"),
+            }
             interrupt_while_stopped(&mut cilab.0, &record)
         }
     };

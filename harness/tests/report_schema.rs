@@ -1,3 +1,5 @@
+//! Course authors only: validates the CI templates in ci/, which a student handout does not have.
+//!
 //! The reports every grader reads, and the CI templates that publish them, checked by real
 //! validators: `check-jsonschema` (PyPI) for our JSON report and Gradescope's results.json
 //! against the schemas in harness/schema, `xmllint` (libxml2-utils) for the JUnit XML
