@@ -1180,7 +1180,7 @@ fn grade(
     grade::write_results(graded, &labs, &skipped, out)
         .with_context(|| format!("writing the results into {}", out.display()))?;
     match format {
-        ReportFormat::Table => print!("{}", grade::to_table(&graded, &labs)),
+        ReportFormat::Table => print!("{}", grade::to_table(graded, &labs)),
         ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&graded)?),
         ReportFormat::Markdown => print!("{}", grade::to_markdown(graded, &labs, &skipped)),
         ReportFormat::Junit => {
