@@ -288,7 +288,14 @@ fn grade_one(submission: &Submission, tree: &Path, options: &Options, builds: &B
             Some(sources) => match builds.build(tree, lab, sources) {
                 Ok(built) => built,
                 Err(error) => {
-                    let reason = format!("labs/{}/src cannot be built: {error}", lab.name);
+                    // Named inside the student's tree: the grading tree's path is the instructor's.
+                    let reason = match &error {
+                        Error::Io { action, path, cause } => {
+                            let inside = path.strip_prefix(tree).unwrap_or(path);
+                            format!("cannot {action} {}: {cause}", inside.display())
+                        }
+                        other => format!("labs/{}/src cannot be built: {other}", lab.name),
+                    };
                     let reports = options.labs.iter().map(|lab| not_graded(lab, backend_name, &reason)).collect();
                     return Ok(finish(submission, reports, Some(reason), taken, logs, started));
                 }
