@@ -34,7 +34,7 @@ use crate::error::{Error, Result};
 use crate::probe::pidfd::PidFd;
 use crate::report::{LabReport, Report};
 use crate::run::RunOptions;
-use crate::submission::{compile_time_reads, Submission, Taken};
+use crate::submission::{compile_time_reads, printable, Skipped, Submission, Taken};
 use crate::verdict::Outcome;
 
 /// How long one lab's build may take before it is killed as hung.
@@ -70,9 +70,13 @@ pub struct Graded {
     pub name: String,
     pub points: u32,
     pub max_points: u32,
-    /// Why the submission as a whole was not graded (every lab 0).
+    /// Why the submission as a whole was refused (every lab 0): the student's doing.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refused: Option<String>,
+    /// Why grading could not finish (its guest failed twice, grading stopped): no score
+    /// of the student's, to grade again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_graded: Option<String>,
     /// Per lab that did not earn full points: one line saying why.
     pub reasons: BTreeMap<String, String>,
     /// What the submission changed that grading ignored.
@@ -88,7 +92,9 @@ impl Graded {
     /// One line for the class table: the refusal, or the first lab's reason, and the notes.
     pub fn reason_line(&self) -> String {
         let mut parts: Vec<String> = Vec::new();
-        if let Some(refused) = &self.refused {
+        if let Some(why) = &self.not_graded {
+            parts.push(format!("NOT GRADED: {why}"));
+        } else if let Some(refused) = &self.refused {
             parts.push(format!("refused: {refused}"));
         } else if let Some((lab, why)) = self.reasons.iter().next() {
             let more = self.reasons.len() - 1;
@@ -98,7 +104,31 @@ impl Graded {
             let more = self.notes.len() - 1;
             parts.push(if more > 0 { format!("{note} (+{more})") } else { note.clone() });
         }
-        parts.join("; ")
+        printable(&parts.join("; "))
+    }
+
+    /// The total as shown: `points/max`, or `not graded`.
+    pub fn total(&self) -> String {
+        if self.not_graded.is_some() {
+            "not graded".into()
+        } else {
+            format!("{}/{}", self.points, self.max_points)
+        }
+    }
+}
+
+/// A class graded: every submission, and why grading stopped early if it did (those not
+/// reached are `not_graded`).
+#[derive(Debug)]
+pub struct Class {
+    pub graded: Vec<Graded>,
+    pub stopped: Option<Error>,
+}
+
+impl Class {
+    /// Whether every submission has a score (refused ones have theirs: 0).
+    pub fn all_graded(&self) -> bool {
+        self.stopped.is_none() && self.graded.iter().all(|g| g.not_graded.is_none())
     }
 }
 
@@ -128,31 +158,40 @@ pub fn kill_builds() -> Vec<String> {
     done
 }
 
-/// Grades every submission (`jobs` at a time) and calls `done` as each is graded. `Err`:
-/// grading itself failed (a guest's hardening, the instructor's tree), and what is left is
-/// not graded.
-pub fn grade_class(
-    submissions: Vec<Submission>,
-    options: &Options,
-    done: &(dyn Fn(&Graded) + Sync),
-) -> Result<Vec<Graded>> {
+/// Grades every submission (`jobs` at a time) and calls `done` as each is graded. A
+/// submission's own trouble (an unpackable entry, a guest that failed twice) is its result;
+/// when grading itself fails (a guest's hardening, the instructor's tree) it stops, and
+/// the submissions not reached are returned as not graded.
+pub fn grade_class(submissions: Vec<Submission>, options: &Options, done: &(dyn Fn(&Graded) + Sync)) -> Class {
+    let started = Instant::now();
     let mut options = options.clone();
+    let stopped = |error: Error, submissions: Vec<Submission>| {
+        let why = format!("grading stopped: {error}");
+        let graded = submissions.iter().map(|s| unreached(s, &options.labs, &why, started)).collect();
+        Class { graded, stopped: Some(error) }
+    };
     if let Where::Qemu(qemu_options) = &mut options.backend {
         let (ready, why) = qemu::readiness();
         if !ready {
-            return Err(Error::Backend { backend: "qemu".into(), message: why });
+            return stopped(Error::Backend { backend: "qemu".into(), message: why }, submissions);
         }
         // Probed once, here: the guests then boot side by side without probing each.
         if qemu_options.accel.is_none() {
             let kernel = match &qemu_options.kernel {
                 Some(kernel) => kernel.clone(),
-                None => qemu::newest_kernel()?,
+                None => match qemu::newest_kernel() {
+                    Ok(kernel) => kernel,
+                    Err(error) => return stopped(error, submissions),
+                },
             };
             qemu_options.accel = Some(qemu::accelerator(&kernel).0);
         }
     }
     let options = &options;
-    let builds = Builds::new(options)?;
+    let builds = match Builds::new(options) {
+        Ok(builds) => builds,
+        Err(error) => return stopped(error, submissions),
+    };
     let queue = Mutex::new(submissions.into_iter().enumerate().collect::<VecDeque<_>>());
     let graded: Mutex<Vec<(usize, Graded)>> = Mutex::new(Vec::new());
     let failure: Mutex<Option<Error>> = Mutex::new(None);
@@ -173,13 +212,19 @@ pub fn grade_class(
                 while !failed() {
                     let next = queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop_front();
                     let Some((index, submission)) = next else { break };
-                    match grade_one(&submission, &tree, options, builds) {
-                        Ok(result) => {
-                            done(&result);
-                            graded.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((index, result));
+                    let result = match grade_one(&submission, &tree, options, builds) {
+                        Ok(result) => result,
+                        Err(error) => {
+                            let result = unreached(&submission, &options.labs, &error.to_string(), Instant::now());
+                            // The guest's integrity: nothing more is graded with this backend.
+                            if matches!(error, Error::Backend { .. }) {
+                                fail(error);
+                            }
+                            result
                         }
-                        Err(error) => return fail(error),
-                    }
+                    };
+                    done(&result);
+                    graded.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((index, result));
                 }
             };
             if let Err(error) = std::thread::Builder::new().name(format!("grade-{slot}")).spawn_scoped(scope, worker) {
@@ -187,21 +232,37 @@ pub fn grade_class(
             }
         }
     });
-    if let Some(error) = failure.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner) {
-        return Err(error);
-    }
+    let mut failure = failure.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut graded = graded.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let left = queue.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(error) = &failure {
+        let why = format!("grading stopped: {error}");
+        graded.extend(left.into_iter().map(|(index, s)| (index, unreached(&s, &options.labs, &why, started))));
+    }
     graded.sort_by_key(|(index, _)| *index);
     // Every guest failed: that is the backend's failure, not a class that scored nothing.
-    let guest_failed = |g: &Graded| g.report.labs.iter().any(|l| l.harness_failure.is_some());
-    if !graded.is_empty() && graded.iter().all(|(_, g)| guest_failed(g)) {
-        let why = graded.iter().flat_map(|(_, g)| &g.report.labs).find_map(|l| l.harness_failure.clone());
-        return Err(Error::Backend {
+    if failure.is_none() && !graded.is_empty() && graded.iter().all(|(_, g)| g.not_graded.is_some()) {
+        let why = graded.iter().find_map(|(_, g)| g.not_graded.clone());
+        failure = Some(Error::Backend {
             backend: "grade".into(),
             message: format!("every submission's guest failed: {}", why.unwrap_or_default()),
         });
     }
-    Ok(graded.into_iter().map(|(_, g)| g).collect())
+    Class { graded: graded.into_iter().map(|(_, g)| g).collect(), stopped: failure }
+}
+
+/// A submission grading did not finish: every lab's report says why, as a harness failure.
+fn unreached(submission: &Submission, labs: &[&'static LabSpec], why: &str, started: Instant) -> Graded {
+    let why = printable(why);
+    let reports = labs
+        .iter()
+        .map(|lab| {
+            let mut report = not_graded(lab, "grade", &why);
+            report.harness_failure = Some(why.clone());
+            report
+        })
+        .collect();
+    finish(submission, reports, None, Taken::default(), Vec::new(), started)
 }
 
 fn grade_one(submission: &Submission, tree: &Path, options: &Options, builds: &Builds) -> Result<Graded> {
@@ -222,7 +283,23 @@ fn grade_one(submission: &Submission, tree: &Path, options: &Options, builds: &B
     let mut logs = Vec::new();
     for lab in &options.labs {
         let outcome = match taken.sources.get(lab.name) {
-            Some(sources) => builds.build(tree, lab, sources)?,
+            // An entry the tree cannot hold (a name too long, a file where a dir is) is the
+            // submission's: it is refused with the reason.
+            Some(sources) => match builds.build(tree, lab, sources) {
+                Ok(built) => built,
+                Err(error) => {
+                    // Named inside the student's tree: the grading tree's path is the instructor's.
+                    let reason = match &error {
+                        Error::Io { action, path, cause } => {
+                            let inside = path.strip_prefix(tree).unwrap_or(path);
+                            format!("cannot {action} {}: {cause}", inside.display())
+                        }
+                        other => format!("labs/{}/src cannot be built: {other}", lab.name),
+                    };
+                    let reports = options.labs.iter().map(|lab| not_graded(lab, backend_name, &reason)).collect();
+                    return Ok(finish(submission, reports, Some(reason), taken, logs, started));
+                }
+            },
             None => {
                 Built::Failed { reason: format!("no labs/{}/src/*.rs in the submission", lab.name), log: String::new() }
             }
@@ -259,14 +336,17 @@ fn finish(
     started: Instant,
 ) -> Graded {
     let report = Report::new(reports);
-    let reasons = report.labs.iter().filter_map(|lab| Some((lab.lab.clone(), lab_reason(lab)?))).collect();
+    let reasons = report.labs.iter().filter_map(|lab| Some((lab.lab.clone(), printable(&lab_reason(lab)?)))).collect();
+    // A guest that failed twice: the labs it held have no score of the student's.
+    let not_graded = report.labs.iter().find_map(|lab| lab.harness_failure.as_deref()).map(printable);
     Graded {
-        name: submission.name.clone(),
+        name: printable(&submission.name),
         points: report.summary.points,
         max_points: report.summary.max_points,
-        refused,
+        refused: refused.as_deref().map(printable),
+        not_graded,
         reasons,
-        notes: taken.notes,
+        notes: taken.notes.iter().map(|n| printable(n)).collect(),
         report,
         build_logs,
         seconds: started.elapsed().as_secs_f64(),
@@ -686,25 +766,26 @@ fn hex(bytes: &[u8]) -> String {
 
 /// The class as a table for people: a row per student, a column per lab.
 pub fn to_table(graded: &[Graded], labs: &[&LabSpec]) -> String {
-    let width = graded.iter().map(|g| g.name.len()).max().unwrap_or(7).max(7);
+    let width = graded.iter().map(|g| g.name.chars().count()).max().unwrap_or(7).max(7);
     let mut out = format!("{:<width$}", "student");
     for lab in labs {
         let _ = write!(out, " {:>w$}", lab.name, w = lab.name.len().max(5));
     }
-    out.push_str("   total  reason\n");
+    out.push_str("      total  reason\n");
     for g in graded {
         let _ = write!(out, "{:<width$}", g.name);
         for lab in labs {
             let points = lab_points(g, lab.name);
             let _ = write!(out, " {:>w$}", points, w = lab.name.len().max(5));
         }
-        let _ = writeln!(out, " {:>7}  {}", format!("{}/{}", g.points, g.max_points), g.reason_line());
+        let _ = writeln!(out, " {:>10}  {}", g.total(), g.reason_line());
     }
     out
 }
 
 fn lab_points(graded: &Graded, lab: &str) -> String {
     match graded.report.labs.iter().find(|l| l.lab == lab) {
+        Some(report) if report.harness_failure.is_some() => "n/g".into(),
         Some(report) => {
             let (points, max) = report.points();
             format!("{points}/{max}")
@@ -713,29 +794,66 @@ fn lab_points(graded: &Graded, lab: &str) -> String {
     }
 }
 
-/// The class as CSV: student, points per lab, total, max, reason, notes.
+/// One CSV field: quoted, control characters out, and a leading `- = + @` neutralised
+/// (a spreadsheet would run it as a formula).
+fn csv_field(text: &str) -> String {
+    let text = printable(text);
+    let guard = if text.starts_with(['-', '=', '+', '@']) { "'" } else { "" };
+    format!("\"{guard}{}\"", text.replace('"', "\"\""))
+}
+
+/// The class as CSV: student, points per lab, total, max, status (graded, refused, not
+/// graded), reason, notes. A lab or total not graded is empty.
 pub fn to_csv(graded: &[Graded], labs: &[&LabSpec]) -> String {
-    let quote = |text: &str| format!("\"{}\"", text.replace('"', "\"\""));
     let mut out = String::from("student");
     for lab in labs {
         let _ = write!(out, ",{}", lab.name);
     }
-    out.push_str(",total,max,reason,notes\n");
+    out.push_str(",total,max,status,reason,notes\n");
     for g in graded {
-        out.push_str(&quote(&g.name));
+        out.push_str(&csv_field(&g.name));
         for lab in labs {
-            let points = g.report.labs.iter().find(|l| l.lab == lab.name).map(|l| l.points().0);
+            let points =
+                g.report.labs.iter().find(|l| l.lab == lab.name && l.harness_failure.is_none()).map(|l| l.points().0);
             let _ = write!(out, ",{}", points.map(|p| p.to_string()).unwrap_or_default());
         }
-        let _ =
-            writeln!(out, ",{},{},{},{}", g.points, g.max_points, quote(&g.reason_line()), quote(&g.notes.join("; ")));
+        let (total, status) = match (&g.not_graded, &g.refused) {
+            (Some(_), _) => (String::new(), "not graded"),
+            (None, Some(_)) => (g.points.to_string(), "refused"),
+            (None, None) => (g.points.to_string(), "graded"),
+        };
+        let _ = writeln!(
+            out,
+            ",{total},{},{status},{},{}",
+            g.max_points,
+            csv_field(&g.reason_line()),
+            csv_field(&g.notes.join("; "))
+        );
+    }
+    out
+}
+
+/// One Markdown table cell or list item: control characters out, newlines a space, and
+/// what Markdown or HTML would read (`| \ ` [ ] < >`) escaped.
+fn md_cell(text: &str) -> String {
+    let mut out = String::new();
+    for c in printable(text).chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '|' | '\\' | '`' | '[' | ']' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
     }
     out
 }
 
 /// The class in Markdown: points per student and lab, the average per lab, then why.
-pub fn to_markdown(graded: &[Graded], labs: &[&LabSpec]) -> String {
-    let cell = |text: &str| text.replace('|', "\\|").replace('\n', " ");
+pub fn to_markdown(graded: &[Graded], labs: &[&LabSpec], skipped: &[Skipped]) -> String {
+    let cell = md_cell;
     let mut out = format!("## cilab grade: {} submissions\n\n| student |", graded.len());
     for lab in labs {
         let _ = write!(out, " {} |", lab.name);
@@ -748,18 +866,21 @@ pub fn to_markdown(graded: &[Graded], labs: &[&LabSpec]) -> String {
         for lab in labs {
             let _ = write!(out, " {} |", lab_points(g, lab.name));
         }
-        let _ = writeln!(out, " {}/{} |", g.points, g.max_points);
+        let _ = writeln!(out, " {} |", g.total());
     }
     let _ = write!(out, "| *average* |");
     for lab in labs {
         let earned: Vec<u32> = graded
             .iter()
-            .filter_map(|g| g.report.labs.iter().find(|l| l.lab == lab.name).map(|l| l.points().0))
+            .filter_map(|g| {
+                g.report.labs.iter().find(|l| l.lab == lab.name && l.harness_failure.is_none()).map(|l| l.points().0)
+            })
             .collect();
         let average = if earned.is_empty() { 0.0 } else { f64::from(earned.iter().sum::<u32>()) / earned.len() as f64 };
         let _ = write!(out, " {average:.1}/{} |", lab.max_points());
     }
-    let total: f64 = graded.iter().map(|g| f64::from(g.points)).sum::<f64>() / graded.len().max(1) as f64;
+    let scored: Vec<&Graded> = graded.iter().filter(|g| g.not_graded.is_none()).collect();
+    let total: f64 = scored.iter().map(|g| f64::from(g.points)).sum::<f64>() / scored.len().max(1) as f64;
     let max = labs.iter().map(|l| l.max_points()).sum::<u32>();
     let _ = writeln!(out, " {total:.1}/{max} |\n");
     let explained: Vec<&Graded> = graded.iter().filter(|g| !g.reason_line().is_empty()).collect();
@@ -767,6 +888,9 @@ pub fn to_markdown(graded: &[Graded], labs: &[&LabSpec]) -> String {
         out.push_str("### Why points were lost\n\n");
         for g in explained {
             let _ = writeln!(out, "- **{}**:", cell(&g.name));
+            if let Some(why) = &g.not_graded {
+                let _ = writeln!(out, "  - NOT GRADED (grade it again): {}", cell(why));
+            }
             if let Some(refused) = &g.refused {
                 let _ = writeln!(out, "  - refused: {}", cell(refused));
             }
@@ -778,23 +902,37 @@ pub fn to_markdown(graded: &[Graded], labs: &[&LabSpec]) -> String {
             }
         }
     }
+    if !skipped.is_empty() {
+        out.push_str("\n### Skipped: not submissions\n\n");
+        for skip in skipped {
+            let _ = writeln!(out, "- {}: {}", cell(&skip.entry), cell(&skip.why));
+        }
+    }
     out
 }
 
-/// Writes the class's results into `out`: class.csv, class.md, and per student their
-/// report in every format (`formats::write_all`), their notes and build logs.
-pub fn write_results(graded: &[Graded], labs: &[&LabSpec], out: &Path) -> Result<()> {
+/// Writes the class's results into `out`: class.csv, class.md, and per student in
+/// students/<name>/ (emptied first) their report in every format (`formats::write_all`),
+/// their notes and build logs.
+pub fn write_results(graded: &[Graded], labs: &[&LabSpec], skipped: &[Skipped], out: &Path) -> Result<()> {
     std::fs::create_dir_all(out).map_err(Error::io("create directory", out))?;
-    for (name, text) in [("class.csv", to_csv(graded, labs)), ("class.md", to_markdown(graded, labs))] {
+    for (name, text) in [("class.csv", to_csv(graded, labs)), ("class.md", to_markdown(graded, labs, skipped))] {
         let path = out.join(name);
         std::fs::write(&path, text).map_err(Error::io("write", &path))?;
     }
     for g in graded {
-        let dir = out.join(&g.name);
+        let dir = out.join("students").join(&g.name);
+        match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io("remove", &dir)(e)),
+            _ => {}
+        }
         crate::formats::write_all(&g.report, &dir)?;
         let mut notes = g.notes.join("\n");
         if let Some(refused) = &g.refused {
             notes = format!("refused: {refused}\n{notes}");
+        }
+        if let Some(why) = &g.not_graded {
+            notes = format!("NOT GRADED: {why}\n{notes}");
         }
         let path = dir.join("notes.txt");
         std::fs::write(&path, format!("{}\n", notes.trim_end())).map_err(Error::io("write", &path))?;
@@ -804,4 +942,48 @@ pub fn write_results(graded: &[Graded], labs: &[&LabSpec], out: &Path) -> Result
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn graded(name: &str, not_graded: Option<&str>, reason: &str) -> Graded {
+        Graded {
+            name: name.into(),
+            points: 0,
+            max_points: 10,
+            refused: Some(reason.into()),
+            not_graded: not_graded.map(Into::into),
+            reasons: BTreeMap::new(),
+            notes: vec!["=HYPERLINK(\"x\")".into()],
+            report: Report::new(Vec::new()),
+            build_logs: Vec::new(),
+            seconds: 0.0,
+        }
+    }
+
+    #[test]
+    fn hostile_text_is_neutralised_in_every_format() {
+        let class = [graded("mallory", None, "\x1b]0;pwned\x07| [x](http://e) <img> `c` \\ \r\nend")];
+        let skipped = [Skipped { entry: "x.zip".into(), why: "not read".into() }];
+        let md = to_markdown(&class, &[], &skipped);
+        assert!(!md.chars().any(|c| c.is_control() && c != '\n'), "{md:?}");
+        assert!(md.contains("\\| \\[x\\](http://e) &lt;img&gt; \\`c\\` \\\\  end"), "{md}");
+        assert!(md.contains("- x.zip: not read"), "{md}");
+        let csv = to_csv(&class, &[]);
+        assert!(csv.contains(",\"'=HYPERLINK(\"\"x\"\")\""), "{csv}");
+        assert!(!csv.chars().any(|c| c.is_control() && c != '\n'), "{csv:?}");
+        assert!(!to_table(&class, &[]).contains('\x1b'));
+    }
+
+    #[test]
+    fn a_submission_not_graded_shows_no_score() {
+        let class = [graded("alice", Some("the guest died twice"), "x")];
+        let csv = to_csv(&class, &[]);
+        assert!(csv.lines().nth(1).is_some_and(|l| l.starts_with("\"alice\",,10,not graded,")), "{csv}");
+        assert!(to_table(&class, &[]).contains("not graded"));
+        assert!(to_markdown(&class, &[], &[]).contains("NOT GRADED"));
+        assert!(!Class { graded: class.to_vec(), stopped: None }.all_graded());
+    }
 }

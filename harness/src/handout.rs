@@ -136,6 +136,19 @@ fn copy(workspace: &Path, relative: &Path, out: &Path, summary: &mut Summary) ->
     Ok(())
 }
 
+/// The handout's text of a file of the mistake corpus (`CORPUS_DIR`), whatever the author's
+/// is: the emptied corpus, or edition.rs. `None` for any other file.
+pub fn fixed_form(relative: &Path) -> Option<&'static str> {
+    if relative.parent() != Some(Path::new(CORPUS_DIR)) || relative.extension().is_none_or(|e| e != "rs") {
+        return None;
+    }
+    match relative.file_name()?.to_str()? {
+        EDITION => Some(EDITION_IN_A_HANDOUT),
+        "mod.rs" => None,
+        _ => Some(EMPTY_CORPUS),
+    }
+}
+
 /// The handout's version of a file, when it differs from the author's.
 fn handout_form(relative: &Path, text: Option<&str>, summary: &mut Summary) -> Result<Option<String>> {
     let Some(text) = text else { return Ok(None) };

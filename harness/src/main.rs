@@ -160,8 +160,9 @@ enum Command {
     /// (labs/<lab>/src/**/*.rs) are taken from a submission; what it changed elsewhere is
     /// ignored and noted. Each is built here (environment cleared) and run in its own
     /// throwaway qemu guest, sealed. Results: a class table here; class.csv, class.md and
-    /// per student every report format and the build logs in --out. Exits 0 when every
-    /// submission was graded (whatever its score), 2 when grading itself failed.
+    /// per student (students/<name>/) every report format and the build logs in --out.
+    /// Exits 0 when every submission was graded (whatever its score), 2 when any was not
+    /// (its guest failed twice, grading stopped), after writing every result.
     Grade {
         /// A directory of submissions: student trees and/or tarballs of them.
         submissions: std::path::PathBuf,
@@ -1136,8 +1137,11 @@ fn grade(
     }
     let workspace = labbuild::workspace_root()
         .context("cilab grade builds each submission in a copy of the source tree cilab was built from")?;
-    let class = cilab::submission::discover(submissions)
+    let (class, skipped) = cilab::submission::discover(submissions)
         .with_context(|| format!("reading the submissions in {}", submissions.display()))?;
+    for skip in &skipped {
+        eprintln!("cilab grade: skipped {}: {}", skip.entry, skip.why);
+    }
     if class.is_empty() {
         bail!(
             "no submissions in {}: student trees (directories) or .tar, .tar.gz, .tgz of them",
@@ -1167,18 +1171,21 @@ fn grade(
     let count = std::sync::atomic::AtomicUsize::new(0);
     let done = |g: &grade::Graded| {
         let n = count.fetch_add(1, Ordering::SeqCst) + 1;
-        eprintln!("cilab grade: [{n}/{total}] {} {}/{} ({:.0} s)", g.name, g.points, g.max_points, g.seconds);
+        eprintln!("cilab grade: [{n}/{total}] {} {} ({:.0} s)", g.name, g.total(), g.seconds);
     };
-    let graded = grade::grade_class(class, &options, &done).context("grading the class")?;
+    let result = grade::grade_class(class, &options, &done);
     may_finish();
-    grade::write_results(&graded, &labs, out).with_context(|| format!("writing the results into {}", out.display()))?;
+    // Written whatever happened: what was graded is kept, what was not says why.
+    let graded = &result.graded;
+    grade::write_results(graded, &labs, &skipped, out)
+        .with_context(|| format!("writing the results into {}", out.display()))?;
     match format {
-        ReportFormat::Table => print!("{}", grade::to_table(&graded, &labs)),
+        ReportFormat::Table => print!("{}", grade::to_table(graded, &labs)),
         ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&graded)?),
-        ReportFormat::Markdown => print!("{}", grade::to_markdown(&graded, &labs)),
+        ReportFormat::Markdown => print!("{}", grade::to_markdown(graded, &labs, &skipped)),
         ReportFormat::Junit => {
             let mut all = Vec::new();
-            for g in &graded {
+            for g in graded {
                 all.extend(g.report.labs.iter().cloned().map(|mut lab| {
                     lab.lab = format!("{}/{}", g.name, lab.lab);
                     lab
@@ -1194,11 +1201,20 @@ fn grade(
             println!("{}", serde_json::to_string_pretty(&each)?);
         }
     }
+    let not_graded = graded.iter().filter(|g| g.not_graded.is_some()).count();
     eprintln!(
-        "cilab grade: {total} submissions graded in {:.0} s; results in {}",
+        "cilab grade: {} of {total} submissions graded in {:.0} s; results in {}",
+        total - not_graded,
         started.elapsed().as_secs_f64(),
         out.display()
     );
+    if let Some(error) = &result.stopped {
+        eprintln!("cilab grade: grading stopped: {error}");
+    }
+    if !result.all_graded() {
+        eprintln!("cilab grade: {not_graded} submissions NOT graded (see class.md): grade them again");
+        return Ok(ExitCode::from(2));
+    }
     Ok(ExitCode::SUCCESS)
 }
 

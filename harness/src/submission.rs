@@ -41,14 +41,25 @@ pub struct Taken {
     pub notes: Vec<String>,
 }
 
-/// The submissions in `dir`: each subdirectory and each tarball, by name. Hidden entries
-/// are left out; two submissions of the same name are an error.
-pub fn discover(dir: &Path) -> Result<Vec<Submission>> {
+/// An entry of the class directory that is not a submission, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    pub entry: String,
+    pub why: String,
+}
+
+/// The submissions in `dir`: each subdirectory and each tarball, by name, and every other
+/// entry as skipped with why (hidden, a symlink, an archive cilab does not read); two
+/// submissions of the same name are an error.
+pub fn discover(dir: &Path) -> Result<(Vec<Submission>, Vec<Skipped>)> {
     let mut found: Vec<Submission> = Vec::new();
+    let mut skipped = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(Error::io("list", dir))? {
         let entry = entry.map_err(Error::io("list", dir))?;
         let file_name = entry.file_name().to_string_lossy().into_owned();
+        let mut skip = |why: &str| skipped.push(Skipped { entry: printable(&file_name), why: why.to_string() });
         if file_name.starts_with('.') {
+            skip("hidden");
             continue;
         }
         let path = entry.path();
@@ -60,7 +71,16 @@ pub fn discover(dir: &Path) -> Result<Vec<Submission>> {
         } else {
             None
         };
-        let Some(stem) = stem.filter(|s| !s.is_empty()) else { continue };
+        let Some(stem) = stem.filter(|s| !s.is_empty()) else {
+            skip(if kind.is_symlink() {
+                "a symlink (a submission is a directory or a tarball of its own, not a link)"
+            } else if !kind.is_file() {
+                "not a directory or a regular file"
+            } else {
+                "not a directory or a .tar, .tar.gz, .tgz (zip, xz, bz2 are not read)"
+            });
+            continue;
+        };
         let name: String =
             stem.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect();
         if let Some(other) = found.iter().find(|s| s.name == name) {
@@ -72,7 +92,34 @@ pub fn discover(dir: &Path) -> Result<Vec<Submission>> {
         found.push(Submission { name, path });
     }
     found.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(found)
+    skipped.sort_by(|a, b| a.entry.cmp(&b.entry));
+    Ok((found, skipped))
+}
+
+/// `text` without control characters (terminal escapes, `\r`; a newline or tab becomes a
+/// space): what a submission names or makes a compiler say is printed with this.
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .filter_map(|c| match c {
+            '\n' | '\t' => Some(' '),
+            c if c.is_control() => None,
+            c => Some(c),
+        })
+        .collect()
+}
+
+/// A path of a student's tree that is never looked at: build output and git's store, at any
+/// depth (but a lab's `src/target.rs` module dir is a source).
+fn never_read(relative: &Path) -> bool {
+    let mut in_src = false;
+    for component in relative.components() {
+        let part = component.as_os_str();
+        if part == ".git" || (part == "target" && !in_src) {
+            return true;
+        }
+        in_src |= part == "src";
+    }
+    false
 }
 
 /// An entry of a submission, as read.
@@ -106,10 +153,10 @@ fn read_dir_tree(root: &Path) -> std::result::Result<Vec<(PathBuf, Item)>, Strin
         for entry in entries {
             let entry = entry.map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
             let name = entry.file_name();
-            if relative.as_os_str().is_empty() && (name == "target" || name == ".git") {
+            let relative = relative.join(&name);
+            if never_read(&relative) {
                 continue;
             }
-            let relative = relative.join(&name);
             let metadata = std::fs::symlink_metadata(entry.path())
                 .map_err(|e| format!("cannot stat {}: {e}", relative.display()))?;
             let kind = metadata.file_type();
@@ -171,6 +218,10 @@ fn read_tarball(path: &Path) -> std::result::Result<Vec<(PathBuf, Item)>, String
         if relative.as_os_str().is_empty() {
             return Err(format!("the tarball has an entry without a name: {}", raw.display()));
         }
+        // `alice/target/...` too: the top dir is not stripped yet.
+        if never_read(&relative) || never_read(&relative.components().skip(1).collect::<PathBuf>()) {
+            continue;
+        }
         let size = entry.size();
         let item = if kind.is_symlink() || kind.is_hard_link() {
             Item::Special("a link")
@@ -219,12 +270,21 @@ fn classify(
 ) -> std::result::Result<Taken, String> {
     let mut taken = Taken::default();
     let mut notes = Vec::new();
+    let mut handout_readme = None;
     for (relative, item) in items {
+        if never_read(&relative) {
+            continue;
+        }
         let lab_source = labs.iter().find_map(|lab| {
             let inside = relative.strip_prefix(Path::new("labs").join(lab.name).join("src")).ok()?;
             (inside.extension().is_some_and(|e| e == "rs")).then(|| (*lab, inside.to_path_buf()))
         });
         if let Some((lab, inside)) = lab_source {
+            // `._main.rs` (macOS), `.#main.rs` (Emacs): no `mod` can name a dot-file.
+            if inside.components().any(|c| c.as_os_str().to_string_lossy().starts_with('.')) {
+                notes.push(format!("ignored: {} (a dot-file: no `mod` reaches it)", relative.display()));
+                continue;
+            }
             let text = match item {
                 Item::File(bytes) => String::from_utf8(bytes)
                     .map_err(|_| format!("{} is not UTF-8 text: refused", relative.display()))?,
@@ -239,14 +299,14 @@ fn classify(
             taken.sources.entry(lab.name).or_default().insert(inside, text);
             continue;
         }
-        let mine = workspace.join(&relative);
         let note = match item {
             Item::Special(what) => Some(format!("ignored: {} ({what})", relative.display())),
             Item::Large(_) => Some(format!("ignored: {} (large)", relative.display())),
-            Item::File(bytes) => match std::fs::read(&mine) {
-                Ok(original) if original == bytes => None,
-                Ok(_) => Some(format!("ignored: {} edited", relative.display())),
-                Err(_) => Some(format!("ignored: {} added", relative.display())),
+            Item::File(bytes) => match instructors(workspace, &relative, &bytes) {
+                Mine::Same => None,
+                Mine::Differs if is_handout_form(&relative, &bytes, &mut handout_readme) => None,
+                Mine::Differs => Some(format!("ignored: {} edited", relative.display())),
+                Mine::Missing => Some(format!("ignored: {} added", relative.display())),
             },
         };
         notes.extend(note);
@@ -259,6 +319,38 @@ fn classify(
     }
     taken.notes = notes;
     Ok(taken)
+}
+
+/// How a submitted file compares with the instructor's file of the same path.
+enum Mine {
+    Same,
+    Differs,
+    Missing,
+}
+
+/// Sizes first: an instructor's file is read only when it is a regular file of the very
+/// size of the submitted one (at most [`MAX_SOURCE_BYTES`]), never followed through a link.
+fn instructors(workspace: &Path, relative: &Path, bytes: &[u8]) -> Mine {
+    let mine = workspace.join(relative);
+    match std::fs::symlink_metadata(&mine) {
+        Ok(meta) if !meta.is_file() => Mine::Differs,
+        Ok(meta) if meta.len() != bytes.len() as u64 || meta.len() > MAX_SOURCE_BYTES => Mine::Differs,
+        Ok(_) => match std::fs::read(&mine) {
+            Ok(original) if original == bytes => Mine::Same,
+            _ => Mine::Differs,
+        },
+        Err(_) => Mine::Missing,
+    }
+}
+
+/// Whether `bytes` is what `cilab handout` writes at `relative` (its README, the emptied
+/// mistake corpus, edition.rs): a student's tree holds those by design.
+fn is_handout_form(relative: &Path, bytes: &[u8], readme: &mut Option<String>) -> bool {
+    let Ok(text) = std::str::from_utf8(bytes) else { return false };
+    if relative == Path::new("README.md") {
+        return readme.get_or_insert_with(crate::handout::student_readme).as_str() == text;
+    }
+    crate::handout::fixed_form(relative).is_some_and(|form| form == text)
 }
 
 /// Why a lab's sources may not be built: they read files at compile time (`include!`,
@@ -486,5 +578,75 @@ mod tests {
         let refused = submission.take(&[], Path::new("/nonexistent")).expect_err("refused");
         assert!(refused.contains("outside its tree"), "{refused}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("cilab-submission-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        dir
+    }
+
+    #[test]
+    fn a_handout_tree_gets_no_notes() {
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace");
+        let dir = scratch("handout");
+        let tree = dir.join("alice");
+        crate::handout::write(workspace, &tree).expect("a handout");
+        let labs: Vec<&'static LabSpec> = crate::catalog::all().iter().collect();
+        let submission = Submission { name: "alice".into(), path: tree.clone() };
+        let taken = submission.take(&labs, workspace).expect("taken");
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(taken.notes, Vec::<String>::new());
+        assert_eq!(taken.sources.len(), labs.len());
+    }
+
+    #[test]
+    fn dot_files_target_and_git_are_left_out_at_any_depth() {
+        let lab = &crate::catalog::all()[0];
+        let src = Path::new("alice/labs").join(lab.name).join("src");
+        let mut builder = tar::Builder::new(Vec::new());
+        for (path, bytes) in [
+            (src.join("main.rs"), &b"fn main() {}"[..]),
+            (src.join("._main.rs"), &[0xff, 0xfe][..]),
+            (Path::new("alice/labs").join(lab.name).join("target/debug/x.rs"), &b"x"[..]),
+            (PathBuf::from("alice/target/debug/cilab"), &b"x"[..]),
+            (PathBuf::from("alice/harness/.git/HEAD"), &b"x"[..]),
+        ] {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(bytes.len() as u64);
+            header.set_mode(0o644);
+            builder.append_data(&mut header, &path, bytes).expect("append");
+        }
+        let dir = scratch("dotfiles");
+        let path = dir.join("alice.tar");
+        std::fs::write(&path, builder.into_inner().expect("tar")).expect("write");
+        let taken = Submission { name: "alice".into(), path }.take(&[lab], Path::new("/nonexistent")).expect("taken");
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(taken.sources[lab.name].keys().collect::<Vec<_>>(), [Path::new("main.rs")]);
+        assert_eq!(taken.notes.len(), 1, "{:?}", taken.notes);
+        assert!(taken.notes[0].contains("._main.rs (a dot-file"), "{:?}", taken.notes);
+    }
+
+    #[test]
+    fn every_entry_not_taken_is_listed_as_skipped() {
+        let dir = scratch("discover");
+        std::fs::create_dir(dir.join("alice")).expect("dir");
+        std::fs::write(dir.join("bob.tar.gz"), b"").expect("file");
+        for skipped in ["carol.zip", "dave.tar.xz", ".hidden"] {
+            std::fs::write(dir.join(skipped), b"").expect("file");
+        }
+        std::os::unix::fs::symlink(dir.join("alice"), dir.join("erin")).expect("symlink");
+        let (found, skipped) = discover(&dir).expect("discovered");
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(found.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["alice", "bob"]);
+        let entries: Vec<&str> = skipped.iter().map(|s| s.entry.as_str()).collect();
+        assert_eq!(entries, [".hidden", "carol.zip", "dave.tar.xz", "erin"]);
+        assert!(skipped.iter().all(|s| !s.why.is_empty()));
+    }
+
+    #[test]
+    fn printable_drops_terminal_escapes() {
+        assert_eq!(printable("a\x1b[2Jb\rc\nd\u{7}"), "a[2Jbc d");
     }
 }

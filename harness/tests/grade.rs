@@ -193,7 +193,7 @@ fn a_generated_class_gets_the_right_scores_and_reasons() {
     assert!(why.contains("does not build") && why.contains("error"), "{why}");
     let jail = catalog::find("chroot-jail").expect("chroot-jail");
     assert_eq!(lab(&nobuild, "chroot-jail").points().0, jail.max_points(), "the build failure spread");
-    assert!(out.join("nobuild").join("build-pid-ns.log").is_file());
+    assert!(out.join("students").join("nobuild").join("build-pid-ns.log").is_file());
 
     // The fork bomb: pid-ns fails with a reason, chroot-jail in the same guest passes.
     let forkbomb = report_of(&graded["forkbomb"]);
@@ -221,7 +221,7 @@ fn a_generated_class_gets_the_right_scores_and_reasons() {
     assert_eq!(csv.lines().count(), graded.len() + 1, "{csv}");
     for name in graded.keys() {
         for (file, _) in cilab::formats::REPORT_FILES {
-            assert!(out.join(name).join(file).is_file(), "no {name}/{file}");
+            assert!(out.join("students").join(name).join(file).is_file(), "no students/{name}/{file}");
         }
     }
     eprintln!("class of {} on {CLASS_LABS:?}: {:.0} s", graded.len(), started.elapsed().as_secs_f64());
