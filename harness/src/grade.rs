@@ -38,9 +38,12 @@ use crate::submission::{compile_time_reads, Submission, Taken};
 use crate::verdict::Outcome;
 
 /// How long one lab's build may take before it is killed as hung (a lab and labkit build
-/// in well under a minute; a const-eval loop must not hold a worker long). The build has
-/// no memory cap of its own (finding 4 is only half done): the deadline bounds it in time.
+/// in well under a minute; a const-eval loop must not hold a worker long).
 const BUILD_DEADLINE: Duration = Duration::from_secs(300);
+/// The address space of each process of a build (RLIMIT_AS, inherited by cargo's rustc and
+/// linker): a lab builds within 1 GiB; `include_bytes!("/dev/zero")` then fails at once
+/// instead of eating the host's memory. Per process, so a build's cargo jobs add up.
+const BUILD_ADDRESS_SPACE: u64 = 2 << 30;
 /// What `cilab grade` says when bubblewrap, its build sandbox, is missing.
 pub const BWRAP_MISSING: &str =
     "bubblewrap (bwrap), the sandbox of every submission's build, is not installed: apt-get install -y bubblewrap";
@@ -423,6 +426,8 @@ struct Builds {
 
 impl Builds {
     fn new(options: &Options) -> Result<Builds> {
+        // Checked before anything is graded: without the sandbox nothing is built.
+        which::which("bwrap").map_err(|_| Error::Build(BWRAP_MISSING.into()))?;
         let root = options.workspace.join("target").join("cilab-grade");
         let mut hasher = Sha256::new();
         for file in ["Cargo.toml", "Cargo.lock"] {
@@ -683,9 +688,13 @@ fn run_cargo(tree: &Path, package: &str) -> Result<(bool, String)> {
         .stdout(log)
         .stderr(again)
         .process_group(0);
-    // SAFETY: prctl only, which is async-signal-safe, between fork and exec.
+    // SAFETY: setrlimit and prctl only, which are async-signal-safe, between fork and exec.
     unsafe {
-        command.pre_exec(|| nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(Into::into));
+        command.pre_exec(|| {
+            let cap = BUILD_ADDRESS_SPACE;
+            nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_AS, cap, cap)?;
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(Into::into)
+        });
     }
     let mut child = BUILDS.spawn((), || command.spawn()).map_err(|e| match e {
         SpawnError::Closed => Error::Build("cilab is exiting after an interrupt: nothing is built".into()),
@@ -1033,6 +1042,28 @@ mod tests {
         let (built, log) = run_cargo(&absolute, "incbin").expect("run cargo");
         assert!(!built, "{} was readable from the sandbox:\n{log}", in_home.display());
         assert!(!log.contains(home_text.trim()), "the log holds the file's bytes:\n{log}");
+    }
+
+    #[test]
+    fn a_build_that_reads_dev_zero_fails_at_its_memory_cap() {
+        if !nix::unistd::Uid::effective().is_root() {
+            panic!("run as root: the sandbox is tested as grading runs it");
+        }
+        let tree =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../target/cilab-sandbox-zero-{}", std::process::id()));
+        let _cleanup = Cleanup(vec![tree.clone()]);
+        incbin_crate(&tree, "own-file");
+        std::fs::write(tree.join("own-file"), "").expect("write own-file");
+        std::fs::write(
+            tree.join("src/main.rs"),
+            "static ZERO: &[u8] = include_bytes!(\"/dev/zero\");\nfn main() { println!(\"{}\", ZERO.len()); }\n",
+        )
+        .expect("write main.rs");
+        let started = Instant::now();
+        let (built, log) = run_cargo(&tree, "incbin").expect("run cargo");
+        assert!(!built, "reading /dev/zero built:\n{log}");
+        assert!(!log.contains("took longer"), "stopped by the deadline, not the memory cap:\n{log}");
+        assert!(started.elapsed() < Duration::from_secs(60), "the cap took {:?}", started.elapsed());
     }
 
     #[test]
