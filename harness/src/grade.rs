@@ -37,8 +37,19 @@ use crate::run::RunOptions;
 use crate::submission::{compile_time_reads, printable, Skipped, Submission, Taken};
 use crate::verdict::Outcome;
 
-/// How long one lab's build may take before it is killed as hung.
-const BUILD_DEADLINE: Duration = Duration::from_secs(600);
+/// How long one lab's build may take before it is killed as hung (a lab and labkit build
+/// in well under a minute; a const-eval loop must not hold a worker long).
+const BUILD_DEADLINE: Duration = Duration::from_secs(300);
+/// The address space of each process of a build (RLIMIT_AS, inherited by cargo's rustc and
+/// linker): a lab builds within 1 GiB; `include_bytes!("/dev/zero")` then fails at once
+/// instead of eating the host's memory. Per process, so a build's cargo jobs add up.
+const BUILD_ADDRESS_SPACE: u64 = 2 << 30;
+/// What `cilab grade` says when bubblewrap, its build sandbox, is missing.
+pub const BWRAP_MISSING: &str =
+    "bubblewrap (bwrap), the sandbox of every submission's build, is not installed: apt-get install -y bubblewrap";
+/// Words a submission's code may not hold: inline assembly (`.incbin` reads any file at
+/// build time, unseen by cargo's dep-info) and debugger_visualizer (reads a file too).
+const FORBIDDEN_WORDS: [&str; 4] = ["asm", "global_asm", "naked_asm", "debugger_visualizer"];
 /// How much of a build's output is kept as its log.
 const MAX_LOG: usize = 64 << 10;
 
@@ -482,6 +493,8 @@ enum Built {
 
 /// The builds of one grading: grading trees and the binaries cached by source hash.
 struct Builds {
+    /// The handout of the instructor's workspace: what each slot tree is made of.
+    starter: PathBuf,
     workspace: PathBuf,
     binaries: PathBuf,
     exclude: Vec<PathBuf>,
@@ -493,6 +506,8 @@ struct Builds {
 
 impl Builds {
     fn new(options: &Options) -> Result<Builds> {
+        // Checked before anything is graded: without the sandbox nothing is built.
+        which::which("bwrap").map_err(|_| Error::Build(BWRAP_MISSING.into()))?;
         let root = options.workspace.join("target").join("cilab-grade");
         let mut hasher = Sha256::new();
         for file in ["Cargo.toml", "Cargo.lock"] {
@@ -500,7 +515,20 @@ impl Builds {
         }
         hash_tree(&mut hasher, &options.workspace.join("labs/kit"))?;
         hash_tree(&mut hasher, &options.workspace.join("fixtures"))?;
+        let cargo_config = options.workspace.join(".cargo");
+        if cargo_config.is_dir() {
+            hash_tree(&mut hasher, &cargo_config)?;
+        }
+        hasher.update(rustc_version()?.as_bytes());
+        // The slot trees are seeded from the handout: starters, an empty mistake corpus,
+        // no authors-only files; never the solution.
+        let starter = root.join("handout");
+        if starter.exists() {
+            std::fs::remove_dir_all(&starter).map_err(Error::io("remove", &starter))?;
+        }
+        crate::handout::write(&options.workspace, &starter)?;
         Ok(Builds {
+            starter,
             workspace: options.workspace.clone(),
             binaries: options.binaries.clone(),
             exclude: options.exclude.clone(),
@@ -517,7 +545,23 @@ impl Builds {
     /// instructor's files through the links; so they build in the tree, under files of its own.
     fn prepare_slot(&self, slot: usize) -> Result<PathBuf> {
         let tree = self.root.join(format!("slot-{slot}"));
-        copy_sources(&self.workspace, &tree, &self.exclude)?;
+        // Nothing of an earlier grading's sources stays (another class's work, old files).
+        if tree.is_dir() {
+            for entry in std::fs::read_dir(&tree).map_err(Error::io("list", &tree))? {
+                let entry = entry.map_err(Error::io("list", &tree))?;
+                if entry.file_name() == "target" {
+                    continue;
+                }
+                let path = entry.path();
+                let kind = entry.file_type().map_err(Error::io("stat", &path))?;
+                let removed = if kind.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+                removed.map_err(Error::io("remove", &path))?;
+            }
+        }
+        copy_sources(&self.starter, &tree, &self.exclude)?;
+        for lab in crate::catalog::all() {
+            scrub_lab(&tree, lab)?;
+        }
         let target = tree.join("target").join("debug");
         if !target.join("deps").is_dir() {
             let mut own: Vec<String> = vec!["labkit".into(), "cilab".into()];
@@ -543,6 +587,7 @@ impl Builds {
     fn build(&self, tree: &Path, lab: &'static LabSpec, sources: &BTreeMap<PathBuf, String>) -> Result<Built> {
         let mut hasher = Sha256::new();
         hasher.update(self.base.as_bytes());
+        hash_file(&mut hasher, &self.workspace.join("labs").join(lab.name).join("Cargo.toml"))?;
         for (path, text) in sources {
             hasher.update(path.to_string_lossy().as_bytes());
             hasher.update([0]);
@@ -562,10 +607,14 @@ impl Builds {
         let cached = self.root.join("bin").join(&key);
         let built = if cached.is_file() {
             Built::Binary { path: cached, log: "(built before: same sources)".into() }
-        } else if let Some(reason) = compile_time_reads(sources) {
+        } else if let Some(reason) = forbidden_word(sources).or_else(|| compile_time_reads(sources)) {
             Built::Failed { reason, log: String::new() }
         } else {
-            self.cargo_build(tree, lab, sources, &cached)?
+            let built = self.cargo_build(tree, lab, sources, &cached);
+            // Whatever happened: the next submission in this slot sees none of this one.
+            scrub_lab(tree, lab)?;
+            self.restore_starter(tree, lab)?;
+            built?
         };
         *entry = Some(built.clone());
         Ok(built)
@@ -621,6 +670,70 @@ impl Builds {
         std::fs::rename(&partial, cached).map_err(Error::io("rename", &partial))?;
         Ok(Built::Binary { path: cached.to_path_buf(), log })
     }
+
+    /// Puts `lab`'s starter sources (the handout's) back in `tree`.
+    fn restore_starter(&self, tree: &Path, lab: &LabSpec) -> Result<()> {
+        let src = tree.join("labs").join(lab.name).join("src");
+        if src.exists() {
+            std::fs::remove_dir_all(&src).map_err(Error::io("remove", &src))?;
+        }
+        copy_sources(&self.starter.join("labs").join(lab.name).join("src"), &src, &[])
+    }
+}
+
+/// Removes what building `lab` left in `tree`'s target/ (its binary, objects, incremental
+/// state, fingerprints, log): a later submission in the slot cannot read any of it.
+fn scrub_lab(tree: &Path, lab: &LabSpec) -> Result<()> {
+    let target = tree.join("target");
+    let log = target.join(format!("build-{}.log", lab.package));
+    let debug = target.join("debug");
+    let crate_name = lab.package.replace('-', "_");
+    let ours = |name: &str| {
+        let name = name.strip_prefix("lib").unwrap_or(name);
+        [lab.package, crate_name.as_str(), lab.binary]
+            .iter()
+            .any(|prefix| name.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with(['-', '.'])))
+    };
+    let mut doomed = vec![log];
+    for dir in
+        [debug.clone(), debug.join("deps"), debug.join("incremental"), debug.join(".fingerprint"), debug.join("build")]
+    {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        doomed.extend(entries.flatten().filter(|e| ours(&e.file_name().to_string_lossy())).map(|e| e.path()));
+    }
+    for path in doomed {
+        let removed = match path.symlink_metadata() {
+            Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(&path),
+            Ok(_) => std::fs::remove_file(&path),
+            Err(_) => continue,
+        };
+        removed.map_err(Error::io("remove", &path))?;
+    }
+    Ok(())
+}
+
+/// The first of [`FORBIDDEN_WORDS`] in a submission's sources, as a refusal.
+fn forbidden_word(sources: &BTreeMap<PathBuf, String>) -> Option<String> {
+    for (path, text) in sources {
+        let words = text.split(|c: char| !(c.is_alphanumeric() || c == '_'));
+        if let Some(word) = words.into_iter().find(|w| FORBIDDEN_WORDS.contains(w)) {
+            return Some(format!(
+                "{} uses `{word}`: inline assembly and debugger visualizers can read files at build time, not graded",
+                path.display()
+            ));
+        }
+    }
+    None
+}
+
+/// `rustc -V` of the toolchain the builds use: part of every cache key.
+fn rustc_version() -> Result<String> {
+    let output =
+        Command::new("rustc").arg("-V").output().map_err(|e| Error::Build(format!("running rustc -V: {e}")))?;
+    if !output.status.success() {
+        return Err(Error::Build(format!("rustc -V failed: {}", String::from_utf8_lossy(&output.stderr).trim())));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 /// `path` with its `.` and `..` taken out as written (not following links).
@@ -638,9 +751,8 @@ fn lexical(path: &Path) -> PathBuf {
     out
 }
 
-/// `cargo build --offline -p <package>` in `tree`, its environment cleared (PATH, HOME and
-/// CARGO_HOME only: no token of the instructor's reaches `env!`), registered for Ctrl-C,
-/// killed past [`BUILD_DEADLINE`]. Whether it succeeded, and its output.
+/// `cargo build --offline -p <package>` in `tree`, inside bubblewrap (see [`sandboxed`]),
+/// registered for Ctrl-C, killed past [`BUILD_DEADLINE`]. Whether it succeeded, and its output.
 fn run_cargo(tree: &Path, package: &str) -> Result<(bool, String)> {
     let cargo = std::env::var_os("CARGO")
         .map(PathBuf::from)
@@ -649,23 +761,20 @@ fn run_cargo(tree: &Path, package: &str) -> Result<(bool, String)> {
     let log_path = tree.join("target").join(format!("build-{package}.log"));
     let log = std::fs::File::create(&log_path).map_err(Error::io("create", &log_path))?;
     let again = log.try_clone().map_err(Error::io("dup", &log_path))?;
-    let mut command = Command::new(&cargo);
+    let mut command = sandboxed(tree, &cargo)?;
     command
         .args(["build", "--offline", "--color", "never", "-p", package])
-        .current_dir(tree)
-        .env_clear()
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(again)
         .process_group(0);
-    for name in ["PATH", "HOME", "CARGO_HOME"] {
-        if let Some(value) = std::env::var_os(name) {
-            command.env(name, value);
-        }
-    }
-    // SAFETY: prctl only, which is async-signal-safe, between fork and exec.
+    // SAFETY: setrlimit and prctl only, which are async-signal-safe, between fork and exec.
     unsafe {
-        command.pre_exec(|| nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(Into::into));
+        command.pre_exec(|| {
+            let cap = BUILD_ADDRESS_SPACE;
+            nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_AS, cap, cap)?;
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(Into::into)
+        });
     }
     let mut child = BUILDS.spawn((), || command.spawn()).map_err(|e| match e {
         SpawnError::Closed => Error::Build("cilab is exiting after an interrupt: nothing is built".into()),
@@ -689,6 +798,58 @@ fn run_cargo(tree: &Path, package: &str) -> Result<(bool, String)> {
         text.push_str(&format!("\ncilab: the build took longer than {} s: killed\n", BUILD_DEADLINE.as_secs()));
     }
     Ok((status.success() && exited, text))
+}
+
+/// Where the sandbox mounts cargo's home of its own (a tmpfs: no credentials.toml, no
+/// config of the instructor's), with the real one's bin/ and registry/ bound in read-only.
+const SANDBOX_CARGO_HOME: &str = "/cilab-cargo-home";
+
+/// `cargo` (the host's `cargo` path) to run in `tree` inside bubblewrap: it sees /usr (and
+/// the usrmerge links), the few /etc files the toolchain needs, the toolchain and the
+/// registry read-only, `tree` read-write, a fresh /dev, /proc and /tmp; no network, no
+/// other namespace of the host's, no capabilities, a new session, killed with cilab.
+/// Nothing else of the host (the instructor's target/, /root, /work) exists in it.
+fn sandboxed(tree: &Path, cargo: &Path) -> Result<Command> {
+    let bwrap = which::which("bwrap").map_err(|_| Error::Build(BWRAP_MISSING.into()))?;
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"));
+    let cargo_home = std::env::var_os("CARGO_HOME").map(PathBuf::from).unwrap_or_else(|| home.join(".cargo"));
+    let rustup_home = std::env::var_os("RUSTUP_HOME").map(PathBuf::from).unwrap_or_else(|| home.join(".rustup"));
+    // The host's cargo, as the sandbox sees it.
+    let inner_cargo = match cargo.strip_prefix(cargo_home.join("bin")) {
+        Ok(rest) => Path::new(SANDBOX_CARGO_HOME).join("bin").join(rest),
+        Err(_) => cargo.to_path_buf(),
+    };
+    let mut command = Command::new(bwrap);
+    command.env_clear();
+    command.args(["--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]);
+    command.args(["--tmpfs", "/tmp", "--dev", "/dev", "--proc", "/proc", "--ro-bind", "/usr", "/usr"]);
+    for (link, to) in [("/bin", "usr/bin"), ("/lib", "usr/lib"), ("/lib64", "usr/lib64"), ("/sbin", "usr/sbin")] {
+        if Path::new(link).exists() {
+            command.args(["--symlink", to, link]);
+        }
+    }
+    // ld.so's cache, users and groups for the linker and cargo; /etc/alternatives for cc.
+    for file in ["/etc/ld.so.cache", "/etc/passwd", "/etc/group", "/etc/nsswitch.conf", "/etc/alternatives"] {
+        command.arg("--ro-bind-try").args([file, file]);
+    }
+    let inner_home = Path::new(SANDBOX_CARGO_HOME);
+    command.arg("--tmpfs").arg(inner_home);
+    command.arg("--ro-bind").arg(cargo_home.join("bin")).arg(inner_home.join("bin"));
+    // --offline reads the registry's sources and index cache only.
+    command.arg("--ro-bind-try").arg(cargo_home.join("registry")).arg(inner_home.join("registry"));
+    if rustup_home.is_dir() {
+        command.arg("--ro-bind").arg(&rustup_home).arg(&rustup_home);
+    }
+    command.arg("--bind").arg(tree).arg(tree).arg("--chdir").arg(tree);
+    command.arg("--setenv").arg("PATH").arg(format!("{SANDBOX_CARGO_HOME}/bin:/usr/bin"));
+    command.arg("--setenv").arg("HOME").arg(&home);
+    command.arg("--setenv").arg("CARGO_HOME").arg(inner_home);
+    command.arg("--setenv").arg("RUSTUP_HOME").arg(&rustup_home);
+    if let Some(toolchain) = std::env::var_os("RUSTUP_TOOLCHAIN") {
+        command.arg("--setenv").arg("RUSTUP_TOOLCHAIN").arg(toolchain);
+    }
+    command.arg("--").arg(inner_cargo);
+    Ok(command)
 }
 
 /// Copies the workspace's sources (not target/, .git or `exclude`) into `to`, writing only
@@ -985,5 +1146,113 @@ mod tests {
         assert!(to_table(&class, &[]).contains("not graded"));
         assert!(to_markdown(&class, &[], &[]).contains("NOT GRADED"));
         assert!(!Class { graded: class.to_vec(), stopped: None }.all_graded());
+    }
+
+    /// Removes the test's files on every path, a failed assertion included.
+    struct Cleanup(Vec<PathBuf>);
+
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            for path in &self.0 {
+                let _ = std::fs::remove_dir_all(path).or_else(|_| std::fs::remove_file(path));
+            }
+        }
+    }
+
+    /// A crate at `tree` whose binary `.incbin`s `path` (the attack of review finding 1).
+    fn incbin_crate(tree: &Path, path: &str) {
+        std::fs::create_dir_all(tree.join("src")).expect("create the crate");
+        std::fs::create_dir_all(tree.join("target")).expect("create its target/");
+        std::fs::write(
+            tree.join("Cargo.toml"),
+            "[package]\nname = \"incbin\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n",
+        )
+        .expect("write Cargo.toml");
+        let main = format!(
+            "core::arch::global_asm!(\".pushsection .rodata\\nstolen:\\n.incbin \\\"{path}\\\"\\n.popsection\");\nfn main() {{}}\n"
+        );
+        std::fs::write(tree.join("src/main.rs"), main).expect("write main.rs");
+    }
+
+    /// A file of `len` bytes no build log could hold by chance.
+    fn secret(path: &Path) -> String {
+        let text = format!("cilab-secret-{}-{:?}\n", std::process::id(), Instant::now());
+        std::fs::write(path, &text).expect("write the secret");
+        text
+    }
+
+    #[test]
+    fn a_build_in_the_sandbox_cannot_read_files_outside_its_tree() {
+        if !nix::unistd::Uid::effective().is_root() {
+            panic!("run as root: the sandbox is tested as grading runs it");
+        }
+        if which::which("bwrap").is_err() {
+            panic!("{BWRAP_MISSING}");
+        }
+        let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target");
+        let base = target.join(format!("cilab-sandbox-test-{}", std::process::id()));
+        let beside = target.join("debug").join(format!("cilab-sandbox-secret-{}", std::process::id()));
+        let home = PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()));
+        let in_home = home.join(format!(".cilab-sandbox-secret-{}", std::process::id()));
+        let _cleanup = Cleanup(vec![base.clone(), beside.clone(), in_home.clone()]);
+        std::fs::create_dir_all(target.join("debug")).expect("create target/debug");
+        let beside_text = secret(&beside);
+        let home_text = secret(&in_home);
+
+        // The control: a file inside the tree is read, so the attack would work unsandboxed.
+        let inside = base.join("inside");
+        incbin_crate(&inside, "own-file");
+        std::fs::write(inside.join("own-file"), "the tree's own bytes").expect("write own-file");
+        let (built, log) = run_cargo(&inside, "incbin").expect("run cargo");
+        assert!(built, "the control crate does not build in the sandbox:\n{log}");
+
+        // The instructor's target/debug by a relative path (the slot is target/cilab-grade/slot-N).
+        let relative = base.join("relative");
+        incbin_crate(&relative, &format!("../../debug/{}", beside.file_name().unwrap_or_default().to_string_lossy()));
+        let (built, log) = run_cargo(&relative, "incbin").expect("run cargo");
+        assert!(!built, "the instructor's target/debug was readable from the sandbox:\n{log}");
+        assert!(!log.contains(beside_text.trim()), "the log holds the file's bytes:\n{log}");
+
+        // An absolute path in root's home (an ssh key, say).
+        let absolute = base.join("absolute");
+        incbin_crate(&absolute, &in_home.to_string_lossy());
+        let (built, log) = run_cargo(&absolute, "incbin").expect("run cargo");
+        assert!(!built, "{} was readable from the sandbox:\n{log}", in_home.display());
+        assert!(!log.contains(home_text.trim()), "the log holds the file's bytes:\n{log}");
+    }
+
+    #[test]
+    fn a_build_that_reads_dev_zero_fails_at_its_memory_cap() {
+        if !nix::unistd::Uid::effective().is_root() {
+            panic!("run as root: the sandbox is tested as grading runs it");
+        }
+        let tree =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../target/cilab-sandbox-zero-{}", std::process::id()));
+        let _cleanup = Cleanup(vec![tree.clone()]);
+        incbin_crate(&tree, "own-file");
+        std::fs::write(tree.join("own-file"), "").expect("write own-file");
+        std::fs::write(
+            tree.join("src/main.rs"),
+            "static ZERO: &[u8] = include_bytes!(\"/dev/zero\");\nfn main() { println!(\"{}\", ZERO.len()); }\n",
+        )
+        .expect("write main.rs");
+        let started = Instant::now();
+        let (built, log) = run_cargo(&tree, "incbin").expect("run cargo");
+        assert!(!built, "reading /dev/zero built:\n{log}");
+        assert!(!log.contains("took longer"), "stopped by the deadline, not the memory cap:\n{log}");
+        assert!(started.elapsed() < Duration::from_secs(60), "the cap took {:?}", started.elapsed());
+    }
+
+    #[test]
+    fn inline_assembly_is_refused_before_building() {
+        for (text, refused) in [
+            ("core::arch::global_asm!(\"nop\");", true),
+            ("unsafe { std::arch::asm!(\"nop\") }", true),
+            ("#![debugger_visualizer(natvis_file = \"x\")]", true),
+            ("let asmodeus = 1; // casm", false),
+        ] {
+            let sources = BTreeMap::from([(PathBuf::from("main.rs"), text.to_string())]);
+            assert_eq!(forbidden_word(&sources).is_some(), refused, "{text}");
+        }
     }
 }
