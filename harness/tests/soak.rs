@@ -48,7 +48,15 @@ fn four_hundred_runs_under_load_pass_and_leave_nothing() {
         .enumerate()
         .filter(|(_, l)| l.result_word() != "passed" || !l.leaks.is_empty())
         .map(|(i, l)| {
-            format!("run {i} of {}: {} (leaks: {:?}; stopped: {:?})", l.lab, l.result_word(), l.leaks, l.stopped)
+            // The lab's last words say why it stopped (a rare failure under load needs them).
+            format!(
+                "run {i} of {}: {} (leaks: {:?}; stopped: {:?})\n  the lab's last lines:\n    {}",
+                l.lab,
+                l.result_word(),
+                l.leaks,
+                l.stopped,
+                l.narration_tail.join("\n    ")
+            )
         })
         .collect();
     eprintln!("soak: {}/{} runs passed", report.labs.len() - failed.len(), report.labs.len());
