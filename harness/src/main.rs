@@ -1127,11 +1127,7 @@ fn grade(
     kernel: Option<std::path::PathBuf>,
 ) -> Result<ExitCode> {
     use cilab::grade::{self, Where};
-    let labs: Vec<&'static LabSpec> = if names.is_empty() {
-        catalog::all().iter().collect()
-    } else {
-        names.iter().map(|n| catalog::find(n)).collect::<Result<_, _>>()?
-    };
+    let labs = named_or_every_lab(names)?;
     if !nix::unistd::geteuid().is_root() {
         return Err(cilab::Error::NotRoot.into());
     }
@@ -1218,12 +1214,16 @@ fn grade(
     Ok(ExitCode::SUCCESS)
 }
 
+/// The labs `names` names, in that order; every lab of the catalog when it names none.
+fn named_or_every_lab(names: &[String]) -> Result<Vec<&'static LabSpec>> {
+    if names.is_empty() {
+        return Ok(catalog::all().iter().collect());
+    }
+    Ok(names.iter().map(|n| catalog::find(n)).collect::<Result<_, _>>()?)
+}
+
 fn corpus(names: &[String], only: Option<&str>, format: Format) -> Result<ExitCode> {
-    let labs: Vec<&'static LabSpec> = if names.is_empty() {
-        catalog::all().iter().collect()
-    } else {
-        names.iter().map(|n| catalog::find(n)).collect::<Result<_, _>>()?
-    };
+    let labs = named_or_every_lab(names)?;
     if !nix::unistd::geteuid().is_root() {
         return Err(cilab::Error::NotRoot.into());
     }
