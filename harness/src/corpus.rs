@@ -139,7 +139,7 @@ fn edit_list(edits: &[Edit]) -> Vec<(Option<String>, String, String)> {
 /// written it, for a test that reads the report's facts.
 pub fn grade_edited(lab: &'static LabSpec, workspace: &Path, edits: &[Edit]) -> Result<crate::report::LabReport> {
     let tree = workspace.join("target").join("cilab-edited");
-    copy_tree(workspace, &tree)?;
+    crate::labbuild::mirror_sources(workspace, &tree, &[])?;
     let entry = Entry {
         lab,
         region: String::new(),
@@ -258,7 +258,7 @@ const BY_HAND_DEADLINE: Duration = Duration::from_secs(30);
 /// of `workspace` kept under its target dir so that rebuilds are incremental.
 pub fn run(labs: &[&'static LabSpec], workspace: &Path, only: Option<&str>) -> Result<Vec<EntryResult>> {
     let tree = workspace.join("target").join("cilab-corpus");
-    copy_tree(workspace, &tree)?;
+    crate::labbuild::mirror_sources(workspace, &tree, &[])?;
     let binaries = tree.join("target").join("debug");
     let setup = CgroupSetup::detect()?;
     let mut results = Vec::new();
@@ -334,28 +334,6 @@ fn run_entry(
         .extend(by_hand.leaks.iter().filter(|l| !l.starts_with(run::HOST_CHANGED)).map(|l| format!("by hand: {l}")));
     result.problems.extend(before.differences(&HostView::take()?));
     Ok(result)
-}
-
-/// Mirrors the workspace's sources (not its target dir, not .git) into `to`, writing only
-/// files whose content changed so that cargo rebuilds only what differs.
-fn copy_tree(from: &Path, to: &Path) -> Result<()> {
-    std::fs::create_dir_all(to).map_err(Error::io("create directory", to))?;
-    for entry in std::fs::read_dir(from).map_err(Error::io("list", from))?.flatten() {
-        let name = entry.file_name();
-        if name == "target" || name == ".git" {
-            continue;
-        }
-        let (source, target) = (entry.path(), to.join(&name));
-        if entry.file_type().map_err(Error::io("stat", &source))?.is_dir() {
-            copy_tree(&source, &target)?;
-        } else {
-            let bytes = std::fs::read(&source).map_err(Error::io("read", &source))?;
-            if std::fs::read(&target).ok().as_deref() != Some(bytes.as_slice()) {
-                std::fs::write(&target, bytes).map_err(Error::io("write", &target))?;
-            }
-        }
-    }
-    Ok(())
 }
 
 fn write_if_changed(path: &Path, text: &str) -> Result<()> {

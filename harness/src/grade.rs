@@ -558,7 +558,7 @@ impl Builds {
                 removed.map_err(Error::io("remove", &path))?;
             }
         }
-        copy_sources(&self.starter, &tree, &self.exclude)?;
+        crate::labbuild::mirror_sources(&self.starter, &tree, &self.exclude)?;
         for lab in crate::catalog::all() {
             scrub_lab(&tree, lab)?;
         }
@@ -677,7 +677,7 @@ impl Builds {
         if src.exists() {
             std::fs::remove_dir_all(&src).map_err(Error::io("remove", &src))?;
         }
-        copy_sources(&self.starter.join("labs").join(lab.name).join("src"), &src, &[])
+        crate::labbuild::mirror_sources(&self.starter.join("labs").join(lab.name).join("src"), &src, &[])
     }
 }
 
@@ -850,31 +850,6 @@ fn sandboxed(tree: &Path, cargo: &Path) -> Result<Command> {
     }
     command.arg("--").arg(inner_cargo);
     Ok(command)
-}
-
-/// Copies the workspace's sources (not target/, .git or `exclude`) into `to`, writing only
-/// what changed (cargo then rebuilds only what did).
-fn copy_sources(from: &Path, to: &Path, exclude: &[PathBuf]) -> Result<()> {
-    std::fs::create_dir_all(to).map_err(Error::io("create directory", to))?;
-    for entry in std::fs::read_dir(from).map_err(Error::io("list", from))? {
-        let entry = entry.map_err(Error::io("list", from))?;
-        let name = entry.file_name();
-        let source = entry.path();
-        if name == "target" || name == ".git" || exclude.contains(&source) {
-            continue;
-        }
-        let target = to.join(&name);
-        let kind = entry.file_type().map_err(Error::io("stat", &source))?;
-        if kind.is_dir() {
-            copy_sources(&source, &target, exclude)?;
-        } else if kind.is_file() {
-            let bytes = std::fs::read(&source).map_err(Error::io("read", &source))?;
-            if std::fs::read(&target).ok().as_deref() != Some(bytes.as_slice()) {
-                std::fs::write(&target, bytes).map_err(Error::io("write", &target))?;
-            }
-        }
-    }
-    Ok(())
 }
 
 /// `to` made as `from`: its files hard-linked (`link`) or copied, but for the entries

@@ -116,3 +116,29 @@ fn run_cargo(root: &Path, args: &[&str], target_dir: Option<&Path>) -> Result<()
     }
     Ok(())
 }
+
+/// Mirrors a tree's sources (not target/, .git or `exclude`; regular files only) into `to`,
+/// writing only what changed, so that cargo there rebuilds only what differs: the corpus's
+/// and grading's copies of the workspace.
+pub fn mirror_sources(from: &Path, to: &Path, exclude: &[PathBuf]) -> Result<()> {
+    std::fs::create_dir_all(to).map_err(Error::io("create directory", to))?;
+    for entry in std::fs::read_dir(from).map_err(Error::io("list", from))? {
+        let entry = entry.map_err(Error::io("list", from))?;
+        let name = entry.file_name();
+        let source = entry.path();
+        if name == "target" || name == ".git" || exclude.contains(&source) {
+            continue;
+        }
+        let target = to.join(&name);
+        let kind = entry.file_type().map_err(Error::io("stat", &source))?;
+        if kind.is_dir() {
+            mirror_sources(&source, &target, exclude)?;
+        } else if kind.is_file() {
+            let bytes = std::fs::read(&source).map_err(Error::io("read", &source))?;
+            if std::fs::read(&target).ok().as_deref() != Some(bytes.as_slice()) {
+                std::fs::write(&target, bytes).map_err(Error::io("write", &target))?;
+            }
+        }
+    }
+    Ok(())
+}
